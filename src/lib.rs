@@ -1,0 +1,2 @@
+//! dirascope: score H&E skin-biopsy slides for the DIRA pattern.
+pub mod slide;
