@@ -1,0 +1,136 @@
+//! Command-line definitions and one short handler per subcommand.
+//!
+//! Handlers resolve options into the library's plain structs and call it; anything
+//! worth testing lives in the library modules, not here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::slide::{self, Mpp, OpenOptions};
+
+/// Exit codes of the contract in DESIGN.md.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const OTHER: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const SOME_FAILED: u8 = 3;
+    pub const MODEL: u8 = 4;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "dirascope",
+    version,
+    about = "Score H&E skin-biopsy slides for the DIRA pattern against psoriasiform patterns. Research use only."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a slide's format, levels, MPP and associated images.
+    Inspect(InspectArgs),
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// The slide file (SVS, TIFF, BigTIFF, OME-TIFF, PNG, JPEG).
+    slide: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Write a thumbnail (longest side 1024 px) to this PNG.
+    #[arg(long, value_name = "OUT.png")]
+    thumbnail: Option<PathBuf>,
+    /// Microns per pixel of level 0, overriding the file.
+    #[arg(long)]
+    mpp: Option<f64>,
+}
+
+/// An error with the exit code it maps to.
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: exit::OTHER,
+            error: e.into(),
+        }
+    }
+}
+
+pub fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: exit::USAGE,
+        error: anyhow::anyhow!(message.into()),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let result = match cli.command {
+        Command::Inspect(args) => inspect(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("dirascope: error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn mpp_option(mpp: Option<f64>) -> Result<Option<Mpp>, Failure> {
+    match mpp {
+        None => Ok(None),
+        Some(v) => Mpp::square(v).map(Some).ok_or_else(|| {
+            usage(format!(
+                "--mpp must be a positive number of microns per pixel, got {v}"
+            ))
+        }),
+    }
+}
+
+fn inspect(args: InspectArgs) -> Result<u8, Failure> {
+    let options = OpenOptions {
+        mpp_override: mpp_option(args.mpp)?,
+        ..OpenOptions::default()
+    };
+    let reader = slide::open(&args.slide, &options)?;
+    let info = reader.info();
+    if args.json {
+        let mut value = serde_json::to_value(info)?;
+        value["path"] = serde_json::json!(args.slide.display().to_string());
+        value["width"] = serde_json::json!(info.width());
+        value["height"] = serde_json::json!(info.height());
+        value["mpp_x"] = serde_json::json!(info.mpp.map(|m| m.x));
+        value["mpp_y"] = serde_json::json!(info.mpp.map(|m| m.y));
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", slide::describe(&args.slide, info));
+    }
+    if let Some(out) = args.thumbnail {
+        let thumb = reader.thumbnail(1024)?;
+        thumb
+            .save(&out)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write thumbnail: {e}", out.display()))?;
+    }
+    Ok(exit::OK)
+}
