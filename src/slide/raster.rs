@@ -37,12 +37,15 @@ impl RasterSlide {
         let mut head = Vec::new();
         file.take(64 << 10).read_to_end(&mut head).map_err(io)?;
         let is_png = head.starts_with(b"\x89PNG");
-        let reader = image::ImageReader::new(std::io::Cursor::new(&head))
-            .with_guessed_format()
-            .map_err(io)?;
-        let (width, height) = reader
-            .into_dimensions()
-            .map_err(|e| format_err(format!("cannot read the image header: {e}")))?;
+        let (width, height) = if is_png {
+            png_dimensions(&head).ok_or_else(|| format_err("no PNG IHDR header".into()))?
+        } else {
+            image::ImageReader::new(std::io::Cursor::new(&head))
+                .with_guessed_format()
+                .map_err(io)?
+                .into_dimensions()
+                .map_err(|e| format_err(format!("cannot read the image header: {e}")))?
+        };
         let pixels = width as u64 * height as u64;
         if pixels > options.limits.max_whole_image_pixels {
             return Err(SlideError::Limit {
@@ -160,6 +163,16 @@ impl SlideReader for RasterSlide {
             name: name.to_string(),
         })
     }
+}
+
+/// Width and height from the IHDR chunk that must open every PNG.
+fn png_dimensions(head: &[u8]) -> Option<(u32, u32)> {
+    if head.len() < 24 || &head[12..16] != b"IHDR" {
+        return None;
+    }
+    let w = u32::from_be_bytes(head[16..20].try_into().ok()?);
+    let h = u32::from_be_bytes(head[20..24].try_into().ok()?);
+    (w > 0 && h > 0).then_some((w, h))
 }
 
 /// MPP from a PNG pHYs chunk with unit "metre".

@@ -166,7 +166,7 @@ impl TiffFile {
             let Some(size) = type_size(typ) else {
                 continue; // unknown types are skipped, as the TIFF spec asks
             };
-            let bytes = n.checked_mul(size).unwrap_or(u64::MAX);
+            let bytes = n.saturating_mul(size);
             let entry = if bytes <= inline_size {
                 Entry {
                     typ,
@@ -711,11 +711,11 @@ fn classify(pages: &[Page], main_count: usize, big: bool) -> Classified {
             } else {
                 associated.push((format!("page-{i}"), i));
             }
-        } else if (from_subifd || p.subfile_type & 1 == 1 || !ome)
-            && same_aspect(p)
-            && p.width < first.width
-            && (from_subifd || !ome)
-        {
+        } else if p.subfile_type & 4 != 0 {
+            // A transparency mask (NewSubfileType bit 2) is neither a level nor a picture.
+            continue;
+        } else if same_aspect(p) && p.width < first.width && (from_subifd || !ome) {
+            // OME-TIFF keeps its pyramid in SubIFDs; other main-chain pages are other series.
             levels.push(i);
         } else {
             let lower = p.description.to_ascii_lowercase();
