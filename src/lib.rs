@@ -1,4 +1,5 @@
 //! dirascope: score H&E skin-biopsy slides for the DIRA pattern.
+pub mod batch;
 pub mod cli;
 pub mod slide;
 pub mod validate;
