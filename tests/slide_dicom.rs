@@ -640,6 +640,39 @@ fn jpeg_frames_in_two_fragments_found_through_the_offset_table() {
 }
 
 #[test]
+fn inspect_prints_the_dicom_slide() {
+    let dir = tempfile::tempdir().unwrap();
+    let l0 = write_series(dir.path(), &Spec::default(), &pattern(200, 150));
+    let out = assert_cmd::Command::cargo_bin("dirascope")
+        .unwrap()
+        .args(["inspect", l0.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "format           dicom",
+        "vendor           dirascope-test",
+        "dimensions       200 x 150",
+        "0.2500 x 0.2500 µm/px (dicom-pixel-spacing)",
+        "objective power  20x",
+        "levels           2",
+        "level 1        100 x 75 (downsample 2.000)",
+        "label          40 x 30",
+    ] {
+        assert!(text.contains(want), "'{want}' not in:\n{text}");
+    }
+    let out = assert_cmd::Command::cargo_bin("dirascope")
+        .unwrap()
+        .args(["inspect", "--json", l0.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["format"], "dicom");
+    assert_eq!(json["mpp_source"], "dicom-pixel-spacing");
+}
+
+#[test]
 fn a_directory_with_two_series_asks_the_user_to_choose() {
     let dir = tempfile::tempdir().unwrap();
     write_series(dir.path(), &Spec::default(), &pattern(100, 80));

@@ -108,51 +108,22 @@ fn implicit_vr(t: Tag) -> [u8; 2] {
 }
 
 /// Explicit VRs whose length field is 4 bytes after 2 reserved bytes (PS3.5 7.1.2).
+const LONG_VRS: [&[u8; 2]; 13] = [
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+];
+
+/// The other VRs of PS3.5 6.2, with a 2-byte length.
+const SHORT_VRS: [&[u8; 2]; 21] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+];
+
 fn has_long_length(vr: [u8; 2]) -> bool {
-    matches!(
-        &vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
-    )
+    LONG_VRS.contains(&&vr)
 }
 
 fn is_known_vr(vr: [u8; 2]) -> bool {
-    has_long_length(vr)
-        || matches!(
-            &vr,
-            b"AE"
-                | b"AS"
-                | b"AT"
-                | b"CS"
-                | b"DA"
-                | b"DS"
-                | b"DT"
-                | b"FL"
-                | b"FD"
-                | b"IS"
-                | b"LO"
-                | b"LT"
-                | b"PN"
-                | b"SH"
-                | b"SL"
-                | b"SS"
-                | b"ST"
-                | b"TM"
-                | b"UI"
-                | b"UL"
-                | b"US"
-        )
+    has_long_length(vr) || SHORT_VRS.contains(&&vr)
 }
 
 /// How a frame's compressed bytes are stored in the pixel data element.
@@ -998,7 +969,7 @@ fn build_image(path: &Path, file: File, h: Header, limits: &Limits) -> Result<Im
             if x < 0 || y < 0 || x as u64 >= width || y as u64 >= height {
                 continue;
             }
-            if x as u64 % columns != 0 || y as u64 % rows != 0 {
+            if !(x as u64).is_multiple_of(columns) || !(y as u64).is_multiple_of(rows) {
                 return Err(unsupported(
                     path,
                     format!("TILED_SPARSE frame {frame} at ({col}, {row}) is off the tile grid"),
@@ -1545,5 +1516,127 @@ impl SlideReader for DicomSlide {
             index,
             Rect::new(0, 0, grid.width as u32, grid.height as u32),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Preamble, DICM and a File Meta group naming `transfer_syntax`.
+    fn preamble(transfer_syntax: &str) -> Vec<u8> {
+        let mut out = vec![0u8; 128];
+        out.extend_from_slice(b"DICM");
+        let mut ts = transfer_syntax.as_bytes().to_vec();
+        if ts.len() % 2 == 1 {
+            ts.push(0);
+        }
+        out.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
+        out.extend_from_slice(&(ts.len() as u16).to_le_bytes());
+        out.extend_from_slice(&ts);
+        out
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Header, SlideError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.dcm");
+        std::fs::write(&path, bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        parse_header(&path, &file, &Limits::default(), false)
+    }
+
+    #[test]
+    fn values_read_whatever_vr_stores_them() {
+        assert_eq!(
+            numbers(*b"DS", b"0.000499\\0.000499 "),
+            [0.000499, 0.000499]
+        );
+        assert_eq!(integer(*b"IS", b"30"), Some(30));
+        assert_eq!(integer(*b"US", &500u16.to_le_bytes()), Some(500));
+        assert_eq!(integer(*b"SL", &(-7i32).to_le_bytes()), Some(-7));
+        assert_eq!(integer(*b"DS", b"1.5"), None);
+        assert_eq!(integer(*b"UL", &[1, 2]), None, "short value");
+        assert_eq!(text(b"TILED_FULL\0"), "TILED_FULL");
+    }
+
+    #[test]
+    fn image_type_value_3_tells_levels_from_associated_images() {
+        assert_eq!(
+            role(Some("DERIVED\\PRIMARY\\VOLUME\\RESAMPLED")),
+            Role::Volume
+        );
+        assert_eq!(role(Some("ORIGINAL\\PRIMARY\\LABEL\\NONE")), Role::Label);
+        assert_eq!(
+            role(Some("ORIGINAL\\PRIMARY\\OVERVIEW\\NONE")),
+            Role::Overview
+        );
+        assert_eq!(role(Some("ORIGINAL\\PRIMARY\\THUMBNAIL")), Role::Thumbnail);
+        assert_eq!(role(None), Role::Volume);
+    }
+
+    #[test]
+    fn pixel_spacing_is_row_then_column_in_millimetres() {
+        let h = Header {
+            shared_spacing: Some((0.0005, 0.00025)),
+            ..Header::default()
+        };
+        let (mpp, source) = pixel_spacing_mpp(&h, 100, 100).unwrap();
+        assert_eq!((mpp.x, mpp.y), (0.25, 0.5));
+        assert_eq!(source, MppSource::DicomPixelSpacing);
+        let h = Header {
+            imaged_volume: (Some(1.0), Some(2.0)),
+            ..Header::default()
+        };
+        let (mpp, source) = pixel_spacing_mpp(&h, 2000, 4000).unwrap();
+        assert_eq!((mpp.x, mpp.y), (0.5, 0.5));
+        assert_eq!(source, MppSource::DicomImagedVolume);
+    }
+
+    #[test]
+    fn deeply_nested_sequences_are_refused_not_recursed() {
+        let mut bytes = preamble(TS_EXPLICIT_LE);
+        for _ in 0..10_000 {
+            // (0040,A730) SQ, undefined length, then an undefined-length item.
+            bytes.extend_from_slice(&[0x40, 0x00, 0x30, 0xA7, b'S', b'Q', 0, 0]);
+            bytes.extend_from_slice(&[0xFF; 4]);
+            bytes.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        let err = parse(&bytes).unwrap_err();
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_transfer_syntaxes_are_named() {
+        let err = parse(&preamble("1.2.840.10008.1.2.4.90")).unwrap_err();
+        assert_eq!(err.kind(), "unsupported");
+        assert!(err.to_string().contains("JPEG 2000"), "{err}");
+        let err = parse(&preamble("1.2.840.10008.1.2.2")).unwrap_err();
+        assert!(err.to_string().contains("big endian"), "{err}");
+    }
+
+    #[test]
+    fn truncated_elements_and_lengths_past_the_end_are_format_errors() {
+        let mut bytes = preamble(TS_EXPLICIT_LE);
+        // (0008,0070) LO claiming 40 bytes with 3 present.
+        bytes.extend_from_slice(&[0x08, 0x00, 0x70, 0x00, b'L', b'O', 40, 0, b'a', b'b', b'c']);
+        assert_eq!(parse(&bytes).unwrap_err().kind(), "format");
+        let mut bytes = preamble(TS_EXPLICIT_LE);
+        // An OB element claiming 4 GiB.
+        bytes.extend_from_slice(&[
+            0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0, 0xFE, 0xFF, 0xFF, 0xFF,
+        ]);
+        assert_eq!(parse(&bytes).unwrap_err().kind(), "format");
+        assert_eq!(parse(&bytes[..100]).unwrap_err().kind(), "format");
+    }
+
+    #[test]
+    fn implicit_vr_data_sets_are_read_by_dictionary() {
+        let mut bytes = preamble(TS_IMPLICIT_LE);
+        // Rows = 256 (US by dictionary), NumberOfFrames "12" (IS), unknown tag skipped.
+        bytes.extend_from_slice(&[0x09, 0x00, 0x01, 0x00, 4, 0, 0, 0, 1, 2, 3, 4]);
+        bytes.extend_from_slice(&[0x28, 0x00, 0x08, 0x00, 2, 0, 0, 0, b'1', b'2']);
+        bytes.extend_from_slice(&[0x28, 0x00, 0x10, 0x00, 2, 0, 0, 0, 0x00, 0x01]);
+        let h = parse(&bytes).unwrap();
+        assert_eq!((h.rows, h.frames), (Some(256), Some(12)));
     }
 }
