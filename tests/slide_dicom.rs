@@ -318,6 +318,8 @@ struct Spec {
     two_fragments: bool,
     undefined_sequences: bool,
     mpp_mm: f64,
+    /// Write only frames `a..b`, as one part of a concatenation.
+    frames: Option<(usize, usize)>,
 }
 
 impl Default for Spec {
@@ -332,6 +334,7 @@ impl Default for Spec {
             two_fragments: false,
             undefined_sequences: false,
             mpp_mm: 0.00025,
+            frames: None,
         }
     }
 }
@@ -378,6 +381,10 @@ fn dicom_instance(spec: &Spec, img: &image::RgbImage) -> Vec<u8> {
             positions.push((tx * t + 1, ty * t + 1));
         }
     }
+    if let Some((a, b)) = spec.frames {
+        frames = frames.drain(a..b).collect();
+        positions = positions.drain(a..b).collect();
+    }
     let ts = match (spec.implicit, spec.jpeg) {
         (_, true) => "1.2.840.10008.1.2.4.50",
         (true, false) => "1.2.840.10008.1.2",
@@ -400,6 +407,9 @@ fn dicom_instance(spec: &Spec, img: &image::RgbImage) -> Vec<u8> {
     d.str(0x0008, 0x0016, b"UI", "1.2.840.10008.5.1.4.1.1.77.1.6");
     d.str(0x0008, 0x0070, b"LO", "dirascope-test");
     d.str(0x0020, 0x000E, b"UI", spec.series);
+    if let Some((a, _)) = spec.frames {
+        d.ul(0x0020, 0x9228, a as u32);
+    }
     d.str(
         0x0020,
         0x9311,
@@ -670,6 +680,37 @@ fn inspect_prints_the_dicom_slide() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["format"], "dicom");
     assert_eq!(json["mpp_source"], "dicom-pixel-spacing");
+}
+
+#[test]
+fn a_level_split_into_a_concatenation_reads_as_one_level() {
+    let img = pattern(200, 150);
+    let whole = tempfile::tempdir().unwrap();
+    let l0 = whole.path().join("whole.dcm");
+    std::fs::write(&l0, dicom_instance(&Spec::default(), &img)).unwrap();
+    let want = slide::open(&l0, &OpenOptions::default()).unwrap();
+    // 4 x 3 tiles of 64 px: frames 0..5 in one instance, 5..12 in another.
+    let split = tempfile::tempdir().unwrap();
+    for (name, range) in [("part-b.dcm", (5, 12)), ("part-a.dcm", (0, 5))] {
+        let spec = Spec {
+            frames: Some(range),
+            ..Spec::default()
+        };
+        std::fs::write(split.path().join(name), dicom_instance(&spec, &img)).unwrap();
+    }
+    let got = slide::open(split.path(), &OpenOptions::default()).unwrap();
+    assert_eq!(got.info().levels, want.info().levels);
+    let rect = Rect::new(0, 0, 200, 150);
+    assert_eq!(
+        got.read_region(0, rect).unwrap(),
+        want.read_region(0, rect).unwrap()
+    );
+    // One part alone is missing frames and says so.
+    std::fs::remove_file(split.path().join("part-b.dcm")).unwrap();
+    let err = slide::open(split.path(), &OpenOptions::default())
+        .err()
+        .expect("half a concatenation opened");
+    assert!(err.to_string().contains("needs 12 frames"), "{err}");
 }
 
 #[test]

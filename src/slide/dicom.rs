@@ -955,7 +955,6 @@ fn build_image(path: &Path, file: File, h: Header, limits: &Limits) -> Result<Im
         chunk_width: columns,
         chunk_height: rows,
     };
-    let tile_count = grid.across().saturating_mul(grid.down());
     let sparse = h.organization.as_deref() == Some("TILED_SPARSE")
         || (h.organization.as_deref() != Some("TILED_FULL") && !h.positions.is_empty());
     let tiles = if sparse {
@@ -981,13 +980,7 @@ fn build_image(path: &Path, file: File, h: Header, limits: &Limits) -> Result<Im
         }
         TileMap::Sparse(map)
     } else {
-        if (frame_list.len() as u64) < tile_count {
-            return Err(bad(format!(
-                "TILED_FULL image of {width}x{height} in {columns}x{rows} frames needs \
-                 {tile_count} frames, the file has {}",
-                frame_list.len()
-            )));
-        }
+        // Whether the frames cover every tile is checked once concatenations are joined.
         TileMap::Full
     };
     let mpp = pixel_spacing_mpp(&h, width, height);
@@ -1280,6 +1273,9 @@ impl DicomSlide {
             }
         }
         let (w0, h0) = (levels[0].grid.width, levels[0].grid.height);
+        for l in levels.iter().chain(&others) {
+            check_frames_cover_tiles(l)?;
+        }
         for l in &levels[1..] {
             let (w, h) = (l.grid.width as f64, l.grid.height as f64);
             // Reduced levels round their sides: allow one level pixel of drift.
@@ -1382,6 +1378,27 @@ impl DicomSlide {
             self.tile(index, tile)
         })
     }
+}
+
+/// A TILED_FULL image needs a frame for every tile of its (first) plane.
+fn check_frames_cover_tiles(image: &Image) -> Result<(), SlideError> {
+    let g = image.grid;
+    let tiles = g.across().saturating_mul(g.down());
+    if matches!(image.tiles, TileMap::Full) && (image.frames.len() as u64) < tiles {
+        let path = image.files.first().map_or(Path::new(""), |f| f.0.as_path());
+        return Err(format_err(
+            path,
+            format!(
+                "TILED_FULL image of {}x{} in {}x{} frames needs {tiles} frames, it has {}",
+                g.width,
+                g.height,
+                g.chunk_width,
+                g.chunk_height,
+                image.frames.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn too_many_instances(path: &Path, n: usize, limits: &Limits) -> SlideError {
