@@ -714,6 +714,23 @@ fn a_level_split_into_a_concatenation_reads_as_one_level() {
 }
 
 #[test]
+fn a_directory_whose_only_file_is_broken_reports_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = dicom_instance(&Spec::default(), &pattern(64, 64));
+    std::fs::write(dir.path().join("cut.dcm"), &bytes[..200]).unwrap();
+    let err = slide::open(dir.path(), &OpenOptions::default())
+        .err()
+        .expect("a truncated file opened");
+    assert_eq!(err.kind(), "format");
+    assert!(err.to_string().contains("cut.dcm"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let err = slide::open(empty.path(), &OpenOptions::default())
+        .err()
+        .expect("an empty directory opened");
+    assert!(err.to_string().contains("no DICOM files"), "{err}");
+}
+
+#[test]
 fn a_directory_with_two_series_asks_the_user_to_choose() {
     let dir = tempfile::tempdir().unwrap();
     write_series(dir.path(), &Spec::default(), &pattern(100, 80));

@@ -501,9 +501,10 @@ impl Parser<'_, '_> {
     }
 
     fn wants(&self, stack: &Stack, t: Tag) -> bool {
-        let path: Vec<Tag> = stack.iter().map(|(s, _)| *s).collect();
-        match path.as_slice() {
-            [] => matches!(
+        let outer = stack.first().map(|s| s.0);
+        let inner = stack.get(1).map(|s| s.0);
+        match (stack.len(), outer, inner) {
+            (0, _, _) => matches!(
                 t,
                 IMAGE_TYPE
                     | SOP_CLASS
@@ -526,13 +527,15 @@ impl Parser<'_, '_> {
                     | EXTENDED_OFFSET_TABLE
                     | EXTENDED_OFFSET_TABLE_LENGTHS
             ),
-            [SHARED_FUNCTIONAL_GROUPS | PER_FRAME_FUNCTIONAL_GROUPS, PIXEL_MEASURES_SEQUENCE] => {
-                t == PIXEL_SPACING
-            }
-            [PER_FRAME_FUNCTIONAL_GROUPS, PLANE_POSITION_SLIDE_SEQUENCE] => {
+            (
+                2,
+                Some(SHARED_FUNCTIONAL_GROUPS | PER_FRAME_FUNCTIONAL_GROUPS),
+                Some(PIXEL_MEASURES_SEQUENCE),
+            ) => t == PIXEL_SPACING,
+            (2, Some(PER_FRAME_FUNCTIONAL_GROUPS), Some(PLANE_POSITION_SLIDE_SEQUENCE)) => {
                 t == COLUMN_POSITION || t == ROW_POSITION
             }
-            [OPTICAL_PATH_SEQUENCE] => t == OBJECTIVE_LENS_POWER,
+            (1, Some(OPTICAL_PATH_SEQUENCE), _) => t == OBJECTIVE_LENS_POWER,
             _ => false,
         }
     }
@@ -1203,6 +1206,8 @@ impl DicomSlide {
                 "a directory, and it holds no DICOM files (DICM signature)",
             ));
         }
+        // Files whose series cannot be read group under "": they make the slide only
+        // when nothing else does, so that their own error reaches the user.
         let mut by_series: Vec<(String, Vec<PathBuf>)> = Vec::new();
         for f in files {
             let s = series_of(&f, limits).unwrap_or_default();
@@ -1211,33 +1216,28 @@ impl DicomSlide {
                 None => by_series.push((s, vec![f])),
             }
         }
-        by_series.retain(|(s, _)| !s.is_empty());
-        match by_series.len() {
-            0 => {
-                // No readable series UID anywhere: report the first file's own error.
-                let first = dicom_files_in(dir)?.remove(0);
-                open_instance(&first, limits)?;
-                Err(format_err(dir, "no DICOM file in it names its series"))
-            }
-            1 => {
-                let (_, paths) = by_series.remove(0);
-                if paths.len() > limits.max_levels {
-                    return Err(too_many_instances(dir, paths.len(), limits));
-                }
-                let images = paths
-                    .iter()
-                    .map(|p| open_instance(p, limits))
-                    .collect::<Result<Vec<_>, _>>()?;
-                DicomSlide::assemble(dir, images, options)
-            }
-            n => Err(unsupported(
+        if by_series.len() > 1 {
+            by_series.retain(|(s, _)| !s.is_empty());
+        }
+        if by_series.len() > 1 {
+            return Err(unsupported(
                 dir,
                 format!(
-                    "the directory holds {n} DICOM series; open one of its files to choose \
-                     a slide"
+                    "the directory holds {} DICOM series; open one of its files to choose \
+                     a slide",
+                    by_series.len()
                 ),
-            )),
+            ));
         }
+        let paths = by_series.pop().map(|(_, p)| p).unwrap_or_default();
+        if paths.len() > limits.max_levels {
+            return Err(too_many_instances(dir, paths.len(), limits));
+        }
+        let images = paths
+            .iter()
+            .map(|p| open_instance(p, limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        DicomSlide::assemble(dir, images, options)
     }
 
     fn assemble(
