@@ -320,6 +320,16 @@ struct Spec {
     mpp_mm: f64,
     /// Write only frames `a..b`, as one part of a concatenation.
     frames: Option<(usize, usize)>,
+    /// Which table tells two-fragment frames apart.
+    frame_index: FrameIndex,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum FrameIndex {
+    BasicOffsetTable,
+    ExtendedOffsetTable,
+    /// None: the reader must find each frame's JPEG start-of-image marker.
+    StartMarkers,
 }
 
 impl Default for Spec {
@@ -335,6 +345,7 @@ impl Default for Spec {
             undefined_sequences: false,
             mpp_mm: 0.00025,
             frames: None,
+            frame_index: FrameIndex::BasicOffsetTable,
         }
     }
 }
@@ -483,8 +494,24 @@ fn dicom_instance(spec: &Spec, img: &image::RgbImage) -> Vec<u8> {
                 fragments.push(p);
             }
         }
-        if !spec.two_fragments {
+        if !spec.two_fragments || spec.frame_index != FrameIndex::BasicOffsetTable {
             bot.clear(); // an empty Basic Offset Table, as most exporters write
+        }
+        if spec.two_fragments && spec.frame_index == FrameIndex::ExtendedOffsetTable {
+            let (mut offsets, mut lengths) = (Vec::new(), Vec::new());
+            let mut at = 0u64;
+            for f in &frames {
+                let padded = (f.len() as u64).div_ceil(2) * 2;
+                offsets.extend_from_slice(&at.to_le_bytes());
+                lengths.extend_from_slice(&padded.to_le_bytes());
+                at += 16 + padded;
+            }
+            // Written before the pixel data header, as tag order requires.
+            let header_at = d.out.len() - 12;
+            let pixel_header = d.out.split_off(header_at);
+            d.bytes(0x7FE0, 0x0001, b"OV", &offsets);
+            d.bytes(0x7FE0, 0x0002, b"OV", &lengths);
+            d.out.extend_from_slice(&pixel_header);
         }
         d.out.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
         d.out.extend_from_slice(&(bot.len() as u32).to_le_bytes());
@@ -728,6 +755,38 @@ fn a_directory_whose_only_file_is_broken_reports_that_file() {
         .err()
         .expect("an empty directory opened");
     assert!(err.to_string().contains("no DICOM files"), "{err}");
+}
+
+#[test]
+fn two_fragment_frames_found_through_the_extended_offset_table() {
+    let spec = Spec {
+        two_fragments: true,
+        frame_index: FrameIndex::ExtendedOffsetTable,
+        ..Spec::default()
+    };
+    check_round_trip(spec.clone());
+    // The table is what the reader follows: an entry off a fragment start is refused
+    // (were it ignored, the start markers would still find the frames).
+    let mut bytes = dicom_instance(&spec, &pattern(200, 150));
+    let header = [0xE0, 0x7F, 0x01, 0x00, b'O', b'V', 0, 0];
+    let at = bytes.windows(8).position(|w| w == header).unwrap() + 12;
+    bytes[at + 8] = bytes[at + 8].wrapping_add(2); // entry 1, low byte
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("eot.dcm");
+    std::fs::write(&path, bytes).unwrap();
+    let err = slide::open(&path, &OpenOptions::default())
+        .err()
+        .expect("a broken extended offset table was not noticed");
+    assert!(err.to_string().contains("offset table entry 1"), "{err}");
+}
+
+#[test]
+fn two_fragment_frames_found_by_their_start_markers_without_a_table() {
+    check_round_trip(Spec {
+        two_fragments: true,
+        frame_index: FrameIndex::StartMarkers,
+        ..Spec::default()
+    });
 }
 
 #[test]

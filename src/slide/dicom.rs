@@ -951,7 +951,14 @@ fn build_image(path: &Path, file: File, h: Header, limits: &Limits) -> Result<Im
     if matches!(codec, Codec::Native { .. }) && h.transfer_syntax == TS_JPEG_BASELINE {
         return Err(bad("native pixel data under a JPEG transfer syntax".into()));
     }
-    let frame_list = locate_frames(path, &h, frames, frame_pixels * samples as u64, limits)?;
+    let frame_list = locate_frames(
+        path,
+        &file,
+        &h,
+        frames,
+        frame_pixels * samples as u64,
+        limits,
+    )?;
     let grid = ChunkGrid {
         width,
         height,
@@ -1021,6 +1028,7 @@ fn pixel_spacing_mpp(h: &Header, width: u64, height: u64) -> Option<(Mpp, MppSou
 /// Each frame's bytes as fragments (file offset, length).
 fn locate_frames(
     path: &Path,
+    file: &File,
     h: &Header,
     frames: u64,
     native_frame_bytes: u64,
@@ -1054,7 +1062,8 @@ fn locate_frames(
             }
             // Frame starts, as offsets relative to the first fragment's item tag:
             // the Extended Offset Table, else the Basic Offset Table, else one
-            // fragment a frame (or every fragment for a single frame).
+            // fragment a frame, else every fragment for a single frame, else the
+            // fragments that open with a JPEG start-of-image marker.
             let starts: Vec<u64> = if let Some(eot) = h.extended_offsets.as_ref() {
                 eot.clone()
             } else if !basic_offsets.is_empty() {
@@ -1064,14 +1073,31 @@ fn locate_frames(
             } else if frames == 1 {
                 vec![0]
             } else {
-                return Err(unsupported(
-                    path,
-                    format!(
-                        "{} fragments for {frames} frames and no offset table to tell \
-                         which fragments make which frame",
-                        fragments.len()
-                    ),
-                ));
+                let mut starts = Vec::new();
+                for (i, &(offset, len)) in fragments.iter().enumerate() {
+                    let mut soi = [0u8; 2];
+                    if len >= 2 {
+                        read_exact_at(file, &mut soi, offset).map_err(|source| SlideError::Io {
+                            path: path.to_path_buf(),
+                            source,
+                        })?;
+                    }
+                    if soi == [0xFF, 0xD8] {
+                        starts.push(fragment_starts[i]);
+                    }
+                }
+                if starts.len() != frames || starts.first() != Some(&0) {
+                    return Err(unsupported(
+                        path,
+                        format!(
+                            "{} fragments for {frames} frames, no offset table, and {} of \
+                             them start a JPEG image",
+                            fragments.len(),
+                            starts.len()
+                        ),
+                    ));
+                }
+                starts
             };
             if starts.len() < frames {
                 return Err(bad(format!(
