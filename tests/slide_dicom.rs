@@ -725,6 +725,11 @@ fn a_level_split_into_a_concatenation_reads_as_one_level() {
         };
         std::fs::write(split.path().join(name), dicom_instance(&spec, &img)).unwrap();
     }
+    // A symlinked instance belongs to the series like a plain file.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("part-b.dcm");
+    std::fs::rename(split.path().join("part-b.dcm"), &target).unwrap();
+    std::os::unix::fs::symlink(&target, split.path().join("part-b.dcm")).unwrap();
     let got = slide::open(split.path(), &OpenOptions::default()).unwrap();
     assert_eq!(got.info().levels, want.info().levels);
     let rect = Rect::new(0, 0, 200, 150);

@@ -1166,7 +1166,8 @@ fn dicom_files_in(dir: &Path) -> Result<Vec<PathBuf>, SlideError> {
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let p = entry.path();
-        if !entry.file_type().map_err(io)?.is_file() {
+        // `Path::is_file` follows symlinks: data managers often link slide files in.
+        if !p.is_file() {
             continue;
         }
         let Ok(f) = File::open(&p) else { continue };
@@ -1389,7 +1390,7 @@ impl DicomSlide {
         );
         let decoded = match image.frame_for_tile(tile as u64) {
             // A tile no frame covers (TILED_SPARSE) is empty glass.
-            None => vec![self.info.background[0]; w * h * 3],
+            None => self.info.background.repeat(w * h),
             Some(frame) => decode_frame(image, frame, &self.limits)?,
         };
         let decoded = Arc::new(decoded);
