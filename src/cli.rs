@@ -38,7 +38,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct InspectArgs {
-    /// The slide file (SVS, TIFF, BigTIFF, OME-TIFF, PNG, JPEG).
+    /// The slide file (SVS, TIFF, BigTIFF, OME-TIFF, DICOM, PNG, JPEG), or a folder
+    /// holding one DICOM whole-slide series.
     slide: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]

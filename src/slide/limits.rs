@@ -26,6 +26,9 @@ pub struct Limits {
     pub max_region_pixels: u64,
     /// Width or height of any level: 2^24 px (16.7 million).
     pub max_dimension: u64,
+    /// Frames (tiles) of one DICOM instance, and tiles of one sparse level: 2^22
+    /// (4.2 million; a 200,000 px square level in 128 px tiles needs 2.4 million).
+    pub max_frames: u64,
 }
 
 impl Default for Limits {
@@ -40,6 +43,7 @@ impl Default for Limits {
             max_tag_bytes: 256 << 20,
             max_region_pixels: 256 << 20,
             max_dimension: 1 << 24,
+            max_frames: 1 << 22,
         }
     }
 }

@@ -16,6 +16,10 @@ pub enum MppSource {
     OmeXml,
     /// TIFF X/YResolution with ResolutionUnit centimetre or inch.
     TiffResolution,
+    /// DICOM PixelSpacing in the Pixel Measures functional group.
+    DicomPixelSpacing,
+    /// DICOM ImagedVolumeWidth/Height divided by the total pixel matrix size.
+    DicomImagedVolume,
     /// Given by the user (`--mpp`).
     Override,
     /// Not stored anywhere in the file.
@@ -28,6 +32,8 @@ impl std::fmt::Display for MppSource {
             MppSource::AperioDescription => "aperio-description",
             MppSource::OmeXml => "ome-xml",
             MppSource::TiffResolution => "tiff-resolution",
+            MppSource::DicomPixelSpacing => "dicom-pixel-spacing",
+            MppSource::DicomImagedVolume => "dicom-imaged-volume",
             MppSource::Override => "override",
             MppSource::Unknown => "unknown",
         };

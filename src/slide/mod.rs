@@ -4,6 +4,8 @@
 //! knows nothing of tissue, tiles or models.
 
 mod cache;
+mod dicom;
+mod grid;
 mod limits;
 mod metadata;
 mod raster;
@@ -74,6 +76,7 @@ pub enum SlideFormat {
     BigTiff,
     Png,
     Jpeg,
+    Dicom,
 }
 
 impl fmt::Display for SlideFormat {
@@ -85,6 +88,7 @@ impl fmt::Display for SlideFormat {
             SlideFormat::BigTiff => "bigtiff",
             SlideFormat::Png => "png",
             SlideFormat::Jpeg => "jpeg",
+            SlideFormat::Dicom => "dicom",
         };
         f.write_str(name)
     }
@@ -259,15 +263,20 @@ impl SlideError {
 }
 
 /// Opens a slide, choosing the reader by the file's first bytes (never its extension).
+///
+/// A directory is read as a DICOM whole-slide image: the `.dcm` instances of one series.
 pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn SlideReader>, SlideError> {
     let io = |source| SlideError::Io {
         path: path.to_path_buf(),
         source,
     };
+    if std::fs::metadata(path).map_err(io)?.is_dir() {
+        return Ok(Box::new(dicom::DicomSlide::open_dir(path, options)?));
+    }
     let file = std::fs::File::open(path).map_err(io)?;
-    let mut magic = [0u8; 8];
-    let n = read_prefix(&file, &mut magic).map_err(io)?;
-    let magic = &magic[..n];
+    let mut prefix = [0u8; 132];
+    let n = read_prefix(&file, &mut prefix).map_err(io)?;
+    let magic = &prefix[..n.min(8)];
     let reader: Box<dyn SlideReader> = if magic.starts_with(b"II*\0")
         || magic.starts_with(b"MM\0*")
         || magic.starts_with(b"II+\0")
@@ -276,6 +285,8 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn SlideReader>, 
         Box::new(tiff::TiffSlide::open(path, file, options)?)
     } else if magic.starts_with(b"\x89PNG\r\n\x1a\n") || magic.starts_with(b"\xff\xd8\xff") {
         Box::new(raster::RasterSlide::open(path, file, options)?)
+    } else if dicom::has_magic(&prefix[..n]) {
+        Box::new(dicom::DicomSlide::open_file(path, options)?)
     } else if n == 0 {
         return Err(SlideError::Unsupported {
             path: path.to_path_buf(),
@@ -284,7 +295,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn SlideReader>, 
     } else {
         return Err(SlideError::Unsupported {
             path: path.to_path_buf(),
-            reason: "unknown file signature; expected TIFF/SVS/BigTIFF, PNG or JPEG".into(),
+            reason: "unknown file signature; expected TIFF/SVS/BigTIFF, DICOM, PNG or JPEG".into(),
         });
     };
     Ok(reader)

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use image::RgbImage;
 
 use super::cache::ChunkCache;
+use super::grid::{check_region, copy_region, decode_jpeg_chunk, ChunkGrid, JpegColour, JpegError};
 use super::metadata::{self, MppSource};
 use super::{
     read_exact_at, AssociatedInfo, LevelInfo, Limits, Mpp, OpenOptions, Rect, SlideError,
@@ -453,47 +454,17 @@ impl TiffSlide {
     }
 
     fn read_page_rect(&self, page_index: usize, rect: Rect) -> Result<RgbImage, SlideError> {
-        let pixels = rect.width as u64 * rect.height as u64;
-        if pixels > self.file.limits.max_region_pixels {
-            return Err(self.file.limit_err(
-                format!("region {}x{}", rect.width, rect.height),
-                pixels,
-                self.file.limits.max_region_pixels,
-                "max_region_pixels",
-            ));
-        }
+        check_region(&self.file.path, &self.file.limits, rect)?;
         let page = &self.pages[page_index];
-        let mut out =
-            RgbImage::from_pixel(rect.width, rect.height, image::Rgb(self.info.background));
-        let x0 = rect.x.max(0) as u64;
-        let y0 = rect.y.max(0) as u64;
-        let x1 = ((rect.x + rect.width as i64).max(0) as u64).min(page.width);
-        let y1 = ((rect.y + rect.height as i64).max(0) as u64).min(page.height);
-        if x0 >= x1 || y0 >= y1 {
-            return Ok(out);
-        }
-        let (cw, ch) = (page.chunk_width, page.chunk_height);
-        let out_w = rect.width as usize;
-        let buf: &mut [u8] = &mut out;
-        for cy in y0 / ch..=(y1 - 1) / ch {
-            for cx in x0 / cw..=(x1 - 1) / cw {
-                let index = (cy * page.chunks_across() + cx) as usize;
-                let data = self.chunk(page_index, index)?;
-                let rows_in_chunk = data.len() as u64 / (cw * 3);
-                let sx0 = x0.max(cx * cw);
-                let sx1 = x1.min((cx + 1) * cw);
-                let sy0 = y0.max(cy * ch);
-                let sy1 = y1.min(cy * ch + rows_in_chunk);
-                for y in sy0..sy1 {
-                    let src = ((y - cy * ch) * cw + (sx0 - cx * cw)) as usize * 3;
-                    let dst =
-                        ((y as i64 - rect.y) as usize * out_w + (sx0 as i64 - rect.x) as usize) * 3;
-                    let n = (sx1 - sx0) as usize * 3;
-                    buf[dst..dst + n].copy_from_slice(&data[src..src + n]);
-                }
-            }
-        }
-        Ok(out)
+        let grid = ChunkGrid {
+            width: page.width,
+            height: page.height,
+            chunk_width: page.chunk_width,
+            chunk_height: page.chunk_height,
+        };
+        copy_region(grid, rect, self.info.background, |index| {
+            self.chunk(page_index, index)
+        })
     }
 }
 
@@ -898,52 +869,18 @@ fn decode_jpeg(
         }
         _ => data.to_vec(),
     };
-    let tile_err = |reason: String| tf.format_err(format!("JPEG tile {index}: {reason}"));
-    let mut decoder = jpeg_decoder::Decoder::new(&stream[..]);
-    decoder.set_max_decoding_buffer_size(tf.limits.max_tile_pixels as usize * 4);
-    decoder.read_info().map_err(|e| tile_err(e.to_string()))?;
-    let info = decoder
-        .info()
-        .ok_or_else(|| tile_err("no frame header".into()))?;
-    let (jw, jh) = (info.width as usize, info.height as usize);
-    if (jw * jh) as u64 > tf.limits.max_tile_pixels {
-        return Err(tf.limit_err(
+    let colour = match page.photometric {
+        2 => JpegColour::Rgb,
+        6 => JpegColour::YCbCr,
+        _ => JpegColour::FromStream,
+    };
+    decode_jpeg_chunk(&stream, colour, width, rows, &tf.limits).map_err(|e| match e {
+        JpegError::TooLarge(pixels) => tf.limit_err(
             format!("JPEG tile {index} pixels"),
-            (jw * jh) as u64,
+            pixels,
             tf.limits.max_tile_pixels,
             "max_tile_pixels",
-        ));
-    }
-    match (page.photometric, info.pixel_format) {
-        (2, jpeg_decoder::PixelFormat::RGB24) => {
-            decoder.set_color_transform(jpeg_decoder::ColorTransform::RGB)
-        }
-        (6, jpeg_decoder::PixelFormat::RGB24) => {
-            decoder.set_color_transform(jpeg_decoder::ColorTransform::YCbCr)
-        }
-        _ => {}
-    }
-    let pixels = decoder.decode().map_err(|e| tile_err(e.to_string()))?;
-    let channels = match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => 1,
-        jpeg_decoder::PixelFormat::RGB24 => 3,
-        other => return Err(tile_err(format!("unsupported JPEG pixel format {other:?}"))),
-    };
-    if pixels.len() < jw * jh * channels {
-        return Err(tile_err("short decode".into()));
-    }
-    // Copy into a chunk-sized buffer; a JPEG smaller than the tile leaves background.
-    let mut out = vec![255u8; width * rows * 3];
-    for y in 0..rows.min(jh) {
-        for x in 0..width.min(jw) {
-            let s = (y * jw + x) * channels;
-            let d = (y * width + x) * 3;
-            if channels == 1 {
-                out[d..d + 3].fill(pixels[s]);
-            } else {
-                out[d..d + 3].copy_from_slice(&pixels[s..s + 3]);
-            }
-        }
-    }
-    Ok(out)
+        ),
+        JpegError::Bad(reason) => tf.format_err(format!("JPEG tile {index}: {reason}")),
+    })
 }
