@@ -1,3 +1,4 @@
 //! dirascope: score H&E skin-biopsy slides for the DIRA pattern.
 pub mod cli;
 pub mod slide;
+pub mod synth;
