@@ -34,6 +34,59 @@ struct Cli {
 enum Command {
     /// Show a slide's format, levels, MPP and associated images.
     Inspect(InspectArgs),
+    /// Render phantom H&E skin sections with ground truth (masks, truth.json).
+    Synth(SynthArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ClassArg {
+    Dira,
+    PustularPsoriasis,
+    Psoriasis,
+    Normal,
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    /// Slide class; without it a --count set mixes the four classes equally (class = seed mod 4).
+    #[arg(long, value_enum)]
+    class: Option<ClassArg>,
+    /// First seed; slide ids are <class>-<seed>.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Number of slides (seeds N..N+K); writes manifest.csv.
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    /// Level-0 microns per pixel.
+    #[arg(long, default_value_t = 0.5)]
+    mpp: f64,
+    /// Slide width in millimetres.
+    #[arg(long, default_value_t = 4.0)]
+    width_mm: f64,
+    /// Slide height in millimetres.
+    #[arg(long, default_value_t = 3.0)]
+    height_mm: f64,
+    /// Output folder (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Export a labelled PNG tile dataset (labels.csv) instead of slides.
+    #[arg(long)]
+    tiles: bool,
+    /// Tile side in pixels (with --tiles).
+    #[arg(long, default_value_t = 224)]
+    tile_px: u32,
+    /// Microns per pixel of the tiles (with --tiles).
+    #[arg(long, default_value_t = 0.5)]
+    tile_mpp: f64,
+    /// Artefacts to add: a comma list of pen, fold, blur.
+    #[arg(long, default_value = "")]
+    artefacts: String,
+    /// Level-0 pixels per mask pixel.
+    #[arg(long, default_value_t = 8)]
+    mask_downsample: u32,
+    /// JPEG quality of the tiles (default: drawn per slide, 78-92).
+    #[arg(long)]
+    jpeg_quality: Option<u8>,
 }
 
 #[derive(clap::Args)]
@@ -88,6 +141,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect(args) => inspect(args),
+        Command::Synth(args) => synth(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -134,4 +188,54 @@ fn inspect(args: InspectArgs) -> Result<u8, Failure> {
             .map_err(|e| anyhow::anyhow!("{}: cannot write thumbnail: {e}", out.display()))?;
     }
     Ok(exit::OK)
+}
+
+fn synth(args: SynthArgs) -> Result<u8, Failure> {
+    use crate::synth::{self, SlideClass, Summary, SynthOptions, TileOptions};
+    let class = args.class.map(|c| match c {
+        ClassArg::Dira => SlideClass::Dira,
+        ClassArg::PustularPsoriasis => SlideClass::PustularPsoriasis,
+        ClassArg::Psoriasis => SlideClass::Psoriasis,
+        ClassArg::Normal => SlideClass::Normal,
+    });
+    let artefacts = args
+        .artefacts
+        .parse()
+        .map_err(|e: synth::SynthError| usage(e.to_string()))?;
+    let options = SynthOptions {
+        class,
+        seed: args.seed,
+        count: args.count,
+        mpp: args.mpp,
+        width_mm: args.width_mm,
+        height_mm: args.height_mm,
+        out: args.out,
+        artefacts,
+        mask_downsample: args.mask_downsample,
+        jpeg_quality: args.jpeg_quality,
+        tiles: args.tiles.then(|| TileOptions {
+            tile_px: args.tile_px,
+            tile_mpp: args.tile_mpp,
+            ..TileOptions::default()
+        }),
+    };
+    match synth::run(&options) {
+        Ok(Summary::Slides(slides)) => {
+            for s in slides {
+                println!("{}\t{}\t{}", s.slide_id, s.class, s.tiff.display());
+            }
+            Ok(exit::OK)
+        }
+        Ok(Summary::Tiles(t)) => {
+            println!(
+                "{} tiles from {} slides; labels in {}",
+                t.tiles,
+                t.slides,
+                t.labels.display()
+            );
+            Ok(exit::OK)
+        }
+        Err(e) if e.is_usage() => Err(usage(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
 }

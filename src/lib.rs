@@ -2,4 +2,5 @@
 pub mod batch;
 pub mod cli;
 pub mod slide;
+pub mod synth;
 pub mod validate;
