@@ -18,4 +18,4 @@ for y in range(0, side, region):
         regions += 1
 secs = time.perf_counter() - start
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-print(f"openslide: {regions} regions of {region}x{region} in {secs:.1} s rate={regions / secs:.2} rss_mib={rss:.0} (checksum {checksum})")
+print(f"openslide: {regions} regions of {region}x{region} in {secs:.1f} s rate={regions / secs:.2f} rss_mib={rss:.0f} (checksum {checksum})")
