@@ -1,3 +1,9 @@
 //! dirascope: score H&E skin-biopsy slides for the DIRA pattern.
+pub mod aggregate;
 pub mod cli;
+pub mod qc;
+pub mod report;
+pub mod score;
 pub mod slide;
+pub mod tiling;
+pub mod tissue;
