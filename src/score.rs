@@ -201,6 +201,8 @@ fn stream_tiles(
     let mut laplacians: Vec<Vec<f64>> = vec![Vec::new(); chunks.len()];
     let result: Result<(), ScoreError> = std::thread::scope(|scope| {
         let producer = scope.spawn(|| {
+            // Owned here so the queue closes when the last batch is sent.
+            let tx = tx;
             pool.install(|| {
                 chunks
                     .par_iter()
@@ -258,7 +260,6 @@ fn stream_tiles(
         });
         consumed.and(produced)
     });
-    drop(tx);
     result?;
     let mut scores = Vec::with_capacity(grid.tiles.len());
     for (chunk, probs) in chunks.iter().zip(probabilities) {
