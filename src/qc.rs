@@ -322,4 +322,20 @@ mod tests {
         let v = laplacian_variance(&check);
         assert!((v - 1020.0f64.powi(2)).abs() < 1e-6, "{v}");
     }
+
+    #[test]
+    fn real_skin_tile_is_sharp_and_its_blurred_copy_is_not() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/real/CMU-1-Small-Region.region-x800-y1200-512.png");
+        if !p.is_file() {
+            eprintln!("skipped: {} is absent", p.display());
+            return;
+        }
+        let tile = image::open(&p).unwrap().into_rgb8();
+        let sharp = laplacian_variance(&tile);
+        let blurred = laplacian_variance(&image::imageops::blur(&tile, 4.0));
+        let min = QcOptions::default().min_laplacian_variance;
+        assert!(sharp > 5.0 * min, "sharp {sharp}");
+        assert!(blurred < min, "blurred {blurred}");
+    }
 }

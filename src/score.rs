@@ -649,8 +649,8 @@ mod tests {
                     let n = (t.width() * t.height()) as f64;
                     let mut m = [0.0f64; 3];
                     for p in t.pixels() {
-                        for c in 0..3 {
-                            m[c] += p.0[c] as f64 / n;
+                        for (acc, &v) in m.iter_mut().zip(&p.0) {
+                            *acc += v as f64 / n;
                         }
                     }
                     let blue = ((m[2] - m[0]) / 100.0).clamp(0.0, 1.0) as f32;
@@ -740,7 +740,7 @@ mod tests {
         let out1 = dir.path().join("out1");
         let out2 = dir.path().join("out2");
         let a = score_batch(
-            &[slide.clone()],
+            std::slice::from_ref(&slide),
             &out1,
             &ColourScorer::new(3),
             &model(),
@@ -749,7 +749,7 @@ mod tests {
         )
         .unwrap();
         let b = score_batch(
-            &[slide.clone()],
+            std::slice::from_ref(&slide),
             &out2,
             &ColourScorer::new(3),
             &model(),

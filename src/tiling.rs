@@ -449,8 +449,10 @@ mod tests {
                 thumb.put_pixel(x, y, image::Rgb([220, 140, 190]));
             }
         }
-        let mut to = crate::tissue::TissueOptions::default();
-        to.min_component_mm2 = 0.0;
+        let to = crate::tissue::TissueOptions {
+            min_component_mm2: 0.0,
+            ..crate::tissue::TissueOptions::default()
+        };
         let mask = crate::tissue::detect(&thumb, 1000, 1000, Mpp::square(1.0), &to);
         let options = TilingOptions {
             tile_px: 250,

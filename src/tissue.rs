@@ -631,4 +631,37 @@ mod tests {
         let err = load_user_mask(&dir.path().join("nope.png"), 10, 5, None, 1 << 20).unwrap_err();
         assert!(err.to_string().contains("nope.png"));
     }
+
+    /// The real normal-skin slide beside the project; `None` (with a printed reason)
+    /// where `../shared` is absent.
+    fn real_slide() -> Option<std::path::PathBuf> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/real/CMU-1-Small-Region.svs");
+        if p.is_file() {
+            Some(p)
+        } else {
+            eprintln!("skipped: {} is absent", p.display());
+            None
+        }
+    }
+
+    #[test]
+    fn real_skin_has_a_quarter_to_a_half_tissue_and_no_pen() {
+        let Some(path) = real_slide() else { return };
+        let reader = crate::slide::open(&path, &crate::slide::OpenOptions::default()).unwrap();
+        let info = reader.info().clone();
+        let options = TissueOptions::default();
+        let side = mask_side(&info, &options);
+        // 2967 px * 0.499 µm / 10 µm per mask pixel.
+        assert_eq!(side, 148);
+        let thumb = reader.thumbnail(side).unwrap();
+        let m = detect(&thumb, info.width(), info.height(), info.mpp, &options);
+        let fraction = m.tissue_pixels() as f64 / m.tissue.len() as f64;
+        assert!(
+            (0.2..=0.6).contains(&fraction),
+            "tissue fraction {fraction}"
+        );
+        let pen = m.pen_area_mm2().unwrap();
+        assert!(pen < 0.01, "pen {pen} mm²");
+    }
 }
