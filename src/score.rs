@@ -842,4 +842,44 @@ mod tests {
         assert!(o.errors[0].2.contains("--mpp"));
         assert!(out.join("errors.csv").is_file());
     }
+
+    #[test]
+    fn real_normal_skin_passes_qc_and_is_tiled_at_the_model_scale() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/real/CMU-1-Small-Region.svs");
+        if !path.is_file() {
+            eprintln!("skipped: {} is absent", path.display());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let scorer = ColourScorer {
+            tile_px: 224,
+            mpp: 0.5,
+            ..ColourScorer::new(8)
+        };
+        let r = score_slide(
+            &path,
+            dir.path(),
+            &scorer,
+            &model(),
+            &ScoreOptions {
+                threads: Some(2),
+                ..ScoreOptions::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert!(r.qc.flags.is_empty(), "{:?}", r.qc.flags);
+        assert!(r.qc.laplacian_variance.unwrap() > 100.0);
+        // 2220 x 2967 px at 0.499 µm: 1.108 x 1.481 mm = 1.64 mm²; a quarter to a half is tissue.
+        let area = r.tissue.area_mm2.unwrap();
+        assert!((0.4..=0.9).contains(&area), "tissue {area} mm²");
+        // 224 px at 0.5 µm = 224.4 level-0 px: a 10 x 14 grid.
+        assert_eq!((r.tiles.cols, r.tiles.rows), (10, 14));
+        assert!(r.tiles.scored >= 30, "{} tiles", r.tiles.scored);
+        assert_eq!(
+            r.slide.sha256.as_deref(),
+            Some("ed92d5a9f2e86df67640d6f92ce3e231419ce127131697fbbce42ad5e002c8a7")
+        );
+    }
 }
