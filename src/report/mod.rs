@@ -68,6 +68,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
         .tempfile_in(dir)
         .map_err(|e| ReportError::io(path, e))?;
     tmp.write_all(bytes).map_err(|e| ReportError::io(path, e))?;
+    // Temporary files are created private (0600); reports are ordinary files.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| ReportError::io(path, e))?;
+    }
     tmp.as_file()
         .sync_all()
         .map_err(|e| ReportError::io(path, e))?;
@@ -281,6 +288,9 @@ mod tests {
         write_atomic(&path, b"one").unwrap();
         write_atomic(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())
