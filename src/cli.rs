@@ -34,6 +34,8 @@ struct Cli {
 enum Command {
     /// Show a slide's format, levels, MPP and associated images.
     Inspect(InspectArgs),
+    /// Score slides for the DIRA pattern and write reports into OUT.
+    Score(ScoreArgs),
     /// Render phantom H&E skin sections with ground truth (masks, truth.json).
     Synth(SynthArgs),
 }
@@ -89,6 +91,64 @@ struct SynthArgs {
     jpeg_quality: Option<u8>,
 }
 
+/// Raw `score` arguments; [`ScoreArgs::options`] turns them into the library's options.
+#[derive(clap::Args, Debug)]
+pub struct ScoreArgs {
+    /// Slide files (SVS, TIFF, BigTIFF, OME-TIFF, PNG, JPEG).
+    #[arg(required = true)]
+    pub slides: Vec<PathBuf>,
+    /// Output folder: OUT/<slide_id>/, OUT/summary.csv, OUT/report.html.
+    #[arg(long, value_name = "OUT")]
+    pub out: PathBuf,
+    /// Model folder holding model.toml and the ONNX file (default: the bundled model).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Worker threads for reading and resampling tiles (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Microns per pixel of level 0, overriding the file (required where it has none).
+    #[arg(long, value_name = "X")]
+    pub mpp: Option<f64>,
+    /// Keep tiles with at least this fraction of tissue (default: the model manifest's).
+    #[arg(long, value_name = "F")]
+    pub min_tissue: Option<f64>,
+    /// Overlap between neighbouring tiles, in model pixels.
+    #[arg(long, value_name = "PX", default_value_t = 0)]
+    pub overlap: u32,
+    /// Use this PNG as the tissue mask instead of detecting one (aspect must match the slide).
+    #[arg(long, value_name = "PNG")]
+    pub tissue_mask: Option<PathBuf>,
+    /// Print the batch summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ScoreArgs {
+    /// Resolves the raw arguments over `base` (the model manifest's defaults).
+    pub fn options(
+        &self,
+        base: crate::score::ScoreOptions,
+    ) -> Result<crate::score::ScoreOptions, Failure> {
+        let mut o = base;
+        o.open.mpp_override = mpp_option(self.mpp)?;
+        if let Some(f) = self.min_tissue {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(usage(format!(
+                    "--min-tissue must be between 0 and 1, got {f}"
+                )));
+            }
+            o.min_tissue = f;
+        }
+        if self.threads == Some(0) {
+            return Err(usage("--threads must be at least 1"));
+        }
+        o.threads = self.threads;
+        o.overlap_px = self.overlap;
+        o.tissue_mask = self.tissue_mask.clone();
+        Ok(o)
+    }
+}
+
 #[derive(clap::Args)]
 struct InspectArgs {
     /// The slide file (SVS, TIFF, BigTIFF, OME-TIFF, DICOM, PNG, JPEG), or a folder
@@ -142,6 +202,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect(args),
         Command::Synth(args) => synth(args),
+        Command::Score(args) => score(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -238,4 +299,25 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
         Err(e) if e.is_usage() => Err(usage(e.to_string())),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `dirascope score`: resolve options, refuse slides without an MPP (exit 2), score.
+///
+/// The model engine lands from the `model` branch; until it is wired here, this
+/// handler stops after checking its inputs and says so with the model exit code.
+fn score(args: ScoreArgs) -> Result<u8, Failure> {
+    let options = args.options(crate::score::ScoreOptions::default())?;
+    if let Some(path) = crate::score::first_without_mpp(&args.slides, &options.open) {
+        return Err(usage(format!(
+            "{}: the slide has no microns-per-pixel and cannot be tiled at the model's scale; pass --mpp (for example --mpp 0.5 for a 20x scan)",
+            path.display()
+        )));
+    }
+    Err(Failure {
+        code: exit::MODEL,
+        error: anyhow::anyhow!(
+            "no model engine is wired into `score` yet (see the model branch); {} slide(s) checked",
+            args.slides.len()
+        ),
+    })
 }

@@ -1,6 +1,12 @@
 //! dirascope: score H&E skin-biopsy slides for the DIRA pattern.
+pub mod aggregate;
 pub mod batch;
 pub mod cli;
+pub mod qc;
+pub mod report;
+pub mod score;
 pub mod slide;
 pub mod synth;
+pub mod tiling;
+pub mod tissue;
 pub mod validate;

@@ -1,0 +1,552 @@
+//! The `aggregate` stage: tile probabilities -> one slide result (scores, call, evidence).
+//!
+//! It owns the per-finding summaries, the pattern scores, the call rule and the choice
+//! of evidence tiles. It never reads pixels or files, and its output does not depend on
+//! the order tiles arrive in: tiles are sorted by grid position first, and every sum
+//! runs in that fixed order.
+//!
+//! **Pattern scores** (each in 0..=1), from the per-finding top-k means
+//! `P` (subcorneal pustule), `A` (acantholysis), `H` (neutrophilic eccrine
+//! hidradenitis), `S` (psoriasiform):
+//! - `dira = sqrt(P * max(A, H))`: the geometric mean of the pustule and the stronger
+//!   of the two findings that set DIRA apart from psoriasis. A pustule alone
+//!   (`A = H = 0`) scores 0, so it can never make a DIRA call; nor can acantholysis or
+//!   hidradenitis without a pustule.
+//! - `psoriasiform = S`.
+//!
+//! **Call** (after the QC gate, which wins; no tissue tiles gives
+//! `insufficient-tissue`). With thresholds `Td`, `Ts` and margin `m`, a score is
+//! *positive* if `>= T + m`, *negative* if `< T - m`, and in the *no-call band*
+//! otherwise:
+//! - DIRA positive and psoriasiform negative -> `dira-pattern`;
+//! - psoriasiform positive and DIRA negative -> `psoriasiform-pattern`;
+//! - both negative -> `no-pustular-pattern`;
+//! - anything else -> `mixed`: both patterns present, or a score inside the band.
+//!   `call_reason` says which.
+
+use serde::Serialize;
+
+use crate::qc::Gate;
+use crate::slide::Rect;
+
+/// The four finding keys, in the order DESIGN.md lists them.
+pub const PUSTULE: &str = "subcorneal_pustule";
+pub const ACANTHOLYSIS: &str = "acantholysis";
+pub const HIDRADENITIS: &str = "neutrophilic_eccrine_hidradenitis";
+pub const PSORIASIFORM: &str = "psoriasiform";
+pub const FINDINGS: [&str; 4] = [PUSTULE, ACANTHOLYSIS, HIDRADENITIS, PSORIASIFORM];
+
+/// Parameters of aggregation and of the call rule. The model manifest's
+/// `[aggregation]` table supplies them; `Default` is: top 5% of tissue tiles but at
+/// least 5, a tile is positive at p >= 0.5, DIRA and psoriasiform thresholds 0.5,
+/// no-call margin 0.05, 8 evidence tiles per finding, tile area 0 (set it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AggregateParams {
+    pub top_k_fraction: f64,
+    pub top_k_min: usize,
+    pub tile_threshold: f64,
+    /// Slide area one tile stands for in µm² (the grid stride's area).
+    pub tile_area_um2: f64,
+    pub dira_threshold: f64,
+    pub psoriasiform_threshold: f64,
+    pub no_call_margin: f64,
+    pub evidence_per_finding: usize,
+}
+
+impl Default for AggregateParams {
+    fn default() -> Self {
+        AggregateParams {
+            top_k_fraction: 0.05,
+            top_k_min: 5,
+            tile_threshold: 0.5,
+            tile_area_um2: 0.0,
+            dira_threshold: 0.5,
+            psoriasiform_threshold: 0.5,
+            no_call_margin: 0.05,
+            evidence_per_finding: 8,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    #[error("the model has no class '{key}' (its classes: {classes}); the DIRA rule needs all of {needed}")]
+    MissingClass {
+        key: String,
+        classes: String,
+        needed: String,
+    },
+    #[error("tile {index} has {got} probabilities but the model has {expected} classes")]
+    ProbabilityCount {
+        index: usize,
+        got: usize,
+        expected: usize,
+    },
+}
+
+/// One scored tile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TileScore {
+    pub col: u32,
+    pub row: u32,
+    pub level0: Rect,
+    pub tissue_fraction: f64,
+    /// One probability per class, in the model's class order.
+    pub probabilities: Vec<f32>,
+}
+
+/// The slide's summary of one class.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FindingSummary {
+    pub key: String,
+    pub top_k_mean: f64,
+    pub max: f64,
+    pub positive_tiles: usize,
+    pub positive_area_mm2: f64,
+    /// Tiles in the largest 4-connected group of positive tiles on the grid.
+    pub largest_cluster_tiles: usize,
+    pub largest_cluster_mm2: f64,
+}
+
+/// One evidence tile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    pub finding: String,
+    pub rank: usize,
+    pub probability: f64,
+    pub col: u32,
+    pub row: u32,
+    /// Level-0 rectangle.
+    pub x: i64,
+    pub y: i64,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Call {
+    DiraPattern,
+    PsoriasiformPattern,
+    Mixed,
+    NoPustularPattern,
+    InsufficientTissue,
+    QcFail,
+}
+
+impl Call {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Call::DiraPattern => "dira-pattern",
+            Call::PsoriasiformPattern => "psoriasiform-pattern",
+            Call::Mixed => "mixed",
+            Call::NoPustularPattern => "no-pustular-pattern",
+            Call::InsufficientTissue => "insufficient-tissue",
+            Call::QcFail => "qc-fail",
+        }
+    }
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a score sits against its threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Band {
+    Positive,
+    NoCall,
+    Negative,
+}
+
+/// The slide-level result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlideResult {
+    pub tiles: usize,
+    /// k used for the top-k means.
+    pub k: usize,
+    pub findings: Vec<FindingSummary>,
+    pub dira_score: f64,
+    pub psoriasiform_score: f64,
+    pub dira_band: Band,
+    pub psoriasiform_band: Band,
+    pub call: Call,
+    pub call_reason: String,
+    pub evidence: Vec<Evidence>,
+}
+
+/// Indices of the four findings in a model's class list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassMap {
+    pub pustule: usize,
+    pub acantholysis: usize,
+    pub hidradenitis: usize,
+    pub psoriasiform: usize,
+}
+
+impl ClassMap {
+    pub fn new(classes: &[String]) -> Result<ClassMap, AggregateError> {
+        let find = |key: &str| {
+            classes
+                .iter()
+                .position(|c| c == key)
+                .ok_or_else(|| AggregateError::MissingClass {
+                    key: key.to_string(),
+                    classes: classes.join(", "),
+                    needed: FINDINGS.join(", "),
+                })
+        };
+        Ok(ClassMap {
+            pustule: find(PUSTULE)?,
+            acantholysis: find(ACANTHOLYSIS)?,
+            hidradenitis: find(HIDRADENITIS)?,
+            psoriasiform: find(PSORIASIFORM)?,
+        })
+    }
+}
+
+/// k for `n` tissue tiles: `ceil(fraction * n)`, at least `top_k_min`, at most `n`.
+pub fn top_k(n: usize, params: &AggregateParams) -> usize {
+    let k = (params.top_k_fraction * n as f64).ceil() as usize;
+    k.max(params.top_k_min).min(n)
+}
+
+/// The DIRA-pattern score from the top-k means (see the module header).
+pub fn dira_score(pustule: f64, acantholysis: f64, hidradenitis: f64) -> f64 {
+    (pustule.max(0.0) * acantholysis.max(hidradenitis).max(0.0)).sqrt()
+}
+
+fn band(score: f64, threshold: f64, margin: f64) -> Band {
+    if score >= threshold + margin {
+        Band::Positive
+    } else if score < threshold - margin {
+        Band::Negative
+    } else {
+        Band::NoCall
+    }
+}
+
+/// Aggregates `tiles` (any order) into a slide result. `gate` is QC's verdict.
+pub fn aggregate(
+    classes: &[String],
+    tiles: &[TileScore],
+    gate: Option<Gate>,
+    params: &AggregateParams,
+) -> Result<SlideResult, AggregateError> {
+    let map = ClassMap::new(classes)?;
+    for (index, t) in tiles.iter().enumerate() {
+        if t.probabilities.len() != classes.len() {
+            return Err(AggregateError::ProbabilityCount {
+                index,
+                got: t.probabilities.len(),
+                expected: classes.len(),
+            });
+        }
+    }
+    // Fixed order: by grid position (then by rectangle, for overlapping grids).
+    let mut order: Vec<&TileScore> = tiles.iter().collect();
+    order.sort_by(|a, b| {
+        (a.row, a.col, a.level0.y, a.level0.x).cmp(&(b.row, b.col, b.level0.y, b.level0.x))
+    });
+    let n = order.len();
+    let k = top_k(n, params);
+    let tile_mm2 = params.tile_area_um2 / 1e6;
+    let mut findings = Vec::with_capacity(classes.len());
+    let mut evidence = Vec::new();
+    for (c, key) in classes.iter().enumerate() {
+        let p = |t: &TileScore| t.probabilities[c] as f64;
+        // Ranked by probability, ties by grid position (the stable sort keeps it).
+        let mut ranked: Vec<&TileScore> = order.clone();
+        ranked.sort_by(|a, b| p(b).total_cmp(&p(a)));
+        let top_k_mean = if k == 0 {
+            0.0
+        } else {
+            ranked[..k].iter().map(|t| p(t)).sum::<f64>() / k as f64
+        };
+        let max = ranked.first().map_or(0.0, |t| p(t));
+        let positive: Vec<&TileScore> = order
+            .iter()
+            .copied()
+            .filter(|t| p(t) >= params.tile_threshold)
+            .collect();
+        let largest = largest_cluster(&positive);
+        findings.push(FindingSummary {
+            key: key.clone(),
+            top_k_mean,
+            max,
+            positive_tiles: positive.len(),
+            positive_area_mm2: positive.len() as f64 * tile_mm2,
+            largest_cluster_tiles: largest,
+            largest_cluster_mm2: largest as f64 * tile_mm2,
+        });
+        for (rank, t) in ranked.iter().take(params.evidence_per_finding).enumerate() {
+            evidence.push(Evidence {
+                finding: key.clone(),
+                rank: rank + 1,
+                probability: p(t),
+                col: t.col,
+                row: t.row,
+                x: t.level0.x,
+                y: t.level0.y,
+                width: t.level0.width,
+                height: t.level0.height,
+            });
+        }
+    }
+    let score = |i: usize| findings[i].top_k_mean;
+    let dira = dira_score(
+        score(map.pustule),
+        score(map.acantholysis),
+        score(map.hidradenitis),
+    );
+    let psoriasiform = score(map.psoriasiform);
+    let dira_band = band(dira, params.dira_threshold, params.no_call_margin);
+    let psoriasiform_band = band(
+        psoriasiform,
+        params.psoriasiform_threshold,
+        params.no_call_margin,
+    );
+    let (call, call_reason) = decide(gate, n, dira_band, psoriasiform_band);
+    Ok(SlideResult {
+        tiles: n,
+        k,
+        findings,
+        dira_score: dira,
+        psoriasiform_score: psoriasiform,
+        dira_band,
+        psoriasiform_band,
+        call,
+        call_reason: call_reason.to_string(),
+        evidence,
+    })
+}
+
+fn decide(
+    gate: Option<Gate>,
+    tiles: usize,
+    dira: Band,
+    psoriasiform: Band,
+) -> (Call, &'static str) {
+    use Band::*;
+    match gate {
+        Some(Gate::QcFail) => return (Call::QcFail, "a quality check failed (see qc flags)"),
+        Some(Gate::InsufficientTissue) => {
+            return (Call::InsufficientTissue, "too little tissue (see qc flags)")
+        }
+        None => {}
+    }
+    if tiles == 0 {
+        return (Call::InsufficientTissue, "no tile holds enough tissue");
+    }
+    match (dira, psoriasiform) {
+        (Positive, Negative) => (Call::DiraPattern, "DIRA-pattern score above threshold"),
+        (Negative, Positive) => (
+            Call::PsoriasiformPattern,
+            "psoriasiform score above threshold",
+        ),
+        (Negative, Negative) => (
+            Call::NoPustularPattern,
+            "both pattern scores below threshold",
+        ),
+        (Positive, Positive) => (Call::Mixed, "both patterns above threshold"),
+        _ => (Call::Mixed, "a pattern score is inside the no-call band"),
+    }
+}
+
+/// Size of the largest 4-connected group of `tiles` on the grid (by col, row).
+fn largest_cluster(tiles: &[&TileScore]) -> usize {
+    use std::collections::BTreeSet;
+    let cells: BTreeSet<(u32, u32)> = tiles.iter().map(|t| (t.col, t.row)).collect();
+    let mut seen: BTreeSet<(u32, u32)> = BTreeSet::new();
+    let mut best = 0;
+    for &start in &cells {
+        if !seen.insert(start) {
+            continue;
+        }
+        let mut size = 0;
+        let mut stack = vec![start];
+        while let Some((c, r)) = stack.pop() {
+            size += 1;
+            let mut next = vec![(c + 1, r), (c, r + 1)];
+            if c > 0 {
+                next.push((c - 1, r));
+            }
+            if r > 0 {
+                next.push((c, r - 1));
+            }
+            for n in next {
+                if cells.contains(&n) && seen.insert(n) {
+                    stack.push(n);
+                }
+            }
+        }
+        best = best.max(size);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn classes() -> Vec<String> {
+        FINDINGS.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn tile(col: u32, row: u32, p: [f32; 4]) -> TileScore {
+        TileScore {
+            col,
+            row,
+            level0: Rect::new(col as i64 * 100, row as i64 * 100, 100, 100),
+            tissue_fraction: 1.0,
+            probabilities: p.to_vec(),
+        }
+    }
+
+    fn params() -> AggregateParams {
+        AggregateParams {
+            top_k_fraction: 0.5,
+            top_k_min: 1,
+            tile_area_um2: 2500.0,
+            evidence_per_finding: 2,
+            ..AggregateParams::default()
+        }
+    }
+
+    #[test]
+    fn summaries_by_hand() {
+        let tiles = vec![
+            tile(0, 0, [0.9, 0.8, 0.1, 0.0]),
+            tile(1, 0, [0.7, 0.6, 0.2, 0.0]),
+            tile(3, 0, [0.6, 0.1, 0.0, 0.1]),
+            tile(0, 1, [0.1, 0.9, 0.0, 0.2]),
+        ];
+        let r = aggregate(&classes(), &tiles, None, &params()).unwrap();
+        assert_eq!((r.tiles, r.k), (4, 2));
+        let f = &r.findings[0];
+        // Top 2 of 0.9, 0.7, 0.6, 0.1 (f32 -> f64, so allow float slack).
+        assert!((f.top_k_mean - 0.8).abs() < 1e-6);
+        assert!((f.max - 0.9).abs() < 1e-6);
+        assert_eq!(f.positive_tiles, 3);
+        assert!((f.positive_area_mm2 - 0.0075).abs() < 1e-12);
+        // (0,0)-(1,0) touch; (3,0) is alone.
+        assert_eq!(f.largest_cluster_tiles, 2);
+        // Acantholysis: positives at (0,0), (1,0), (0,1): one L-shaped cluster of 3.
+        assert_eq!(r.findings[1].largest_cluster_tiles, 3);
+        // P = 0.8, A = (0.9 + 0.8) / 2 = 0.85, H = 0.15: dira = sqrt(0.8 * 0.85).
+        assert!((r.dira_score - (0.8f64 * 0.85).sqrt()).abs() < 1e-6);
+        assert!((r.psoriasiform_score - 0.15).abs() < 1e-6);
+        assert_eq!(r.call, Call::DiraPattern);
+        // Evidence: top 2 per class, ranked.
+        assert_eq!(r.evidence.len(), 8);
+        assert_eq!((r.evidence[0].x, r.evidence[0].rank), (0, 1));
+        assert_eq!((r.evidence[1].x, r.evidence[1].rank), (100, 2));
+        assert_eq!((r.evidence[2].x, r.evidence[2].y), (0, 100));
+    }
+
+    #[test]
+    fn a_pustule_alone_never_makes_a_dira_call() {
+        let tiles: Vec<TileScore> = (0..10).map(|i| tile(i, 0, [1.0, 0.0, 0.0, 0.0])).collect();
+        let r = aggregate(&classes(), &tiles, None, &params()).unwrap();
+        assert_eq!(r.dira_score, 0.0);
+        assert_eq!(r.call, Call::NoPustularPattern);
+        // With psoriasiform change too it is pustular psoriasis, not DIRA.
+        let tiles: Vec<TileScore> = (0..10).map(|i| tile(i, 0, [1.0, 0.0, 0.0, 0.9])).collect();
+        let r = aggregate(&classes(), &tiles, None, &params()).unwrap();
+        assert_eq!(r.call, Call::PsoriasiformPattern);
+    }
+
+    #[test]
+    fn both_patterns_or_the_band_are_mixed() {
+        let both: Vec<TileScore> = (0..4).map(|i| tile(i, 0, [0.9, 0.9, 0.0, 0.9])).collect();
+        let r = aggregate(&classes(), &both, None, &params()).unwrap();
+        assert_eq!(r.call, Call::Mixed);
+        assert_eq!(r.call_reason, "both patterns above threshold");
+        // psoriasiform 0.52 sits in [0.45, 0.55): no call.
+        let band: Vec<TileScore> = (0..4).map(|i| tile(i, 0, [0.0, 0.0, 0.0, 0.52])).collect();
+        let r = aggregate(&classes(), &band, None, &params()).unwrap();
+        assert_eq!(r.psoriasiform_band, Band::NoCall);
+        assert_eq!(r.call, Call::Mixed);
+    }
+
+    #[test]
+    fn gates_and_empty_slides() {
+        let r = aggregate(&classes(), &[], None, &params()).unwrap();
+        assert_eq!((r.call, r.k), (Call::InsufficientTissue, 0));
+        let tiles = vec![tile(0, 0, [0.9, 0.9, 0.9, 0.0])];
+        let r = aggregate(&classes(), &tiles, Some(Gate::QcFail), &params()).unwrap();
+        assert_eq!(r.call, Call::QcFail);
+    }
+
+    #[test]
+    fn class_order_comes_from_the_model() {
+        let mut cls = classes();
+        cls.reverse();
+        let tiles = vec![tile(0, 0, [0.0, 0.9, 0.0, 0.9])]; // H and P in reversed order
+        let r = aggregate(&cls, &tiles, None, &params()).unwrap();
+        assert_eq!(r.findings[0].key, PSORIASIFORM);
+        assert!(r.dira_score > 0.8);
+        let err = aggregate(&cls[..3], &[], None, &params()).unwrap_err();
+        assert!(err.to_string().contains("subcorneal_pustule"), "{err}");
+    }
+
+    #[test]
+    fn top_k_bounds() {
+        let p = AggregateParams::default();
+        assert_eq!(top_k(0, &p), 0);
+        assert_eq!(top_k(3, &p), 3);
+        assert_eq!(top_k(100, &p), 5);
+        assert_eq!(top_k(1000, &p), 50);
+        assert_eq!(top_k(1001, &p), 51);
+    }
+
+    proptest! {
+        #[test]
+        fn aggregation_ignores_tile_order(
+            probs in proptest::collection::vec(proptest::array::uniform4(0.0f32..1.0), 1..60),
+            seed in any::<u64>(),
+        ) {
+            let tiles: Vec<TileScore> = probs.iter().enumerate()
+                .map(|(i, p)| tile((i % 7) as u32, (i / 7) as u32, *p)).collect();
+            let mut shuffled = tiles.clone();
+            let mut s = seed;
+            for i in (1..shuffled.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                shuffled.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let a = aggregate(&classes(), &tiles, None, &params()).unwrap();
+            let b = aggregate(&classes(), &shuffled, None, &params()).unwrap();
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn largest_cluster_matches_a_naive_flood(cells in proptest::collection::btree_set((0u32..8, 0u32..8), 0..40)) {
+            let tiles: Vec<TileScore> = cells.iter().map(|&(c, r)| tile(c, r, [0.0; 4])).collect();
+            let refs: Vec<&TileScore> = tiles.iter().collect();
+            // Naive: label grid by repeated relaxation of minimum labels.
+            let mut label = [[usize::MAX; 8]; 8];
+            for (i, &(c, r)) in cells.iter().enumerate() { label[r as usize][c as usize] = i; }
+            loop {
+                let mut changed = false;
+                for r in 0..8 { for c in 0..8 {
+                    if label[r][c] == usize::MAX { continue; }
+                    for (dr, dc) in [(0i32, 1i32), (1, 0), (0, -1), (-1, 0)] {
+                        let (nr, nc) = (r as i32 + dr, c as i32 + dc);
+                        if !(0..8).contains(&nr) || !(0..8).contains(&nc) { continue; }
+                        let l = label[nr as usize][nc as usize];
+                        if l != usize::MAX && l < label[r][c] { label[r][c] = l; changed = true; }
+                    }
+                }}
+                if !changed { break; }
+            }
+            let mut counts = std::collections::BTreeMap::new();
+            for row in label { for l in row { if l != usize::MAX { *counts.entry(l).or_insert(0) += 1; } } }
+            let naive = counts.values().copied().max().unwrap_or(0);
+            prop_assert_eq!(largest_cluster(&refs), naive);
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The `qc` stage: slide quality flags and whether they stop a slide from getting a call.
+//!
+//! It owns the checks (tissue amount, blur, pen marks, MPP) and the rule that turns
+//! flags into a gate (`qc-fail`, `insufficient-tissue`). It never reads the slide and
+//! never judges findings; it works on what the tissue and tiling stages measured.
+//!
+//! Rules (in this order):
+//! 1. Any flag of severity `fail` (MPP missing or implausible, blur) gates the slide
+//!    to `qc-fail`: its tiles would not mean what the model was trained on.
+//! 2. Otherwise any flag of severity `insufficient` (tissue area below
+//!    `min_tissue_mm2`, or fewer than `min_tiles` tissue tiles) gates it to
+//!    `insufficient-tissue`.
+//! 3. `warn` flags (pen marks) are reported but change nothing: pen is already
+//!    excluded from the tissue mask.
+
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::slide::Mpp;
+
+/// Thresholds of the checks. `Default`: MPP plausible in 0.1–5 µm/px, at least
+/// 0.5 mm² of tissue and 1 tissue tile, blur below a median Laplacian variance of 15
+/// (grey levels²) over tissue tiles, pen flagged above 0.1 mm² or 1% of tissue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QcOptions {
+    pub mpp_min: f64,
+    pub mpp_max: f64,
+    pub min_tissue_mm2: f64,
+    pub min_tiles: usize,
+    /// Median variance of the Laplacian over scored tiles below which the slide is blurred.
+    pub min_laplacian_variance: f64,
+    pub pen_min_mm2: f64,
+    pub pen_min_fraction: f64,
+}
+
+impl Default for QcOptions {
+    fn default() -> Self {
+        QcOptions {
+            mpp_min: 0.1,
+            mpp_max: 5.0,
+            min_tissue_mm2: 0.5,
+            min_tiles: 1,
+            min_laplacian_variance: 15.0,
+            pen_min_mm2: 0.1,
+            pen_min_fraction: 0.01,
+        }
+    }
+}
+
+/// What a flag does to the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    Warn,
+    Insufficient,
+    Fail,
+}
+
+/// One quality flag, with the measurement behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "flag", rename_all = "kebab-case")]
+pub enum QcFlag {
+    MppMissing,
+    MppImplausible {
+        mpp: f64,
+        min: f64,
+        max: f64,
+    },
+    LowTissue {
+        tissue_mm2: f64,
+        min_mm2: f64,
+    },
+    TooFewTiles {
+        tiles: usize,
+        min: usize,
+    },
+    Blur {
+        laplacian_variance: f64,
+        min: f64,
+    },
+    PenMarks {
+        pen_mm2: f64,
+        pen_fraction_of_tissue: f64,
+    },
+}
+
+impl QcFlag {
+    pub fn severity(&self) -> Severity {
+        match self {
+            QcFlag::MppMissing | QcFlag::MppImplausible { .. } | QcFlag::Blur { .. } => {
+                Severity::Fail
+            }
+            QcFlag::LowTissue { .. } | QcFlag::TooFewTiles { .. } => Severity::Insufficient,
+            QcFlag::PenMarks { .. } => Severity::Warn,
+        }
+    }
+
+    /// A short kebab-case name for tables.
+    pub fn name(&self) -> &'static str {
+        match self {
+            QcFlag::MppMissing => "mpp-missing",
+            QcFlag::MppImplausible { .. } => "mpp-implausible",
+            QcFlag::LowTissue { .. } => "low-tissue",
+            QcFlag::TooFewTiles { .. } => "too-few-tiles",
+            QcFlag::Blur { .. } => "blur",
+            QcFlag::PenMarks { .. } => "pen-marks",
+        }
+    }
+}
+
+/// The gate QC puts on the call, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Gate {
+    QcFail,
+    InsufficientTissue,
+}
+
+/// The flags of one slide, in the fixed order the checks run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QcReport {
+    pub flags: Vec<QcFlag>,
+    /// Median Laplacian variance over the scored tiles (None before tiles are read
+    /// or when there are none).
+    pub laplacian_variance: Option<f64>,
+}
+
+impl QcReport {
+    /// The gate per the rules in this module's header.
+    pub fn gate(&self) -> Option<Gate> {
+        let worst = self.flags.iter().map(QcFlag::severity).max()?;
+        match worst {
+            Severity::Fail => Some(Gate::QcFail),
+            Severity::Insufficient => Some(Gate::InsufficientTissue),
+            Severity::Warn => None,
+        }
+    }
+
+    /// Checks that need only the slide's metadata and the tissue mask.
+    pub fn check_slide(
+        mpp: Option<Mpp>,
+        tissue_mm2: Option<f64>,
+        pen_mm2: Option<f64>,
+        options: &QcOptions,
+    ) -> QcReport {
+        let mut flags = Vec::new();
+        match mpp {
+            None => flags.push(QcFlag::MppMissing),
+            Some(m) => {
+                let v = m.mean();
+                if !(options.mpp_min..=options.mpp_max).contains(&v) {
+                    flags.push(QcFlag::MppImplausible {
+                        mpp: v,
+                        min: options.mpp_min,
+                        max: options.mpp_max,
+                    });
+                }
+            }
+        }
+        if let Some(t) = tissue_mm2 {
+            if t < options.min_tissue_mm2 {
+                flags.push(QcFlag::LowTissue {
+                    tissue_mm2: t,
+                    min_mm2: options.min_tissue_mm2,
+                });
+            }
+            if let Some(p) = pen_mm2 {
+                let fraction = if t > 0.0 { p / t } else { f64::INFINITY };
+                if p >= options.pen_min_mm2 || (p > 0.0 && fraction >= options.pen_min_fraction) {
+                    flags.push(QcFlag::PenMarks {
+                        pen_mm2: p,
+                        pen_fraction_of_tissue: if fraction.is_finite() { fraction } else { 1.0 },
+                    });
+                }
+            }
+        }
+        QcReport {
+            flags,
+            laplacian_variance: None,
+        }
+    }
+
+    /// Checks on the tiles: how many there are and how sharp (the median of the
+    /// per-tile Laplacian variances, in any order).
+    pub fn check_tiles(&mut self, tiles: usize, laplacian_variances: &[f64], options: &QcOptions) {
+        if tiles < options.min_tiles {
+            self.flags.push(QcFlag::TooFewTiles {
+                tiles,
+                min: options.min_tiles,
+            });
+        }
+        self.laplacian_variance = median(laplacian_variances);
+        if let Some(v) = self.laplacian_variance {
+            if v < options.min_laplacian_variance {
+                self.flags.push(QcFlag::Blur {
+                    laplacian_variance: v,
+                    min: options.min_laplacian_variance,
+                });
+            }
+        }
+    }
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Variance of the 4-neighbour Laplacian of a tile's grey levels (interior pixels),
+/// the usual focus measure: sharp tissue gives hundreds, blurred tissue single digits.
+pub fn laplacian_variance(tile: &RgbImage) -> f64 {
+    let (w, h) = (tile.width() as usize, tile.height() as usize);
+    if w < 3 || h < 3 {
+        return 0.0;
+    }
+    let grey: Vec<f64> = tile
+        .pixels()
+        .map(|p| 0.299 * p.0[0] as f64 + 0.587 * p.0[1] as f64 + 0.114 * p.0[2] as f64)
+        .collect();
+    let (mut sum, mut sum2, mut n) = (0.0, 0.0, 0.0);
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let c = grey[y * w + x];
+            let l = grey[y * w + x - 1]
+                + grey[y * w + x + 1]
+                + grey[(y - 1) * w + x]
+                + grey[(y + 1) * w + x]
+                - 4.0 * c;
+            sum += l;
+            sum2 += l * l;
+            n += 1.0;
+        }
+    }
+    let mean = sum / n;
+    (sum2 / n - mean * mean).max(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_slide_has_no_gate() {
+        let mut qc = QcReport::check_slide(
+            Mpp::square(0.5),
+            Some(20.0),
+            Some(0.0),
+            &QcOptions::default(),
+        );
+        qc.check_tiles(100, &[200.0, 300.0, 250.0], &QcOptions::default());
+        assert!(qc.flags.is_empty(), "{:?}", qc.flags);
+        assert_eq!(qc.gate(), None);
+        assert_eq!(qc.laplacian_variance, Some(250.0));
+    }
+
+    #[test]
+    fn missing_or_implausible_mpp_fails() {
+        let qc = QcReport::check_slide(None, None, None, &QcOptions::default());
+        assert_eq!(qc.flags, vec![QcFlag::MppMissing]);
+        assert_eq!(qc.gate(), Some(Gate::QcFail));
+        let qc = QcReport::check_slide(Mpp::square(12.0), Some(20.0), None, &QcOptions::default());
+        assert_eq!(qc.flags[0].name(), "mpp-implausible");
+        assert_eq!(qc.gate(), Some(Gate::QcFail));
+    }
+
+    #[test]
+    fn little_tissue_is_insufficient_and_fail_wins() {
+        let qc = QcReport::check_slide(Mpp::square(0.5), Some(0.1), None, &QcOptions::default());
+        assert_eq!(qc.gate(), Some(Gate::InsufficientTissue));
+        let mut qc =
+            QcReport::check_slide(Mpp::square(0.5), Some(0.0), None, &QcOptions::default());
+        qc.check_tiles(0, &[], &QcOptions::default());
+        assert_eq!(qc.flags.len(), 2);
+        assert_eq!(qc.laplacian_variance, None);
+        assert_eq!(qc.gate(), Some(Gate::InsufficientTissue));
+        let qc = QcReport::check_slide(None, Some(0.0), None, &QcOptions::default());
+        assert_eq!(qc.gate(), Some(Gate::QcFail));
+    }
+
+    #[test]
+    fn pen_warns_without_gating() {
+        let qc = QcReport::check_slide(
+            Mpp::square(0.5),
+            Some(10.0),
+            Some(0.5),
+            &QcOptions::default(),
+        );
+        assert_eq!(qc.flags.len(), 1);
+        assert_eq!(qc.flags[0].severity(), Severity::Warn);
+        assert_eq!(qc.gate(), None);
+    }
+
+    #[test]
+    fn blur_is_caught_by_the_median() {
+        let mut qc =
+            QcReport::check_slide(Mpp::square(0.5), Some(10.0), None, &QcOptions::default());
+        qc.check_tiles(4, &[500.0, 3.0, 2.0, 4.0], &QcOptions::default());
+        assert_eq!(qc.laplacian_variance, Some(3.5));
+        assert_eq!(qc.gate(), Some(Gate::QcFail));
+    }
+
+    #[test]
+    fn laplacian_variance_by_hand() {
+        // Flat image: zero.
+        let flat = RgbImage::from_pixel(8, 8, image::Rgb([100, 100, 100]));
+        assert_eq!(laplacian_variance(&flat), 0.0);
+        // Checkerboard of 0/255 greys: every interior Laplacian is ±4*255,
+        // balanced, so variance = (1020)^2.
+        let check = RgbImage::from_fn(6, 6, |x, y| {
+            let v = if (x + y) % 2 == 0 { 255 } else { 0 };
+            image::Rgb([v, v, v])
+        });
+        let v = laplacian_variance(&check);
+        assert!((v - 1020.0f64.powi(2)).abs() < 1e-6, "{v}");
+    }
+
+    #[test]
+    fn real_skin_tile_is_sharp_and_its_blurred_copy_is_not() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/real/CMU-1-Small-Region.region-x800-y1200-512.png");
+        if !p.is_file() {
+            eprintln!("skipped: {} is absent", p.display());
+            return;
+        }
+        let tile = image::open(&p).unwrap().into_rgb8();
+        let sharp = laplacian_variance(&tile);
+        let blurred = laplacian_variance(&image::imageops::blur(&tile, 4.0));
+        let min = QcOptions::default().min_laplacian_variance;
+        assert!(sharp > 5.0 * min, "sharp {sharp}");
+        assert!(blurred < min, "blurred {blurred}");
+    }
+}
