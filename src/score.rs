@@ -223,34 +223,63 @@ fn stream_tiles(
                     })
             })
         });
-        // Consume on this thread; stop at the first error (dropping rx unblocks readers).
-        let consumed: Result<(), ScoreError> = (|| {
-            for (i, images, lap) in rx.iter() {
-                let start = Instant::now();
-                let out = scorer
-                    .score_batch(&images)
-                    .map_err(|source| ScoreError::Model {
-                        path: path.to_path_buf(),
-                        source,
-                    })?;
-                times
-                    .infer_ns
-                    .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                if out.len() != images.len() {
-                    return Err(ScoreError::ModelOutput {
-                        path: path.to_path_buf(),
-                        got: out.len(),
-                        expected: images.len(),
-                    });
+        // Inference workers, one per thread, each with its own model session (tract runs
+        // one plan single-threaded, so parallel inference comes from workers). Results
+        // land by batch index, so they never depend on which worker scored a batch.
+        let slots = std::sync::Mutex::new((&mut probabilities, &mut laplacians));
+        let workers = options
+            .threads
+            .unwrap_or_else(rayon::current_num_threads)
+            .max(1);
+        let consumed: Result<(), ScoreError> = std::thread::scope(|inner| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    let rx = rx.clone();
+                    let slots = &slots;
+                    inner.spawn(move || -> Result<(), ScoreError> {
+                        for (i, images, lap) in rx.iter() {
+                            let start = Instant::now();
+                            let out = scorer.score_batch(&images).map_err(|source| {
+                                ScoreError::Model {
+                                    path: path.to_path_buf(),
+                                    source,
+                                }
+                            })?;
+                            times
+                                .infer_ns
+                                .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                            if out.len() != images.len() {
+                                return Err(ScoreError::ModelOutput {
+                                    path: path.to_path_buf(),
+                                    got: out.len(),
+                                    expected: images.len(),
+                                });
+                            }
+                            if let Some(bar) = progress {
+                                bar.inc(images.len() as u64);
+                            }
+                            let mut guard = slots.lock().unwrap_or_else(|e| e.into_inner());
+                            guard.0[i] = Some(out);
+                            guard.1[i] = lap;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            let mut first_error = Ok(());
+            for h in handles {
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(ScoreError::Threads {
+                        threads,
+                        reason: "an inference worker panicked".into(),
+                    })
+                });
+                if first_error.is_ok() {
+                    first_error = r;
                 }
-                if let Some(bar) = progress {
-                    bar.inc(images.len() as u64);
-                }
-                probabilities[i] = Some(out);
-                laplacians[i] = lap;
             }
-            Ok(())
-        })();
+            first_error
+        });
         drop(rx);
         let produced = producer.join().unwrap_or_else(|_| {
             Err(ScoreError::Threads {
