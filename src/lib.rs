@@ -1,2 +1,3 @@
 //! dirascope: score H&E skin-biopsy slides for the DIRA pattern.
+pub mod model;
 pub mod slide;
