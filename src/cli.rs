@@ -13,7 +13,11 @@ pub const EXIT_MODEL: u8 = 4;
 pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "dirascope", version, about = "Score H&E skin-biopsy slides for the DIRA pattern (research use only)")]
+#[command(
+    name = "dirascope",
+    version,
+    about = "Score H&E skin-biopsy slides for the DIRA pattern (research use only)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -41,12 +45,17 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match cli.command {
         Command::Model(ModelCommand::Check { model_dir }) => {
-            let dir = model_dir.unwrap_or_else(|| PathBuf::from(dirascope::model::BUNDLED_MODEL_DIR));
+            let dir =
+                model_dir.unwrap_or_else(|| PathBuf::from(dirascope::model::BUNDLED_MODEL_DIR));
             match dirascope::model::check::run(&dir) {
                 Ok(report) => {
                     print!("{report}");

@@ -147,6 +147,7 @@ def write_manifest(
     std: list[float],
     training_data: str,
     tile_threshold: float = 0.5,
+    intended_use: str = "research use only; trained on phantom slides; not a diagnostic device",
 ) -> None:
     sha = sha256_file(folder / "model.onnx")
     classes = ", ".join(json.dumps(f) for f in FINDINGS)
@@ -155,7 +156,7 @@ name = {json.dumps(name)}
 version = {json.dumps(version)}
 onnx = "model.onnx"
 sha256 = "{sha}"
-intended_use = "research use only; trained on phantom slides; not a diagnostic device"
+intended_use = {json.dumps(intended_use)}
 training_data = {json.dumps(training_data)}
 
 [input]

@@ -206,15 +206,16 @@ pub fn run(dir: &Path) -> Result<String, ModelError> {
     let fixture = ParityFixture::load(&model)?;
     let per_tile = super::values_per_tile(&m.input);
     let n = fixture.spec.tiles.min(model.engine.batch_size());
-    let probs = model
-        .engine
-        .classify(&fixture.inputs[..n * per_tile], n)?;
+    let probs = model.engine.classify(&fixture.inputs[..n * per_tile], n)?;
     let _ = writeln!(
         out,
         "sample     {} tiles from {}: {}",
         n, fixture.spec.source, "probabilities"
     );
-    let header: Vec<String> = Finding::ALL.iter().map(|f| format!("{:>10.10}", f.key())).collect();
+    let header: Vec<String> = Finding::ALL
+        .iter()
+        .map(|f| format!("{:>10.10}", f.key()))
+        .collect();
     let _ = writeln!(out, "  tile {}", header.join(" "));
     for (t, p) in probs.iter().enumerate() {
         let cols: Vec<String> = p.0.iter().map(|v| format!("{v:>10.4}")).collect();

@@ -203,11 +203,9 @@ impl<'a> TractSession<'a> {
         self.padded.clear();
         self.padded.extend_from_slice(batch);
         self.padded.resize(e.batch * per_tile, 0.0);
-        let input = Tensor::from_shape(&[e.batch, 3, px, px], &self.padded).map_err(inference_err)?;
-        let outputs = self
-            .state
-            .run(tvec!(input.into()))
-            .map_err(inference_err)?;
+        let input =
+            Tensor::from_shape(&[e.batch, 3, px, px], &self.padded).map_err(inference_err)?;
+        let outputs = self.state.run(tvec!(input.into())).map_err(inference_err)?;
         let out = outputs
             .first()
             .ok_or_else(|| ModelError::Inference {
@@ -280,7 +278,8 @@ fn check_external_data(
         source,
     })?;
     for tensor in tensors {
-        let external = tensor.data_location == Some(ONNX_EXTERNAL) || !tensor.external_data.is_empty();
+        let external =
+            tensor.data_location == Some(ONNX_EXTERNAL) || !tensor.external_data.is_empty();
         if !external {
             continue;
         }
@@ -317,7 +316,12 @@ fn check_external_data(
 /// subgraphs.
 fn collect_tensors<'g>(graph: &'g pb::GraphProto, out: &mut Vec<&'g pb::TensorProto>) {
     out.extend(graph.initializer.iter());
-    out.extend(graph.sparse_initializer.iter().filter_map(|s| s.values.as_ref()));
+    out.extend(
+        graph
+            .sparse_initializer
+            .iter()
+            .filter_map(|s| s.values.as_ref()),
+    );
     for node in &graph.node {
         for attr in &node.attribute {
             out.extend(attr.t.iter());
@@ -330,7 +334,8 @@ fn collect_tensors<'g>(graph: &'g pb::GraphProto, out: &mut Vec<&'g pb::TensorPr
 }
 
 fn dims_of(info: &pb::ValueInfoProto) -> Vec<String> {
-    let Some(pb::type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.as_ref())
+    let Some(pb::type_proto::Value::TensorType(t)) =
+        info.r#type.as_ref().and_then(|t| t.value.as_ref())
     else {
         return Vec::new();
     };
@@ -477,6 +482,51 @@ fn count_macs(model: &TypedModel) -> TractResult<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn graph_with_external(location: &str) -> pb::GraphProto {
+        pb::GraphProto {
+            initializer: vec![pb::TensorProto {
+                name: "w".into(),
+                dims: vec![4],
+                data_type: 1,
+                data_location: Some(ONNX_EXTERNAL),
+                external_data: vec![pb::StringStringEntryProto {
+                    key: "location".into(),
+                    value: location.into(),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn external_data_outside_the_model_folder_is_refused() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("model");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(tmp.path().join("secret.bin"), [0u8; 16]).expect("write");
+        std::fs::write(dir.join("weights.bin"), [0u8; 16]).expect("write");
+        let onnx = dir.join("model.onnx");
+        for bad in ["../secret.bin", "/etc/passwd"] {
+            let err = check_external_data(&graph_with_external(bad), &onnx, &dir).unwrap_err();
+            assert!(
+                matches!(err, ModelError::OutsideModelDir { .. }),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().contains("model.onnx"), "{err}");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(tmp.path().join("secret.bin"), dir.join("link.bin"))
+                .expect("symlink");
+            let err =
+                check_external_data(&graph_with_external("link.bin"), &onnx, &dir).unwrap_err();
+            assert!(matches!(err, ModelError::OutsideModelDir { .. }), "{err}");
+        }
+        check_external_data(&graph_with_external("weights.bin"), &onnx, &dir)
+            .expect("data inside the folder is fine");
+    }
 
     #[test]
     fn sigmoid_and_softmax_match_their_definitions() {

@@ -218,7 +218,10 @@ impl Manifest {
             ("aggregation.tile_threshold", agg.tile_threshold),
             ("aggregation.min_tissue", agg.min_tissue),
             ("rule.dira_threshold", self.rule.dira_threshold),
-            ("rule.psoriasiform_threshold", self.rule.psoriasiform_threshold),
+            (
+                "rule.psoriasiform_threshold",
+                self.rule.psoriasiform_threshold,
+            ),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(invalid(field, format!("{value} is not in [0, 1]")));
@@ -366,9 +369,21 @@ min_tissue_tiles = 10
         for (from, to, field) in [
             ("mpp = 1.0", "mpp = 0.0", "input.mpp"),
             ("tile_px = 224", "tile_px = 0", "input.tile_px"),
-            ("std = [0.25, 0.25, 0.25]", "std = [0.25, 0.0, 0.25]", "input.std"),
-            ("top_k_fraction = 0.05", "top_k_fraction = 1.5", "aggregation.top_k_fraction"),
-            ("dira_threshold = 0.5", "dira_threshold = 2.0", "rule.dira_threshold"),
+            (
+                "std = [0.25, 0.25, 0.25]",
+                "std = [0.25, 0.0, 0.25]",
+                "input.std",
+            ),
+            (
+                "top_k_fraction = 0.05",
+                "top_k_fraction = 1.5",
+                "aggregation.top_k_fraction",
+            ),
+            (
+                "dira_threshold = 0.5",
+                "dira_threshold = 2.0",
+                "rule.dira_threshold",
+            ),
         ] {
             let err = parse(&GOOD.replace(from, to)).unwrap_err();
             assert!(err.to_string().contains(field), "{field}: {err}");
