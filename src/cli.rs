@@ -1,71 +1,265 @@
-//! Command-line definitions and the exit-code policy: parse arguments, call
-//! the library, turn its errors into exit codes. No logic worth testing
-//! lives here.
+//! Command-line definitions and one short handler per subcommand.
+//!
+//! Handlers resolve options into the library's plain structs and call it; anything
+//! worth testing lives in the library modules, not here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code for an invalid model or manifest (DESIGN.md).
-pub const EXIT_MODEL: u8 = 4;
-/// Exit code for bad usage.
-pub const EXIT_USAGE: u8 = 2;
+use crate::slide::{self, Mpp, OpenOptions};
 
-#[derive(Debug, Parser)]
+/// Exit codes of the contract in DESIGN.md.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const OTHER: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const SOME_FAILED: u8 = 3;
+    pub const MODEL: u8 = 4;
+}
+
+#[derive(Parser)]
 #[command(
     name = "dirascope",
     version,
-    about = "Score H&E skin-biopsy slides for the DIRA pattern (research use only)"
+    about = "Score H&E skin-biopsy slides for the DIRA pattern against psoriasiform patterns. Research use only."
 )]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
+#[derive(Subcommand)]
+enum Command {
+    /// Show a slide's format, levels, MPP and associated images.
+    Inspect(InspectArgs),
+    /// Render phantom H&E skin sections with ground truth (masks, truth.json).
+    Synth(SynthArgs),
     /// Inspect and check models.
     #[command(subcommand)]
     Model(ModelCommand),
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ModelCommand {
-    /// Check a model folder and run one sample batch through it.
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Check a model folder (manifest, sha256, ONNX shapes), describe it and
+    /// run one batch of its sample phantom tiles.
     Check {
         /// Model folder holding model.toml (default: the bundled model).
         model_dir: Option<PathBuf>,
     },
 }
 
-/// Parse the command line, run it and return the process exit code.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ClassArg {
+    Dira,
+    PustularPsoriasis,
+    Psoriasis,
+    Normal,
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    /// Slide class; without it a --count set mixes the four classes equally (class = seed mod 4).
+    #[arg(long, value_enum)]
+    class: Option<ClassArg>,
+    /// First seed; slide ids are <class>-<seed>.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Number of slides (seeds N..N+K); writes manifest.csv.
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    /// Level-0 microns per pixel.
+    #[arg(long, default_value_t = 0.5)]
+    mpp: f64,
+    /// Slide width in millimetres.
+    #[arg(long, default_value_t = 4.0)]
+    width_mm: f64,
+    /// Slide height in millimetres.
+    #[arg(long, default_value_t = 3.0)]
+    height_mm: f64,
+    /// Output folder (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Export a labelled PNG tile dataset (labels.csv) instead of slides.
+    #[arg(long)]
+    tiles: bool,
+    /// Tile side in pixels (with --tiles).
+    #[arg(long, default_value_t = 224)]
+    tile_px: u32,
+    /// Microns per pixel of the tiles (with --tiles).
+    #[arg(long, default_value_t = 0.5)]
+    tile_mpp: f64,
+    /// Artefacts to add: a comma list of pen, fold, blur.
+    #[arg(long, default_value = "")]
+    artefacts: String,
+    /// Level-0 pixels per mask pixel.
+    #[arg(long, default_value_t = 8)]
+    mask_downsample: u32,
+    /// JPEG quality of the tiles (default: drawn per slide, 78-92).
+    #[arg(long)]
+    jpeg_quality: Option<u8>,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// The slide file (SVS, TIFF, BigTIFF, OME-TIFF, DICOM, PNG, JPEG), or a folder
+    /// holding one DICOM whole-slide series.
+    slide: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Write a thumbnail (longest side 1024 px) to this PNG.
+    #[arg(long, value_name = "OUT.png")]
+    thumbnail: Option<PathBuf>,
+    /// Microns per pixel of level 0, overriding the file.
+    #[arg(long)]
+    mpp: Option<f64>,
+}
+
+/// An error with the exit code it maps to.
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: exit::OTHER,
+            error: e.into(),
+        }
+    }
+}
+
+pub fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: exit::USAGE,
+        error: anyhow::anyhow!(message.into()),
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
             } else {
-                ExitCode::SUCCESS
-            };
+                exit::OK
+            });
         }
     };
-    match cli.command {
-        Command::Model(ModelCommand::Check { model_dir }) => {
-            let dir =
-                model_dir.unwrap_or_else(|| PathBuf::from(dirascope::model::BUNDLED_MODEL_DIR));
-            match dirascope::model::check::run(&dir) {
-                Ok(report) => {
-                    print!("{report}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(EXIT_MODEL)
-                }
-            }
+    let result = match cli.command {
+        Command::Inspect(args) => inspect(args),
+        Command::Synth(args) => synth(args),
+        Command::Model(ModelCommand::Check { model_dir }) => model_check(model_dir),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("dirascope: error: {:#}", f.error);
+            ExitCode::from(f.code)
         }
     }
+}
+
+fn mpp_option(mpp: Option<f64>) -> Result<Option<Mpp>, Failure> {
+    match mpp {
+        None => Ok(None),
+        Some(v) => Mpp::square(v).map(Some).ok_or_else(|| {
+            usage(format!(
+                "--mpp must be a positive number of microns per pixel, got {v}"
+            ))
+        }),
+    }
+}
+
+fn inspect(args: InspectArgs) -> Result<u8, Failure> {
+    let options = OpenOptions {
+        mpp_override: mpp_option(args.mpp)?,
+        ..OpenOptions::default()
+    };
+    let reader = slide::open(&args.slide, &options)?;
+    let info = reader.info();
+    if args.json {
+        let mut value = serde_json::to_value(info)?;
+        value["path"] = serde_json::json!(args.slide.display().to_string());
+        value["width"] = serde_json::json!(info.width());
+        value["height"] = serde_json::json!(info.height());
+        value["mpp_x"] = serde_json::json!(info.mpp.map(|m| m.x));
+        value["mpp_y"] = serde_json::json!(info.mpp.map(|m| m.y));
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", slide::describe(&args.slide, info));
+    }
+    if let Some(out) = args.thumbnail {
+        let thumb = reader.thumbnail(1024)?;
+        thumb
+            .save(&out)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write thumbnail: {e}", out.display()))?;
+    }
+    Ok(exit::OK)
+}
+
+fn synth(args: SynthArgs) -> Result<u8, Failure> {
+    use crate::synth::{self, SlideClass, Summary, SynthOptions, TileOptions};
+    let class = args.class.map(|c| match c {
+        ClassArg::Dira => SlideClass::Dira,
+        ClassArg::PustularPsoriasis => SlideClass::PustularPsoriasis,
+        ClassArg::Psoriasis => SlideClass::Psoriasis,
+        ClassArg::Normal => SlideClass::Normal,
+    });
+    let artefacts = args
+        .artefacts
+        .parse()
+        .map_err(|e: synth::SynthError| usage(e.to_string()))?;
+    let options = SynthOptions {
+        class,
+        seed: args.seed,
+        count: args.count,
+        mpp: args.mpp,
+        width_mm: args.width_mm,
+        height_mm: args.height_mm,
+        out: args.out,
+        artefacts,
+        mask_downsample: args.mask_downsample,
+        jpeg_quality: args.jpeg_quality,
+        tiles: args.tiles.then(|| TileOptions {
+            tile_px: args.tile_px,
+            tile_mpp: args.tile_mpp,
+            ..TileOptions::default()
+        }),
+    };
+    match synth::run(&options) {
+        Ok(Summary::Slides(slides)) => {
+            for s in slides {
+                println!("{}\t{}\t{}", s.slide_id, s.class, s.tiff.display());
+            }
+            Ok(exit::OK)
+        }
+        Ok(Summary::Tiles(t)) => {
+            println!(
+                "{} tiles from {} slides; labels in {}",
+                t.tiles,
+                t.slides,
+                t.labels.display()
+            );
+            Ok(exit::OK)
+        }
+        Err(e) if e.is_usage() => Err(usage(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn model_check(model_dir: Option<PathBuf>) -> Result<u8, Failure> {
+    let dir = model_dir.unwrap_or_else(|| PathBuf::from(crate::model::BUNDLED_MODEL_DIR));
+    let report = crate::model::check::run(&dir).map_err(|e| Failure {
+        code: exit::MODEL,
+        error: e.into(),
+    })?;
+    print!("{report}");
+    Ok(exit::OK)
 }

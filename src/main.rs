@@ -1,6 +1,5 @@
-//! The dirascope binary: everything happens in `cli` and the library.
-mod cli;
+//! The `dirascope` binary: parse arguments, run one subcommand, map its result to an exit code.
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    dirascope::cli::main()
 }

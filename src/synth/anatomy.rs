@@ -1,0 +1,1086 @@
+//! Slide anatomy as geometry in micrometres: tissue outline, layers, rete ridges,
+//! pustules, clefts, coils, vessels and artefacts, all drawn once from the seed.
+//!
+//! `Geometry::locate` answers "what is at (x, y) µm" and is the single source of both
+//! the rendered pixels and the truth masks, so they cannot disagree. Nothing here
+//! touches pixels, files or stain colours.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::noise;
+use super::stain::StainMatrix;
+use super::{Artefacts, SlideClass};
+
+/// Mask bits returned by [`Geometry::locate`].
+pub const TISSUE: u8 = 1;
+pub const EPIDERMIS: u8 = 2;
+pub const PUSTULE: u8 = 4;
+pub const ACANTHOLYSIS: u8 = 8;
+pub const HIDRADENITIS: u8 = 16;
+pub const PSORIASIFORM: u8 = 32;
+
+/// Basal layer thickness (one row of cells), µm.
+pub const BASAL_UM: f32 = 9.0;
+/// Halo of neutrophils around an inflamed coil that still counts as hidradenitis, µm.
+pub const NEH_HALO_UM: f32 = 35.0;
+
+/// A smooth random curve: `base + Σ amp·sin(k·t + phase)`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Curve {
+    pub base: f32,
+    pub terms: Vec<[f32; 3]>,
+}
+
+impl Curve {
+    fn random(rng: &mut ChaCha8Rng, base: f32, n: usize, amp: (f32, f32), wl: (f32, f32)) -> Curve {
+        let terms = (0..n)
+            .map(|_| {
+                let a = rng.gen_range(amp.0..amp.1);
+                let k = std::f32::consts::TAU / rng.gen_range(wl.0..wl.1);
+                [a, k, rng.gen_range(0.0..std::f32::consts::TAU)]
+            })
+            .collect();
+        Curve { base, terms }
+    }
+
+    #[inline]
+    pub fn at(&self, t: f32) -> f32 {
+        let mut v = self.base;
+        for [a, k, p] in &self.terms {
+            v += a * (k * t + p).sin();
+        }
+        v
+    }
+}
+
+/// One rete ridge: centre, half-width at the top, extra depth below the plate, and
+/// how much it widens towards its tip (club shape).
+#[derive(Debug, Clone, Serialize)]
+pub struct Ridge {
+    pub x: f32,
+    pub hw: f32,
+    pub depth: f32,
+    pub club: f32,
+}
+
+/// A lens (pustule, Munro microabscess, cleft): centre, half-width, height.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lens {
+    pub x: f32,
+    pub hw: f32,
+    pub h: f32,
+}
+
+impl Lens {
+    /// Height of the lens at `x` (0 outside).
+    #[inline]
+    fn height(&self, x: f32, power: f32) -> f32 {
+        let u = (x - self.x) / self.hw;
+        if u.abs() >= 1.0 {
+            0.0
+        } else {
+            self.h * (1.0 - u * u).powf(power)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cleft {
+    pub lens: Lens,
+    /// The corneum and upper granular layer over the cleft are gone (erosion).
+    pub roof_lost: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Circle {
+    pub x: f32,
+    pub y: f32,
+    pub r: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Vessel {
+    pub x: f32,
+    pub y: f32,
+    pub rx: f32,
+    pub ry: f32,
+    pub angle: f32,
+    pub wall: f32,
+    /// Dilated, tortuous papillary capillary of psoriasiform change.
+    pub tortuous: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tubule {
+    pub x: f32,
+    pub y: f32,
+    pub r: f32,
+    pub lumen: f32,
+    pub duct: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Coil {
+    pub x: f32,
+    pub y: f32,
+    pub r: f32,
+    pub inflamed: bool,
+    pub tubules: Vec<Tubule>,
+}
+
+/// Where the psoriasiform change is (a stretch of epidermis), with its ramps.
+#[derive(Debug, Clone, Serialize)]
+pub struct Zone {
+    pub x0: f32,
+    pub x1: f32,
+}
+
+/// Optional artefacts for QC work.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pen {
+    pub path: Curve,
+    pub x0: f32,
+    pub x1: f32,
+    pub width: f32,
+    pub od: [f32; 3],
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fold {
+    /// A line `x·cos + y·sin = offset`, tissue within `width / 2` of it doubled.
+    pub cos: f32,
+    pub sin: f32,
+    pub offset: f32,
+    pub width: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BlurBand {
+    pub x0: f32,
+    pub x1: f32,
+    pub sigma_um: f32,
+}
+
+/// What occupies a point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    Glass,
+    Corneum,
+    Munro,
+    Pustule,
+    Granular,
+    Spinous,
+    Basal,
+    Cleft,
+    Kogoj,
+    Papillary,
+    Reticular,
+    Fat,
+    VesselWall,
+    VesselLumen,
+    TubuleCells,
+    TubuleLumen,
+    CoilStroma,
+}
+
+/// The answer of [`Geometry::locate`].
+#[derive(Debug, Clone, Copy)]
+pub struct Site {
+    pub region: Region,
+    pub flags: u8,
+    /// Depth below the top of the viable epidermis (corneum bottom), µm.
+    pub v: f32,
+    /// Depth below the top of the corneum, µm.
+    pub dc: f32,
+    /// Local corneum thickness, µm.
+    pub corneum: f32,
+    /// Signed distance to the dermal-epidermal junction (+ epidermis), µm (approx.).
+    pub sdf: f32,
+    /// Parakeratosis weight 0..1.
+    pub pk: f32,
+    /// Neutrophils seeping into the corneum / dermis (DIRA), 0..1.
+    pub neutro: f32,
+    /// Index of the vessel, coil or tubule, where relevant.
+    pub item: u32,
+    pub sub: u32,
+    /// Inside an inflamed coil's halo (neutrophils in the dermis around the coil).
+    pub neh: bool,
+}
+
+impl Site {
+    fn glass() -> Site {
+        Site {
+            region: Region::Glass,
+            flags: 0,
+            v: 0.0,
+            dc: 0.0,
+            corneum: 0.0,
+            sdf: 0.0,
+            pk: 0.0,
+            neutro: 0.0,
+            item: 0,
+            sub: 0,
+            neh: false,
+        }
+    }
+}
+
+/// Which DIRA features a DIRA slide shows (partial pictures on purpose).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    Full,
+    NoHidradenitis,
+    NoAcantholysis,
+    NoPustules,
+    Typical,
+}
+
+/// Everything random about one slide, in micrometres, drawn once from the seed.
+#[derive(Debug, Clone)]
+pub struct Geometry {
+    pub class: SlideClass,
+    pub seed: u64,
+    pub variant: Variant,
+    pub width_um: f32,
+    pub height_um: f32,
+    pub salt: u64,
+    pub surface: Curve,
+    pub bottom: Curve,
+    pub left: Curve,
+    pub right: Curve,
+    pub corneum_norm: f32,
+    pub corneum_ps: f32,
+    pub granular_norm: f32,
+    pub plate_norm: f32,
+    pub plate_ps: f32,
+    pub ridge_ps: f32,
+    pub ridge_norm: f32,
+    pub papillary_um: f32,
+    pub fat_um: f32,
+    pub adipocyte_um: f32,
+    pub zones: Vec<Zone>,
+    pub ridges: Vec<Ridge>,
+    pub ridge_max_reach: f32,
+    pub pustules: Vec<Lens>,
+    pub munro: Vec<Lens>,
+    pub kogoj: Vec<Circle>,
+    pub clefts: Vec<Cleft>,
+    pub coils: Vec<Coil>,
+    pub vessels: Vec<Vessel>,
+    vessel_index: SpatialIndex,
+    pub stain: StainMatrix,
+    pub blur_um: f32,
+    pub noise_sigma: f32,
+    pub jpeg_quality: u8,
+    pub pen: Option<Pen>,
+    pub fold: Option<Fold>,
+    pub blur_band: Option<BlurBand>,
+    /// Cell density and size multipliers for this slide (biological variation).
+    pub cell_scale: f32,
+}
+
+/// Buckets of item indices on a square grid, for cheap point queries.
+#[derive(Debug, Clone)]
+struct SpatialIndex {
+    cell: f32,
+    cols: usize,
+    rows: usize,
+    buckets: Vec<Vec<u32>>,
+}
+
+impl SpatialIndex {
+    fn new(width: f32, height: f32, cell: f32) -> SpatialIndex {
+        let cols = (width / cell).ceil().max(1.0) as usize;
+        let rows = (height / cell).ceil().max(1.0) as usize;
+        SpatialIndex {
+            cell,
+            cols,
+            rows,
+            buckets: vec![Vec::new(); cols * rows],
+        }
+    }
+
+    fn insert(&mut self, id: u32, x0: f32, y0: f32, x1: f32, y1: f32) {
+        let c = |v: f32, n: usize| ((v / self.cell).floor().max(0.0) as usize).min(n - 1);
+        for r in c(y0, self.rows)..=c(y1, self.rows) {
+            for q in c(x0, self.cols)..=c(x1, self.cols) {
+                self.buckets[r * self.cols + q].push(id);
+            }
+        }
+    }
+
+    #[inline]
+    fn query(&self, x: f32, y: f32) -> &[u32] {
+        if x < 0.0 || y < 0.0 {
+            return &[];
+        }
+        let (q, r) = ((x / self.cell) as usize, (y / self.cell) as usize);
+        if q >= self.cols || r >= self.rows {
+            return &[];
+        }
+        &self.buckets[r * self.cols + q]
+    }
+}
+
+/// Local epidermal parameters of one column `x`.
+#[derive(Debug, Clone, Copy)]
+struct Column {
+    surface: f32,
+    raise: f32,
+    corneum: f32,
+    granular: f32,
+    plate: f32,
+    w: f32,
+    pk: f32,
+    neutro: f32,
+}
+
+fn trapezoid(x: f32, x0: f32, x1: f32, ramp: f32) -> f32 {
+    noise::smoothstep(x0 - ramp, x0 + ramp, x) * (1.0 - noise::smoothstep(x1 - ramp, x1 + ramp, x))
+}
+
+/// Places `n` non-overlapping intervals of half-width drawn by `hw` inside [lo, hi].
+fn place_lenses(
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    lo: f32,
+    hi: f32,
+    taken: &mut Vec<(f32, f32)>,
+    mut make: impl FnMut(&mut ChaCha8Rng) -> (f32, f32),
+    prefer: Option<&[Zone]>,
+) -> Vec<Lens> {
+    let mut out = Vec::new();
+    let mut tries = 0;
+    while out.len() < n && tries < 400 {
+        tries += 1;
+        let (hw, h) = make(rng);
+        if hi - lo < 2.0 * hw + 10.0 {
+            continue;
+        }
+        let mut x = rng.gen_range(lo + hw..hi - hw);
+        if let Some(zones) = prefer {
+            if !zones.is_empty() && rng.gen_bool(0.8) {
+                let z = &zones[rng.gen_range(0..zones.len())];
+                let (a, b) = (z.x0.max(lo + hw), z.x1.min(hi - hw));
+                if b > a {
+                    x = rng.gen_range(a..b);
+                }
+            }
+        }
+        if taken
+            .iter()
+            .any(|&(a, b)| x + hw + 25.0 > a && x - hw - 25.0 < b)
+        {
+            continue;
+        }
+        taken.push((x - hw, x + hw));
+        out.push(Lens { x, hw, h });
+    }
+    out.sort_by(|a, b| a.x.total_cmp(&b.x));
+    out
+}
+
+impl Geometry {
+    /// Draws a slide's anatomy. Sizes follow histology.md; the class decides which
+    /// findings appear and how much of each.
+    pub fn build(
+        class: SlideClass,
+        seed: u64,
+        width_um: f32,
+        height_um: f32,
+        artefacts: &Artefacts,
+    ) -> Geometry {
+        let mut rng = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt()));
+        let salt = rng.gen::<u64>();
+        let (w, h) = (width_um, height_um);
+        let top = h * rng.gen_range(0.08..0.14);
+        let surface = Curve::random(&mut rng, top, 3, (4.0, 25.0), (300.0, 2500.0));
+        let (b0, l0, r0) = (
+            h * rng.gen_range(0.88..0.95),
+            w * rng.gen_range(0.02..0.06),
+            w * (1.0 - rng.gen_range(0.02..0.06)),
+        );
+        let bottom = Curve::random(&mut rng, b0, 3, (8.0, 40.0), (250.0, 2000.0));
+        let left = Curve::random(&mut rng, l0, 3, (8.0, 40.0), (150.0, 900.0));
+        let right = Curve::random(&mut rng, r0, 3, (8.0, 40.0), (150.0, 900.0));
+        let lo = left.base + 160.0;
+        let hi = right.base - 160.0;
+        let len = (hi - lo).max(100.0);
+
+        let variant = match class {
+            SlideClass::Dira => match rng.gen_range(0..100) {
+                0..=44 => Variant::Full,
+                45..=64 => Variant::NoHidradenitis,
+                65..=82 => Variant::NoAcantholysis,
+                _ => Variant::NoPustules,
+            },
+            _ => Variant::Typical,
+        };
+        let dira = class == SlideClass::Dira;
+        let has_pustules = match class {
+            SlideClass::Dira => variant != Variant::NoPustules,
+            SlideClass::PustularPsoriasis => true,
+            _ => false,
+        };
+        let has_clefts = dira && variant != Variant::NoAcantholysis;
+        let has_neh = dira && variant != Variant::NoHidradenitis;
+
+        let corneum_norm = rng.gen_range(10.0..18.0);
+        let corneum_ps = rng.gen_range(24.0..40.0);
+        let granular_norm = rng.gen_range(5.0..9.0);
+        let plate_norm = if dira {
+            rng.gen_range(65.0..95.0)
+        } else {
+            rng.gen_range(50.0..75.0)
+        };
+        let plate_ps = rng.gen_range(28.0..42.0);
+        let ridge_norm = rng.gen_range(18.0..42.0);
+        let ridge_ps = match class {
+            SlideClass::Psoriasis => rng.gen_range(150.0..230.0),
+            SlideClass::PustularPsoriasis => rng.gen_range(70.0..200.0),
+            _ => rng.gen_range(80.0..140.0),
+        };
+
+        // Psoriasiform zones.
+        let mut zones = Vec::new();
+        let zone_share = match class {
+            SlideClass::Psoriasis => Some(if rng.gen_bool(0.5) {
+                1.2
+            } else {
+                rng.gen_range(0.55..0.9)
+            }),
+            SlideClass::PustularPsoriasis => Some(if rng.gen_bool(0.3) {
+                1.2
+            } else {
+                rng.gen_range(0.45..0.9)
+            }),
+            SlideClass::Dira if rng.gen_bool(0.3) => Some(rng.gen_range(0.2..0.35)),
+            _ => None,
+        };
+        if let Some(share) = zone_share {
+            if share >= 1.0 {
+                zones.push(Zone { x0: -1e6, x1: 1e6 });
+            } else {
+                let zl = len * share;
+                let x0 = lo + rng.gen_range(0.0..(len - zl).max(1.0));
+                zones.push(Zone { x0, x1: x0 + zl });
+            }
+        }
+        let wz = |x: f32| {
+            zones
+                .iter()
+                .map(|z| trapezoid(x, z.x0, z.x1, 120.0))
+                .fold(0.0f32, f32::max)
+        };
+
+        // Rete ridges across the whole strip.
+        let mut ridges = Vec::new();
+        let mut x = left.base - 200.0 + rng.gen_range(0.0..80.0);
+        let regular = matches!(class, SlideClass::Psoriasis | SlideClass::PustularPsoriasis);
+        while x < right.base + 200.0 {
+            let wv = wz(x);
+            let lerp = |a: f32, b: f32| a + (b - a) * wv;
+            let spread = if regular && wv > 0.5 { 0.06 } else { 0.2 };
+            let depth = lerp(ridge_norm, ridge_ps) * rng.gen_range(1.0 - spread..1.0 + spread);
+            let hw = lerp(rng.gen_range(20.0..34.0), rng.gen_range(16.0..23.0));
+            let club = wv * rng.gen_range(0.25..0.8);
+            ridges.push(Ridge { x, hw, depth, club });
+            let spacing = lerp(rng.gen_range(85.0..135.0), rng.gen_range(95.0..125.0));
+            x += spacing * rng.gen_range(1.0 - spread..1.0 + spread).max(0.7);
+        }
+        let ridge_max_reach = ridges
+            .iter()
+            .map(|r| r.hw * (1.0 + r.club))
+            .fold(0.0, f32::max)
+            + 1.0;
+
+        // Findings in the epidermis.
+        let mut taken = Vec::new();
+        let pustules = if has_pustules {
+            let n_max = ((len / 900.0).round() as usize).clamp(1, 6);
+            let n = rng.gen_range(1..=n_max.max(1) + 1).min(n_max + 1);
+            let prefer = (class == SlideClass::PustularPsoriasis).then_some(zones.as_slice());
+            place_lenses(
+                &mut rng,
+                n,
+                lo,
+                hi,
+                &mut taken,
+                |r| {
+                    let hw: f32 = r.gen_range(45.0..230.0);
+                    (hw, r.gen_range(18.0..(0.45 * hw).clamp(22.0, 60.0)))
+                },
+                prefer,
+            )
+        } else {
+            Vec::new()
+        };
+        let clefts = if has_clefts {
+            let n = rng.gen_range(1..=((len / 900.0).round() as usize).clamp(1, 4));
+            let mut out = Vec::new();
+            // Some clefts sit at a pustule's edge, as in the DIRA biopsies.
+            let mut extra = Vec::new();
+            for p in &pustules {
+                if out.len() + extra.len() < n && rng.gen_bool(0.4) {
+                    let hw: f32 = rng.gen_range(35.0..110.0);
+                    let side = if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
+                    let x = p.x + side * (p.hw + hw + 30.0);
+                    if x - hw > lo
+                        && x + hw < hi
+                        && !taken
+                            .iter()
+                            .any(|&(a, b)| x + hw + 20.0 > a && x - hw - 20.0 < b)
+                    {
+                        taken.push((x - hw, x + hw));
+                        extra.push(Lens {
+                            x,
+                            hw,
+                            h: rng.gen_range(10.0..26.0),
+                        });
+                    }
+                }
+            }
+            let rest = n
+                .saturating_sub(extra.len())
+                .max(if extra.is_empty() { 1 } else { 0 });
+            let mut placed = place_lenses(
+                &mut rng,
+                rest,
+                lo,
+                hi,
+                &mut taken,
+                |r| (r.gen_range(35.0..160.0), r.gen_range(10.0..28.0)),
+                None,
+            );
+            placed.extend(extra);
+            placed.sort_by(|a, b| a.x.total_cmp(&b.x));
+            for lens in placed {
+                out.push(Cleft {
+                    lens,
+                    roof_lost: rng.gen_bool(0.3),
+                });
+            }
+            out
+        } else {
+            Vec::new()
+        };
+        let mut munro = Vec::new();
+        let mut kogoj = Vec::new();
+        if matches!(class, SlideClass::Psoriasis | SlideClass::PustularPsoriasis) {
+            for z in &zones {
+                let (a, b) = (z.x0.max(lo), z.x1.min(hi));
+                if b - a < 100.0 {
+                    continue;
+                }
+                let n = ((b - a) / 350.0 * rng.gen_range(0.5..1.1)).ceil() as usize;
+                for _ in 0..n {
+                    let hw = rng.gen_range(12.0..38.0);
+                    munro.push(Lens {
+                        x: rng.gen_range(a..b),
+                        hw,
+                        h: rng.gen_range(0.25..0.55),
+                    });
+                }
+                let nk = match class {
+                    SlideClass::PustularPsoriasis => rng.gen_range(2..6),
+                    _ if rng.gen_bool(0.5) => rng.gen_range(1..4),
+                    _ => 0,
+                };
+                for _ in 0..nk {
+                    // Over a papilla: between two ridges.
+                    let xk = rng.gen_range(a..b);
+                    let r = rng.gen_range(12.0..26.0);
+                    kogoj.push(Circle {
+                        x: xk,
+                        y: r + rng.gen_range(2.0..8.0),
+                        r,
+                    });
+                }
+            }
+            munro.sort_by(|a, b| a.x.total_cmp(&b.x));
+        }
+
+        let papillary_um = rng.gen_range(35.0..60.0);
+        let thickness = bottom.base - top;
+        let fat_um = if thickness > 900.0 {
+            thickness * rng.gen_range(0.12..0.25)
+        } else {
+            0.0
+        };
+        let adipocyte_um = rng.gen_range(55.0..80.0);
+
+        let mut geom = Geometry {
+            class,
+            seed,
+            variant,
+            width_um: w,
+            height_um: h,
+            salt,
+            surface,
+            bottom,
+            left,
+            right,
+            corneum_norm,
+            corneum_ps,
+            granular_norm,
+            plate_norm,
+            plate_ps,
+            ridge_ps,
+            ridge_norm,
+            papillary_um,
+            fat_um,
+            adipocyte_um,
+            zones,
+            ridges,
+            ridge_max_reach,
+            pustules,
+            munro,
+            kogoj,
+            clefts,
+            coils: Vec::new(),
+            vessels: Vec::new(),
+            vessel_index: SpatialIndex::new(w, h, 200.0),
+            stain: StainMatrix::sample(&mut rng),
+            blur_um: rng.gen_range(0.2..0.5),
+            noise_sigma: rng.gen_range(1.0..3.0),
+            jpeg_quality: rng.gen_range(78..93),
+            pen: None,
+            fold: None,
+            blur_band: None,
+            cell_scale: rng.gen_range(0.92..1.08),
+        };
+        // Kogoj pustules sit in the upper spinous layer: store their depth below
+        // the viable top in `y`, their x centred over the nearest papilla.
+        for k in 0..geom.kogoj.len() {
+            let x = geom.kogoj[k].x;
+            if let Some(i) = geom.ridges.iter().position(|r| r.x > x) {
+                if i > 0 {
+                    geom.kogoj[k].x = 0.5 * (geom.ridges[i - 1].x + geom.ridges[i].x);
+                }
+            }
+        }
+
+        // Eccrine coils at the dermis-fat junction.
+        let n_coils = ((len / 1300.0) * rng.gen_range(0.8..1.3)).round().max(1.0) as usize;
+        let dej_max = top + corneum_ps + granular_norm + plate_norm + ridge_ps + 60.0;
+        for i in 0..n_coils {
+            let cx = lo + len * (i as f32 + rng.gen_range(0.25..0.75)) / n_coils as f32;
+            let fat_top = geom.bottom.at(cx) - fat_um;
+            let room = (fat_top + 80.0 - dej_max - 150.0) / 2.0;
+            if room < 80.0 {
+                continue;
+            }
+            let r = rng.gen_range(140.0f32..300.0).min(room);
+            let cy = (fat_top - rng.gen_range(-0.2..0.5) * r).min(geom.bottom.at(cx) - r - 40.0);
+            if cy - r < dej_max + 100.0 {
+                continue;
+            }
+            let mut tubules: Vec<Tubule> = Vec::new();
+            let target = ((r * r) / (18.0 * 18.0) * 0.35) as usize + 4;
+            let mut tries = 0;
+            while tubules.len() < target && tries < 2000 {
+                tries += 1;
+                let tr: f32 = rng.gen_range(14.0..20.0);
+                let a = rng.gen_range(0.0..std::f32::consts::TAU);
+                let d = (r - tr) * rng.gen_range(0.0f32..1.0).sqrt();
+                let (tx, ty) = (cx + d * a.cos(), cy + d * a.sin());
+                if tubules
+                    .iter()
+                    .any(|t| (t.x - tx).hypot(t.y - ty) < t.r + tr + 4.0)
+                {
+                    continue;
+                }
+                let duct = rng.gen_bool(0.25);
+                tubules.push(Tubule {
+                    x: tx,
+                    y: ty,
+                    r: if duct { tr * 0.8 } else { tr },
+                    lumen: if duct {
+                        rng.gen_range(2.5..4.0)
+                    } else {
+                        rng.gen_range(4.0..7.0)
+                    },
+                    duct,
+                });
+            }
+            geom.coils.push(Coil {
+                x: cx,
+                y: cy,
+                r,
+                inflamed: false,
+                tubules,
+            });
+        }
+        if has_neh {
+            let mut any = false;
+            for c in geom.coils.iter_mut() {
+                if rng.gen_bool(0.7) {
+                    c.inflamed = true;
+                    any = true;
+                }
+            }
+            if !any {
+                if let Some(c) = geom.coils.first_mut() {
+                    c.inflamed = true;
+                }
+            }
+        }
+
+        // Vessels in the dermis, and dilated tortuous papillary capillaries in
+        // psoriasiform zones.
+        let dermis_area_mm2 = len * (thickness - 200.0).max(100.0) / 1e6;
+        let n_vessels = (dermis_area_mm2 * 30.0) as usize;
+        for _ in 0..n_vessels {
+            let x = rng.gen_range(lo - 100.0..hi + 100.0);
+            let y = rng.gen_range(
+                top + plate_norm + 80.0..(geom.bottom.at(x) - fat_um).max(top + plate_norm + 81.0),
+            );
+            let u: f32 = rng.gen_range(0.0..1.0);
+            let rx = 5.0 + 18.0 * u * u;
+            geom.vessels.push(Vessel {
+                x,
+                y,
+                rx,
+                ry: rx * rng.gen_range(0.45..1.0),
+                angle: rng.gen_range(-0.5..0.5),
+                wall: (rx * 0.25).clamp(2.0, 5.0),
+                tortuous: false,
+            });
+        }
+        let ridge_xs: Vec<(f32, f32)> = geom.ridges.iter().map(|r| (r.x, r.depth)).collect();
+        for pair in ridge_xs.windows(2) {
+            let mx = 0.5 * (pair[0].0 + pair[1].0);
+            let wv = geom.ps_weight(mx);
+            if wv < 0.5 {
+                continue;
+            }
+            let depth = pair[0].1.min(pair[1].1);
+            let col = geom.column(mx);
+            let y = col.surface + col.corneum + col.granular + col.plate + depth * 0.45;
+            geom.vessels.push(Vessel {
+                x: mx,
+                y,
+                rx: rng.gen_range(5.0..8.0),
+                ry: depth * rng.gen_range(0.3..0.4),
+                angle: 0.0,
+                wall: 1.8,
+                tortuous: true,
+            });
+        }
+        let mut index = SpatialIndex::new(w, h, 200.0);
+        for (i, v) in geom.vessels.iter().enumerate() {
+            let r = v.rx.max(v.ry) + 6.0;
+            index.insert(i as u32, v.x - r, v.y - r, v.x + r, v.y + r);
+        }
+        geom.vessel_index = index;
+
+        // Artefacts.
+        if artefacts.pen {
+            let y0 = if rng.gen_bool(0.5) {
+                top * 0.5
+            } else {
+                (geom.bottom.base + h) * 0.5
+            };
+            let od = match rng.gen_range(0..3) {
+                0 => [0.9, 0.25, 0.75], // green
+                1 => [0.85, 0.6, 0.1],  // blue
+                _ => [0.9, 0.9, 0.9],   // black
+            };
+            let x0 = rng.gen_range(0.0..w * 0.4);
+            geom.pen = Some(Pen {
+                path: Curve::random(&mut rng, y0, 2, (20.0, 120.0), (800.0, 3000.0)),
+                x0,
+                x1: x0 + w * rng.gen_range(0.3..0.6),
+                width: rng.gen_range(120.0..300.0),
+                od,
+            });
+        }
+        if artefacts.fold {
+            let a: f32 = rng.gen_range(1.2..1.9);
+            let (cx, cy) = (rng.gen_range(lo..hi.max(lo + 1.0)), h * 0.5);
+            geom.fold = Some(Fold {
+                cos: a.cos(),
+                sin: a.sin(),
+                offset: cx * a.cos() + cy * a.sin(),
+                width: rng.gen_range(60.0..180.0),
+            });
+        }
+        if artefacts.blur {
+            let x0 = rng.gen_range(lo..hi.max(lo + 1.0));
+            geom.blur_band = Some(BlurBand {
+                x0,
+                x1: x0 + rng.gen_range(300.0..900.0),
+                sigma_um: rng.gen_range(2.0..4.0),
+            });
+        }
+        geom
+    }
+
+    /// Psoriasiform weight of column `x` (1 inside a zone, ramps at its ends).
+    #[inline]
+    pub fn ps_weight(&self, x: f32) -> f32 {
+        let mut w = 0.0f32;
+        for z in &self.zones {
+            w = w.max(trapezoid(x, z.x0, z.x1, 120.0));
+        }
+        w
+    }
+
+    #[inline]
+    fn column(&self, x: f32) -> Column {
+        let w = self.ps_weight(x);
+        let mut raise = 0.0f32;
+        for p in &self.pustules {
+            raise = raise.max(p.height(x, 0.6));
+        }
+        // DIRA: neutrophil-imbued parakeratosis and granular-layer diminution over
+        // and around its pustules and clefts; pustular psoriasis likewise.
+        let mut near = 0.0f32;
+        if matches!(self.class, SlideClass::Dira | SlideClass::PustularPsoriasis) {
+            let spread = 140.0;
+            for l in self
+                .pustules
+                .iter()
+                .chain(self.clefts.iter().map(|c| &c.lens))
+            {
+                let d = ((x - l.x).abs() - l.hw).max(0.0);
+                near = near.max(1.0 - noise::smoothstep(0.0, spread, d));
+            }
+        }
+        let pk = w.max(near);
+        let ps = w.max(0.6 * near);
+        let lerp = |a: f32, b: f32, t: f32| a + (b - a) * t;
+        Column {
+            surface: self.surface.at(x),
+            raise,
+            corneum: lerp(self.corneum_norm, self.corneum_ps, ps),
+            granular: self.granular_norm * (1.0 - 0.85 * pk),
+            plate: lerp(self.plate_norm, self.plate_ps, w),
+            w,
+            pk,
+            neutro: near,
+        }
+    }
+
+    /// Signed distance (µm, + inside) to the dermal-epidermal junction at (x, v),
+    /// where `v` is depth below the top of the viable epidermis and `top` the depth
+    /// of the plate (the tips of the dermal papillae).
+    #[inline]
+    fn dej_sdf(&self, x: f32, v: f32, top: f32) -> f32 {
+        let mut best = top - v;
+        if v <= top - BASAL_UM * 3.0 {
+            return best;
+        }
+        let start = self
+            .ridges
+            .partition_point(|r| r.x < x - self.ridge_max_reach);
+        for r in &self.ridges[start..] {
+            if r.x > x + self.ridge_max_reach {
+                break;
+            }
+            let dx = (x - r.x).abs();
+            let t = ((v - top) / r.depth).clamp(0.0, 1.0);
+            let hw_b = r.hw * (1.0 + r.club);
+            let vb = top + r.depth - hw_b;
+            let s = if v < vb {
+                r.hw * (1.0 + r.club * t * t) - dx
+            } else {
+                hw_b - (dx * dx + (v - vb) * (v - vb)).sqrt()
+            };
+            best = best.max(s);
+        }
+        best
+    }
+
+    /// Bottom edge of the tissue (top of the glass below it) at column `x`.
+    #[inline]
+    pub fn bottom_at(&self, x: f32) -> f32 {
+        self.bottom.at(x)
+    }
+
+    /// What occupies (x, y) µm, with the mask bits of every finding there.
+    pub fn locate(&self, x: f32, y: f32) -> Site {
+        if x < 0.0 || y < 0.0 || x > self.width_um || y > self.height_um {
+            return Site::glass();
+        }
+        let col = self.column(x);
+        let top = col.surface - col.raise;
+        if y < top || y > self.bottom.at(x) || x < self.left.at(y) || x > self.right.at(y) {
+            return Site::glass();
+        }
+        let mut site = Site::glass();
+        site.flags = TISSUE;
+        site.corneum = col.corneum;
+        site.pk = col.pk;
+        site.neutro = col.neutro;
+        let viable_top = col.surface + col.corneum;
+        let v = y - viable_top;
+        site.v = v;
+        site.dc = y - top;
+        let plate_top = col.granular + col.plate;
+        if col.w >= 0.5 {
+            let reach = self.ridge_norm + (self.ridge_ps - self.ridge_norm) * col.w;
+            if v < plate_top + reach + 10.0 {
+                site.flags |= PSORIASIFORM;
+            }
+        }
+        // Clefts at the granular layer (possibly open to the surface).
+        for c in &self.clefts {
+            let hc = c.lens.height(x, 0.5);
+            if hc > 0.0 {
+                let c0 = col.granular * 0.4;
+                if c.roof_lost && v < c0 {
+                    return Site::glass();
+                }
+                if v >= c0 && v < c0 + hc {
+                    site.region = Region::Cleft;
+                    site.flags |= EPIDERMIS | ACANTHOLYSIS;
+                    return site;
+                }
+            }
+        }
+        if y < top + col.corneum {
+            site.region = Region::Corneum;
+            site.flags |= EPIDERMIS;
+            if site.flags & PSORIASIFORM != 0 {
+                for m in &self.munro {
+                    let hm = m.height(x, 0.5) * col.corneum;
+                    let mid = top + col.corneum * 0.45;
+                    if hm > 0.0 && (y - mid).abs() < hm * 0.5 {
+                        site.region = Region::Munro;
+                        break;
+                    }
+                }
+            }
+            return site;
+        }
+        if v < 0.0 {
+            // Between the lifted corneum and the viable epidermis: a subcorneal pustule.
+            site.region = Region::Pustule;
+            site.flags |= EPIDERMIS | PUSTULE;
+            return site;
+        }
+        let sdf = self.dej_sdf(x, v, plate_top);
+        site.sdf = sdf;
+        if sdf > 0.0 {
+            site.flags |= EPIDERMIS;
+            site.region = if v < col.granular {
+                Region::Granular
+            } else if sdf < BASAL_UM {
+                Region::Basal
+            } else {
+                Region::Spinous
+            };
+            if site.flags & PSORIASIFORM != 0 {
+                for k in &self.kogoj {
+                    if (x - k.x).hypot(v - col.granular - k.y) < k.r {
+                        site.region = Region::Kogoj;
+                    }
+                }
+            }
+            return site;
+        }
+        // Dermis and fat.
+        let fat_top = self.bottom.at(x) - self.fat_um;
+        site.region = if y > fat_top {
+            Region::Fat
+        } else if sdf > -self.papillary_um {
+            Region::Papillary
+        } else {
+            Region::Reticular
+        };
+        for (ci, c) in self.coils.iter().enumerate() {
+            let d = (x - c.x).hypot(y - c.y);
+            if d < c.r + NEH_HALO_UM {
+                if c.inflamed {
+                    site.flags |= HIDRADENITIS;
+                    site.neh = true;
+                }
+                if d < c.r {
+                    site.item = ci as u32;
+                    site.region = Region::CoilStroma;
+                    for (ti, t) in c.tubules.iter().enumerate() {
+                        let dt = (x - t.x).hypot(y - t.y);
+                        if dt < t.r {
+                            site.sub = ti as u32;
+                            site.region = if dt < t.lumen {
+                                Region::TubuleLumen
+                            } else {
+                                Region::TubuleCells
+                            };
+                            break;
+                        }
+                    }
+                    return site;
+                }
+            }
+        }
+        for &vi in self.vessel_index.query(x, y) {
+            let ves = &self.vessels[vi as usize];
+            let (dx, mut dy) = (x - ves.x, y - ves.y);
+            let mut dxr = dx;
+            if ves.tortuous {
+                dxr -= 3.5 * (dy / 9.0).sin();
+            } else {
+                let (s, c) = ves.angle.sin_cos();
+                let rx = dx * c + dy * s;
+                dy = -dx * s + dy * c;
+                dxr = rx;
+            }
+            let q = (dxr / (ves.rx + ves.wall)).powi(2) + (dy / (ves.ry + ves.wall)).powi(2);
+            if q < 1.0 {
+                site.item = vi;
+                let qi = (dxr / ves.rx).powi(2) + (dy / ves.ry).powi(2);
+                site.region = if qi < 1.0 {
+                    Region::VesselLumen
+                } else {
+                    Region::VesselWall
+                };
+                break;
+            }
+        }
+        site
+    }
+
+    /// Which findings this slide has, in the fixed order of [`super::Finding::ALL`].
+    pub fn has(&self, bit: u8) -> bool {
+        match bit {
+            PUSTULE => !self.pustules.is_empty(),
+            ACANTHOLYSIS => !self.clefts.is_empty(),
+            HIDRADENITIS => self.coils.iter().any(|c| c.inflamed),
+            PSORIASIFORM => !self.zones.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// Extra OD of pen ink at (x, y) µm, if a pen mark was drawn.
+    #[inline]
+    pub fn pen_od(&self, x: f32, y: f32) -> [f32; 3] {
+        if let Some(p) = &self.pen {
+            if x >= p.x0 && x <= p.x1 {
+                let d = (y - p.path.at(x)).abs();
+                if d < p.width * 0.5 {
+                    let k = 0.6 + 0.5 * noise::value(x / 60.0, y / 60.0, self.salt ^ 0xFE);
+                    let edge = 1.0 - noise::smoothstep(p.width * 0.35, p.width * 0.5, d);
+                    return [p.od[0] * k * edge, p.od[1] * k * edge, p.od[2] * k * edge];
+                }
+            }
+        }
+        [0.0; 3]
+    }
+
+    /// Stain multiplier of a tissue fold at (x, y): 2 inside the doubled strip.
+    #[inline]
+    pub fn fold_factor(&self, x: f32, y: f32) -> f32 {
+        if let Some(f) = &self.fold {
+            let d = (x * f.cos + y * f.sin - f.offset).abs();
+            if d < f.width * 0.5 {
+                return 1.0 + 0.9 * (1.0 - noise::smoothstep(f.width * 0.4, f.width * 0.5, d));
+            }
+        }
+        1.0
+    }
+}

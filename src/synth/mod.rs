@@ -1,0 +1,377 @@
+//! The `synth` stage: procedural phantom H&E skin sections with ground truth.
+//!
+//! It owns slide classes, options, the per-slide geometry (anatomy), the renderer,
+//! truth files, masks and the tile-dataset export. It writes slides only through
+//! `slide::writer` and never reads slides or knows about models.
+//!
+//! Slide ids are `<class>-<seed>` (for example `dira-7`); in a `--count` set without
+//! `--class`, seed `s` gets class `ALL[s % 4]`: dira, pustular-psoriasis, psoriasis,
+//! normal in equal proportions.
+
+mod anatomy;
+mod noise;
+mod output;
+mod render;
+mod stain;
+mod tiles;
+mod truth;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+pub use self::anatomy::{Geometry, Region, Site, Variant};
+pub use self::output::{write_set, write_slide, SlideOutput};
+pub use self::render::{render_rgb, Raster};
+pub use self::stain::StainMatrix;
+pub use self::tiles::{export_tiles, TileExport, LABEL_COLUMNS};
+pub use self::truth::{MaskGrid, Truth, TruthFinding};
+
+/// Version of the generator, written into every truth file; bump it whenever the
+/// same arguments would render different pixels.
+pub const GENERATOR_VERSION: &str = "0.1.0";
+
+/// Slide-level class of a phantom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SlideClass {
+    Dira,
+    PustularPsoriasis,
+    Psoriasis,
+    Normal,
+}
+
+impl SlideClass {
+    pub const ALL: [SlideClass; 4] = [
+        SlideClass::Dira,
+        SlideClass::PustularPsoriasis,
+        SlideClass::Psoriasis,
+        SlideClass::Normal,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SlideClass::Dira => "dira",
+            SlideClass::PustularPsoriasis => "pustular-psoriasis",
+            SlideClass::Psoriasis => "psoriasis",
+            SlideClass::Normal => "normal",
+        }
+    }
+
+    /// The class a mixed set gives seed `seed` (equal proportions).
+    pub fn for_seed(seed: u64) -> SlideClass {
+        SlideClass::ALL[(seed % 4) as usize]
+    }
+
+    pub(crate) fn salt(&self) -> u64 {
+        match self {
+            SlideClass::Dira => 0xD1AA_0001,
+            SlideClass::PustularPsoriasis => 0x9050_0002,
+            SlideClass::Psoriasis => 0x9500_0003,
+            SlideClass::Normal => 0x4040_0004,
+        }
+    }
+}
+
+impl fmt::Display for SlideClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SlideClass {
+    type Err = SynthError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SlideClass::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                SynthError::Usage(format!(
+                    "unknown class '{s}'; expected one of dira, pustular-psoriasis, psoriasis, normal"
+                ))
+            })
+    }
+}
+
+/// The four findings, with their keys (mask file names and label columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    SubcornealPustule,
+    Acantholysis,
+    NeutrophilicEccrineHidradenitis,
+    Psoriasiform,
+}
+
+impl Finding {
+    pub const ALL: [Finding; 4] = [
+        Finding::SubcornealPustule,
+        Finding::Acantholysis,
+        Finding::NeutrophilicEccrineHidradenitis,
+        Finding::Psoriasiform,
+    ];
+
+    pub fn key(&self) -> &'static str {
+        match self {
+            Finding::SubcornealPustule => "subcorneal_pustule",
+            Finding::Acantholysis => "acantholysis",
+            Finding::NeutrophilicEccrineHidradenitis => "neutrophilic_eccrine_hidradenitis",
+            Finding::Psoriasiform => "psoriasiform",
+        }
+    }
+
+    /// The bit of this finding in [`Site::flags`].
+    pub fn bit(&self) -> u8 {
+        match self {
+            Finding::SubcornealPustule => anatomy::PUSTULE,
+            Finding::Acantholysis => anatomy::ACANTHOLYSIS,
+            Finding::NeutrophilicEccrineHidradenitis => anatomy::HIDRADENITIS,
+            Finding::Psoriasiform => anatomy::PSORIASIFORM,
+        }
+    }
+}
+
+/// Mask bits of tissue and epidermis in [`Site::flags`].
+pub const TISSUE_BIT: u8 = anatomy::TISSUE;
+pub const EPIDERMIS_BIT: u8 = anatomy::EPIDERMIS;
+
+/// Optional artefacts for QC work (all off by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Artefacts {
+    pub pen: bool,
+    pub fold: bool,
+    pub blur: bool,
+}
+
+impl FromStr for Artefacts {
+    type Err = SynthError;
+    /// A comma-separated list of `pen`, `fold`, `blur` (or `none`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut a = Artefacts::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "pen" => a.pen = true,
+                "fold" => a.fold = true,
+                "blur" => a.blur = true,
+                "none" => {}
+                other => {
+                    return Err(SynthError::Usage(format!(
+                        "unknown artefact '{other}'; expected a comma list of pen, fold, blur"
+                    )))
+                }
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// A tile-dataset export instead of slides (`--tiles`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TileOptions {
+    /// Tile side in pixels.
+    pub tile_px: u32,
+    /// Microns per pixel the tiles are rendered at.
+    pub tile_mpp: f64,
+    /// Tiles with less tissue than this are skipped (except a few kept as background).
+    pub min_tissue: f64,
+    /// Share of the skipped background tiles kept anyway (deterministic by position).
+    pub background_share: f64,
+}
+
+impl Default for TileOptions {
+    fn default() -> Self {
+        TileOptions {
+            tile_px: 224,
+            tile_mpp: 0.5,
+            min_tissue: 0.1,
+            background_share: 0.02,
+        }
+    }
+}
+
+/// Everything `dirascope synth` needs; `Default` is one 4 mm × 3 mm slide at 0.5 µm/px.
+#[derive(Debug, Clone)]
+pub struct SynthOptions {
+    /// One class for every slide, or `None` for the mixed proportions of [`SlideClass::for_seed`].
+    pub class: Option<SlideClass>,
+    pub seed: u64,
+    /// Number of slides (seeds `seed..seed + count`).
+    pub count: u64,
+    /// Level-0 microns per pixel.
+    pub mpp: f64,
+    pub width_mm: f64,
+    pub height_mm: f64,
+    pub out: PathBuf,
+    pub artefacts: Artefacts,
+    /// Level-0 pixels per mask pixel.
+    pub mask_downsample: u32,
+    /// Overrides the per-slide JPEG quality drawn from the seed.
+    pub jpeg_quality: Option<u8>,
+    /// Export tiles instead of slides.
+    pub tiles: Option<TileOptions>,
+}
+
+impl Default for SynthOptions {
+    fn default() -> Self {
+        SynthOptions {
+            class: None,
+            seed: 0,
+            count: 1,
+            mpp: 0.5,
+            width_mm: 4.0,
+            height_mm: 3.0,
+            out: PathBuf::from("phantoms"),
+            artefacts: Artefacts::default(),
+            mask_downsample: 8,
+            jpeg_quality: None,
+            tiles: None,
+        }
+    }
+}
+
+/// Limits on what `synth` accepts, checked before anything is allocated or written.
+pub mod limits {
+    /// Finest and coarsest level-0 MPP.
+    pub const MPP_RANGE: (f64, f64) = (0.1, 16.0);
+    /// Smallest and largest side of a phantom, mm.
+    pub const SIDE_MM: (f64, f64) = (1.0, 60.0);
+    /// Largest side in pixels at level 0.
+    pub const MAX_SIDE_PX: f64 = 250_000.0;
+    /// Most slides in one set.
+    pub const MAX_COUNT: u64 = 100_000;
+    /// Tile side range, pixels.
+    pub const TILE_PX: (u32, u32) = (16, 4096);
+}
+
+impl SynthOptions {
+    /// Checks every value a user gave; errors say which flag and what is allowed.
+    pub fn validate(&self) -> Result<(), SynthError> {
+        let bad = |m: String| Err(SynthError::Usage(m));
+        let (lo, hi) = limits::MPP_RANGE;
+        if !(self.mpp.is_finite() && self.mpp >= lo && self.mpp <= hi) {
+            return bad(format!(
+                "--mpp must be between {lo} and {hi} µm per pixel, got {}",
+                self.mpp
+            ));
+        }
+        for (name, v) in [
+            ("--width-mm", self.width_mm),
+            ("--height-mm", self.height_mm),
+        ] {
+            let (lo, hi) = limits::SIDE_MM;
+            if !(v.is_finite() && v >= lo && v <= hi) {
+                return bad(format!("{name} must be between {lo} and {hi} mm, got {v}"));
+            }
+            if v * 1000.0 / self.mpp > limits::MAX_SIDE_PX {
+                return bad(format!(
+                    "{name} {v} mm at {} µm/px is over {} pixels; use a coarser --mpp",
+                    self.mpp,
+                    limits::MAX_SIDE_PX
+                ));
+            }
+        }
+        if self.count == 0 || self.count > limits::MAX_COUNT {
+            return bad(format!(
+                "--count must be between 1 and {}, got {}",
+                limits::MAX_COUNT,
+                self.count
+            ));
+        }
+        if self.seed.checked_add(self.count).is_none() {
+            return bad(format!(
+                "--seed {} + --count {} overflows",
+                self.seed, self.count
+            ));
+        }
+        if !(1..=256).contains(&self.mask_downsample) {
+            return bad(format!(
+                "--mask-downsample must be between 1 and 256, got {}",
+                self.mask_downsample
+            ));
+        }
+        if let Some(q) = self.jpeg_quality {
+            if !(1..=100).contains(&q) {
+                return bad(format!("--jpeg-quality must be between 1 and 100, got {q}"));
+            }
+        }
+        if let Some(t) = &self.tiles {
+            let (lo, hi) = limits::TILE_PX;
+            if !(lo..=hi).contains(&t.tile_px) {
+                return bad(format!(
+                    "--tile-px must be between {lo} and {hi}, got {}",
+                    t.tile_px
+                ));
+            }
+            let (mlo, mhi) = limits::MPP_RANGE;
+            if !(t.tile_mpp.is_finite() && t.tile_mpp >= mlo && t.tile_mpp <= mhi) {
+                return bad(format!(
+                    "--tile-mpp must be between {mlo} and {mhi}, got {}",
+                    t.tile_mpp
+                ));
+            }
+            let tile_um = t.tile_px as f64 * t.tile_mpp;
+            if tile_um > self.width_mm.min(self.height_mm) * 1000.0 {
+                return bad(format!(
+                    "a tile of {} px at {} µm/px ({tile_um} µm) is larger than the slide",
+                    t.tile_px, t.tile_mpp
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The (class, seed) of every slide this run makes, in order.
+    pub fn slides(&self) -> Vec<(SlideClass, u64)> {
+        (self.seed..self.seed + self.count)
+            .map(|s| (self.class.unwrap_or_else(|| SlideClass::for_seed(s)), s))
+            .collect()
+    }
+}
+
+/// The id of a slide: `<class>-<seed>`.
+pub fn slide_id(class: SlideClass, seed: u64) -> String {
+    format!("{class}-{seed}")
+}
+
+/// Every way `synth` fails, sorted by whose fault it is.
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    /// A bad option value or an output folder that cannot be used.
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] crate::slide::writer::WriteError),
+    #[error("{path}: cannot encode image: {reason}")]
+    Encode { path: PathBuf, reason: String },
+}
+
+impl SynthError {
+    pub fn is_usage(&self) -> bool {
+        matches!(self, SynthError::Usage(_))
+    }
+}
+
+/// What a run made.
+#[derive(Debug, Clone)]
+pub enum Summary {
+    Slides(Vec<SlideOutput>),
+    Tiles(TileExport),
+}
+
+/// Runs `dirascope synth`: validates, prepares the folder, then makes slides or tiles.
+pub fn run(options: &SynthOptions) -> Result<Summary, SynthError> {
+    options.validate()?;
+    output::prepare_dir(&options.out)?;
+    match options.tiles {
+        Some(t) => export_tiles(options, &t).map(Summary::Tiles),
+        None => write_set(options).map(Summary::Slides),
+    }
+}

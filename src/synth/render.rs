@@ -1,0 +1,697 @@
+//! Pixels from geometry: per-point stain concentrations (cells, fibres, neutrophils),
+//! then focus blur, Beer–Lambert colour and sensor noise for a rectangle of pixels.
+//!
+//! A rectangle's pixels depend only on the slide geometry, the MPP and the
+//! rectangle's place in the global pixel grid, never on which band, tile or thread
+//! asked for it. It never writes files.
+
+use super::anatomy::{Geometry, Region, Site};
+use super::noise::{self, hash2, unit};
+
+/// Hematoxylin and eosin concentrations at one point.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Conc {
+    pub h: f32,
+    pub e: f32,
+}
+
+const fn c(h: f32, e: f32) -> Conc {
+    Conc { h, e }
+}
+
+/// Coverage of an ellipse (semi-axes a, b, rotated by cos/sin) at offset (dx, dy),
+/// with an anti-aliased edge `aa` µm wide.
+#[inline]
+fn ellipse(dx: f32, dy: f32, a: f32, b: f32, cs: f32, sn: f32, aa: f32) -> f32 {
+    let u = dx * cs + dy * sn;
+    let v = -dx * sn + dy * cs;
+    let q = (u / a) * (u / a) + (v / b) * (v / b);
+    if q > 2.25 {
+        return 0.0;
+    }
+    let r = q.sqrt();
+    ((1.0 - r) * b.min(a) / aa + 0.5).clamp(0.0, 1.0)
+}
+
+#[inline]
+fn disc(dx: f32, dy: f32, r: f32, aa: f32) -> f32 {
+    let d2 = dx * dx + dy * dy;
+    if d2 > (r + aa) * (r + aa) {
+        return 0.0;
+    }
+    ((r - d2.sqrt()) / aa + 0.5).clamp(0.0, 1.0)
+}
+
+#[inline]
+fn mixc(base: Conc, over: Conc, t: f32) -> Conc {
+    c(
+        base.h + (over.h - base.h) * t,
+        base.e + (over.e - base.e) * t,
+    )
+}
+
+/// Renders concentrations; holds what is fixed per slide and resolution.
+pub struct Shader<'a> {
+    pub geom: &'a Geometry,
+    /// Half a (sub)pixel in µm: the anti-aliasing width of edges.
+    pub aa: f32,
+}
+
+impl<'a> Shader<'a> {
+    /// A neutrophil field: cells on a jittered grid of `spacing` µm, present with
+    /// probability `occ`; each a pale disc with 3–5 small dark lobes.
+    #[inline]
+    fn neutrophil(&self, x: f32, y: f32, spacing: f32, occ: f32, salt: u64) -> Option<Conc> {
+        let (gi, gj) = ((x / spacing).floor() as i64, (y / spacing).floor() as i64);
+        let mut best: Option<Conc> = None;
+        for j in gj - 1..=gj + 1 {
+            for i in gi - 1..=gi + 1 {
+                let hsh = hash2(i, j, salt);
+                if unit(hsh, 0) >= occ {
+                    continue;
+                }
+                let cx = (i as f32 + 0.15 + 0.7 * unit(hsh, 1)) * spacing;
+                let cy = (j as f32 + 0.15 + 0.7 * unit(hsh, 2)) * spacing;
+                let (dx, dy) = (x - cx, y - cy);
+                let rc = 4.2 + 1.0 * unit(hsh, 3);
+                if dx * dx + dy * dy > rc * rc {
+                    continue;
+                }
+                let h2 = noise::mix(hsh);
+                let n = 3 + (h2 % 3) as usize;
+                let a0 = unit(h2, 1) * std::f32::consts::TAU;
+                let ring = 1.6 + 0.6 * unit(h2, 2);
+                let mut lobe = 0.0f32;
+                for k in 0..n {
+                    let a = a0 + k as f32 * (std::f32::consts::TAU * 0.78 / n as f32);
+                    let (lx, ly) = (cx + ring * a.cos(), cy + ring * a.sin());
+                    let rl = 1.4 + 0.4 * unit(h2, 3);
+                    lobe = lobe.max(disc(x - lx, y - ly, rl, self.aa));
+                }
+                let cell = mixc(c(0.12, 0.22), c(1.55, 0.25), lobe);
+                best = Some(match best {
+                    Some(b) if b.h > cell.h => b,
+                    _ => cell,
+                });
+            }
+        }
+        best
+    }
+
+    /// Keratinocytes on a jittered grid in (x, v): returns cytoplasm/border/nucleus.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn keratinocytes(
+        &self,
+        x: f32,
+        v: f32,
+        sx: f32,
+        sy: f32,
+        nucleus: (f32, f32),
+        cyto: Conc,
+        nuc_h: f32,
+        border_um: f32,
+        salt: u64,
+    ) -> Conc {
+        let (gi, gj) = ((x / sx).floor() as i64, (v / sy).floor() as i64);
+        let (mut d1, mut d2) = (f32::MAX, f32::MAX);
+        let mut nuc = 0.0f32;
+        let mut own = 0u64;
+        for j in gj - 1..=gj + 1 {
+            for i in gi - 1..=gi + 1 {
+                let hsh = hash2(i, j, salt);
+                let cx = (i as f32 + 0.2 + 0.6 * unit(hsh, 0)) * sx;
+                let cy = (j as f32 + 0.2 + 0.6 * unit(hsh, 1)) * sy;
+                let (dx, dy) = (x - cx, v - cy);
+                let d = (dx * dx + dy * dy).sqrt();
+                if d < d1 {
+                    d2 = d1;
+                    d1 = d;
+                    own = hsh;
+                } else if d < d2 {
+                    d2 = d;
+                }
+                let a = nucleus.0 * (0.85 + 0.3 * unit(hsh, 2)) * self.geom.cell_scale;
+                let b = a * nucleus.1 * (0.85 + 0.25 * unit(hsh, 3));
+                let ang = unit(noise::mix(hsh), 0) * std::f32::consts::PI;
+                let (sn, cs) = ang.sin_cos();
+                nuc = nuc.max(ellipse(dx, dy, a, b, cs, sn, self.aa));
+            }
+        }
+        let tone = 0.85 + 0.3 * unit(own, 2);
+        let mut out = c(cyto.h * tone, cyto.e * tone);
+        // Intercellular spaces (the "prickles" between spinous cells).
+        if d2 - d1 < border_um {
+            out = c(out.h * 0.45, out.e * 0.45);
+        }
+        if nuc > 0.0 {
+            let chrom = 0.7 + 0.6 * noise::value(x / 1.1, v / 1.1, self.geom.salt ^ 0x77);
+            out = mixc(out, c(nuc_h * chrom, 0.22), nuc);
+        }
+        out
+    }
+
+    /// Concentrations at (x, y) µm.
+    pub fn shade(&self, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let site = g.locate(x, y);
+        let mut k = self.shade_site(&site, x, y);
+        if site.region != Region::Glass {
+            let f = g.fold_factor(x, y);
+            k.h *= f;
+            k.e *= f;
+        }
+        k
+    }
+
+    fn shade_site(&self, s: &Site, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let salt = g.salt;
+        match s.region {
+            Region::Glass => c(0.0, 0.0),
+            Region::Corneum | Region::Munro => {
+                let t = s.dc;
+                // Loose basket-weave above, compact in the lowest few µm.
+                let phase = (t + 2.5 * noise::value(x / 22.0, t / 5.0, salt ^ 1)) / 3.4;
+                let stripe = 0.5 + 0.5 * (phase * std::f32::consts::TAU).sin();
+                let weave = 0.1 + 0.42 * noise::smoothstep(0.4, 0.85, stripe);
+                let compact = noise::smoothstep(s.corneum - 5.0, s.corneum - 1.5, t);
+                let para = s.pk;
+                let e = weave * (1.0 - para)
+                    + (0.5 + 0.12 * noise::value(x / 6.0, y / 3.0, salt ^ 2)) * para;
+                let mut out = mixc(c(0.04, e), c(0.06, 0.7), compact * (1.0 - 0.5 * para));
+                if para > 0.05 {
+                    // Parakeratosis: flat nuclei kept in the corneum.
+                    let (sx, sy) = (13.0, 4.5);
+                    let (gi, gj) = ((x / sx).floor() as i64, (t / sy).floor() as i64);
+                    for j in gj - 1..=gj + 1 {
+                        for i in gi - 1..=gi + 1 {
+                            let hsh = hash2(i, j, salt ^ 3);
+                            if unit(hsh, 0) > para * 0.75 {
+                                continue;
+                            }
+                            let cx = (i as f32 + 0.5 + 0.4 * (unit(hsh, 1) - 0.5)) * sx;
+                            let cy = (j as f32 + 0.5 + 0.4 * (unit(hsh, 2) - 0.5)) * sy;
+                            let cov = ellipse(
+                                x - cx,
+                                t - cy,
+                                3.8,
+                                1.1,
+                                1.0,
+                                0.12 * (unit(hsh, 3) - 0.5),
+                                self.aa,
+                            );
+                            if cov > 0.0 {
+                                out = mixc(out, c(1.05, 0.35), cov);
+                            }
+                        }
+                    }
+                }
+                if s.region == Region::Munro {
+                    out = c(out.h * 0.5, out.e * 0.5);
+                    if let Some(n) = self.neutrophil(x, y, 8.0, 0.9, salt ^ 4) {
+                        out = n;
+                    }
+                } else if s.neutro > 0.3 {
+                    if let Some(n) = self.neutrophil(x, y, 11.0, 0.35 * s.neutro, salt ^ 5) {
+                        out = mixc(out, n, 0.9);
+                    }
+                }
+                out
+            }
+            Region::Pustule => {
+                let fluid = c(0.03, 0.1 + 0.05 * noise::value(x / 8.0, y / 8.0, salt ^ 6));
+                // Two interleaved grids give the dense packing of a pustule.
+                let a = self.neutrophil(x, y, 9.0, 0.92, salt ^ 7);
+                let b = self.neutrophil(x + 4.5, y + 4.5, 9.0, 0.6, salt ^ 8);
+                match (a, b) {
+                    (Some(a), Some(b)) => {
+                        if a.h >= b.h {
+                            a
+                        } else {
+                            b
+                        }
+                    }
+                    (Some(a), None) => a,
+                    (None, Some(b)) => b,
+                    (None, None) => fluid,
+                }
+            }
+            Region::Granular => {
+                let mut out = self.keratinocytes(
+                    x,
+                    s.v,
+                    13.0,
+                    4.5,
+                    (4.6, 0.34),
+                    c(0.32, 0.42),
+                    1.1,
+                    0.5,
+                    salt ^ 9,
+                );
+                let gran = noise::value(x / 0.9, y / 0.9, salt ^ 10);
+                if gran > 0.66 {
+                    out.h += 1.1 * noise::smoothstep(0.66, 0.8, gran);
+                }
+                out
+            }
+            Region::Spinous | Region::Kogoj => {
+                let border = if s.region == Region::Kogoj { 3.0 } else { 0.8 };
+                let mut out = self.keratinocytes(
+                    x,
+                    s.v,
+                    12.5,
+                    11.0,
+                    (3.8, 0.88),
+                    c(0.2, 0.42),
+                    1.15,
+                    border,
+                    salt ^ 11,
+                );
+                if s.region == Region::Kogoj {
+                    out = c(out.h * 0.5, out.e * 0.5);
+                    if let Some(n) = self.neutrophil(x, y, 10.0, 0.7, salt ^ 12) {
+                        out = n;
+                    }
+                }
+                out
+            }
+            Region::Basal => {
+                // Palisaded nuclei, long axis across the junction.
+                let eps = 1.5;
+                let col_v = s.v;
+                let gx = s.sdf - self.sdf_at(x + eps, y);
+                let gy = s.sdf - self.sdf_at_v(x, col_v + eps, y + eps);
+                let n = (gx * gx + gy * gy).sqrt().max(1e-3);
+                let (cs, sn) = (gx / n, gy / n);
+                let (sx, sy) = (7.5, 7.5);
+                let (gi, gj) = ((x / sx).floor() as i64, (y / sy).floor() as i64);
+                let mut nuc = 0.0f32;
+                for j in gj - 1..=gj + 1 {
+                    for i in gi - 1..=gi + 1 {
+                        let hsh = hash2(i, j, salt ^ 13);
+                        if unit(hsh, 0) > 0.85 {
+                            continue;
+                        }
+                        let cx = (i as f32 + 0.25 + 0.5 * unit(hsh, 1)) * sx;
+                        let cy = (j as f32 + 0.25 + 0.5 * unit(hsh, 2)) * sy;
+                        let a = 4.4 * g.cell_scale * (0.9 + 0.2 * unit(hsh, 3));
+                        nuc = nuc.max(ellipse(x - cx, y - cy, a, 2.5, cs, sn, self.aa));
+                    }
+                }
+                let chrom = 0.75 + 0.5 * noise::value(x / 1.1, y / 1.1, salt ^ 0x77);
+                mixc(c(0.3, 0.36), c(1.4 * chrom, 0.2), nuc)
+            }
+            Region::Cleft => {
+                let mut out = c(0.01, 0.04);
+                let (sp, occ) = (15.0, 0.55);
+                let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
+                for j in gj - 1..=gj + 1 {
+                    for i in gi - 1..=gi + 1 {
+                        let hsh = hash2(i, j, salt ^ 14);
+                        if unit(hsh, 0) > occ {
+                            continue;
+                        }
+                        let cx = (i as f32 + 0.2 + 0.6 * unit(hsh, 1)) * sp;
+                        let cy = (j as f32 + 0.2 + 0.6 * unit(hsh, 2)) * sp;
+                        let rc = 4.8 + 1.8 * unit(hsh, 3);
+                        let cell = disc(x - cx, y - cy, rc, self.aa);
+                        if cell > 0.0 {
+                            // Rounded cell, condensed eosinophilic cytoplasm, dark nucleus.
+                            let nucl = disc(x - cx, y - cy, rc * 0.45, self.aa);
+                            let k = mixc(c(0.18, 0.95), c(1.75, 0.3), nucl);
+                            out = mixc(out, k, cell);
+                        }
+                    }
+                }
+                if let Some(n) = self.neutrophil(x, y, 17.0, 0.2, salt ^ 15) {
+                    out = n;
+                }
+                out
+            }
+            Region::Papillary | Region::Reticular | Region::Fat => {
+                let mut out = if s.region == Region::Fat {
+                    self.fat(x, y)
+                } else if s.region == Region::Papillary {
+                    let fib = noise::fbm2(x / 9.0, y / 4.0, salt ^ 16);
+                    c(0.03, 0.12 + 0.38 * noise::smoothstep(0.4, 0.7, fib))
+                } else {
+                    self.collagen(x, y)
+                };
+                if s.region != Region::Fat {
+                    if let Some(n) = self.fibroblast(x, y, s.region == Region::Papillary) {
+                        out = mixc(out, c(1.25, 0.2), n);
+                    }
+                    // Sparse lymphocytes in the superficial dermis, more under lesions.
+                    if s.region == Region::Papillary {
+                        let occ = 0.04 + 0.25 * s.pk;
+                        let (sp, salt2) = (22.0, salt ^ 17);
+                        let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
+                        let hsh = hash2(gi, gj, salt2);
+                        if unit(hsh, 0) < occ {
+                            let cx = (gi as f32 + 0.3 + 0.4 * unit(hsh, 1)) * sp;
+                            let cy = (gj as f32 + 0.3 + 0.4 * unit(hsh, 2)) * sp;
+                            let cov = disc(x - cx, y - cy, 3.0, self.aa);
+                            out = mixc(out, c(1.5, 0.15), cov);
+                        }
+                        if s.neutro > 0.2 {
+                            if let Some(n) = self.neutrophil(x, y, 16.0, 0.25 * s.neutro, salt ^ 18)
+                            {
+                                out = n;
+                            }
+                        }
+                    }
+                }
+                if s.neh {
+                    if let Some(n) = self.neutrophil(x, y, 11.0, 0.45, salt ^ 19) {
+                        out = n;
+                    }
+                }
+                out
+            }
+            Region::VesselWall => {
+                let v = &g.vessels[s.item as usize];
+                let ang = (y - v.y).atan2(x - v.x);
+                let sectors = ((v.rx + v.ry) * std::f32::consts::PI / 9.0).max(4.0);
+                let sec = ((ang / std::f32::consts::TAU + 0.5) * sectors).floor();
+                let hsh = hash2(s.item as i64, sec as i64, salt ^ 20);
+                let frac = (ang / std::f32::consts::TAU + 0.5) * sectors - sec;
+                let mut out = c(0.08, 0.55 + 0.15 * unit(hsh, 1));
+                if unit(hsh, 0) < 0.5 && (frac - 0.5).abs() < 0.3 {
+                    out = c(1.2, 0.25);
+                }
+                out
+            }
+            Region::VesselLumen => {
+                let v = &g.vessels[s.item as usize];
+                let occ = if v.tortuous { 0.8 } else { 0.45 };
+                let sp = 7.0;
+                let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
+                let mut out = c(0.0, 0.03);
+                for j in gj - 1..=gj + 1 {
+                    for i in gi - 1..=gi + 1 {
+                        let hsh = hash2(i, j, salt ^ 21);
+                        if unit(hsh, 0) > occ {
+                            continue;
+                        }
+                        let cx = (i as f32 + 0.2 + 0.6 * unit(hsh, 1)) * sp;
+                        let cy = (j as f32 + 0.2 + 0.6 * unit(hsh, 2)) * sp;
+                        let d = (x - cx).hypot(y - cy);
+                        let cov = disc(x - cx, y - cy, 3.6, self.aa);
+                        if cov > 0.0 {
+                            let pale = if d < 1.6 { 0.75 } else { 1.0 };
+                            out = mixc(out, c(0.02, 1.25 * pale), cov);
+                        }
+                    }
+                }
+                out
+            }
+            Region::CoilStroma => {
+                let coil = &g.coils[s.item as usize];
+                let mut out = c(
+                    0.03,
+                    0.18 + 0.12 * noise::value(x / 6.0, y / 6.0, salt ^ 22),
+                );
+                // Basement membranes: a thin pink rim around each tubule.
+                for t in &coil.tubules {
+                    let d = (x - t.x).hypot(y - t.y) - t.r;
+                    if (0.0..2.0).contains(&d) {
+                        out = c(0.06, 0.55);
+                    }
+                }
+                if coil.inflamed {
+                    if let Some(n) = self.neutrophil(x, y, 10.0, 0.6, salt ^ 23) {
+                        out = n;
+                    }
+                }
+                out
+            }
+            Region::TubuleCells | Region::TubuleLumen => {
+                let coil = &g.coils[s.item as usize];
+                let t = &coil.tubules[s.sub as usize];
+                let (dx, dy) = (x - t.x, y - t.y);
+                if s.region == Region::TubuleLumen {
+                    let mut out = c(0.0, 0.02);
+                    if coil.inflamed {
+                        if let Some(n) = self.neutrophil(x, y, 9.0, 0.35, salt ^ 24) {
+                            out = n;
+                        }
+                    }
+                    return out;
+                }
+                let mut out = if t.duct { c(0.3, 0.45) } else { c(0.14, 0.36) };
+                let rm = 0.5 * (t.lumen + t.r);
+                let ang = dy.atan2(dx);
+                let n = ((std::f32::consts::TAU * rm) / 8.0).round().max(5.0);
+                let sec = ((ang / std::f32::consts::TAU + 0.5) * n).floor();
+                let hsh = hash2(s.item as i64 * 1000 + s.sub as i64, sec as i64, salt ^ 25);
+                let ac = (sec + 0.5) / n * std::f32::consts::TAU - std::f32::consts::PI;
+                let (nx, ny) = (t.x + rm * ac.cos(), t.y + rm * ac.sin());
+                let pyk = coil.inflamed && unit(hsh, 0) < 0.3;
+                let nr = if pyk { 1.9 } else { 2.7 };
+                if coil.inflamed {
+                    // Vacuolar change of the coil epithelium.
+                    let vac = noise::value(x / 2.2, y / 2.2, salt ^ 26);
+                    if vac > 0.6 {
+                        out = c(out.h * 0.25, out.e * 0.25);
+                    }
+                }
+                let cov = disc(x - nx, y - ny, nr, self.aa);
+                if cov > 0.0 {
+                    out = mixc(out, c(if pyk { 1.9 } else { 1.25 }, 0.25), cov);
+                }
+                if coil.inflamed {
+                    if let Some(nn) = self.neutrophil(x, y, 13.0, 0.25, salt ^ 27) {
+                        out = nn;
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    fn sdf_at(&self, x: f32, y: f32) -> f32 {
+        let s = self.geom.locate(x, y);
+        s.sdf
+    }
+
+    fn sdf_at_v(&self, x: f32, _v: f32, y: f32) -> f32 {
+        self.sdf_at(x, y)
+    }
+
+    /// Reticular collagen: wavy eosinophilic bundles with clefts between them.
+    #[inline]
+    fn collagen(&self, x: f32, y: f32) -> Conc {
+        let salt = self.geom.salt;
+        let warp = 14.0 * (noise::value(x / 160.0, y / 160.0, salt ^ 30) - 0.5)
+            + 5.0 * (x / 45.0 + 3.0 * noise::value(x / 90.0, y / 70.0, salt ^ 31)).sin();
+        let n = noise::fbm2(x / 55.0, (y + warp) / 10.0, salt ^ 32);
+        let bundle = noise::smoothstep(0.36, 0.5, n);
+        let tone = 0.6 + 0.35 * noise::value(x / 25.0, (y + warp) / 5.0, salt ^ 33);
+        c(0.04 * bundle + 0.01, 0.04 + 0.85 * tone * bundle)
+    }
+
+    /// Subcutaneous fat: large empty cells with thin membranes.
+    #[inline]
+    fn fat(&self, x: f32, y: f32) -> Conc {
+        let sp = self.geom.adipocyte_um;
+        let salt = self.geom.salt ^ 34;
+        let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
+        let (mut d1, mut d2) = (f32::MAX, f32::MAX);
+        for j in gj - 1..=gj + 1 {
+            for i in gi - 1..=gi + 1 {
+                let hsh = hash2(i, j, salt);
+                let cx = (i as f32 + 0.15 + 0.7 * unit(hsh, 0)) * sp;
+                let cy = (j as f32 + 0.15 + 0.7 * unit(hsh, 1)) * sp;
+                let d = (x - cx).hypot(y - cy);
+                if d < d1 {
+                    d2 = d1;
+                    d1 = d;
+                } else if d < d2 {
+                    d2 = d;
+                }
+            }
+        }
+        let m = 1.0 - noise::smoothstep(0.6, 1.8, (d2 - d1) * 0.5);
+        c(0.03 * m, 0.5 * m)
+    }
+
+    /// Spindle fibroblast nuclei lying along the collagen.
+    #[inline]
+    fn fibroblast(&self, x: f32, y: f32, papillary: bool) -> Option<f32> {
+        let (sx, sy, occ) = if papillary {
+            (26.0, 20.0, 0.4)
+        } else {
+            (42.0, 30.0, 0.45)
+        };
+        let salt = self.geom.salt ^ 35;
+        let (gi, gj) = ((x / sx).floor() as i64, (y / sy).floor() as i64);
+        let mut best = 0.0f32;
+        for j in gj - 1..=gj + 1 {
+            for i in gi - 1..=gi + 1 {
+                let hsh = hash2(i, j, salt);
+                if unit(hsh, 0) > occ {
+                    continue;
+                }
+                let cx = (i as f32 + 0.5 * unit(hsh, 1) + 0.25) * sx;
+                let cy = (j as f32 + 0.5 * unit(hsh, 2) + 0.25) * sy;
+                let ang = (unit(hsh, 3) - 0.5) * if papillary { 2.0 } else { 0.6 };
+                let (sn, cs) = ang.sin_cos();
+                let a = 6.0 + 3.0 * unit(noise::mix(hsh), 0);
+                best = best.max(ellipse(x - cx, y - cy, a, 1.3, cs, sn, self.aa));
+            }
+        }
+        (best > 0.0).then_some(best)
+    }
+}
+
+/// Per-slide rendering settings fixed by the MPP.
+#[derive(Debug, Clone, Copy)]
+pub struct Raster {
+    pub mpp: f64,
+    /// Sub-samples per pixel side (anti-aliasing at coarse MPP).
+    pub ss: u32,
+}
+
+impl Raster {
+    pub fn new(mpp: f64) -> Raster {
+        Raster {
+            mpp,
+            ss: ((mpp / 0.6).ceil() as u32).clamp(1, 3),
+        }
+    }
+}
+
+fn gaussian_kernel(sigma: f32) -> Vec<f32> {
+    if sigma < 0.3 {
+        return vec![1.0];
+    }
+    let r = (3.0 * sigma).ceil() as i32;
+    let mut k: Vec<f32> = (-r..=r)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let s: f32 = k.iter().sum();
+    k.iter_mut().for_each(|v| *v /= s);
+    k
+}
+
+fn blur_plane(src: &[f32], w: usize, h: usize, k: &[f32], tmp: &mut Vec<f32>, dst: &mut Vec<f32>) {
+    let r = k.len() / 2;
+    tmp.clear();
+    tmp.resize(w * h, 0.0);
+    for y in 0..h {
+        let row = &src[y * w..(y + 1) * w];
+        let out = &mut tmp[y * w..(y + 1) * w];
+        for x in r..w.saturating_sub(r) {
+            let mut acc = 0.0;
+            for (i, kv) in k.iter().enumerate() {
+                acc += row[x + i - r] * kv;
+            }
+            out[x] = acc;
+        }
+    }
+    dst.clear();
+    dst.resize(w * h, 0.0);
+    for y in r..h.saturating_sub(r) {
+        for (i, kv) in k.iter().enumerate() {
+            let srow = &tmp[(y + i - r) * w..(y + i - r + 1) * w];
+            let drow = &mut dst[y * w..(y + 1) * w];
+            for x in 0..w {
+                drow[x] += srow[x] * kv;
+            }
+        }
+    }
+}
+
+/// Renders the `w × h` pixels whose top-left is global pixel (`x0`, `y0`) of the
+/// grid at `raster.mpp`, as RGB8 rows.
+pub fn render_rgb(
+    geom: &Geometry,
+    raster: Raster,
+    x0: i64,
+    y0: i64,
+    w: usize,
+    h: usize,
+) -> Vec<u8> {
+    let mpp = raster.mpp as f32;
+    let sigma = (geom.blur_um / mpp).max(0.0);
+    let kernel = gaussian_kernel(sigma);
+    let band = geom.blur_band.as_ref();
+    let wide = band.map(|b| gaussian_kernel(b.sigma_um / mpp));
+    let margin = kernel.len().max(wide.as_ref().map_or(0, |k| k.len())) / 2;
+    let (bw, bh) = (w + 2 * margin, h + 2 * margin);
+    let ss = raster.ss as usize;
+    let sub = mpp / ss as f32;
+    let shader = Shader {
+        geom,
+        aa: (sub * 0.5).max(0.1),
+    };
+    let mut ch = vec![0.0f32; bw * bh];
+    let mut ce = vec![0.0f32; bw * bh];
+    let norm = 1.0 / (ss * ss) as f32;
+    for j in 0..bh {
+        let py = y0 + j as i64 - margin as i64;
+        for i in 0..bw {
+            let px = x0 + i as i64 - margin as i64;
+            let (mut sh, mut se) = (0.0, 0.0);
+            for sj in 0..ss {
+                let y = py as f32 * mpp + (sj as f32 + 0.5) * sub;
+                for si in 0..ss {
+                    let x = px as f32 * mpp + (si as f32 + 0.5) * sub;
+                    let k = shader.shade(x, y);
+                    sh += k.h;
+                    se += k.e;
+                }
+            }
+            ch[j * bw + i] = sh * norm;
+            ce[j * bw + i] = se * norm;
+        }
+    }
+    let (mut tmp, mut bh_buf, mut be_buf) = (Vec::new(), Vec::new(), Vec::new());
+    let (ph, pe) = if kernel.len() > 1 {
+        blur_plane(&ch, bw, bh, &kernel, &mut tmp, &mut bh_buf);
+        blur_plane(&ce, bw, bh, &kernel, &mut tmp, &mut be_buf);
+        (&bh_buf, &be_buf)
+    } else {
+        (&ch, &ce)
+    };
+    // Out-of-focus band: blend towards a heavily blurred copy where it applies.
+    let mut wide_planes = None;
+    if let (Some(b), Some(k)) = (band, wide.as_ref()) {
+        let x_lo = x0 as f32 * mpp;
+        let x_hi = (x0 as f32 + w as f32) * mpp;
+        if x_hi > b.x0 - 50.0 && x_lo < b.x1 + 50.0 && k.len() > 1 {
+            let (mut wh, mut we) = (Vec::new(), Vec::new());
+            blur_plane(&ch, bw, bh, k, &mut tmp, &mut wh);
+            blur_plane(&ce, bw, bh, k, &mut tmp, &mut we);
+            wide_planes = Some((wh, we));
+        }
+    }
+    let stain = &geom.stain;
+    let mut out = vec![0u8; w * h * 3];
+    let nsalt = geom.salt ^ 0xA5A5;
+    for j in 0..h {
+        let py = y0 + j as i64;
+        let y = (py as f32 + 0.5) * mpp;
+        for i in 0..w {
+            let px = x0 + i as i64;
+            let x = (px as f32 + 0.5) * mpp;
+            let at = (j + margin) * bw + i + margin;
+            let (mut hc, mut ec) = (ph[at], pe[at]);
+            if let (Some((wh, we)), Some(b)) = (&wide_planes, band) {
+                let t = noise::smoothstep(b.x0 - 50.0, b.x0 + 50.0, x)
+                    * (1.0 - noise::smoothstep(b.x1 - 50.0, b.x1 + 50.0, x));
+                hc += (wh[at] - hc) * t;
+                ec += (we[at] - ec) * t;
+            }
+            let rgb = stain.rgb(hc, ec, geom.pen_od(x, y));
+            let hsh = hash2(px, py, nsalt);
+            let lum = (unit(hsh, 0) + unit(hsh, 1) - 1.0) * geom.noise_sigma * 2.4;
+            for c in 0..3 {
+                let n = lum + (unit(hsh, 2 + (c as u32 % 2)) - 0.5) * geom.noise_sigma;
+                out[(j * w + i) * 3 + c] = (rgb[c] + n).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,133 @@
+//! The per-slide H&E stain model: Beer–Lambert optical density to RGB.
+//!
+//! It owns the stain vectors and their per-slide jitter; it knows nothing of anatomy.
+
+use rand::Rng;
+use serde::Serialize;
+
+/// Ruifrok & Johnston (2001) hematoxylin, RGB order.
+pub const RUIFROK_H: [f32; 3] = [0.65, 0.70, 0.29];
+/// Ruifrok & Johnston (2001) eosin, RGB order.
+pub const RUIFROK_E: [f32; 3] = [0.07, 0.99, 0.11];
+/// Measured on the real CMU-1 scanner fixture (histology.md): a redder hematoxylin.
+pub const SCANNER_H: [f32; 3] = [0.82, 0.50, 0.29];
+/// Measured on the real CMU-1 scanner fixture (histology.md).
+pub const SCANNER_E: [f32; 3] = [0.25, 0.91, 0.34];
+
+/// One slide's stain: unit OD vectors, concentration scales and the glass colour.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StainMatrix {
+    /// Hematoxylin OD per unit concentration (unit length, RGB).
+    pub hematoxylin: [f32; 3],
+    /// Eosin OD per unit concentration (unit length, RGB).
+    pub eosin: [f32; 3],
+    /// Multiplies every hematoxylin concentration (staining strength).
+    pub h_scale: f32,
+    /// Multiplies every eosin concentration.
+    pub e_scale: f32,
+    /// Light through empty glass, RGB (I0 per channel).
+    pub background: [f32; 3],
+}
+
+fn normalise(v: [f32; 3]) -> [f32; 3] {
+    let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt().max(1e-6);
+    [v[0] / n, v[1] / n, v[2] / n]
+}
+
+fn lerp3(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
+    [
+        a[0] + (b[0] - a[0]) * t,
+        a[1] + (b[1] - a[1]) * t,
+        a[2] + (b[2] - a[2]) * t,
+    ]
+}
+
+impl StainMatrix {
+    /// Draws a stain around the textbook vectors, sometimes towards the real
+    /// scanner's redder hematoxylin; one slide in five gets strong variation.
+    pub fn sample<R: Rng>(rng: &mut R) -> StainMatrix {
+        let strong = rng.gen_bool(0.2);
+        let jitter = if strong { 0.12 } else { 0.05 };
+        let t_h = if rng.gen_bool(0.4) {
+            rng.gen_range(0.6..1.0)
+        } else {
+            rng.gen_range(0.0..0.5)
+        };
+        let t_e = rng.gen_range(0.0..1.0);
+        let mut h = lerp3(normalise(RUIFROK_H), normalise(SCANNER_H), t_h);
+        let mut e = lerp3(normalise(RUIFROK_E), normalise(SCANNER_E), t_e);
+        for c in 0..3 {
+            h[c] = (h[c] + rng.gen_range(-jitter..jitter)).max(0.02);
+            e[c] = (e[c] + rng.gen_range(-jitter..jitter)).max(0.02);
+        }
+        let (lo, hi) = if strong { (0.7, 1.3) } else { (0.88, 1.12) };
+        let base: f32 = rng.gen_range(236.0..250.0);
+        let tint = [
+            rng.gen_range(-2.0..3.0),
+            rng.gen_range(-3.0..1.0),
+            rng.gen_range(-3.0..1.0),
+        ];
+        StainMatrix {
+            hematoxylin: normalise(h),
+            eosin: normalise(e),
+            h_scale: rng.gen_range(lo..hi),
+            e_scale: rng.gen_range(lo..hi),
+            background: [base + tint[0], base + tint[1], base + tint[2]],
+        }
+    }
+
+    /// Transmitted light for concentrations `h`, `e` and an extra OD (pen ink).
+    #[inline]
+    pub fn rgb(&self, h: f32, e: f32, extra: [f32; 3]) -> [f32; 3] {
+        let (h, e) = (h * self.h_scale, e * self.e_scale);
+        let mut out = [0.0; 3];
+        for c in 0..3 {
+            let od = h * self.hematoxylin[c] + e * self.eosin[c] + extra[c];
+            // 10^-od
+            out[c] = self.background[c] * (-od * std::f32::consts::LN_10).exp();
+        }
+        out
+    }
+
+    /// Hematoxylin concentration of an RGB pixel by colour deconvolution with this
+    /// matrix (least squares on H and E); what tests use to check masks against pixels.
+    pub fn unmix(&self, rgb: [u8; 3]) -> (f32, f32) {
+        let od: Vec<f32> = (0..3)
+            .map(|c| -((rgb[c] as f32).max(1.0) / self.background[c]).log10())
+            .collect();
+        let (h, e) = (self.hematoxylin, self.eosin);
+        let hh: f32 = h.iter().map(|v| v * v).sum();
+        let ee: f32 = e.iter().map(|v| v * v).sum();
+        let he: f32 = (0..3).map(|c| h[c] * e[c]).sum();
+        let ho: f32 = (0..3).map(|c| h[c] * od[c]).sum();
+        let eo: f32 = (0..3).map(|c| e[c] * od[c]).sum();
+        let det = hh * ee - he * he;
+        let ch = (ho * ee - eo * he) / det;
+        let ce = (eo * hh - ho * he) / det;
+        (ch / self.h_scale, ce / self.e_scale)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn unmix_inverts_rgb() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let s = StainMatrix::sample(&mut rng);
+        let rgb = s.rgb(0.8, 0.4, [0.0; 3]);
+        let px = [rgb[0] as u8, rgb[1] as u8, rgb[2] as u8];
+        let (h, e) = s.unmix(px);
+        assert!((h - 0.8).abs() < 0.1, "h {h}");
+        assert!((e - 0.4).abs() < 0.1, "e {e}");
+    }
+
+    #[test]
+    fn zero_stain_is_the_glass() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let s = StainMatrix::sample(&mut rng);
+        assert_eq!(s.rgb(0.0, 0.0, [0.0; 3]), s.background);
+    }
+}

@@ -1,0 +1,173 @@
+//! Ground truth of one phantom: the masks sampled from its geometry and the
+//! `truth.json` record (class, findings with areas, stain, MPP, seed, version).
+//!
+//! Masks come from the same `Geometry::locate` the renderer uses, so they line up
+//! with the pixels by construction. Nothing here renders colour.
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::anatomy::Geometry;
+use super::stain::StainMatrix;
+use super::{
+    Artefacts, Finding, SlideClass, Variant, EPIDERMIS_BIT, GENERATOR_VERSION, TISSUE_BIT,
+};
+
+/// Flag bits sampled at the centre of each mask pixel (one byte per pixel).
+pub struct MaskGrid {
+    pub width: u32,
+    pub height: u32,
+    /// Micrometres per mask pixel.
+    pub um_per_px: f64,
+    pub bits: Vec<u8>,
+}
+
+impl MaskGrid {
+    /// Samples `geom` on a grid of `um_per_px` covering `width_px × height_px` cells.
+    pub fn sample(geom: &Geometry, width_px: u32, height_px: u32, um_per_px: f64) -> MaskGrid {
+        let mut bits = vec![0u8; width_px as usize * height_px as usize];
+        bits.par_chunks_mut(width_px as usize)
+            .enumerate()
+            .for_each(|(j, row)| {
+                let y = ((j as f64 + 0.5) * um_per_px) as f32;
+                for (i, b) in row.iter_mut().enumerate() {
+                    let x = ((i as f64 + 0.5) * um_per_px) as f32;
+                    *b = geom.locate(x, y).flags;
+                }
+            });
+        MaskGrid {
+            width: width_px,
+            height: height_px,
+            um_per_px,
+            bits,
+        }
+    }
+
+    /// A 0/255 grey image of one bit.
+    pub fn image(&self, bit: u8) -> image::GrayImage {
+        let data = self
+            .bits
+            .iter()
+            .map(|&b| if b & bit != 0 { 255 } else { 0 })
+            .collect();
+        image::GrayImage::from_raw(self.width, self.height, data)
+            .unwrap_or_else(|| image::GrayImage::new(self.width, self.height))
+    }
+
+    /// Area of one bit in mm².
+    pub fn area_mm2(&self, bit: u8) -> f64 {
+        let n = self.bits.iter().filter(|&&b| b & bit != 0).count();
+        n as f64 * self.um_per_px * self.um_per_px / 1e6
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TruthFinding {
+    pub key: &'static str,
+    pub present: bool,
+    pub area_mm2: f64,
+    /// Number of separate lesions drawn (pustules, clefts, inflamed coils, zones).
+    pub lesions: usize,
+    pub mask: String,
+}
+
+/// The content of `<id>.truth.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Truth {
+    pub generator: &'static str,
+    pub generator_version: &'static str,
+    pub slide_id: String,
+    pub class: SlideClass,
+    /// Which DIRA features a DIRA slide shows (`typical` for other classes).
+    pub variant: Variant,
+    pub seed: u64,
+    pub mpp: f64,
+    pub width: u32,
+    pub height: u32,
+    pub width_um: f64,
+    pub height_um: f64,
+    /// Level-0 pixels per mask pixel; masks are sampled at mask-pixel centres.
+    pub mask_downsample: u32,
+    pub mask_width: u32,
+    pub mask_height: u32,
+    pub tissue_area_mm2: f64,
+    pub epidermis_area_mm2: f64,
+    /// Keys of the findings present, in the fixed order.
+    pub findings_present: Vec<&'static str>,
+    pub findings: Vec<TruthFinding>,
+    pub stain: StainMatrix,
+    pub blur_sigma_um: f32,
+    pub noise_sigma: f32,
+    pub jpeg_quality: u8,
+    pub artefacts: Artefacts,
+}
+
+impl Truth {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        geom: &Geometry,
+        slide_id: &str,
+        mpp: f64,
+        width: u32,
+        height: u32,
+        downsample: u32,
+        masks: &MaskGrid,
+        jpeg_quality: u8,
+        artefacts: Artefacts,
+    ) -> Truth {
+        let findings: Vec<TruthFinding> = Finding::ALL
+            .iter()
+            .map(|f| {
+                let area = masks.area_mm2(f.bit());
+                let lesions = match f {
+                    Finding::SubcornealPustule => geom.pustules.len(),
+                    Finding::Acantholysis => geom.clefts.len(),
+                    Finding::NeutrophilicEccrineHidradenitis => {
+                        geom.coils.iter().filter(|c| c.inflamed).count()
+                    }
+                    Finding::Psoriasiform => geom.zones.len(),
+                };
+                TruthFinding {
+                    key: f.key(),
+                    present: geom.has(f.bit()) && area > 0.0,
+                    area_mm2: round6(area),
+                    lesions,
+                    mask: format!("{slide_id}.masks/{}.png", f.key()),
+                }
+            })
+            .collect();
+        Truth {
+            generator: "dirascope synth",
+            generator_version: GENERATOR_VERSION,
+            slide_id: slide_id.to_string(),
+            class: geom.class,
+            variant: geom.variant,
+            seed: geom.seed,
+            mpp,
+            width,
+            height,
+            width_um: width as f64 * mpp,
+            height_um: height as f64 * mpp,
+            mask_downsample: downsample,
+            mask_width: masks.width,
+            mask_height: masks.height,
+            tissue_area_mm2: round6(masks.area_mm2(TISSUE_BIT)),
+            epidermis_area_mm2: round6(masks.area_mm2(EPIDERMIS_BIT)),
+            findings_present: findings
+                .iter()
+                .filter(|f| f.present)
+                .map(|f| f.key)
+                .collect(),
+            findings,
+            stain: geom.stain.clone(),
+            blur_sigma_um: geom.blur_um,
+            noise_sigma: geom.noise_sigma,
+            jpeg_quality,
+            artefacts,
+        }
+    }
+}
+
+fn round6(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
