@@ -38,6 +38,19 @@ enum Command {
     Score(ScoreArgs),
     /// Render phantom H&E skin sections with ground truth (masks, truth.json).
     Synth(SynthArgs),
+    /// Inspect and check models.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Check a model folder (manifest, sha256, ONNX shapes), describe it and
+    /// run one batch of its sample phantom tiles.
+    Check {
+        /// Model folder holding model.toml (default: the bundled model).
+        model_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -203,6 +216,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect(args),
         Command::Synth(args) => synth(args),
         Command::Score(args) => score(args),
+        Command::Model(ModelCommand::Check { model_dir }) => model_check(model_dir),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -301,23 +315,62 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
     }
 }
 
-/// `dirascope score`: resolve options, refuse slides without an MPP (exit 2), score.
-///
-/// The model engine lands from the `model` branch; until it is wired here, this
-/// handler stops after checking its inputs and says so with the model exit code.
+/// `dirascope score`: find the slides, load the model (exit 4 if it is invalid),
+/// refuse slides without an MPP (exit 2), score them all; exit 3 if any failed.
 fn score(args: ScoreArgs) -> Result<u8, Failure> {
-    let options = args.options(crate::score::ScoreOptions::default())?;
-    if let Some(path) = crate::score::first_without_mpp(&args.slides, &options.open) {
+    use std::io::IsTerminal;
+    let jobs = crate::batch::discover(&args.slides).map_err(|e| usage(e.to_string()))?;
+    if jobs.is_empty() {
+        return Err(usage("no slides found in the given paths"));
+    }
+    let paths: Vec<PathBuf> = jobs.into_iter().map(|j| j.path).collect();
+    let dir = args
+        .model
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::model::BUNDLED_MODEL_DIR));
+    let model = crate::model::Model::load(&dir).map_err(|e| Failure {
+        code: exit::MODEL,
+        error: e.into(),
+    })?;
+    let scorer = crate::wiring::ModelScorer::new(model);
+    let options = args.options(scorer.options(crate::score::ScoreOptions::default()))?;
+    if let Some(path) = crate::score::first_without_mpp(&paths, &options.open) {
         return Err(usage(format!(
             "{}: the slide has no microns-per-pixel and cannot be tiled at the model's scale; pass --mpp (for example --mpp 0.5 for a 20x scan)",
             path.display()
         )));
     }
-    Err(Failure {
-        code: exit::MODEL,
-        error: anyhow::anyhow!(
-            "no model engine is wired into `score` yet (see the model branch); {} slide(s) checked",
-            args.slides.len()
-        ),
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot create the output folder: {e}",
+            args.out.display()
+        )
+    })?;
+    let progress = std::io::stderr().is_terminal() && !args.json;
+    let outcome = crate::score::score_batch(
+        &paths,
+        &args.out,
+        &scorer,
+        &scorer.info(),
+        &options,
+        progress,
+    )?;
+    if args.json {
+        println!("{}", crate::report::json::batch_summary(&outcome)?);
+    }
+    Ok(if outcome.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::SOME_FAILED
     })
+}
+
+fn model_check(model_dir: Option<PathBuf>) -> Result<u8, Failure> {
+    let dir = model_dir.unwrap_or_else(|| PathBuf::from(crate::model::BUNDLED_MODEL_DIR));
+    let report = crate::model::check::run(&dir).map_err(|e| Failure {
+        code: exit::MODEL,
+        error: e.into(),
+    })?;
+    print!("{report}");
+    Ok(exit::OK)
 }

@@ -2,6 +2,7 @@
 pub mod aggregate;
 pub mod batch;
 pub mod cli;
+pub mod model;
 pub mod qc;
 pub mod report;
 pub mod score;
@@ -10,3 +11,4 @@ pub mod synth;
 pub mod tiling;
 pub mod tissue;
 pub mod validate;
+pub mod wiring;

@@ -31,3 +31,35 @@ pub fn write(path: &Path, report: &SlideReport) -> Result<(), ReportError> {
     })?;
     write_atomic(path, text.as_bytes())
 }
+
+/// The batch summary `score --json` prints: one object per slide (id, call, scores)
+/// and one per failed slide.
+pub fn batch_summary(outcome: &crate::score::BatchOutcome) -> Result<String, serde_json::Error> {
+    let slides: Vec<serde_json::Value> = outcome
+        .reports
+        .iter()
+        .map(|r| {
+            let findings: serde_json::Map<String, serde_json::Value> = r
+                .result
+                .findings
+                .iter()
+                .map(|f| (f.key.clone(), serde_json::json!(f.top_k_mean)))
+                .collect();
+            serde_json::json!({
+                "slide_id": r.slide.id,
+                "path": r.slide.path,
+                "call": r.result.call.as_str(),
+                "dira_score": r.result.dira_score,
+                "psoriasiform_score": r.result.psoriasiform_score,
+                "findings": findings,
+                "qc_flags": r.qc,
+            })
+        })
+        .collect();
+    let errors: Vec<serde_json::Value> = outcome
+        .errors
+        .iter()
+        .map(|(path, kind, message)| serde_json::json!({"path": path, "kind": kind, "message": message}))
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({"slides": slides, "errors": errors}))
+}

@@ -1,0 +1,236 @@
+//! `dirascope model check MODEL_DIR`: load and check a model folder, describe
+//! it, and run one batch of the phantom tiles kept in its parity fixture.
+//! Also reads that fixture (preprocessed tiles plus onnxruntime's outputs on
+//! them) for the parity test. It prints nothing itself; the CLI does.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::manifest::is_plain_relative;
+use super::{Finding, Model, ModelError, TileClassifier};
+
+/// Folder inside a model folder holding the parity fixture.
+pub const PARITY_DIR: &str = "parity";
+
+/// `parity/parity.toml`: shapes and file names of the fixture.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParitySpec {
+    /// Number of tiles.
+    pub tiles: usize,
+    /// Gzip-compressed little-endian f32, NCHW, already preprocessed.
+    pub inputs: String,
+    /// Little-endian f32, `tiles` x classes: onnxruntime's raw outputs
+    /// (before the activation).
+    pub outputs: String,
+    /// Largest absolute difference tract may show against onnxruntime.
+    pub tolerance: f32,
+    /// Where the tiles came from (free text).
+    pub source: String,
+}
+
+/// A loaded parity fixture.
+pub struct ParityFixture {
+    pub spec: ParitySpec,
+    pub inputs: Vec<f32>,
+    pub outputs: Vec<f32>,
+}
+
+impl ParityFixture {
+    /// Read `MODEL_DIR/parity/`, checking sizes against the model's input.
+    pub fn load(model: &Model) -> Result<ParityFixture, ModelError> {
+        let dir = model.dir.join(PARITY_DIR);
+        let spec_path = dir.join("parity.toml");
+        let text = std::fs::read_to_string(&spec_path).map_err(|source| ModelError::Io {
+            path: spec_path.clone(),
+            source,
+        })?;
+        let spec: ParitySpec = toml::from_str(&text).map_err(|e| ModelError::ManifestParse {
+            path: spec_path.clone(),
+            message: e.message().to_string(),
+        })?;
+        for name in [&spec.inputs, &spec.outputs] {
+            if !is_plain_relative(name) {
+                return Err(ModelError::OutsideModelDir {
+                    path: spec_path.clone(),
+                    reference: name.clone(),
+                });
+            }
+        }
+        let per_tile = super::values_per_tile(model.engine.input_spec());
+        let classes = model.manifest.output.classes.len();
+        let inputs = read_f32(&dir.join(&spec.inputs), true, spec.tiles * per_tile)?;
+        let outputs = read_f32(&dir.join(&spec.outputs), false, spec.tiles * classes)?;
+        Ok(ParityFixture {
+            spec,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// Largest |tract - onnxruntime| over all raw outputs.
+    pub fn max_abs_diff(&self, model: &Model) -> Result<f32, ModelError> {
+        let tract = raw_outputs(model, &self.inputs)?;
+        Ok(tract
+            .iter()
+            .zip(&self.outputs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max))
+    }
+}
+
+/// tract's raw outputs (no activation) for `inputs`, batch by batch.
+pub fn raw_outputs(model: &Model, inputs: &[f32]) -> Result<Vec<f32>, ModelError> {
+    let engine = &model.engine;
+    let per_tile = super::values_per_tile(engine.input_spec());
+    let batch = engine.batch_size();
+    let mut out = Vec::new();
+    for chunk in inputs.chunks(per_tile * batch) {
+        let n = chunk.len() / per_tile;
+        let mut padded = chunk.to_vec();
+        padded.resize(per_tile * batch, 0.0);
+        let rows = engine.run_raw(&padded)?;
+        out.extend(rows.into_iter().take(n).flatten());
+    }
+    Ok(out)
+}
+
+fn read_f32(path: &Path, gzip: bool, expected: usize) -> Result<Vec<f32>, ModelError> {
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    // Read one byte past the expected size so an oversized file is caught
+    // without inflating it all.
+    let limit = (expected as u64 * 4) + 1;
+    if gzip {
+        flate2::read::GzDecoder::new(file)
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+    } else {
+        file.take(limit).read_to_end(&mut bytes).map_err(io)?;
+    }
+    if bytes.len() != expected * 4 {
+        return Err(ModelError::ShapeMismatch {
+            path: path.to_path_buf(),
+            what: "size in bytes".into(),
+            expected: (expected * 4).to_string(),
+            found: if bytes.len() as u64 == limit {
+                format!("more than {}", expected * 4)
+            } else {
+                bytes.len().to_string()
+            },
+        });
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// Load and check `dir`, and describe it as the `model check` report.
+pub fn run(dir: &Path) -> Result<String, ModelError> {
+    let model = Model::load(dir)?;
+    let m = &model.manifest;
+    let s = model.engine.summary();
+    let mut out = String::new();
+    let _ = writeln!(out, "model      {} {}", m.name, m.version);
+    let _ = writeln!(out, "folder     {}", dir.display());
+    let _ = writeln!(
+        out,
+        "onnx       {} (sha256 {} ok)",
+        model.engine.onnx_path().display(),
+        m.sha256
+    );
+    let _ = writeln!(out, "use        {}", m.intended_use);
+    let _ = writeln!(out, "trained on {}", m.training_data);
+    let i = &m.input;
+    let _ = writeln!(
+        out,
+        "input      {} px at {} um/px ({} um), {:?} {:?}, mean {:?} std {:?} (0..1 scale)",
+        i.tile_px,
+        i.mpp,
+        i.tile_px as f64 * i.mpp,
+        i.layout,
+        i.channel_order,
+        i.mean,
+        i.std
+    );
+    let _ = writeln!(
+        out,
+        "output     {:?} over [{}]",
+        m.output.activation,
+        m.output.classes.join(", ")
+    );
+    let a = &m.aggregation;
+    let _ = writeln!(
+        out,
+        "aggregate  {:?}: top {} of tiles (min {}), tile threshold {}, min tissue {}",
+        a.method, a.top_k_fraction, a.top_k_min, a.tile_threshold, a.min_tissue
+    );
+    let r = &m.rule;
+    let _ = writeln!(
+        out,
+        "rule       dira >= {}, psoriasiform >= {}, no-call margin {}, min tissue tiles {}",
+        r.dira_threshold, r.psoriasiform_threshold, r.no_call_margin, r.min_tissue_tiles
+    );
+    let _ = writeln!(out, "producer   {} (opset {})", s.producer, s.opset);
+    for (name, dims) in &s.inputs {
+        let _ = writeln!(out, "onnx in    {name} [{}] float32", dims.join(", "));
+    }
+    for (name, dims) in &s.outputs {
+        let _ = writeln!(out, "onnx out   {name} [{}]", dims.join(", "));
+    }
+    let _ = writeln!(out, "parameters {}", s.parameters);
+    let _ = writeln!(
+        out,
+        "per tile   {:.1} M multiply-adds ({:.1} MFLOPs)",
+        s.macs_per_tile as f64 / 1e6,
+        2.0 * s.macs_per_tile as f64 / 1e6
+    );
+    let fixture_dir: PathBuf = dir.join(PARITY_DIR);
+    if !fixture_dir.join("parity.toml").exists() {
+        let _ = writeln!(
+            out,
+            "sample     no {} folder: no sample batch run",
+            fixture_dir.display()
+        );
+        return Ok(out);
+    }
+    let fixture = ParityFixture::load(&model)?;
+    let per_tile = super::values_per_tile(&m.input);
+    let n = fixture.spec.tiles.min(model.engine.batch_size());
+    let probs = model.engine.classify(&fixture.inputs[..n * per_tile], n)?;
+    let _ = writeln!(
+        out,
+        "sample     {} tiles from {}: {}",
+        n, fixture.spec.source, "probabilities"
+    );
+    let header: Vec<String> = Finding::ALL
+        .iter()
+        .map(|f| format!("{:>10.10}", f.key()))
+        .collect();
+    let _ = writeln!(out, "  tile {}", header.join(" "));
+    for (t, p) in probs.iter().enumerate() {
+        let cols: Vec<String> = p.0.iter().map(|v| format!("{v:>10.4}")).collect();
+        let _ = writeln!(out, "  {t:>4} {}", cols.join(" "));
+    }
+    let diff = fixture.max_abs_diff(&model)?;
+    let verdict = if diff <= fixture.spec.tolerance {
+        "ok"
+    } else {
+        "TOO LARGE"
+    };
+    let _ = writeln!(
+        out,
+        "parity     max |tract - onnxruntime| = {diff:.2e} over {} tiles (tolerance {:.0e}) {verdict}",
+        fixture.spec.tiles, fixture.spec.tolerance
+    );
+    Ok(out)
+}

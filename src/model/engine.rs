@@ -1,0 +1,542 @@
+//! The tract backend: decode and inspect the ONNX protobuf (external data,
+//! declared shapes, parameter count), then optimise one plan for a fixed
+//! batch size and hand out cheap per-thread sessions over it.
+//! Every tract type stays inside this file; nothing here reads the manifest
+//! file or touches pixels.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+
+use super::manifest::{is_plain_relative, Activation, InputSpec, Manifest};
+use super::{ClassifierSession, Finding, FindingProbs, ModelError, TileClassifier};
+
+type Plan = TypedSimplePlan<TypedModel>;
+type State = TypedSimpleState<TypedModel, Arc<Plan>>;
+
+/// ONNX element type code for float32.
+const ONNX_FLOAT: i32 = 1;
+/// `TensorProto.DataLocation.EXTERNAL`.
+const ONNX_EXTERNAL: i32 = 1;
+
+/// What the ONNX file declares, for `model check` and the model card.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnnxSummary {
+    pub producer: String,
+    pub opset: i64,
+    /// (name, dims) of each graph input that is not an initializer.
+    pub inputs: Vec<(String, Vec<String>)>,
+    /// (name, dims) of each graph output.
+    pub outputs: Vec<(String, Vec<String>)>,
+    /// Whether the single input is declared float32.
+    pub input_is_f32: bool,
+    /// Number of values in all initializers (weights and biases).
+    pub parameters: u64,
+    /// Multiply-accumulates per tile, from tract's cost model.
+    pub macs_per_tile: u64,
+}
+
+/// A compiled tract plan shared by all worker threads.
+pub struct TractEngine {
+    plan: Arc<Plan>,
+    spec: InputSpec,
+    batch: usize,
+    /// `output_to_finding[j]` is the finding of the model's output column j.
+    output_to_finding: Vec<Finding>,
+    activation: Activation,
+    onnx_path: PathBuf,
+    summary: OnnxSummary,
+}
+
+impl TractEngine {
+    /// Check `bytes` (the ONNX file at `onnx_path`, inside `model_dir`)
+    /// against `manifest`, then optimise it for `batch` tiles per run.
+    pub fn load(
+        bytes: &[u8],
+        onnx_path: &Path,
+        model_dir: &Path,
+        manifest: &Manifest,
+        batch: usize,
+    ) -> Result<TractEngine, ModelError> {
+        let batch = batch.max(1);
+        let not_onnx = |reason: String| ModelError::NotOnnx {
+            path: onnx_path.to_path_buf(),
+            reason,
+        };
+        let proto = onnx()
+            .proto_model_for_read(&mut &bytes[..])
+            .map_err(|e| not_onnx(format!("protobuf does not decode: {e}")))?;
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| not_onnx("no graph".into()))?;
+        if graph.node.is_empty() || graph.output.is_empty() {
+            return Err(not_onnx("graph has no nodes or no outputs".into()));
+        }
+        check_external_data(graph, onnx_path, model_dir)?;
+        let classes = manifest.findings();
+        let mut summary = summarise(&proto, graph);
+        check_declared_shapes(&summary, manifest, onnx_path)?;
+
+        let engine_err = |e: TractError| ModelError::Engine {
+            path: onnx_path.to_path_buf(),
+            message: format!("{e:#}"),
+        };
+        let dir = model_dir.to_str();
+        let parsed = onnx().parse(&proto, dir).map_err(engine_err)?;
+        if !parsed.unresolved_inputs.is_empty() {
+            return Err(not_onnx(format!(
+                "unresolved inputs {:?}",
+                parsed.unresolved_inputs
+            )));
+        }
+        let px = manifest.input.tile_px as usize;
+        let typed = parsed
+            .model
+            .with_input_fact(0, f32::fact([batch, 3, px, px]).into())
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .map_err(engine_err)?;
+        let out_shape: Vec<String> = typed
+            .output_fact(0)
+            .map_err(engine_err)?
+            .shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        let want = vec![batch.to_string(), classes.len().to_string()];
+        if out_shape != want {
+            return Err(ModelError::ShapeMismatch {
+                path: onnx_path.to_path_buf(),
+                what: "output shape for a batch".into(),
+                expected: format!("[{}]", want.join(", ")),
+                found: format!("[{}]", out_shape.join(", ")),
+            });
+        }
+        summary.macs_per_tile = count_macs(&typed).map_err(engine_err)? / batch as u64;
+        let plan = typed
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(engine_err)?;
+        Ok(TractEngine {
+            plan: Arc::new(plan),
+            spec: manifest.input.clone(),
+            batch,
+            output_to_finding: classes,
+            activation: manifest.output.activation,
+            onnx_path: onnx_path.to_path_buf(),
+            summary,
+        })
+    }
+
+    /// What the ONNX file declares, with parameter and MAC counts.
+    pub fn summary(&self) -> &OnnxSummary {
+        &self.summary
+    }
+
+    /// The ONNX file this engine was loaded from.
+    pub fn onnx_path(&self) -> &Path {
+        &self.onnx_path
+    }
+
+    /// Run the raw model (no activation) on exactly `batch_size()` tiles and
+    /// return the raw outputs row by row. For parity checks.
+    pub fn run_raw(&self, batch: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let mut session = TractSession::new(self)?;
+        session.run(batch, self.batch)
+    }
+}
+
+impl TileClassifier for TractEngine {
+    fn input_spec(&self) -> &InputSpec {
+        &self.spec
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    fn session(&self) -> Result<Box<dyn ClassifierSession + '_>, ModelError> {
+        Ok(Box::new(TractSession::new(self)?))
+    }
+}
+
+/// One worker's tract state plus a reusable padded input buffer.
+struct TractSession<'a> {
+    engine: &'a TractEngine,
+    state: State,
+    padded: Vec<f32>,
+}
+
+fn inference_err(e: TractError) -> ModelError {
+    ModelError::Inference {
+        message: format!("{e:#}"),
+    }
+}
+
+impl<'a> TractSession<'a> {
+    fn new(engine: &'a TractEngine) -> Result<Self, ModelError> {
+        let state = State::new(engine.plan.clone()).map_err(inference_err)?;
+        Ok(TractSession {
+            engine,
+            state,
+            padded: Vec::new(),
+        })
+    }
+
+    /// Raw output rows for the first `n` tiles of `batch`, padding the rest
+    /// of the fixed-size batch with zeros.
+    fn run(&mut self, batch: &[f32], n: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+        let e = self.engine;
+        let px = e.spec.tile_px as usize;
+        let per_tile = 3 * px * px;
+        if n > e.batch || batch.len() != n * per_tile {
+            return Err(ModelError::BatchShape {
+                got: batch.len(),
+                n,
+                per_tile,
+                max: e.batch,
+            });
+        }
+        self.padded.clear();
+        self.padded.extend_from_slice(batch);
+        self.padded.resize(e.batch * per_tile, 0.0);
+        let input =
+            Tensor::from_shape(&[e.batch, 3, px, px], &self.padded).map_err(inference_err)?;
+        let outputs = self.state.run(tvec!(input.into())).map_err(inference_err)?;
+        let out = outputs
+            .first()
+            .ok_or_else(|| ModelError::Inference {
+                message: "model produced no output".into(),
+            })?
+            .to_array_view::<f32>()
+            .map_err(inference_err)?;
+        let k = e.output_to_finding.len();
+        let flat: Vec<f32> = out.iter().copied().collect();
+        if flat.len() != e.batch * k {
+            return Err(ModelError::Inference {
+                message: format!("output has {} values, expected {}", flat.len(), e.batch * k),
+            });
+        }
+        Ok(flat.chunks(k).take(n).map(|row| row.to_vec()).collect())
+    }
+}
+
+impl ClassifierSession for TractSession<'_> {
+    fn classify(&mut self, batch: &[f32], n: usize) -> Result<Vec<FindingProbs>, ModelError> {
+        let rows = self.run(batch, n)?;
+        let e = self.engine;
+        Ok(rows
+            .into_iter()
+            .map(|mut row| {
+                activate(e.activation, &mut row);
+                let mut probs = FindingProbs::default();
+                for (value, finding) in row.iter().zip(&e.output_to_finding) {
+                    probs.0[finding.index()] = *value;
+                }
+                probs
+            })
+            .collect())
+    }
+}
+
+/// Apply the manifest's activation to one output row in place.
+pub(crate) fn activate(activation: Activation, row: &mut [f32]) {
+    match activation {
+        Activation::None => {}
+        Activation::Sigmoid => {
+            for v in row.iter_mut() {
+                *v = 1.0 / (1.0 + (-*v).exp());
+            }
+        }
+        Activation::Softmax => {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for v in row.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            for v in row.iter_mut() {
+                *v /= sum;
+            }
+        }
+    }
+}
+
+/// Refuse any tensor whose data lives in a file outside `model_dir`.
+fn check_external_data(
+    graph: &pb::GraphProto,
+    onnx_path: &Path,
+    model_dir: &Path,
+) -> Result<(), ModelError> {
+    let mut tensors: Vec<&pb::TensorProto> = Vec::new();
+    collect_tensors(graph, &mut tensors);
+    let canonical_dir = model_dir.canonicalize().map_err(|source| ModelError::Io {
+        path: model_dir.to_path_buf(),
+        source,
+    })?;
+    for tensor in tensors {
+        let external =
+            tensor.data_location == Some(ONNX_EXTERNAL) || !tensor.external_data.is_empty();
+        if !external {
+            continue;
+        }
+        let outside = |reference: String| ModelError::OutsideModelDir {
+            path: onnx_path.to_path_buf(),
+            reference,
+        };
+        let location = tensor
+            .external_data
+            .iter()
+            .find(|e| e.key == "location")
+            .map(|e| e.value.clone())
+            .ok_or_else(|| ModelError::NotOnnx {
+                path: onnx_path.to_path_buf(),
+                reason: format!("tensor '{}' is external but has no location", tensor.name),
+            })?;
+        if !is_plain_relative(&location) {
+            return Err(outside(location));
+        }
+        let target = model_dir.join(&location);
+        let resolved = target.canonicalize().map_err(|source| ModelError::Io {
+            path: target.clone(),
+            source,
+        })?;
+        if !resolved.starts_with(&canonical_dir) {
+            // A symlink inside the folder pointing out of it.
+            return Err(outside(location));
+        }
+    }
+    Ok(())
+}
+
+/// Every TensorProto in `graph`: initializers, constant attributes and
+/// subgraphs.
+fn collect_tensors<'g>(graph: &'g pb::GraphProto, out: &mut Vec<&'g pb::TensorProto>) {
+    out.extend(graph.initializer.iter());
+    out.extend(
+        graph
+            .sparse_initializer
+            .iter()
+            .filter_map(|s| s.values.as_ref()),
+    );
+    for node in &graph.node {
+        for attr in &node.attribute {
+            out.extend(attr.t.iter());
+            out.extend(attr.tensors.iter());
+            for sub in attr.g.iter().chain(attr.graphs.iter()) {
+                collect_tensors(sub, out);
+            }
+        }
+    }
+}
+
+fn dims_of(info: &pb::ValueInfoProto) -> Vec<String> {
+    let Some(pb::type_proto::Value::TensorType(t)) =
+        info.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return Vec::new();
+    };
+    t.shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => v.to_string(),
+                    Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) => p.clone(),
+                    None => "?".to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn elem_type(info: &pb::ValueInfoProto) -> Option<i32> {
+    let pb::type_proto::Value::TensorType(t) = info.r#type.as_ref()?.value.as_ref()?;
+    Some(t.elem_type)
+}
+
+fn summarise(proto: &pb::ModelProto, graph: &pb::GraphProto) -> OnnxSummary {
+    let init_names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let real_inputs: Vec<&pb::ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|i| !init_names.contains(&i.name.as_str()))
+        .collect();
+    let input_is_f32 = real_inputs
+        .first()
+        .is_some_and(|i| elem_type(i) == Some(ONNX_FLOAT));
+    let inputs = real_inputs
+        .iter()
+        .map(|i| (i.name.clone(), dims_of(i)))
+        .collect();
+    let outputs = graph
+        .output
+        .iter()
+        .map(|o| (o.name.clone(), dims_of(o)))
+        .collect();
+    let parameters = graph
+        .initializer
+        .iter()
+        .map(|t| t.dims.iter().map(|d| (*d).max(0) as u64).product::<u64>())
+        .sum();
+    let opset = proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(0);
+    OnnxSummary {
+        producer: format!("{} {}", proto.producer_name, proto.producer_version)
+            .trim()
+            .to_string(),
+        opset,
+        inputs,
+        outputs,
+        input_is_f32,
+        parameters,
+        macs_per_tile: 0,
+    }
+}
+
+/// Compare the shapes the ONNX file declares with the manifest. Symbolic
+/// dimensions (e.g. a named batch axis) are accepted; fixed ones must match.
+fn check_declared_shapes(
+    summary: &OnnxSummary,
+    manifest: &Manifest,
+    onnx_path: &Path,
+) -> Result<(), ModelError> {
+    let mismatch = |what: &str, expected: String, found: String| ModelError::ShapeMismatch {
+        path: onnx_path.to_path_buf(),
+        what: what.to_string(),
+        expected,
+        found,
+    };
+    if summary.inputs.len() != 1 {
+        return Err(mismatch(
+            "number of inputs",
+            "1".into(),
+            summary.inputs.len().to_string(),
+        ));
+    }
+    if summary.outputs.len() != 1 {
+        return Err(mismatch(
+            "number of outputs",
+            "1".into(),
+            summary.outputs.len().to_string(),
+        ));
+    }
+    if !summary.input_is_f32 {
+        return Err(mismatch(
+            "input element type",
+            "float32".into(),
+            "another type".into(),
+        ));
+    }
+    let px = manifest.input.tile_px.to_string();
+    let k = manifest.output.classes.len().to_string();
+    let fits = |declared: &[String], want: &[Option<&str>]| {
+        declared.is_empty()
+            || (declared.len() == want.len()
+                && declared.iter().zip(want).all(|(d, w)| match w {
+                    Some(w) => d == w || d.parse::<i64>().is_err(),
+                    None => true,
+                }))
+    };
+    let (_, in_dims) = &summary.inputs[0];
+    if !fits(in_dims, &[None, Some("3"), Some(&px), Some(&px)]) {
+        return Err(mismatch(
+            "input shape",
+            format!("[N, 3, {px}, {px}] (NCHW, tile_px = {px})"),
+            format!("[{}]", in_dims.join(", ")),
+        ));
+    }
+    let (_, out_dims) = &summary.outputs[0];
+    if !fits(out_dims, &[None, Some(&k)]) {
+        return Err(mismatch(
+            "output shape",
+            format!("[N, {k}] ({k} classes)"),
+            format!("[{}]", out_dims.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+fn count_macs(model: &TypedModel) -> TractResult<u64> {
+    let mut total: u64 = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let inputs = model.node_input_facts(id)?;
+        for (cost, count) in node.op.cost(&inputs)? {
+            if matches!(cost, tract_onnx::tract_core::ops::Cost::FMA(_)) {
+                total += count.to_i64().unwrap_or(0).max(0) as u64;
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph_with_external(location: &str) -> pb::GraphProto {
+        pb::GraphProto {
+            initializer: vec![pb::TensorProto {
+                name: "w".into(),
+                dims: vec![4],
+                data_type: 1,
+                data_location: Some(ONNX_EXTERNAL),
+                external_data: vec![pb::StringStringEntryProto {
+                    key: "location".into(),
+                    value: location.into(),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn external_data_outside_the_model_folder_is_refused() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("model");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(tmp.path().join("secret.bin"), [0u8; 16]).expect("write");
+        std::fs::write(dir.join("weights.bin"), [0u8; 16]).expect("write");
+        let onnx = dir.join("model.onnx");
+        for bad in ["../secret.bin", "/etc/passwd"] {
+            let err = check_external_data(&graph_with_external(bad), &onnx, &dir).unwrap_err();
+            assert!(
+                matches!(err, ModelError::OutsideModelDir { .. }),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().contains("model.onnx"), "{err}");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(tmp.path().join("secret.bin"), dir.join("link.bin"))
+                .expect("symlink");
+            let err =
+                check_external_data(&graph_with_external("link.bin"), &onnx, &dir).unwrap_err();
+            assert!(matches!(err, ModelError::OutsideModelDir { .. }), "{err}");
+        }
+        check_external_data(&graph_with_external("weights.bin"), &onnx, &dir)
+            .expect("data inside the folder is fine");
+    }
+
+    #[test]
+    fn sigmoid_and_softmax_match_their_definitions() {
+        let mut row = [0.0f32, 2.0, -2.0];
+        activate(Activation::Sigmoid, &mut row);
+        assert!((row[0] - 0.5).abs() < 1e-7);
+        assert!((row[1] - 0.880_797).abs() < 1e-5);
+        assert!((row[1] + row[2] - 1.0).abs() < 1e-6);
+        let mut row = [1.0f32, 1.0, 1.0, 1.0];
+        activate(Activation::Softmax, &mut row);
+        assert!(row.iter().all(|v| (v - 0.25).abs() < 1e-7));
+    }
+}

@@ -1,0 +1,406 @@
+//! The model manifest (`models/<name>/model.toml`): parse it and check every
+//! field against the contract in DESIGN.md before anything is loaded.
+//! It must not read the ONNX file or know about tract; `engine.rs` checks the
+//! ONNX graph against what this module accepted.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{Finding, ModelError};
+
+/// The manifest as written in `model.toml`, after validation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Model name, e.g. `dirascope-phantom-v1`.
+    pub name: String,
+    /// Model version (free text, usually semver).
+    pub version: String,
+    /// ONNX file name, relative to the model folder and inside it.
+    pub onnx: String,
+    /// Lower-case hex sha256 of the ONNX file; a mismatch is refused.
+    pub sha256: String,
+    /// What the model may be used for (echoed in every report).
+    pub intended_use: String,
+    /// What the model was trained on (echoed in every report).
+    pub training_data: String,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    pub aggregation: AggregationSpec,
+    pub rule: RuleSpec,
+}
+
+/// What one tile fed to the model looks like.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Tile edge in pixels (tiles are square).
+    pub tile_px: u32,
+    /// Microns per pixel the model expects; the tiling stage resamples to it.
+    pub mpp: f64,
+    /// Tensor layout; only `NCHW` is supported.
+    pub layout: Layout,
+    /// Order of the three colour channels in the tensor.
+    pub channel_order: ChannelOrder,
+    /// Per-channel mean on the 0..1 scale (pixel / 255), in `channel_order`.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation on the 0..1 scale, in `channel_order`.
+    pub std: [f32; 3],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Layout {
+    #[serde(rename = "NCHW")]
+    Nchw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ChannelOrder {
+    #[serde(rename = "RGB")]
+    Rgb,
+    #[serde(rename = "BGR")]
+    Bgr,
+}
+
+/// What the model's single output means.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Applied by the engine to the raw output to get probabilities.
+    pub activation: Activation,
+    /// Finding keys in output order; exactly the four findings, each once.
+    pub classes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Independent probability per class (multi-label).
+    Sigmoid,
+    /// Probabilities summing to one across classes.
+    Softmax,
+    /// The model already outputs probabilities.
+    None,
+}
+
+/// How tile probabilities become a slide score per finding.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregationSpec {
+    pub method: AggregationMethod,
+    /// Fraction of tissue tiles averaged for a finding's slide score.
+    pub top_k_fraction: f64,
+    /// Never average fewer tiles than this (or all tiles, if fewer).
+    pub top_k_min: u32,
+    /// A tile counts as positive for a finding at or above this probability.
+    pub tile_threshold: f64,
+    /// Default minimum tissue fraction for a tile to be scored.
+    pub min_tissue: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AggregationMethod {
+    #[serde(rename = "top-k-mean")]
+    TopKMean,
+}
+
+/// Slide-level call thresholds (the aggregate stage applies them).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// DIRA-pattern score at or above which the slide is called `dira-pattern`.
+    pub dira_threshold: f64,
+    /// Psoriasiform score at or above which the slide is `psoriasiform-pattern`.
+    pub psoriasiform_threshold: f64,
+    /// Scores within this margin of a threshold give no confident call.
+    pub no_call_margin: f64,
+    /// Fewer scored tissue tiles than this gives `insufficient-tissue`.
+    pub min_tissue_tiles: u32,
+}
+
+impl Manifest {
+    /// Parse and validate manifest text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, ModelError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ModelError::ManifestParse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        manifest.validate(path)?;
+        Ok(manifest)
+    }
+
+    /// Read, parse and validate `path`.
+    pub fn from_file(path: &Path) -> Result<Manifest, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Manifest::parse(&text, path)
+    }
+
+    /// The findings in the model's output order.
+    pub fn findings(&self) -> Vec<Finding> {
+        // validate() guarantees every key parses.
+        self.output
+            .classes
+            .iter()
+            .filter_map(|k| k.parse().ok())
+            .collect()
+    }
+
+    /// Where the ONNX file lives, given the model folder.
+    pub fn onnx_path(&self, model_dir: &Path) -> PathBuf {
+        model_dir.join(&self.onnx)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ModelError> {
+        let invalid = |field: &str, reason: String| ModelError::ManifestInvalid {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            reason,
+        };
+        if self.name.trim().is_empty() {
+            return Err(invalid("name", "is empty".into()));
+        }
+        if self.version.trim().is_empty() {
+            return Err(invalid("version", "is empty".into()));
+        }
+        if self.intended_use.trim().is_empty() {
+            return Err(invalid("intended_use", "is empty".into()));
+        }
+        if self.training_data.trim().is_empty() {
+            return Err(invalid("training_data", "is empty".into()));
+        }
+        if !is_plain_relative(&self.onnx) {
+            return Err(ModelError::OutsideModelDir {
+                path: path.to_path_buf(),
+                reference: self.onnx.clone(),
+            });
+        }
+        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(
+                "sha256",
+                format!("'{}' is not 64 hex digits", self.sha256),
+            ));
+        }
+        let input = &self.input;
+        if !(16..=4096).contains(&input.tile_px) {
+            return Err(invalid(
+                "input.tile_px",
+                format!("{} is outside 16..=4096", input.tile_px),
+            ));
+        }
+        if !(input.mpp.is_finite() && input.mpp > 0.0 && input.mpp <= 16.0) {
+            return Err(invalid(
+                "input.mpp",
+                format!("{} is not in (0, 16] microns per pixel", input.mpp),
+            ));
+        }
+        if input.mean.iter().any(|m| !m.is_finite()) {
+            return Err(invalid("input.mean", "must be finite".into()));
+        }
+        if input.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(invalid("input.std", "must be finite and > 0".into()));
+        }
+        self.validate_classes(path)?;
+        let agg = &self.aggregation;
+        if !(agg.top_k_fraction > 0.0 && agg.top_k_fraction <= 1.0) {
+            return Err(invalid(
+                "aggregation.top_k_fraction",
+                format!("{} is not in (0, 1]", agg.top_k_fraction),
+            ));
+        }
+        if agg.top_k_min == 0 {
+            return Err(invalid("aggregation.top_k_min", "must be >= 1".into()));
+        }
+        for (field, value) in [
+            ("aggregation.tile_threshold", agg.tile_threshold),
+            ("aggregation.min_tissue", agg.min_tissue),
+            ("rule.dira_threshold", self.rule.dira_threshold),
+            (
+                "rule.psoriasiform_threshold",
+                self.rule.psoriasiform_threshold,
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(invalid(field, format!("{value} is not in [0, 1]")));
+            }
+        }
+        if !(0.0..0.5).contains(&self.rule.no_call_margin) {
+            return Err(invalid(
+                "rule.no_call_margin",
+                format!("{} is not in [0, 0.5)", self.rule.no_call_margin),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_classes(&self, path: &Path) -> Result<(), ModelError> {
+        let classes = &self.output.classes;
+        let class_error = |reason: String| ModelError::ClassKeys {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut seen = Vec::new();
+        for key in classes {
+            let finding: Finding = key.parse().map_err(|_| {
+                class_error(format!(
+                    "unknown class key '{key}' (known: {})",
+                    Finding::ALL.map(|f| f.key()).join(", ")
+                ))
+            })?;
+            if seen.contains(&finding) {
+                return Err(class_error(format!("class key '{key}' appears twice")));
+            }
+            seen.push(finding);
+        }
+        let missing: Vec<&str> = Finding::ALL
+            .iter()
+            .filter(|f| !seen.contains(f))
+            .map(|f| f.key())
+            .collect();
+        if !missing.is_empty() {
+            return Err(class_error(format!(
+                "output.classes has {} entries, expected {}; missing {}",
+                classes.len(),
+                Finding::ALL.len(),
+                missing.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// True when `reference` is a relative path that stays inside its folder
+/// (no root, no drive prefix, no `..`).
+pub(crate) fn is_plain_relative(reference: &str) -> bool {
+    let p = Path::new(reference);
+    !reference.is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && p.components().any(|c| matches!(c, Component::Normal(_)))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const GOOD: &str = r#"
+name = "test-model"
+version = "1.0.0"
+onnx = "model.onnx"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+intended_use = "research use only"
+training_data = "phantoms"
+
+[input]
+tile_px = 224
+mpp = 1.0
+layout = "NCHW"
+channel_order = "RGB"
+mean = [0.5, 0.5, 0.5]
+std = [0.25, 0.25, 0.25]
+
+[output]
+activation = "sigmoid"
+classes = ["subcorneal_pustule", "acantholysis", "neutrophilic_eccrine_hidradenitis", "psoriasiform"]
+
+[aggregation]
+method = "top-k-mean"
+top_k_fraction = 0.05
+top_k_min = 5
+tile_threshold = 0.5
+min_tissue = 0.5
+
+[rule]
+dira_threshold = 0.5
+psoriasiform_threshold = 0.5
+no_call_margin = 0.1
+min_tissue_tiles = 10
+"#;
+
+    fn parse(text: &str) -> Result<Manifest, ModelError> {
+        Manifest::parse(text, Path::new("models/x/model.toml"))
+    }
+
+    #[test]
+    fn good_manifest_parses_with_findings_in_output_order() {
+        let m = parse(GOOD).expect("valid manifest");
+        assert_eq!(m.input.tile_px, 224);
+        assert_eq!(m.output.activation, Activation::Sigmoid);
+        assert_eq!(m.findings(), Finding::ALL.to_vec());
+    }
+
+    #[test]
+    fn missing_class_is_refused_naming_the_file_and_key() {
+        let text = GOOD.replace("\"acantholysis\", ", "");
+        let err = parse(&text).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ModelError::ClassKeys { .. }), "{msg}");
+        assert!(msg.contains("models/x/model.toml"), "{msg}");
+        assert!(msg.contains("missing acantholysis"), "{msg}");
+        assert!(msg.contains("3 entries"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_and_duplicate_classes_are_refused() {
+        let unknown = GOOD.replace("\"psoriasiform\"]", "\"psoriasiform\", \"eczema\"]");
+        assert!(parse(&unknown).unwrap_err().to_string().contains("eczema"));
+        let dup = GOOD.replace("\"psoriasiform\"]", "\"psoriasiform\", \"acantholysis\"]");
+        assert!(parse(&dup).unwrap_err().to_string().contains("twice"));
+    }
+
+    #[test]
+    fn onnx_outside_the_folder_is_refused() {
+        for bad in ["../model.onnx", "/etc/passwd", "", "a/../../b.onnx"] {
+            let text = GOOD.replace("\"model.onnx\"", &format!("{bad:?}"));
+            let err = parse(&text).unwrap_err();
+            assert!(
+                matches!(err, ModelError::OutsideModelDir { .. }),
+                "{bad}: {err}"
+            );
+        }
+        assert!(is_plain_relative("sub/model.onnx"));
+    }
+
+    #[test]
+    fn out_of_range_fields_are_refused_by_name() {
+        for (from, to, field) in [
+            ("mpp = 1.0", "mpp = 0.0", "input.mpp"),
+            ("tile_px = 224", "tile_px = 0", "input.tile_px"),
+            (
+                "std = [0.25, 0.25, 0.25]",
+                "std = [0.25, 0.0, 0.25]",
+                "input.std",
+            ),
+            (
+                "top_k_fraction = 0.05",
+                "top_k_fraction = 1.5",
+                "aggregation.top_k_fraction",
+            ),
+            (
+                "dira_threshold = 0.5",
+                "dira_threshold = 2.0",
+                "rule.dira_threshold",
+            ),
+        ] {
+            let err = parse(&GOOD.replace(from, to)).unwrap_err();
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn typos_and_bad_enums_are_parse_errors() {
+        let typo = GOOD.replace("tile_threshold", "tile_treshold");
+        assert!(matches!(
+            parse(&typo).unwrap_err(),
+            ModelError::ManifestParse { .. }
+        ));
+        let layout = GOOD.replace("\"NCHW\"", "\"NHWC\"");
+        assert!(matches!(
+            parse(&layout).unwrap_err(),
+            ModelError::ManifestParse { .. }
+        ));
+    }
+}

@@ -1,0 +1,282 @@
+//! The model stage: a checked manifest plus an inference engine that turns
+//! batches of preprocessed tiles into per-finding probabilities.
+//! It owns loading and checking a model folder and running it; it must not
+//! read slides, choose tiles or decide slide-level calls (aggregate does).
+
+pub mod check;
+pub mod engine;
+pub mod manifest;
+pub mod preprocess;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sha2::{Digest, Sha256};
+
+pub use engine::{OnnxSummary, TractEngine};
+pub use manifest::{Activation, InputSpec, Manifest};
+
+/// Manifest file name inside a model folder.
+pub const MANIFEST_FILE: &str = "model.toml";
+
+/// The bundled model's folder in the source tree (the default model).
+pub const BUNDLED_MODEL_DIR: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/models/dirascope-phantom-v1");
+
+/// Batch size the bundled engine is optimised for; the last batch is padded.
+pub const DEFAULT_BATCH: usize = 16;
+
+/// The four findings a model scores, in dirascope's canonical order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Finding {
+    SubcornealPustule,
+    Acantholysis,
+    NeutrophilicEccrineHidradenitis,
+    Psoriasiform,
+}
+
+impl Finding {
+    pub const ALL: [Finding; 4] = [
+        Finding::SubcornealPustule,
+        Finding::Acantholysis,
+        Finding::NeutrophilicEccrineHidradenitis,
+        Finding::Psoriasiform,
+    ];
+
+    /// The key used in manifests, CSV columns and reports.
+    pub fn key(self) -> &'static str {
+        match self {
+            Finding::SubcornealPustule => "subcorneal_pustule",
+            Finding::Acantholysis => "acantholysis",
+            Finding::NeutrophilicEccrineHidradenitis => "neutrophilic_eccrine_hidradenitis",
+            Finding::Psoriasiform => "psoriasiform",
+        }
+    }
+
+    /// Position in [`Finding::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl FromStr for Finding {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Finding::ALL.into_iter().find(|f| f.key() == s).ok_or(())
+    }
+}
+
+/// One tile's probabilities, indexed in [`Finding::ALL`] order whatever the
+/// model's output order.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FindingProbs(pub [f32; 4]);
+
+impl FindingProbs {
+    pub fn get(&self, finding: Finding) -> f32 {
+        self.0[finding.index()]
+    }
+}
+
+/// Everything that can go wrong loading or running a model. Each variant
+/// names the file at fault; the CLI maps all of them to exit code 4.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a valid model manifest: {message}", path.display())]
+    ManifestParse { path: PathBuf, message: String },
+    #[error("{}: field {field} {reason}", path.display())]
+    ManifestInvalid {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+    #[error("{}: bad class keys: {reason}", path.display())]
+    ClassKeys { path: PathBuf, reason: String },
+    #[error("{}: refers to '{reference}', which is outside the model folder; keep every model file inside it", path.display())]
+    OutsideModelDir { path: PathBuf, reference: String },
+    #[error("{}: sha256 is {actual} but the manifest says {expected}; the file was changed or the manifest is stale", path.display())]
+    ChecksumMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{}: not an ONNX model: {reason}", path.display())]
+    NotOnnx { path: PathBuf, reason: String },
+    #[error("{}: {what} is {found} but the manifest expects {expected}", path.display())]
+    ShapeMismatch {
+        path: PathBuf,
+        what: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{}: tract cannot load or optimise the model: {message}", path.display())]
+    Engine { path: PathBuf, message: String },
+    #[error("inference failed: {message}")]
+    Inference { message: String },
+    #[error("tile is {width}x{height} px but the model takes {expected}x{expected} px tiles")]
+    TileSize {
+        width: u32,
+        height: u32,
+        expected: u32,
+    },
+    #[error("batch has {got} values but {n} tiles of {per_tile} values were announced (at most {max} tiles per batch)")]
+    BatchShape {
+        got: usize,
+        n: usize,
+        per_tile: usize,
+        max: usize,
+    },
+}
+
+/// Scores batches of preprocessed tiles. Compiled once and shared between
+/// worker threads; each thread opens its own [`ClassifierSession`].
+pub trait TileClassifier: Send + Sync {
+    /// What one input tile must look like.
+    fn input_spec(&self) -> &InputSpec;
+    /// Most tiles one `classify` call accepts (the plan's fixed batch size).
+    fn batch_size(&self) -> usize;
+    /// Per-thread inference state; cheap compared with one batch.
+    fn session(&self) -> Result<Box<dyn ClassifierSession + '_>, ModelError>;
+
+    /// Score up to `batch_size()` tiles (`n` tiles of NCHW f32, back to back)
+    /// with a one-off session.
+    fn classify(&self, batch: &[f32], n: usize) -> Result<Vec<FindingProbs>, ModelError> {
+        self.session()?.classify(batch, n)
+    }
+}
+
+/// One worker thread's inference state.
+pub trait ClassifierSession {
+    /// Score `n <= batch_size()` tiles laid out NCHW back to back in `batch`.
+    fn classify(&mut self, batch: &[f32], n: usize) -> Result<Vec<FindingProbs>, ModelError>;
+}
+
+/// Number of f32 values in one preprocessed tile.
+pub fn values_per_tile(spec: &InputSpec) -> usize {
+    3 * spec.tile_px as usize * spec.tile_px as usize
+}
+
+/// Score `tiles` (NCHW f32, back to back) with `workers` threads. Batches are
+/// cut by tile index, never by worker, so the result does not depend on the
+/// number of workers.
+pub fn classify_all(
+    classifier: &dyn TileClassifier,
+    tiles: &[f32],
+    workers: usize,
+) -> Result<Vec<FindingProbs>, ModelError> {
+    let per_tile = values_per_tile(classifier.input_spec());
+    let batch = classifier.batch_size().max(1);
+    if tiles.len() % per_tile != 0 {
+        return Err(ModelError::BatchShape {
+            got: tiles.len(),
+            n: tiles.len() / per_tile,
+            per_tile,
+            max: usize::MAX,
+        });
+    }
+    let chunks: Vec<&[f32]> = tiles.chunks(batch * per_tile).collect();
+    let next = AtomicUsize::new(0);
+    let workers = workers.clamp(1, chunks.len().max(1));
+    let per_worker = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, Vec<FindingProbs>)>, ModelError> {
+                    let mut session = classifier.session()?;
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(chunk) = chunks.get(i) else { break };
+                        done.push((i, session.classify(chunk, chunk.len() / per_tile)?));
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ModelError::Inference {
+                        message: "a worker thread panicked".into(),
+                    })
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    let mut ordered: Vec<(usize, Vec<FindingProbs>)> = per_worker.into_iter().flatten().collect();
+    ordered.sort_by_key(|(i, _)| *i);
+    Ok(ordered.into_iter().flat_map(|(_, probs)| probs).collect())
+}
+
+/// A loaded, checked model: its manifest and its engine.
+pub struct Model {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub engine: TractEngine,
+}
+
+impl Model {
+    /// Load and check the model in `dir` for the default batch size.
+    pub fn load(dir: &Path) -> Result<Model, ModelError> {
+        Model::load_with_batch(dir, DEFAULT_BATCH)
+    }
+
+    /// Load and check the model in `dir`, optimised for `batch` tiles a run:
+    /// the manifest, the ONNX file's sha256, its external data references
+    /// and its input/output shapes.
+    pub fn load_with_batch(dir: &Path, batch: usize) -> Result<Model, ModelError> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest = Manifest::from_file(&manifest_path)?;
+        let onnx_path = manifest.onnx_path(dir);
+        let bytes = std::fs::read(&onnx_path).map_err(|source| ModelError::Io {
+            path: onnx_path.clone(),
+            source,
+        })?;
+        let actual = sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(&manifest.sha256) {
+            return Err(ModelError::ChecksumMismatch {
+                path: onnx_path,
+                expected: manifest.sha256.clone(),
+                actual,
+            });
+        }
+        let engine = TractEngine::load(&bytes, &onnx_path, dir, &manifest, batch)?;
+        Ok(Model {
+            dir: dir.to_path_buf(),
+            manifest,
+            engine,
+        })
+    }
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finding_keys_round_trip() {
+        for f in Finding::ALL {
+            assert_eq!(f.key().parse::<Finding>(), Ok(f));
+            assert_eq!(Finding::ALL[f.index()], f);
+        }
+        assert!("eczema".parse::<Finding>().is_err());
+    }
+}

@@ -1,0 +1,83 @@
+//! How the `score` command joins the model stage to the score pipeline: a loaded
+//! model as a [`TileScorer`], and the manifest's values as pipeline options.
+//!
+//! The stages stay ignorant of each other; only this file knows both.
+
+use image::RgbImage;
+
+use crate::model::{self, Model, TileClassifier};
+use crate::report::ModelInfo;
+use crate::score::{ScoreOptions, ScorerError, TileScorer};
+
+/// A checked model, scoring RGB tiles through its own preprocessing.
+pub struct ModelScorer {
+    model: Model,
+    classes: Vec<String>,
+}
+
+impl ModelScorer {
+    pub fn new(model: Model) -> ModelScorer {
+        let classes = model
+            .manifest
+            .findings()
+            .iter()
+            .map(|f| f.key().to_string())
+            .collect();
+        ModelScorer { model, classes }
+    }
+
+    /// Name, version, sha256, classes and input of the model, for every report.
+    pub fn info(&self) -> ModelInfo {
+        let m = &self.model.manifest;
+        ModelInfo {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            sha256: m.sha256.to_ascii_lowercase(),
+            classes: self.classes.clone(),
+            tile_px: m.input.tile_px,
+            mpp: m.input.mpp,
+        }
+    }
+
+    /// The pipeline's options with the manifest's aggregation, rule and tissue defaults.
+    pub fn options(&self, mut base: ScoreOptions) -> ScoreOptions {
+        let m = &self.model.manifest;
+        base.min_tissue = m.aggregation.min_tissue;
+        base.aggregate.top_k_fraction = m.aggregation.top_k_fraction;
+        base.aggregate.top_k_min = m.aggregation.top_k_min as usize;
+        base.aggregate.tile_threshold = m.aggregation.tile_threshold;
+        base.aggregate.dira_threshold = m.rule.dira_threshold;
+        base.aggregate.psoriasiform_threshold = m.rule.psoriasiform_threshold;
+        base.aggregate.no_call_margin = m.rule.no_call_margin;
+        base.qc.min_tiles = m.rule.min_tissue_tiles as usize;
+        base
+    }
+}
+
+impl TileScorer for ModelScorer {
+    fn tile_px(&self) -> u32 {
+        self.model.manifest.input.tile_px
+    }
+
+    fn mpp(&self) -> f64 {
+        self.model.manifest.input.mpp
+    }
+
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    fn batch_size(&self) -> usize {
+        self.model.engine.batch_size()
+    }
+
+    fn score_batch(&self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError> {
+        let input = model::preprocess::batch_to_nchw(tiles, &self.model.manifest.input)?;
+        let findings = self.model.manifest.findings();
+        let probs = self.model.engine.classify(&input, tiles.len())?;
+        Ok(probs
+            .iter()
+            .map(|p| findings.iter().map(|f| p.get(*f)).collect())
+            .collect())
+    }
+}

@@ -1,0 +1,84 @@
+//! tract against onnxruntime on a model folder's parity fixture (32
+//! preprocessed tiles and onnxruntime's outputs on them, written at export),
+//! and worker-count independence of the engine. Runs on the random-weight
+//! test fixture always and on the bundled model where it is present.
+
+use std::path::PathBuf;
+
+use dirascope::model::check::ParityFixture;
+use dirascope::model::{classify_all, Model, TileClassifier, MANIFEST_FILE};
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/model/tiny-random-64")
+}
+
+/// The fixture, plus the bundled model where present (reason printed if not).
+fn models() -> Vec<PathBuf> {
+    let mut dirs = vec![fixture()];
+    let bundled = PathBuf::from(dirascope::model::BUNDLED_MODEL_DIR);
+    if bundled.join(MANIFEST_FILE).exists() {
+        dirs.push(bundled);
+    } else {
+        eprintln!(
+            "bundled model absent at {}: fixture only",
+            bundled.display()
+        );
+    }
+    dirs
+}
+
+#[test]
+fn tract_matches_onnxruntime_within_1e_4() {
+    for dir in models() {
+        let model = Model::load(&dir).expect("model loads");
+        let fixture = ParityFixture::load(&model).expect("parity fixture");
+        assert_eq!(fixture.spec.tiles, 32);
+        assert!(fixture.spec.tolerance <= 1e-4);
+        let diff = fixture.max_abs_diff(&model).expect("tract runs");
+        eprintln!("{}: max |tract - onnxruntime| = {diff:.3e}", dir.display());
+        assert!(
+            diff <= 1e-4,
+            "{}: max |tract - onnxruntime| = {diff}",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn parity_holds_at_another_batch_size_with_padding() {
+    // 32 tiles in batches of 5: six full batches and a padded one of 2.
+    let model = Model::load_with_batch(&fixture(), 5).expect("model loads at batch 5");
+    let fixture = ParityFixture::load(&model).expect("parity fixture");
+    let diff = fixture.max_abs_diff(&model).expect("tract runs");
+    assert!(diff <= 1e-4, "max |tract - onnxruntime| = {diff}");
+}
+
+#[test]
+fn one_and_two_workers_give_identical_probabilities() {
+    for dir in models() {
+        let model = Model::load(&dir).expect("model loads");
+        let fixture = ParityFixture::load(&model).expect("parity fixture");
+        // 40 tiles: two full batches of 16 and a padded batch of 8.
+        let per_tile = dirascope::model::values_per_tile(model.engine.input_spec());
+        let mut tiles = fixture.inputs.clone();
+        tiles.extend_from_slice(&fixture.inputs[..8 * per_tile]);
+        let one = classify_all(&model.engine, &tiles, 1).expect("1 worker");
+        let two = classify_all(&model.engine, &tiles, 2).expect("2 workers");
+        assert_eq!(one.len(), 40);
+        assert_eq!(one, two);
+        // The repeated tiles score exactly as they did the first time.
+        assert_eq!(one[32..40], one[0..8]);
+        for p in &one {
+            assert!(p.0.iter().all(|v| (0.0..=1.0).contains(v)), "{p:?}");
+        }
+    }
+}
+
+#[test]
+fn manifests_name_the_four_findings_and_say_not_diagnostic() {
+    for dir in models() {
+        let m = dirascope::model::Manifest::from_file(&dir.join(MANIFEST_FILE)).expect("manifest");
+        assert!(m.intended_use.contains("not a diagnostic device"));
+        assert_eq!(m.findings().len(), 4);
+    }
+}

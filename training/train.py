@@ -1,0 +1,410 @@
+"""Train dirascope's tile model on labelled tiles, export it to ONNX and write
+the model folder the Rust loader checks (model.onnx, model.toml, parity/,
+metrics.json).
+
+Data: one or more tile exports from `dirascope synth --tiles` (PNG tiles and
+`labels.csv` with path, slide_id, class, seed, x_um, y_um, tile_px, tile_mpp,
+tissue and one mask-coverage fraction per finding), or any folder of tiles
+with the same columns (for example tiles exported from QuPath annotations).
+Tiles rendered at a finer MPP than the model's are area-downsampled to it,
+as the scoring pipeline resamples slides.
+
+Labels are multi-label: a tile is positive for a finding when that finding's
+mask covers at least --pos-frac of it, negative when it covers none of it;
+tiles in between are left out of that finding's loss and metrics.
+
+    training/.venv/bin/python training/train.py \
+        --train DATA/train-1.0 DATA/train-0.5 --heldout DATA/held-1.0 \
+        --out models/dirascope-phantom-v1 --minutes 18
+
+See training/README.md for the exact commands behind the bundled model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import dirascope_model as dm
+
+# -- data -------------------------------------------------------------------
+
+
+def load_export(folder: Path, tile_px: int, mpp: float, limit: int | None = None):
+    """Tiles (N,H,W,3 uint8), fractions (N,4), seeds (N,), classes, rows."""
+    with open(folder / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [c for c in ["path", "seed", "tile_px", "tile_mpp", *dm.FINDINGS] if rows and c not in rows[0]]
+    if missing:
+        raise SystemExit(f"{folder / 'labels.csv'}: missing columns {missing}")
+    if limit:
+        rows = rows[:limit]
+    tiles = np.empty((len(rows), tile_px, tile_px, 3), np.uint8)
+    for i, r in enumerate(rows):
+        side_um = int(r["tile_px"]) * float(r["tile_mpp"])
+        if abs(side_um - tile_px * mpp) > 1e-3 * side_um:
+            raise SystemExit(
+                f"{folder}: tile {r['path']} covers {side_um} um; the model needs {tile_px * mpp} um"
+            )
+        img = Image.open(folder / r["path"]).convert("RGB")
+        if img.size != (tile_px, tile_px):
+            img = img.resize((tile_px, tile_px), Image.Resampling.BOX)
+        tiles[i] = np.asarray(img)
+    fracs = np.array([[float(r[k]) for k in dm.FINDINGS] for r in rows], np.float32).reshape(-1, 4)
+    seeds = np.array([int(r["seed"]) for r in rows], np.int64)
+    classes = [r.get("class", "") for r in rows]
+    return tiles, fracs, seeds, classes, rows
+
+
+def targets_and_mask(fracs: np.ndarray, pos_frac: float) -> tuple[np.ndarray, np.ndarray]:
+    """1 where coverage >= pos_frac, 0 where it is zero; mask 0 in between."""
+    y = (fracs >= pos_frac).astype(np.float32)
+    mask = ((fracs >= pos_frac) | (fracs <= 0.0)).astype(np.float32)
+    return y, mask
+
+
+def real_negative_tiles(svs: Path, tile_px: int, mpp: float, part: str, stride_frac: float = 0.5):
+    """Tissue tiles from a real normal-skin slide (level 0), resampled to the
+    model's MPP, from the top ('train') or bottom ('eval') half, or 'all'."""
+    import tifffile
+
+    with tifffile.TiffFile(svs) as tf:
+        page = tf.pages[0]
+        img = page.asarray()
+        desc = page.description or ""
+    src_mpp = 0.499
+    for part_ in desc.split("|"):
+        if part_.strip().startswith("MPP"):
+            src_mpp = float(part_.split("=")[1])
+    h, w = img.shape[:2]
+    scale = src_mpp / mpp
+    im = Image.fromarray(img[..., :3]).resize((round(w * scale), round(h * scale)), Image.Resampling.BOX)
+    arr = np.asarray(im)
+    H, W = arr.shape[:2]
+    half = H // 2
+    y_lo, y_hi = {"train": (0, half), "eval": (half, H), "all": (0, H)}[part]
+    step = max(1, int(tile_px * stride_frac))
+    out = []
+    for y in range(y_lo, y_hi - tile_px + 1, step):
+        for x in range(0, W - tile_px + 1, step):
+            t = arr[y : y + tile_px, x : x + tile_px]
+            tissue = (t.mean(axis=2) < 215).mean()
+            if tissue >= 0.5:
+                out.append(t)
+    return np.stack(out) if out else np.empty((0, tile_px, tile_px, 3), np.uint8), src_mpp
+
+
+# -- augmentation -----------------------------------------------------------
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    r = max(1, math.ceil(2.5 * sigma))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """x: (B,3,H,W) float in 0..1 -> augmented, still 0..1. Dihedral flips,
+    stain jitter in optical density, brightness/contrast, blur and noise."""
+    b = x.shape[0]
+    if torch.rand(1, generator=gen) < 0.5:
+        x = x.flip(3)
+    if torch.rand(1, generator=gen) < 0.5:
+        x = x.flip(2)
+    if torch.rand(1, generator=gen) < 0.5:
+        x = x.transpose(2, 3)
+    # Stain: OD = -log(I); mix channels with a random near-identity matrix
+    # and scale/offset per channel (strong: labs differ a lot).
+    od = -torch.log(x.clamp(1.0 / 255, 1.0))
+    mix = torch.eye(3).expand(b, 3, 3) + 0.12 * torch.randn(b, 3, 3, generator=gen)
+    scale = torch.exp(0.25 * torch.randn(b, 3, 1, 1, generator=gen))
+    offset = 0.04 * torch.randn(b, 3, 1, 1, generator=gen)
+    od = torch.einsum("bij,bjhw->bihw", mix, od) * scale + offset * (od > 0.05)
+    x = torch.exp(-od.clamp(min=0.0))
+    # Brightness / contrast.
+    bright = 1.0 + 0.08 * torch.randn(b, 1, 1, 1, generator=gen)
+    contrast = 1.0 + 0.12 * torch.randn(b, 1, 1, 1, generator=gen)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mean) * contrast + mean) * bright
+    # Focus blur on part of the batch, one sigma per batch for speed.
+    if torch.rand(1, generator=gen) < 0.4:
+        sigma = float(0.3 + 1.5 * torch.rand(1, generator=gen))
+        k = gaussian_kernel(sigma)
+        r = (len(k) - 1) // 2
+        kx = k.view(1, 1, 1, -1).repeat(3, 1, 1, 1)
+        ky = k.view(1, 1, -1, 1).repeat(3, 1, 1, 1)
+        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), kx, groups=3)
+        x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), ky, groups=3)
+    # Sensor noise.
+    x = x + (0.03 * torch.rand(b, 1, 1, 1, generator=gen)) * torch.randn(x.shape, generator=gen)
+    return x.clamp(0.0, 1.0)
+
+
+def normalise(x01: torch.Tensor, mean, std) -> torch.Tensor:
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x01 - m) / s
+
+
+# -- metrics ----------------------------------------------------------------
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mann-Whitney AUROC with ties counted half; NaN without both classes."""
+    pos = scores[labels == 1]
+    neg = scores[labels == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    allv = np.concatenate([pos, neg])
+    order = allv.argsort(kind="mergesort")
+    ranks = np.empty(len(allv), np.float64)
+    sorted_v = allv[order]
+    i = 0
+    while i < len(allv):
+        j = i
+        while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    r_pos = ranks[: len(pos)].sum()
+    return float((r_pos - len(pos) * (len(pos) + 1) / 2.0) / (len(pos) * len(neg)))
+
+
+def predict(model: torch.nn.Module, tiles_u8: np.ndarray, mean, std, batch: int = 64) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(tiles_u8), batch):
+            x = torch.from_numpy(dm.preprocess(tiles_u8[i : i + batch], mean, std))
+            out.append(torch.sigmoid(model(x)).numpy())
+    return np.concatenate(out) if out else np.empty((0, 4), np.float32)
+
+
+def evaluate(probs: np.ndarray, fracs: np.ndarray, pos_frac: float) -> dict:
+    y, mask = targets_and_mask(fracs, pos_frac)
+    res = {}
+    for k, name in enumerate(dm.FINDINGS):
+        keep = mask[:, k] > 0
+        res[name] = {
+            "auroc": auroc(probs[keep, k], y[keep, k]),
+            "positives": int(y[keep, k].sum()),
+            "negatives": int((1 - y[keep, k]).sum()),
+        }
+    return res
+
+
+# -- training ---------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", type=Path, nargs="+", required=True, help="tile export folders for training")
+    ap.add_argument("--heldout", type=Path, nargs="*", default=[], help="tile export folders (unseen seeds) to evaluate")
+    ap.add_argument("--out", type=Path, required=True, help="model folder to write")
+    ap.add_argument("--arch", default="slim-s2", choices=list(dm.ARCHS))
+    ap.add_argument("--tile-px", type=int, default=224)
+    ap.add_argument("--mpp", type=float, default=1.0)
+    ap.add_argument("--pos-frac", type=float, default=0.05)
+    ap.add_argument("--minutes", type=float, default=18.0, help="training time budget (wall clock)")
+    ap.add_argument("--max-epochs", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--real-negatives", type=Path, default=None, help="real normal-skin slide (e.g. CMU-1-Small-Region.svs)")
+    ap.add_argument("--name", default="dirascope-phantom-v1")
+    ap.add_argument("--version", default="1.0.0")
+    ap.add_argument("--limit", type=int, default=None, help="load at most this many tiles per export (smoke tests)")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    t0 = time.time()
+
+    parts = [load_export(d, args.tile_px, args.mpp, args.limit) for d in args.train]
+    tiles = np.concatenate([p[0] for p in parts])
+    fracs = np.concatenate([p[1] for p in parts])
+    train_seeds = sorted(set(int(s) for p in parts for s in p[2]))
+    n_synth = len(tiles)
+    n_real = 0
+    real_src_mpp = None
+    if args.real_negatives:
+        real, real_src_mpp = real_negative_tiles(args.real_negatives, args.tile_px, args.mpp, "train", 0.25)
+        n_real = len(real)
+        if n_real:
+            tiles = np.concatenate([tiles, real])
+            fracs = np.concatenate([fracs, np.zeros((n_real, 4), np.float32)])
+    y, mask = targets_and_mask(fracs, args.pos_frac)
+    print(f"loaded {n_synth} phantom tiles from seeds {train_seeds[0]}..{train_seeds[-1]} "
+          f"({len(train_seeds)} slides) + {n_real} real negatives in {time.time() - t0:.0f}s")
+    pos_rate = (y * mask).sum(0) / np.maximum(mask.sum(0), 1)
+    print("positive share per finding:", dict(zip(dm.FINDINGS, np.round(pos_rate, 3).tolist())))
+
+    # Mean/std on the 0..1 scale over the training tiles.
+    sample = tiles[rng.choice(len(tiles), size=min(2000, len(tiles)), replace=False)].astype(np.float32) / 255.0
+    mean = sample.reshape(-1, 3).mean(0).round(4).tolist()
+    std = sample.reshape(-1, 3).std(0).round(4).tolist()
+    del sample
+
+    # Oversample tiles positive for rare findings towards ~20% each.
+    weights = np.ones(len(tiles), np.float64)
+    for k in range(4):
+        if pos_rate[k] > 0:
+            boost = min(20.0, max(1.0, 0.2 / pos_rate[k]))
+            weights = np.where(y[:, k] > 0, np.maximum(weights, boost), weights)
+    weights /= weights.sum()
+
+    model = dm.TileNet(args.arch)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps_per_epoch = max(1, len(tiles) // args.batch)
+    budget_s = args.minutes * 60.0
+    # Estimate the step count the budget allows after a short warm-up.
+    total_steps = steps_per_epoch * args.max_epochs
+    sched_total = total_steps
+    step = 0
+    train_start = time.time()
+    history = []
+    epoch = 0
+    stop = False
+    while not stop and epoch < args.max_epochs:
+        model.train()
+        order = rng.choice(len(tiles), size=steps_per_epoch * args.batch, replace=True, p=weights)
+        running = 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * args.batch : (b + 1) * args.batch]
+            x = torch.from_numpy(tiles[idx]).permute(0, 3, 1, 2).float() / 255.0
+            x = normalise(augment(x, gen), mean, std)
+            logits = model(x)
+            yt = torch.from_numpy(y[idx])
+            mt = torch.from_numpy(mask[idx])
+            loss = (F.binary_cross_entropy_with_logits(logits, yt, reduction="none") * mt).sum() / mt.sum().clamp(min=1)
+            opt.zero_grad()
+            loss.backward()
+            # Cosine schedule over the step count the time budget allows.
+            if step == 20:
+                per_step = (time.time() - train_start) / 20
+                sched_total = min(total_steps, max(40, int(budget_s / per_step)))
+                print(f"{per_step * 1000:.0f} ms/step: planning {sched_total} steps "
+                      f"({sched_total / steps_per_epoch:.1f} epochs) in {args.minutes} min")
+            frac = min(1.0, step / max(1, sched_total))
+            lr = args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac))) * min(1.0, (step + 1) / 50)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.step()
+            running += float(loss)
+            step += 1
+            if step >= sched_total or time.time() - train_start > budget_s * 1.1:
+                stop = True
+                break
+        epoch += 1
+        msg = f"epoch {epoch} step {step} loss {running / max(1, b + 1):.4f} ({time.time() - train_start:.0f}s)"
+        history.append(msg)
+        print(msg, flush=True)
+    train_seconds = time.time() - train_start
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "arch": args.arch,
+        "tile_px": args.tile_px,
+        "mpp": args.mpp,
+        "pos_frac": args.pos_frac,
+        "mean": mean,
+        "std": std,
+        "train_exports": [str(d) for d in args.train],
+        "train_seeds": [train_seeds[0], train_seeds[-1], len(train_seeds)],
+        "train_tiles_phantom": n_synth,
+        "train_tiles_real_negative": n_real,
+        "steps": step,
+        "epochs": epoch,
+        "batch": args.batch,
+        "train_seconds": round(train_seconds, 1),
+        "torch_threads": args.threads,
+        "torch_version": torch.__version__,
+        "heldout": {},
+    }
+    params, macs = dm.count_params_macs(model, args.tile_px)
+    metrics["parameters"] = params
+    metrics["macs_per_tile"] = macs
+
+    parity_tiles = None
+    for d in args.heldout:
+        h_tiles, h_fracs, h_seeds, _, _ = load_export(d, args.tile_px, args.mpp, args.limit)
+        overlap = sorted(set(int(s) for s in h_seeds) & set(train_seeds))
+        if overlap:
+            raise SystemExit(f"{d}: held-out seeds overlap training seeds: {overlap[:5]}")
+        probs = predict(model, h_tiles, mean, std)
+        res = evaluate(probs, h_fracs, args.pos_frac)
+        metrics["heldout"][str(d)] = {
+            "tiles": len(h_tiles),
+            "seeds": [int(h_seeds.min()), int(h_seeds.max()), len(set(h_seeds.tolist()))],
+            "per_finding": res,
+        }
+        print(f"held-out {d}: " + ", ".join(f"{k} {v['auroc']:.4f} (+{v['positives']}/-{v['negatives']})" for k, v in res.items()))
+        if parity_tiles is None and len(h_tiles) >= 32:
+            # 32 tiles spread over the held-out set, positives included.
+            pick = np.linspace(0, len(h_tiles) - 1, 32).astype(int)
+            parity_tiles = h_tiles[pick]
+            parity_source = f"32 tiles spread over held-out export {d.name}"
+
+    if args.real_negatives:
+        real_eval, _ = real_negative_tiles(args.real_negatives, args.tile_px, args.mpp, "eval", 0.5)
+        real_all, _ = real_negative_tiles(args.real_negatives, args.tile_px, args.mpp, "all", 0.5)
+        rp = predict(model, real_eval, mean, std)
+        metrics["real_normal"] = {
+            "slide": args.real_negatives.name,
+            "source_mpp": real_src_mpp,
+            "tiles_bottom_half_unseen": len(real_eval),
+            "fraction_above_0.5": {k: float((rp[:, i] >= 0.5).mean()) if len(rp) else None for i, k in enumerate(dm.FINDINGS)},
+            "max_prob": {k: float(rp[:, i].max()) if len(rp) else None for i, k in enumerate(dm.FINDINGS)},
+        }
+        print("real normal skin (unseen half):", metrics["real_normal"])
+
+    # Export, manifest, parity.
+    model.eval()
+    dm.export_onnx(model, args.out / "model.onnx", args.tile_px)
+    data_desc = (
+        f"{n_synth} phantom tiles from `dirascope synth --tiles` (seeds {train_seeds[0]}..{train_seeds[-1]}, "
+        f"{len(train_seeds)} slides, all classes)"
+        + (f" + {n_real} real normal-skin tiles from {args.real_negatives.name} as negatives" if n_real else "")
+        + "; see MODEL_CARD.md"
+    )
+    dm.write_manifest(
+        args.out,
+        name=args.name,
+        version=args.version,
+        tile_px=args.tile_px,
+        mpp=args.mpp,
+        mean=mean,
+        std=std,
+        training_data=data_desc,
+    )
+    if parity_tiles is None:
+        parity_tiles = tiles[np.linspace(0, len(tiles) - 1, 32).astype(int)]
+        parity_source = "32 training tiles"
+    inputs = dm.preprocess(parity_tiles, mean, std)
+    dm.write_parity(args.out, inputs, source=parity_source)
+    # The exported graph must agree with the torch model it came from.
+    torch_out = model(torch.from_numpy(inputs)).detach().numpy()
+    ort_out = np.frombuffer((args.out / "parity" / "outputs.f32").read_bytes(), "<f4").reshape(-1, 4)
+    metrics["export_torch_vs_onnxruntime_max_abs"] = float(np.abs(torch_out - ort_out).max())
+    metrics["sha256"] = dm.sha256_file(args.out / "model.onnx")
+    metrics["history"] = history
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"wrote {args.out} in {time.time() - t0:.0f}s total; torch vs onnxruntime max abs "
+          f"{metrics['export_torch_vs_onnxruntime_max_abs']:.2e}")
+
+
+if __name__ == "__main__":
+    main()
