@@ -34,6 +34,8 @@ struct Cli {
 enum Command {
     /// Show a slide's format, levels, MPP and associated images.
     Inspect(InspectArgs),
+    /// Compare scored slides with reference labels: ROC, CIs, calibration, confusion.
+    Validate(ValidateArgs),
     /// Score slides for the DIRA pattern and write reports into OUT.
     Score(ScoreArgs),
     /// Render phantom H&E skin sections with ground truth (masks, truth.json).
@@ -178,6 +180,31 @@ struct InspectArgs {
     mpp: Option<f64>,
 }
 
+#[derive(clap::Args)]
+struct ValidateArgs {
+    /// The --out folder of a score run (holding <slide>/report.json).
+    #[arg(long, value_name = "OUT")]
+    results: PathBuf,
+    /// CSV with slide_id,label[,patient_id]: the reference diagnosis per slide.
+    #[arg(long, value_name = "CSV")]
+    labels: PathBuf,
+    /// The label that counts as positive for the DIRA-pattern score.
+    #[arg(long, default_value = "dira")]
+    positive: String,
+    /// Sensitivity the second operating point must reach.
+    #[arg(long, default_value_t = 0.95)]
+    target_sensitivity: f64,
+    /// Bootstrap resamples for the AUROC confidence intervals.
+    #[arg(long, default_value_t = 2000)]
+    resamples: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 20260101)]
+    seed: u64,
+    /// Output folder for metrics.json, validation.md, roc.png, reliability.png.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
 /// An error with the exit code it maps to.
 pub struct Failure {
     pub code: u8,
@@ -214,6 +241,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect(args) => inspect(args),
+        Command::Validate(args) => validate(args),
         Command::Synth(args) => synth(args),
         Command::Score(args) => score(args),
         Command::Model(ModelCommand::Check { model_dir }) => model_check(model_dir),
@@ -363,6 +391,35 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
     } else {
         exit::SOME_FAILED
     })
+}
+
+/// `dirascope validate`: join results to labels, compute and write the metrics.
+fn validate(args: ValidateArgs) -> Result<u8, Failure> {
+    use crate::validate;
+    if !(0.0..=1.0).contains(&args.target_sensitivity) {
+        return Err(usage("--target-sensitivity must be between 0 and 1"));
+    }
+    if args.resamples < 100 {
+        return Err(usage(
+            "--resamples must be at least 100 (1000 or more for a paper)",
+        ));
+    }
+    let (results, thresholds) = validate::read_results(&args.results)?;
+    let labels = validate::read_labels(&args.labels)?;
+    let mut options = validate::ValidateOptions::phantom_defaults(&args.positive, &thresholds);
+    options.target_sensitivity = args.target_sensitivity;
+    options.resamples = args.resamples;
+    options.seed = args.seed;
+    let v = validate::validate(&results, &labels, &options)?;
+    validate::write_outputs(&v, &args.out)?;
+    for id in &v.unlabelled_slides {
+        eprintln!("dirascope: warning: slide '{id}' has results but no label; not evaluated");
+    }
+    for id in &v.labels_without_results {
+        eprintln!("dirascope: warning: label for '{id}' names no scored slide; not evaluated");
+    }
+    print!("{}", validate::markdown(&v));
+    Ok(exit::OK)
 }
 
 fn model_check(model_dir: Option<PathBuf>) -> Result<u8, Failure> {

@@ -489,6 +489,77 @@ pub fn write_outputs(v: &Validation, out: &Path) -> Result<(), ValidateError> {
     Ok(())
 }
 
+/// Reads every `RESULTS/<slide>/report.json`: the call, the pattern scores and each
+/// finding's top-k mean, plus the thresholds the run used (`parameters.aggregate`).
+pub fn read_results(
+    dir: &Path,
+) -> Result<(Vec<SlideScores>, BTreeMap<String, f64>), ValidateError> {
+    let err = |path: &Path, reason: String| ValidateError::Input {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| err(dir, e.to_string()))?
+        .filter_map(|e| e.ok().map(|e| e.path().join("report.json")))
+        .filter(|p| p.is_file())
+        .collect();
+    entries.sort();
+    let mut results = Vec::new();
+    let mut thresholds = BTreeMap::new();
+    for path in entries {
+        let text = std::fs::read_to_string(&path).map_err(|e| err(&path, e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| err(&path, format!("not JSON: {e}")))?;
+        let id = v["slide"]["id"]
+            .as_str()
+            .ok_or_else(|| err(&path, "no slide.id".into()))?;
+        let r = &v["result"];
+        let mut scores = BTreeMap::new();
+        for (name, key) in [
+            ("dira_pattern", "dira_score"),
+            ("psoriasiform_pattern", "psoriasiform_score"),
+        ] {
+            if let Some(x) = r[key].as_f64() {
+                scores.insert(name.to_string(), x);
+            }
+        }
+        for f in r["findings"].as_array().into_iter().flatten() {
+            if let (Some(k), Some(x)) = (f["key"].as_str(), f["top_k_mean"].as_f64()) {
+                scores.insert(k.to_string(), x);
+            }
+        }
+        let agg = &v["parameters"]["aggregate"];
+        if let Some(t) = agg["dira_threshold"].as_f64() {
+            thresholds.insert("dira_pattern".to_string(), t);
+        }
+        if let Some(t) = agg["psoriasiform_threshold"].as_f64() {
+            thresholds.insert("psoriasiform_pattern".to_string(), t);
+        }
+        if let Some(t) = agg["tile_threshold"].as_f64() {
+            for k in [
+                "subcorneal_pustule",
+                "acantholysis",
+                "neutrophilic_eccrine_hidradenitis",
+                "psoriasiform",
+            ] {
+                thresholds.entry(k.to_string()).or_insert(t);
+            }
+        }
+        results.push(SlideScores {
+            slide_id: id.to_string(),
+            call: r["call"].as_str().unwrap_or("unknown").to_string(),
+            scores,
+        });
+    }
+    if results.is_empty() {
+        return Err(err(
+            dir,
+            "no <slide>/report.json found; pass the --out folder of a score run".into(),
+        ));
+    }
+    Ok((results, thresholds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
