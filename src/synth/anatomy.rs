@@ -207,6 +207,8 @@ pub struct Site {
     pub sub: u32,
     /// Inside an inflamed coil's halo (neutrophils in the dermis around the coil).
     pub neh: bool,
+    /// Distance to the nearest eccrine tubule's outer edge, µm (large when none near).
+    pub tubule_dist: f32,
 }
 
 impl Site {
@@ -223,6 +225,7 @@ impl Site {
             item: 0,
             sub: 0,
             neh: false,
+            tubule_dist: f32::MAX,
         }
     }
 }
@@ -338,6 +341,13 @@ struct Column {
     neutro: f32,
 }
 
+/// Maximum with a rounded join of width `k` (fillets where papillae meet ridges).
+#[inline]
+fn smooth_max(a: f32, b: f32, k: f32) -> f32 {
+    let h = (k - (a - b).abs()).max(0.0) / k;
+    a.max(b) + h * h * k * 0.25
+}
+
 fn trapezoid(x: f32, x0: f32, x1: f32, ramp: f32) -> f32 {
     noise::smoothstep(x0 - ramp, x0 + ramp, x) * (1.0 - noise::smoothstep(x1 - ramp, x1 + ramp, x))
 }
@@ -404,8 +414,14 @@ impl Geometry {
             w * (1.0 - rng.gen_range(0.02..0.06)),
         );
         let bottom = Curve::random(&mut rng, b0, 3, (8.0, 40.0), (250.0, 2000.0));
-        let left = Curve::random(&mut rng, l0, 3, (8.0, 40.0), (150.0, 900.0));
-        let right = Curve::random(&mut rng, r0, 3, (8.0, 40.0), (150.0, 900.0));
+        let mut left = Curve::random(&mut rng, l0, 3, (5.0, 30.0), (400.0, 1600.0));
+        let mut right = Curve::random(&mut rng, r0, 3, (5.0, 30.0), (400.0, 1600.0));
+        // Ragged cut edges: a little fine roughness on the smooth outline.
+        left.terms
+            .extend(Curve::random(&mut rng, 0.0, 2, (1.0, 5.0), (30.0, 120.0)).terms);
+        right
+            .terms
+            .extend(Curve::random(&mut rng, 0.0, 2, (1.0, 5.0), (30.0, 120.0)).terms);
         let lo = left.base + 160.0;
         let hi = right.base - 160.0;
         let len = (hi - lo).max(100.0);
@@ -890,7 +906,7 @@ impl Geometry {
             } else {
                 hw_b - (dx * dx + (v - vb) * (v - vb)).sqrt()
             };
-            best = best.max(s);
+            best = smooth_max(best, s, 30.0);
         }
         best
     }
@@ -999,22 +1015,30 @@ impl Geometry {
                     site.flags |= HIDRADENITIS;
                     site.neh = true;
                 }
-                if d < c.r {
+                if d < c.r + 12.0 {
                     site.item = ci as u32;
-                    site.region = Region::CoilStroma;
+                    let mut nearest = f32::MAX;
                     for (ti, t) in c.tubules.iter().enumerate() {
                         let dt = (x - t.x).hypot(y - t.y);
-                        if dt < t.r {
+                        if dt - t.r < nearest {
+                            nearest = dt - t.r;
                             site.sub = ti as u32;
-                            site.region = if dt < t.lumen {
-                                Region::TubuleLumen
-                            } else {
-                                Region::TubuleCells
-                            };
-                            break;
                         }
                     }
-                    return site;
+                    site.tubule_dist = nearest.max(0.0);
+                    if nearest < 0.0 {
+                        let t = &c.tubules[site.sub as usize];
+                        site.region = if (x - t.x).hypot(y - t.y) < t.lumen {
+                            Region::TubuleLumen
+                        } else {
+                            Region::TubuleCells
+                        };
+                        return site;
+                    }
+                    if nearest < 9.0 {
+                        site.region = Region::CoilStroma;
+                        return site;
+                    }
                 }
             }
         }

@@ -142,7 +142,8 @@ impl<'a> Shader<'a> {
         let mut out = c(cyto.h * tone, cyto.e * tone);
         // Intercellular spaces (the "prickles" between spinous cells).
         if d2 - d1 < border_um {
-            out = c(out.h * 0.45, out.e * 0.45);
+            let k = 0.55 + 0.25 * (d2 - d1) / border_um;
+            out = c(out.h * k, out.e * k);
         }
         if nuc > 0.0 {
             let chrom = 0.7 + 0.6 * noise::value(x / 1.1, v / 1.1, self.geom.salt ^ 0x77);
@@ -156,6 +157,10 @@ impl<'a> Shader<'a> {
         let g = self.geom;
         let site = g.locate(x, y);
         let mut k = self.shade_site(&site, x, y);
+        // Calibration to the real scanner fixture (CMU-1): its collagen and
+        // cytoplasm are light, its nuclei about 0.9 hematoxylin.
+        k.h *= 0.8;
+        k.e *= 0.55;
         if site.region != Region::Glass {
             let f = g.fold_factor(x, y);
             k.h *= f;
@@ -172,9 +177,12 @@ impl<'a> Shader<'a> {
             Region::Corneum | Region::Munro => {
                 let t = s.dc;
                 // Loose basket-weave above, compact in the lowest few µm.
-                let phase = (t + 2.5 * noise::value(x / 22.0, t / 5.0, salt ^ 1)) / 3.4;
+                let phase = (t + 5.0 * noise::fbm2(x / 30.0, t / 6.0, salt ^ 1)) / 3.6;
                 let stripe = 0.5 + 0.5 * (phase * std::f32::consts::TAU).sin();
-                let weave = 0.1 + 0.42 * noise::smoothstep(0.4, 0.85, stripe);
+                // Lamellae break up and fray (basket-weave), never perfect lines.
+                let breaks =
+                    noise::smoothstep(0.3, 0.6, noise::value(x / 14.0, t / 3.0, salt ^ 0x1F));
+                let weave = 0.08 + 0.45 * noise::smoothstep(0.45, 0.85, stripe) * breaks;
                 let compact = noise::smoothstep(s.corneum - 5.0, s.corneum - 1.5, t);
                 let para = s.pk;
                 let e = weave * (1.0 - para)
@@ -256,7 +264,7 @@ impl<'a> Shader<'a> {
                 out
             }
             Region::Spinous | Region::Kogoj => {
-                let border = if s.region == Region::Kogoj { 3.0 } else { 0.8 };
+                let border = if s.region == Region::Kogoj { 3.0 } else { 0.6 };
                 let mut out = self.keratinocytes(
                     x,
                     s.v,
@@ -333,8 +341,9 @@ impl<'a> Shader<'a> {
                 let mut out = if s.region == Region::Fat {
                     self.fat(x, y)
                 } else if s.region == Region::Papillary {
-                    let fib = noise::fbm2(x / 9.0, y / 4.0, salt ^ 16);
-                    c(0.03, 0.12 + 0.38 * noise::smoothstep(0.4, 0.7, fib))
+                    // Loose, fine, wavy fibres in all directions.
+                    let fib = noise::fbm2(x / 5.0 + 0.8 * (y / 7.0).sin(), y / 2.5, salt ^ 16);
+                    c(0.03, 0.12 + 0.38 * noise::smoothstep(0.45, 0.75, fib))
                 } else {
                     self.collagen(x, y)
                 };
@@ -363,7 +372,8 @@ impl<'a> Shader<'a> {
                     }
                 }
                 if s.neh {
-                    if let Some(n) = self.neutrophil(x, y, 11.0, 0.45, salt ^ 19) {
+                    let occ = 0.6 * (1.0 - noise::smoothstep(4.0, 45.0, s.tubule_dist)) + 0.06;
+                    if let Some(n) = self.neutrophil(x, y, 11.0, occ, salt ^ 19) {
                         out = n;
                     }
                 }
