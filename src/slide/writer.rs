@@ -126,7 +126,7 @@ impl PyramidWriter {
                 "image must be at least 1 x 1, got {width} x {height}"
             )));
         }
-        if options.tile_size == 0 || options.tile_size % 16 != 0 {
+        if options.tile_size == 0 || !options.tile_size.is_multiple_of(16) {
             return Err(WriteError::Usage(format!(
                 "tile size must be a positive multiple of 16, got {}",
                 options.tile_size
@@ -184,7 +184,7 @@ impl PyramidWriter {
     /// Appends level-0 rows (RGB8, `width * 3` bytes each), top to bottom.
     pub fn push_rows(&mut self, rgb: &[u8]) -> Result<(), WriteError> {
         let row_bytes = self.levels[0].width as usize * 3;
-        if rgb.len() % row_bytes != 0 {
+        if !rgb.len().is_multiple_of(row_bytes) {
             return Err(WriteError::Usage(format!(
                 "band of {} bytes is not whole rows of {row_bytes} bytes",
                 rgb.len()

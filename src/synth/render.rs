@@ -450,13 +450,21 @@ impl<'a> Shader<'a> {
                     return out;
                 }
                 let mut out = if t.duct { c(0.3, 0.45) } else { c(0.14, 0.36) };
-                let rm = 0.5 * (t.lumen + t.r);
+                // Nuclei sit towards the basal side of the cuboidal cells.
+                let rm = t.lumen + 0.62 * (t.r - t.lumen);
                 let ang = dy.atan2(dx);
                 let n = ((std::f32::consts::TAU * rm) / 8.0).round().max(5.0);
                 let sec = ((ang / std::f32::consts::TAU + 0.5) * n).floor();
                 let hsh = hash2(s.item as i64 * 1000 + s.sub as i64, sec as i64, salt ^ 25);
                 let ac = (sec + 0.5) / n * std::f32::consts::TAU - std::f32::consts::PI;
                 let (nx, ny) = (t.x + rm * ac.cos(), t.y + rm * ac.sin());
+                // Each cell its own shade; a faint border between neighbours.
+                let tone = 0.8 + 0.4 * unit(hsh, 1);
+                out = c(out.h * tone, out.e * tone);
+                let frac = (ang / std::f32::consts::TAU + 0.5) * n - sec;
+                if !(0.06..0.94).contains(&frac) {
+                    out = c(out.h * 0.7, out.e * 0.7);
+                }
                 let pyk = coil.inflamed && unit(hsh, 0) < 0.3;
                 let nr = if pyk { 1.9 } else { 2.7 };
                 if coil.inflamed {
@@ -704,4 +712,33 @@ pub fn render_rgb(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{Artefacts, SlideClass};
+
+    #[test]
+    fn a_region_renders_the_same_whole_or_in_pieces() {
+        let artefacts = Artefacts {
+            pen: false,
+            fold: true,
+            blur: true,
+        };
+        let g = Geometry::build(SlideClass::PustularPsoriasis, 2, 1500.0, 1200.0, &artefacts);
+        let raster = Raster::new(1.0);
+        let whole = render_rgb(&g, raster, 100, 80, 64, 48);
+        let top = render_rgb(&g, raster, 100, 80, 64, 20);
+        let bottom = render_rgb(&g, raster, 100, 100, 64, 28);
+        assert_eq!(&whole[..64 * 20 * 3], &top[..]);
+        assert_eq!(&whole[64 * 20 * 3..], &bottom[..]);
+        let left = render_rgb(&g, raster, 100, 80, 30, 48);
+        for r in 0..48 {
+            assert_eq!(
+                &whole[r * 64 * 3..r * 64 * 3 + 90],
+                &left[r * 90..(r + 1) * 90]
+            );
+        }
+    }
 }
