@@ -142,7 +142,7 @@ impl<'a> Shader<'a> {
         let mut out = c(cyto.h * tone, cyto.e * tone);
         // Intercellular spaces (the "prickles" between spinous cells).
         if d2 - d1 < border_um {
-            let k = 0.55 + 0.25 * (d2 - d1) / border_um;
+            let k = 0.7 + 0.2 * (d2 - d1) / border_um;
             out = c(out.h * k, out.e * k);
         }
         if nuc > 0.0 {
@@ -187,7 +187,7 @@ impl<'a> Shader<'a> {
                 let para = s.pk;
                 let e = weave * (1.0 - para)
                     + (0.5 + 0.12 * noise::value(x / 6.0, y / 3.0, salt ^ 2)) * para;
-                let mut out = mixc(c(0.04, e), c(0.06, 0.7), compact * (1.0 - 0.5 * para));
+                let mut out = mixc(c(0.04, e), c(0.08, 1.0), compact * (1.0 - 0.5 * para));
                 if para > 0.05 {
                     // Parakeratosis: flat nuclei kept in the corneum.
                     let (sx, sy) = (13.0, 4.5);
@@ -268,11 +268,11 @@ impl<'a> Shader<'a> {
                 let mut out = self.keratinocytes(
                     x,
                     s.v,
+                    14.0,
                     12.5,
-                    11.0,
-                    (3.8, 0.88),
-                    c(0.2, 0.42),
-                    1.15,
+                    (3.7, 0.78),
+                    c(0.2, 0.5),
+                    1.1,
                     border,
                     salt ^ 11,
                 );
@@ -538,9 +538,9 @@ impl<'a> Shader<'a> {
     #[inline]
     fn fibroblast(&self, x: f32, y: f32, papillary: bool) -> Option<f32> {
         let (sx, sy, occ) = if papillary {
-            (26.0, 20.0, 0.4)
+            (24.0, 18.0, 0.45)
         } else {
-            (42.0, 30.0, 0.45)
+            (34.0, 24.0, 0.55)
         };
         let salt = self.geom.salt ^ 35;
         let (gi, gj) = ((x / sx).floor() as i64, (y / sy).floor() as i64);
