@@ -236,6 +236,11 @@ fn tile_export_writes_pngs_and_labels_with_the_contract_columns() {
         }
     }
     assert!(pustule_tiles > 0, "no tile covers a pustule");
+    // Each slide of the export has its truth and masks beside its tiles.
+    assert!(out.join("tiles/pustular-psoriasis-1.truth.json").is_file());
+    assert!(out
+        .join("tiles/pustular-psoriasis-1.masks/subcorneal_pustule.png")
+        .is_file());
     // The acantholysis and hidradenitis columns are zero for pustular psoriasis.
     assert!(rows.iter().all(|r| r[10] == "0.0000" && r[11] == "0.0000"));
 }
