@@ -23,7 +23,9 @@ const FINDINGS: [(&str, [u8; 3]); 4] = [
 
 fn load_mask(dir: &Path, id: &str, name: &str) -> Result<GrayImage> {
     let p = dir.join(format!("{id}.masks/{name}.png"));
-    Ok(image::open(&p).with_context(|| p.display().to_string())?.to_luma8())
+    Ok(image::open(&p)
+        .with_context(|| p.display().to_string())?
+        .to_luma8())
 }
 
 /// Centre (in mask pixels) of the largest run of `mask` (its weighted centroid of
@@ -58,17 +60,31 @@ fn main() -> Result<()> {
     let out = PathBuf::from(args.get(2).map_or("docs/phantoms.png", String::as_str));
     let mut ids: Vec<String> = std::fs::read_dir(&dir)?
         .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".tiff").map(str::to_string)))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".tiff").map(str::to_string))
+        })
         .collect();
     let order = ["dira", "pustular-psoriasis", "psoriasis", "normal"];
-    ids.sort_by_key(|id| order.iter().position(|c| id.rsplit_once('-').map(|(c2, _)| c2) == Some(*c)).unwrap_or(9));
+    ids.sort_by_key(|id| {
+        order
+            .iter()
+            .position(|c| id.rsplit_once('-').map(|(c2, _)| c2) == Some(*c))
+            .unwrap_or(9)
+    });
     let mut rows: Vec<RgbImage> = Vec::new();
     for id in &ids {
         let reader = slide::open(&dir.join(format!("{id}.tiff")), &OpenOptions::default())?;
         let info = reader.info().clone();
         let (w0, h0) = (info.width() as u32, info.height() as u32);
         let thumb = reader.thumbnail(ROW_H * 2)?;
-        let overview = imageops::resize(&thumb, ROW_H * w0 / h0, ROW_H, imageops::FilterType::Triangle);
+        let overview = imageops::resize(
+            &thumb,
+            ROW_H * w0 / h0,
+            ROW_H,
+            imageops::FilterType::Triangle,
+        );
         let tissue = load_mask(&dir, id, "tissue")?;
         let epi = load_mask(&dir, id, "epidermis")?;
         let ds = w0.div_ceil(tissue.width()).max(1);
@@ -99,27 +115,55 @@ fn main() -> Result<()> {
             .find_map(|(m, _)| hotspot(m))
             .or_else(|| hotspot(&epi))
             .ok_or_else(|| anyhow!("{id}: empty epidermis mask"))?;
-        let deep_focus = hotspot(&masks[2].0).or_else(|| {
+        let truth: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{id}.truth.json")))?)?;
+        let mpp = truth["mpp"].as_f64().unwrap_or(0.5);
+        let coil = truth["structures"]["coils"]
+            .as_array()
+            .and_then(|c| c.first())
+            .and_then(|c| {
+                Some((
+                    (c[0].as_f64()? / mpp / ds as f64) as u32,
+                    (c[1].as_f64()? / mpp / ds as f64) as u32,
+                ))
+            });
+        let deep_focus = hotspot(&masks[2].0).or(coil).or_else(|| {
             // No hidradenitis: a deep point in the middle of the tissue.
             let x = tissue.width() / 2;
-            (0..tissue.height()).rev().find(|&y| tissue.get_pixel(x, y)[0] > 0).map(|y| (x, y.saturating_sub(40)))
+            (0..tissue.height())
+                .rev()
+                .find(|&y| tissue.get_pixel(x, y)[0] > 0)
+                .map(|y| (x, y.saturating_sub(40)))
         });
         let crop_at = |(mx, my): (u32, u32)| -> Result<(RgbImage, i64, i64)> {
             let (cx, cy) = ((mx * ds) as i64, (my * ds) as i64);
             let (x0, y0) = (cx - ROW_H as i64 / 2, cy - ROW_H as i64 / 2);
-            Ok((reader.read_region(0, Rect::new(x0, y0, ROW_H, ROW_H))?, x0, y0))
+            Ok((
+                reader.read_region(0, Rect::new(x0, y0, ROW_H, ROW_H))?,
+                x0,
+                y0,
+            ))
         };
         let (crop_a, ax, ay) = crop_at(epi_focus)?;
         let mut outlined = crop_a.clone();
         for (m, colour) in &masks {
             let inside = |x: i64, y: i64| -> bool {
                 let (mx, my) = (x.div_euclid(ds as i64), y.div_euclid(ds as i64));
-                mx >= 0 && my >= 0 && (mx as u32) < m.width() && (my as u32) < m.height() && m.get_pixel(mx as u32, my as u32)[0] > 0
+                mx >= 0
+                    && my >= 0
+                    && (mx as u32) < m.width()
+                    && (my as u32) < m.height()
+                    && m.get_pixel(mx as u32, my as u32)[0] > 0
             };
             for j in 0..ROW_H as i64 {
                 for i in 0..ROW_H as i64 {
                     let (x, y) = (ax + i, ay + j);
-                    if inside(x, y) && (!inside(x - 1, y) || !inside(x + 1, y) || !inside(x, y - 1) || !inside(x, y + 1)) {
+                    if inside(x, y)
+                        && (!inside(x - 1, y)
+                            || !inside(x + 1, y)
+                            || !inside(x, y - 1)
+                            || !inside(x, y + 1))
+                    {
                         outlined.put_pixel(i as u32, j as u32, Rgb(*colour));
                     }
                 }

@@ -7,7 +7,13 @@ use dirascope::synth::{
 };
 
 fn build(class: SlideClass, seed: u64, w_mm: f32, h_mm: f32) -> Geometry {
-    Geometry::build(class, seed, w_mm * 1000.0, h_mm * 1000.0, &Artefacts::default())
+    Geometry::build(
+        class,
+        seed,
+        w_mm * 1000.0,
+        h_mm * 1000.0,
+        &Artefacts::default(),
+    )
 }
 
 fn truth(geom: &Geometry, mpp: f64, ds: u32) -> (Truth, MaskGrid) {
@@ -35,22 +41,43 @@ fn each_class_has_exactly_its_findings_with_plausible_areas() {
             let neh = present(&t, "neutrophilic_eccrine_hidradenitis");
             let psf = present(&t, "psoriasiform");
             match class {
-                SlideClass::Normal => assert!(t.findings_present.is_empty(), "normal {seed}: {:?}", t.findings_present),
+                SlideClass::Normal => assert!(
+                    t.findings_present.is_empty(),
+                    "normal {seed}: {:?}",
+                    t.findings_present
+                ),
                 SlideClass::Psoriasis => {
-                    assert!(psf && !pustule && !acan && !neh, "psoriasis {seed}: {:?}", t.findings_present)
+                    assert!(
+                        psf && !pustule && !acan && !neh,
+                        "psoriasis {seed}: {:?}",
+                        t.findings_present
+                    )
                 }
                 SlideClass::PustularPsoriasis => {
-                    assert!(psf && pustule && !acan && !neh, "pustular {seed}: {:?}", t.findings_present)
+                    assert!(
+                        psf && pustule && !acan && !neh,
+                        "pustular {seed}: {:?}",
+                        t.findings_present
+                    )
                 }
                 SlideClass::Dira => {
                     let n = [pustule, acan, neh].iter().filter(|&&b| b).count();
-                    assert!(n >= 2, "dira {seed} shows fewer than two DIRA features: {:?}", t.findings_present);
+                    assert!(
+                        n >= 2,
+                        "dira {seed} shows fewer than two DIRA features: {:?}",
+                        t.findings_present
+                    );
                 }
             }
             // Every finding listed has area in its mask and a plausible size; every
             // finding not listed has an empty mask.
             for f in &t.findings {
-                let area = masks.area_mm2(Finding::ALL.iter().find(|g| g.key() == f.key).map_or(0, |g| g.bit()));
+                let area = masks.area_mm2(
+                    Finding::ALL
+                        .iter()
+                        .find(|g| g.key() == f.key)
+                        .map_or(0, |g| g.bit()),
+                );
                 if f.present {
                     let (lo, hi) = match f.key {
                         "subcorneal_pustule" => (0.0005, 0.5),
@@ -58,13 +85,25 @@ fn each_class_has_exactly_its_findings_with_plausible_areas() {
                         "neutrophilic_eccrine_hidradenitis" => (0.02, 1.5),
                         _ => (0.05, 2.0),
                     };
-                    assert!(area >= lo && area <= hi, "{class} {seed} {}: area {area} mm²", f.key);
+                    assert!(
+                        area >= lo && area <= hi,
+                        "{class} {seed} {}: area {area} mm²",
+                        f.key
+                    );
                 } else {
                     assert_eq!(area, 0.0, "{class} {seed} {}: mask not empty", f.key);
                 }
             }
-            assert!(t.tissue_area_mm2 > 2.5 && t.tissue_area_mm2 < 6.0, "tissue {}", t.tissue_area_mm2);
-            assert!(t.epidermis_area_mm2 > 0.1, "epidermis {}", t.epidermis_area_mm2);
+            assert!(
+                t.tissue_area_mm2 > 2.5 && t.tissue_area_mm2 < 6.0,
+                "tissue {}",
+                t.tissue_area_mm2
+            );
+            assert!(
+                t.epidermis_area_mm2 > 0.1,
+                "epidermis {}",
+                t.epidermis_area_mm2
+            );
         }
     }
 }
@@ -88,7 +127,10 @@ fn epidermis_mask_lies_on_the_tissue_surface() {
         let mut checked = 0;
         for i in w / 10..w * 9 / 10 {
             if let Some(j) = (0..h).find(|&j| masks.bits[j * w + i] & TISSUE_BIT != 0) {
-                assert!(masks.bits[j * w + i] & EPIDERMIS_BIT != 0, "{class}: column {i}, top tissue pixel not epidermis");
+                assert!(
+                    masks.bits[j * w + i] & EPIDERMIS_BIT != 0,
+                    "{class}: column {i}, top tissue pixel not epidermis"
+                );
                 checked += 1;
             }
         }
@@ -98,7 +140,14 @@ fn epidermis_mask_lies_on_the_tissue_surface() {
 
 /// Mean hematoxylin concentration (by colour deconvolution of the rendered RGB)
 /// over the pixels of a region where `pick` holds.
-fn mean_h(geom: &Geometry, x0: f32, y0: f32, side: usize, mpp: f64, pick: impl Fn(f32, f32) -> bool) -> Option<f32> {
+fn mean_h(
+    geom: &Geometry,
+    x0: f32,
+    y0: f32,
+    side: usize,
+    mpp: f64,
+    pick: impl Fn(f32, f32) -> bool,
+) -> Option<f32> {
     let raster = Raster::new(mpp);
     let (px0, py0) = ((x0 as f64 / mpp) as i64, (y0 as f64 / mpp) as i64);
     let rgb = render_rgb(geom, raster, px0, py0, side, side);
@@ -122,11 +171,19 @@ fn pustule_mask_is_much_more_hematoxylin_than_spinous_layer() {
     let mut checked = 0;
     for seed in 0..8 {
         let geom = build(SlideClass::PustularPsoriasis, seed, 3.0, 2.0);
-        let Some(p) = geom.pustules.iter().max_by(|a, b| a.hw.total_cmp(&b.hw)).cloned() else { continue };
+        let Some(p) = geom
+            .pustules
+            .iter()
+            .max_by(|a, b| a.hw.total_cmp(&b.hw))
+            .cloned()
+        else {
+            continue;
+        };
         let mpp = 0.5;
         let side = 400usize;
         let (x0, y0) = (p.x - 100.0, geom.surface.at(p.x) - 80.0);
-        let in_pustule = |x: f32, y: f32| geom.locate(x, y).flags & Finding::SubcornealPustule.bit() != 0;
+        let in_pustule =
+            |x: f32, y: f32| geom.locate(x, y).flags & Finding::SubcornealPustule.bit() != 0;
         let in_spinous = |x: f32, y: f32| geom.locate(x, y).region == Region::Spinous;
         let (Some(hp), Some(hs)) = (
             mean_h(&geom, x0, y0, side, mpp, in_pustule),
@@ -134,7 +191,10 @@ fn pustule_mask_is_much_more_hematoxylin_than_spinous_layer() {
         ) else {
             continue;
         };
-        assert!(hp > 1.4 * hs, "seed {seed}: pustule H {hp:.3} vs spinous H {hs:.3}");
+        assert!(
+            hp > 1.4 * hs,
+            "seed {seed}: pustule H {hp:.3} vs spinous H {hs:.3}"
+        );
         checked += 1;
     }
     assert!(checked >= 3, "only {checked} pustules checked");

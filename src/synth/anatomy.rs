@@ -207,6 +207,8 @@ pub struct Site {
     pub sub: u32,
     /// Inside an inflamed coil's halo (neutrophils in the dermis around the coil).
     pub neh: bool,
+    /// Distance to the nearest eccrine tubule's outer edge, µm (large when none near).
+    pub tubule_dist: f32,
 }
 
 impl Site {
@@ -223,6 +225,7 @@ impl Site {
             item: 0,
             sub: 0,
             neh: false,
+            tubule_dist: f32::MAX,
         }
     }
 }
@@ -338,6 +341,13 @@ struct Column {
     neutro: f32,
 }
 
+/// Maximum with a rounded join of width `k` (fillets where papillae meet ridges).
+#[inline]
+fn smooth_max(a: f32, b: f32, k: f32) -> f32 {
+    let h = (k - (a - b).abs()).max(0.0) / k;
+    a.max(b) + h * h * k * 0.25
+}
+
 fn trapezoid(x: f32, x0: f32, x1: f32, ramp: f32) -> f32 {
     noise::smoothstep(x0 - ramp, x0 + ramp, x) * (1.0 - noise::smoothstep(x1 - ramp, x1 + ramp, x))
 }
@@ -404,8 +414,14 @@ impl Geometry {
             w * (1.0 - rng.gen_range(0.02..0.06)),
         );
         let bottom = Curve::random(&mut rng, b0, 3, (8.0, 40.0), (250.0, 2000.0));
-        let left = Curve::random(&mut rng, l0, 3, (8.0, 40.0), (150.0, 900.0));
-        let right = Curve::random(&mut rng, r0, 3, (8.0, 40.0), (150.0, 900.0));
+        let mut left = Curve::random(&mut rng, l0, 3, (5.0, 30.0), (400.0, 1600.0));
+        let mut right = Curve::random(&mut rng, r0, 3, (5.0, 30.0), (400.0, 1600.0));
+        // Ragged cut edges: a little fine roughness on the smooth outline.
+        left.terms
+            .extend(Curve::random(&mut rng, 0.0, 2, (1.0, 5.0), (30.0, 120.0)).terms);
+        right
+            .terms
+            .extend(Curve::random(&mut rng, 0.0, 2, (1.0, 5.0), (30.0, 120.0)).terms);
         let lo = left.base + 160.0;
         let hi = right.base - 160.0;
         let len = (hi - lo).max(100.0);
@@ -890,7 +906,7 @@ impl Geometry {
             } else {
                 hw_b - (dx * dx + (v - vb) * (v - vb)).sqrt()
             };
-            best = best.max(s);
+            best = smooth_max(best, s, 30.0);
         }
         best
     }
@@ -985,9 +1001,12 @@ impl Geometry {
         }
         // Dermis and fat.
         let fat_top = self.bottom.at(x) - self.fat_um;
+        // Everything between the rete ridges is papillary dermis, whatever its
+        // distance to the nearest ridge wall.
+        let reach = self.ridge_norm + (self.ridge_ps - self.ridge_norm) * col.w;
         site.region = if y > fat_top {
             Region::Fat
-        } else if sdf > -self.papillary_um {
+        } else if sdf > -self.papillary_um || v < plate_top + reach * 0.85 {
             Region::Papillary
         } else {
             Region::Reticular
@@ -999,22 +1018,30 @@ impl Geometry {
                     site.flags |= HIDRADENITIS;
                     site.neh = true;
                 }
-                if d < c.r {
+                if d < c.r + 12.0 {
                     site.item = ci as u32;
-                    site.region = Region::CoilStroma;
+                    let mut nearest = f32::MAX;
                     for (ti, t) in c.tubules.iter().enumerate() {
                         let dt = (x - t.x).hypot(y - t.y);
-                        if dt < t.r {
+                        if dt - t.r < nearest {
+                            nearest = dt - t.r;
                             site.sub = ti as u32;
-                            site.region = if dt < t.lumen {
-                                Region::TubuleLumen
-                            } else {
-                                Region::TubuleCells
-                            };
-                            break;
                         }
                     }
-                    return site;
+                    site.tubule_dist = nearest.max(0.0);
+                    if nearest < 0.0 {
+                        let t = &c.tubules[site.sub as usize];
+                        site.region = if (x - t.x).hypot(y - t.y) < t.lumen {
+                            Region::TubuleLumen
+                        } else {
+                            Region::TubuleCells
+                        };
+                        return site;
+                    }
+                    if nearest < 9.0 {
+                        site.region = Region::CoilStroma;
+                        return site;
+                    }
                 }
             }
         }
@@ -1082,5 +1109,72 @@ impl Geometry {
             }
         }
         1.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(r: Region) -> u8 {
+        match r {
+            Region::Corneum | Region::Munro | Region::Pustule => 1,
+            Region::Granular | Region::Cleft => 2,
+            Region::Spinous | Region::Kogoj => 3,
+            Region::Basal => 4,
+            Region::Papillary => 5,
+            Region::Reticular => 6,
+            Region::Fat => 7,
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn layers_come_in_anatomical_order_down_every_column() {
+        for class in SlideClass::ALL {
+            let g = Geometry::build(class, 11, 3000.0, 2000.0, &Artefacts::default());
+            for k in 1..10 {
+                let x = 3000.0 * k as f32 / 10.0;
+                let mut last = 0u8;
+                let mut seen_tissue = false;
+                let mut y = 0.0;
+                while y < 2000.0 {
+                    let s = g.locate(x, y);
+                    let o = order(s.region);
+                    if s.region == Region::Glass && seen_tissue {
+                        break;
+                    }
+                    if o > 0 {
+                        if !seen_tissue {
+                            assert!(o <= 2, "{class} x={x}: first tissue is {:?}", s.region);
+                        }
+                        seen_tissue = true;
+                        // Ridges alternate spinous/basal/papillary, so only the
+                        // epidermis-above-dermis-above-fat order is strict.
+                        assert!(
+                            o + 2 >= last.min(5) || o >= 5,
+                            "{class} x={x} y={y}: {:?} after {last}",
+                            s.region
+                        );
+                        last = last.max(o);
+                    }
+                    y += 1.0;
+                }
+                assert!(
+                    last >= 6,
+                    "{class} x={x}: never reached the reticular dermis"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_geometry() {
+        let a = Geometry::build(SlideClass::Dira, 5, 3000.0, 2000.0, &Artefacts::default());
+        let b = Geometry::build(SlideClass::Dira, 5, 3000.0, 2000.0, &Artefacts::default());
+        assert_eq!(format!("{:?}", a.pustules), format!("{:?}", b.pustules));
+        assert_eq!(a.stain, b.stain);
+        let c = Geometry::build(SlideClass::Dira, 6, 3000.0, 2000.0, &Artefacts::default());
+        assert_ne!(a.stain, c.stain);
     }
 }

@@ -31,7 +31,7 @@ pub use self::truth::{MaskGrid, Truth, TruthFinding};
 
 /// Version of the generator, written into every truth file; bump it whenever the
 /// same arguments would render different pixels.
-pub const GENERATOR_VERSION: &str = "0.1.0";
+pub const GENERATOR_VERSION: &str = "0.3.0";
 
 /// Slide-level class of a phantom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -213,20 +213,7 @@ pub fn write_slide(
         height.div_ceil(ds),
         ds as f64 * options.mpp,
     );
-    if masks_tmp.exists() {
-        fs::remove_dir_all(&masks_tmp)
-            .map_err(io(&masks_tmp, "cannot clear a stale temporary folder"))?;
-    }
-    fs::create_dir_all(&masks_tmp).map_err(io(&masks_tmp, "cannot create the masks folder"))?;
-    let mut layers: Vec<(&str, u8)> = vec![("tissue", TISSUE_BIT), ("epidermis", EPIDERMIS_BIT)];
-    layers.extend(Finding::ALL.iter().map(|f| (f.key(), f.bit())));
-    for (name, bit) in layers {
-        let p = masks_tmp.join(format!("{name}.png"));
-        masks.image(bit).save(&p).map_err(|e| SynthError::Encode {
-            path: p.clone(),
-            reason: e.to_string(),
-        })?;
-    }
+    write_masks(&masks_tmp, &masks)?;
     let truth = Truth::new(
         &geom,
         &id,
@@ -261,6 +248,24 @@ pub fn write_slide(
         truth: truth_path,
         masks: masks_dir,
     })
+}
+
+/// Writes the tissue, epidermis and finding masks as PNGs into a fresh folder `dir`.
+pub fn write_masks(dir: &Path, masks: &MaskGrid) -> Result<(), SynthError> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(io(dir, "cannot clear a stale masks folder"))?;
+    }
+    fs::create_dir_all(dir).map_err(io(dir, "cannot create the masks folder"))?;
+    let mut layers: Vec<(&str, u8)> = vec![("tissue", TISSUE_BIT), ("epidermis", EPIDERMIS_BIT)];
+    layers.extend(Finding::ALL.iter().map(|f| (f.key(), f.bit())));
+    for (name, bit) in layers {
+        let p = dir.join(format!("{name}.png"));
+        masks.image(bit).save(&p).map_err(|e| SynthError::Encode {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 /// Writes every slide of the set and, for more than one, `manifest.csv`.

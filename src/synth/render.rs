@@ -142,7 +142,8 @@ impl<'a> Shader<'a> {
         let mut out = c(cyto.h * tone, cyto.e * tone);
         // Intercellular spaces (the "prickles" between spinous cells).
         if d2 - d1 < border_um {
-            out = c(out.h * 0.45, out.e * 0.45);
+            let k = 0.7 + 0.2 * (d2 - d1) / border_um;
+            out = c(out.h * k, out.e * k);
         }
         if nuc > 0.0 {
             let chrom = 0.7 + 0.6 * noise::value(x / 1.1, v / 1.1, self.geom.salt ^ 0x77);
@@ -156,6 +157,10 @@ impl<'a> Shader<'a> {
         let g = self.geom;
         let site = g.locate(x, y);
         let mut k = self.shade_site(&site, x, y);
+        // Calibration to the real scanner fixture (CMU-1): its collagen and
+        // cytoplasm are light, its nuclei about 0.9 hematoxylin.
+        k.h *= 0.8;
+        k.e *= 0.55;
         if site.region != Region::Glass {
             let f = g.fold_factor(x, y);
             k.h *= f;
@@ -172,14 +177,17 @@ impl<'a> Shader<'a> {
             Region::Corneum | Region::Munro => {
                 let t = s.dc;
                 // Loose basket-weave above, compact in the lowest few µm.
-                let phase = (t + 2.5 * noise::value(x / 22.0, t / 5.0, salt ^ 1)) / 3.4;
+                let phase = (t + 5.0 * noise::fbm2(x / 30.0, t / 6.0, salt ^ 1)) / 3.6;
                 let stripe = 0.5 + 0.5 * (phase * std::f32::consts::TAU).sin();
-                let weave = 0.1 + 0.42 * noise::smoothstep(0.4, 0.85, stripe);
+                // Lamellae break up and fray (basket-weave), never perfect lines.
+                let breaks =
+                    noise::smoothstep(0.3, 0.6, noise::value(x / 14.0, t / 3.0, salt ^ 0x1F));
+                let weave = 0.08 + 0.45 * noise::smoothstep(0.45, 0.85, stripe) * breaks;
                 let compact = noise::smoothstep(s.corneum - 5.0, s.corneum - 1.5, t);
                 let para = s.pk;
                 let e = weave * (1.0 - para)
                     + (0.5 + 0.12 * noise::value(x / 6.0, y / 3.0, salt ^ 2)) * para;
-                let mut out = mixc(c(0.04, e), c(0.06, 0.7), compact * (1.0 - 0.5 * para));
+                let mut out = mixc(c(0.04, e), c(0.08, 1.0), compact * (1.0 - 0.5 * para));
                 if para > 0.05 {
                     // Parakeratosis: flat nuclei kept in the corneum.
                     let (sx, sy) = (13.0, 4.5);
@@ -256,15 +264,15 @@ impl<'a> Shader<'a> {
                 out
             }
             Region::Spinous | Region::Kogoj => {
-                let border = if s.region == Region::Kogoj { 3.0 } else { 0.8 };
+                let border = if s.region == Region::Kogoj { 3.0 } else { 0.6 };
                 let mut out = self.keratinocytes(
                     x,
                     s.v,
+                    14.0,
                     12.5,
-                    11.0,
-                    (3.8, 0.88),
-                    c(0.2, 0.42),
-                    1.15,
+                    (3.7, 0.78),
+                    c(0.2, 0.5),
+                    1.1,
                     border,
                     salt ^ 11,
                 );
@@ -333,8 +341,9 @@ impl<'a> Shader<'a> {
                 let mut out = if s.region == Region::Fat {
                     self.fat(x, y)
                 } else if s.region == Region::Papillary {
-                    let fib = noise::fbm2(x / 9.0, y / 4.0, salt ^ 16);
-                    c(0.03, 0.12 + 0.38 * noise::smoothstep(0.4, 0.7, fib))
+                    // Loose, fine, wavy fibres in all directions.
+                    let fib = noise::fbm2(x / 5.0 + 0.8 * (y / 7.0).sin(), y / 2.5, salt ^ 16);
+                    c(0.03, 0.12 + 0.38 * noise::smoothstep(0.45, 0.75, fib))
                 } else {
                     self.collagen(x, y)
                 };
@@ -363,7 +372,8 @@ impl<'a> Shader<'a> {
                     }
                 }
                 if s.neh {
-                    if let Some(n) = self.neutrophil(x, y, 11.0, 0.45, salt ^ 19) {
+                    let occ = 0.6 * (1.0 - noise::smoothstep(4.0, 45.0, s.tubule_dist)) + 0.06;
+                    if let Some(n) = self.neutrophil(x, y, 11.0, occ, salt ^ 19) {
                         out = n;
                     }
                 }
@@ -440,13 +450,21 @@ impl<'a> Shader<'a> {
                     return out;
                 }
                 let mut out = if t.duct { c(0.3, 0.45) } else { c(0.14, 0.36) };
-                let rm = 0.5 * (t.lumen + t.r);
+                // Nuclei sit towards the basal side of the cuboidal cells.
+                let rm = t.lumen + 0.62 * (t.r - t.lumen);
                 let ang = dy.atan2(dx);
                 let n = ((std::f32::consts::TAU * rm) / 8.0).round().max(5.0);
                 let sec = ((ang / std::f32::consts::TAU + 0.5) * n).floor();
                 let hsh = hash2(s.item as i64 * 1000 + s.sub as i64, sec as i64, salt ^ 25);
                 let ac = (sec + 0.5) / n * std::f32::consts::TAU - std::f32::consts::PI;
                 let (nx, ny) = (t.x + rm * ac.cos(), t.y + rm * ac.sin());
+                // Each cell its own shade; a faint border between neighbours.
+                let tone = 0.8 + 0.4 * unit(hsh, 1);
+                out = c(out.h * tone, out.e * tone);
+                let frac = (ang / std::f32::consts::TAU + 0.5) * n - sec;
+                if !(0.06..0.94).contains(&frac) {
+                    out = c(out.h * 0.7, out.e * 0.7);
+                }
                 let pyk = coil.inflamed && unit(hsh, 0) < 0.3;
                 let nr = if pyk { 1.9 } else { 2.7 };
                 if coil.inflamed {
@@ -520,9 +538,9 @@ impl<'a> Shader<'a> {
     #[inline]
     fn fibroblast(&self, x: f32, y: f32, papillary: bool) -> Option<f32> {
         let (sx, sy, occ) = if papillary {
-            (26.0, 20.0, 0.4)
+            (24.0, 18.0, 0.45)
         } else {
-            (42.0, 30.0, 0.45)
+            (34.0, 24.0, 0.55)
         };
         let salt = self.geom.salt ^ 35;
         let (gi, gj) = ((x / sx).floor() as i64, (y / sy).floor() as i64);
@@ -694,4 +712,33 @@ pub fn render_rgb(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{Artefacts, SlideClass};
+
+    #[test]
+    fn a_region_renders_the_same_whole_or_in_pieces() {
+        let artefacts = Artefacts {
+            pen: false,
+            fold: true,
+            blur: true,
+        };
+        let g = Geometry::build(SlideClass::PustularPsoriasis, 2, 1500.0, 1200.0, &artefacts);
+        let raster = Raster::new(1.0);
+        let whole = render_rgb(&g, raster, 100, 80, 64, 48);
+        let top = render_rgb(&g, raster, 100, 80, 64, 20);
+        let bottom = render_rgb(&g, raster, 100, 100, 64, 28);
+        assert_eq!(&whole[..64 * 20 * 3], &top[..]);
+        assert_eq!(&whole[64 * 20 * 3..], &bottom[..]);
+        let left = render_rgb(&g, raster, 100, 80, 30, 48);
+        for r in 0..48 {
+            assert_eq!(
+                &whole[r * 64 * 3..r * 64 * 3 + 90],
+                &left[r * 90..(r + 1) * 90]
+            );
+        }
+    }
 }

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::anatomy::Geometry;
 use super::noise;
-use super::output::write_atomic;
+use super::output::{write_atomic, write_masks};
 use super::render::{render_rgb, Raster};
 use super::truth::{MaskGrid, Truth};
 use super::{slide_id, Finding, SynthError, SynthOptions, TileOptions, TISSUE_BIT};
@@ -160,6 +160,8 @@ pub fn export_tiles(options: &SynthOptions, t: &TileOptions) -> Result<TileExpor
             path: dir.join(format!("{sub}.truth.json")),
             reason: e.to_string(),
         })?;
+        // Masks beside the truth, as its `mask` paths say (relative to tiles/).
+        write_masks(&dir.join(format!("tiles/{id}.masks")), &masks)?;
         write_atomic(
             &dir.join(format!("tiles/{id}.truth.json")),
             (json + "\n").as_bytes(),

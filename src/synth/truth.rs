@@ -100,6 +100,21 @@ pub struct Truth {
     pub noise_sigma: f32,
     pub jpeg_quality: u8,
     pub artefacts: Artefacts,
+    /// Where the drawn structures are, in level-0 micrometres.
+    pub structures: Structures,
+}
+
+/// Positions of the lesions and coils, for reviewers and crops.
+#[derive(Debug, Clone, Serialize)]
+pub struct Structures {
+    /// Subcorneal pustules: centre x, half-width, height (µm).
+    pub pustules: Vec<[f32; 3]>,
+    /// Acantholytic clefts: centre x, half-width, height (µm).
+    pub clefts: Vec<[f32; 3]>,
+    /// Eccrine coils: centre x, centre y, radius (µm), inflamed.
+    pub coils: Vec<(f32, f32, f32, bool)>,
+    /// Psoriasiform zones: x from, x to (µm; clipped to the slide).
+    pub psoriasiform_zones: Vec<[f32; 2]>,
 }
 
 impl Truth {
@@ -164,6 +179,24 @@ impl Truth {
             noise_sigma: geom.noise_sigma,
             jpeg_quality,
             artefacts,
+            structures: Structures {
+                pustules: geom.pustules.iter().map(|p| [p.x, p.hw, p.h]).collect(),
+                clefts: geom
+                    .clefts
+                    .iter()
+                    .map(|c| [c.lens.x, c.lens.hw, c.lens.h])
+                    .collect(),
+                coils: geom
+                    .coils
+                    .iter()
+                    .map(|c| (c.x, c.y, c.r, c.inflamed))
+                    .collect(),
+                psoriasiform_zones: geom
+                    .zones
+                    .iter()
+                    .map(|z| [z.x0.max(0.0), z.x1.min(geom.width_um)])
+                    .collect(),
+            },
         }
     }
 }
