@@ -69,8 +69,9 @@ pub fn slide_id_for(path: &Path) -> String {
         .unwrap_or(stem)
 }
 
-/// Expands inputs into jobs. Folders are walked recursively in sorted order; a folder
-/// that holds DICOM files is one slide. Explicit files are always jobs (a bad one
+/// Expands inputs into jobs. Folders are walked recursively in sorted order, except
+/// phantom mask folders (`*.masks`) and hidden entries; a folder that holds DICOM files
+/// is one slide. Explicit files are always jobs (a bad one
 /// becomes an error row later); in folders, files are taken when their bytes or their
 /// extension say slide. Duplicate ids are an error before any work starts.
 pub fn discover(inputs: &[PathBuf]) -> Result<Vec<SlideJob>, BatchError> {
@@ -128,7 +129,10 @@ fn walk(dir: &Path, jobs: &mut Vec<SlideJob>) -> Result<(), BatchError> {
             continue;
         }
         if path.is_dir() {
-            walk(&path, jobs)?;
+            // `<id>.masks/` beside a phantom holds its truth masks, not slides.
+            if !path.extension().is_some_and(|e| e == "masks") {
+                walk(&path, jobs)?;
+            }
         } else if has_slide_extension(&path) || has_slide_magic(&path) {
             jobs.push(SlideJob {
                 slide_id: slide_id_for(&path),
