@@ -347,11 +347,21 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
 /// refuse slides without an MPP (exit 2), score them all; exit 3 if any failed.
 fn score(args: ScoreArgs) -> Result<u8, Failure> {
     use std::io::IsTerminal;
+    // Usage errors first, before any slide or model is read.
+    let checked = args.options(crate::score::ScoreOptions::default())?;
     let jobs = crate::batch::discover(&args.slides).map_err(|e| usage(e.to_string()))?;
     if jobs.is_empty() {
         return Err(usage("no slides found in the given paths"));
     }
     let paths: Vec<PathBuf> = jobs.into_iter().map(|j| j.path).collect();
+    // One slide without an MPP is a usage error; in a batch it becomes an error row.
+    let single = if paths.len() == 1 { &paths[..] } else { &[] };
+    if let Some(path) = crate::score::first_without_mpp(single, &checked.open) {
+        return Err(usage(format!(
+            "{}: the slide has no microns-per-pixel and cannot be tiled at the model's scale; pass --mpp (for example --mpp 0.5 for a 20x scan)",
+            path.display()
+        )));
+    }
     let dir = args
         .model
         .clone()
@@ -362,12 +372,6 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
     })?;
     let scorer = crate::wiring::ModelScorer::new(model);
     let options = args.options(scorer.options(crate::score::ScoreOptions::default()))?;
-    if let Some(path) = crate::score::first_without_mpp(&paths, &options.open) {
-        return Err(usage(format!(
-            "{}: the slide has no microns-per-pixel and cannot be tiled at the model's scale; pass --mpp (for example --mpp 0.5 for a 20x scan)",
-            path.display()
-        )));
-    }
     std::fs::create_dir_all(&args.out).map_err(|e| {
         anyhow::anyhow!(
             "{}: cannot create the output folder: {e}",
