@@ -225,6 +225,7 @@ def main() -> None:
     ap.add_argument("--name", default="dirascope-phantom-v1")
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--limit", type=int, default=None, help="load at most this many tiles per export (smoke tests)")
+    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint (with --minutes 0: evaluate and export only)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -267,6 +268,10 @@ def main() -> None:
     weights /= weights.sum()
 
     model = dm.TileNet(args.arch)
+    if args.init:
+        ckpt = torch.load(args.init)
+        model.load_state_dict(ckpt["state"])
+        mean, std = ckpt["mean"], ckpt["std"]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = max(1, len(tiles) // args.batch)
     budget_s = args.minutes * 60.0
@@ -278,7 +283,7 @@ def main() -> None:
     history = []
     epoch = 0
     stop = False
-    while not stop and epoch < args.max_epochs:
+    while not stop and epoch < args.max_epochs and budget_s > 0:
         model.train()
         order = rng.choice(len(tiles), size=steps_per_epoch * args.batch, replace=True, p=weights)
         running = 0.0
@@ -303,7 +308,7 @@ def main() -> None:
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.step()
-            running += float(loss)
+            running += float(loss.detach())
             step += 1
             if step >= sched_total or time.time() - train_start > budget_s * 1.1:
                 stop = True
@@ -315,6 +320,9 @@ def main() -> None:
     train_seconds = time.time() - train_start
 
     args.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = Path(f"/tmp/{args.name}.ckpt.pt")
+    torch.save({"state": model.state_dict(), "mean": mean, "std": std}, ckpt_path)
+    print(f"checkpoint {ckpt_path}")
     metrics = {
         "arch": args.arch,
         "tile_px": args.tile_px,
