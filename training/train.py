@@ -254,9 +254,11 @@ def main() -> None:
     print("positive share per finding:", dict(zip(dm.FINDINGS, np.round(pos_rate, 3).tolist())))
 
     # Mean/std on the 0..1 scale over the training tiles.
-    sample = tiles[rng.choice(len(tiles), size=min(2000, len(tiles)), replace=False)].astype(np.float32) / 255.0
-    mean = sample.reshape(-1, 3).mean(0).round(4).tolist()
-    std = sample.reshape(-1, 3).std(0).round(4).tolist()
+    # Accumulate in float64: a float32 sum over ~1e8 values stalls at 2**24
+    # (dirascope-phantom-v1 was trained with mean 0.1672 = 2**24 / 1.0e8).
+    sample = tiles[rng.choice(len(tiles), size=min(2000, len(tiles)), replace=False)].reshape(-1, 3)
+    mean = (sample.mean(0, dtype=np.float64) / 255.0).round(4).tolist()
+    std = (sample.std(0, dtype=np.float64) / 255.0).round(4).tolist()
     del sample
 
     # Oversample tiles positive for rare findings towards ~20% each.
