@@ -209,8 +209,8 @@ pub fn run(dir: &Path) -> Result<String, ModelError> {
     let probs = model.engine.classify(&fixture.inputs[..n * per_tile], n)?;
     let _ = writeln!(
         out,
-        "sample     {} tiles from {}: {}",
-        n, fixture.spec.source, "probabilities"
+        "sample     {} tiles from {}: probabilities",
+        n, fixture.spec.source
     );
     let header: Vec<String> = Finding::ALL
         .iter()

@@ -179,7 +179,7 @@ pub fn classify_all(
 ) -> Result<Vec<FindingProbs>, ModelError> {
     let per_tile = values_per_tile(classifier.input_spec());
     let batch = classifier.batch_size().max(1);
-    if tiles.len() % per_tile != 0 {
+    if !tiles.len().is_multiple_of(per_tile) {
         return Err(ModelError::BatchShape {
             got: tiles.len(),
             n: tiles.len() / per_tile,
