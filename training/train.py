@@ -214,7 +214,7 @@ def main() -> None:
     ap.add_argument("--arch", default="slim-s2", choices=list(dm.ARCHS))
     ap.add_argument("--tile-px", type=int, default=224)
     ap.add_argument("--mpp", type=float, default=1.0)
-    ap.add_argument("--pos-frac", type=float, default=0.05)
+    ap.add_argument("--pos-frac", type=float, default=0.01)
     ap.add_argument("--minutes", type=float, default=18.0, help="training time budget (wall clock)")
     ap.add_argument("--max-epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=32)
