@@ -24,8 +24,8 @@ FINDINGS = [
     "psoriasiform",
 ]
 
-# Mean and std on the 0..1 scale (pixel / 255), RGB; measured on phantom
-# training tiles (tissue and glass together) and rounded.
+# Mean and std on the 0..1 scale (pixel / 255), RGB: rough H&E values for the
+# random-weight benchmark and test fixtures. train.py measures its own.
 DEFAULT_MEAN = [0.80, 0.62, 0.74]
 DEFAULT_STD = [0.16, 0.22, 0.16]
 

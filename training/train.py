@@ -214,7 +214,7 @@ def main() -> None:
     ap.add_argument("--arch", default="slim-s2", choices=list(dm.ARCHS))
     ap.add_argument("--tile-px", type=int, default=224)
     ap.add_argument("--mpp", type=float, default=1.0)
-    ap.add_argument("--pos-frac", type=float, default=0.05)
+    ap.add_argument("--pos-frac", type=float, default=0.01)
     ap.add_argument("--minutes", type=float, default=18.0, help="training time budget (wall clock)")
     ap.add_argument("--max-epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=32)
@@ -225,6 +225,7 @@ def main() -> None:
     ap.add_argument("--name", default="dirascope-phantom-v1")
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--limit", type=int, default=None, help="load at most this many tiles per export (smoke tests)")
+    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint (with --minutes 0: evaluate and export only)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -253,9 +254,11 @@ def main() -> None:
     print("positive share per finding:", dict(zip(dm.FINDINGS, np.round(pos_rate, 3).tolist())))
 
     # Mean/std on the 0..1 scale over the training tiles.
-    sample = tiles[rng.choice(len(tiles), size=min(2000, len(tiles)), replace=False)].astype(np.float32) / 255.0
-    mean = sample.reshape(-1, 3).mean(0).round(4).tolist()
-    std = sample.reshape(-1, 3).std(0).round(4).tolist()
+    # Accumulate in float64: a float32 sum over ~1e8 values stalls at 2**24
+    # (dirascope-phantom-v1 was trained with mean 0.1672 = 2**24 / 1.0e8).
+    sample = tiles[rng.choice(len(tiles), size=min(2000, len(tiles)), replace=False)].reshape(-1, 3)
+    mean = (sample.mean(0, dtype=np.float64) / 255.0).round(4).tolist()
+    std = (sample.std(0, dtype=np.float64) / 255.0).round(4).tolist()
     del sample
 
     # Oversample tiles positive for rare findings towards ~20% each.
@@ -267,6 +270,10 @@ def main() -> None:
     weights /= weights.sum()
 
     model = dm.TileNet(args.arch)
+    if args.init:
+        ckpt = torch.load(args.init)
+        model.load_state_dict(ckpt["state"])
+        mean, std = ckpt["mean"], ckpt["std"]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = max(1, len(tiles) // args.batch)
     budget_s = args.minutes * 60.0
@@ -278,7 +285,7 @@ def main() -> None:
     history = []
     epoch = 0
     stop = False
-    while not stop and epoch < args.max_epochs:
+    while not stop and epoch < args.max_epochs and budget_s > 0:
         model.train()
         order = rng.choice(len(tiles), size=steps_per_epoch * args.batch, replace=True, p=weights)
         running = 0.0
@@ -303,7 +310,7 @@ def main() -> None:
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.step()
-            running += float(loss)
+            running += float(loss.detach())
             step += 1
             if step >= sched_total or time.time() - train_start > budget_s * 1.1:
                 stop = True
@@ -315,6 +322,9 @@ def main() -> None:
     train_seconds = time.time() - train_start
 
     args.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = Path(f"/tmp/{args.name}.ckpt.pt")
+    torch.save({"state": model.state_dict(), "mean": mean, "std": std}, ckpt_path)
+    print(f"checkpoint {ckpt_path}")
     metrics = {
         "arch": args.arch,
         "tile_px": args.tile_px,
