@@ -222,6 +222,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--real-negatives", type=Path, default=None, help="real normal-skin slide (e.g. CMU-1-Small-Region.svs)")
+    ap.add_argument("--real-repeat", type=int, default=1,
+                    help="repeat each real negative tile this many times per epoch (augmentation varies the copies)")
     ap.add_argument("--name", default="dirascope-phantom-v1")
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--limit", type=int, default=None, help="load at most this many tiles per export (smoke tests)")
@@ -243,6 +245,7 @@ def main() -> None:
     real_src_mpp = None
     if args.real_negatives:
         real, real_src_mpp = real_negative_tiles(args.real_negatives, args.tile_px, args.mpp, "train", 0.25)
+        real = np.repeat(real, max(1, args.real_repeat), axis=0)
         n_real = len(real)
         if n_real:
             tiles = np.concatenate([tiles, real])
