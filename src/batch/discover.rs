@@ -130,7 +130,7 @@ fn walk(dir: &Path, jobs: &mut Vec<SlideJob>) -> Result<(), BatchError> {
         }
         if path.is_dir() {
             // `<id>.masks/` beside a phantom holds its truth masks, not slides.
-            if !path.extension().is_some_and(|e| e == "masks") {
+            if path.extension().is_none_or(|e| e != "masks") {
                 walk(&path, jobs)?;
             }
         } else if has_slide_extension(&path) || has_slide_magic(&path) {
