@@ -136,6 +136,9 @@ pub struct ScoreArgs {
     /// Print the batch summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Score only shard K of N (1-based), split deterministically by slide id.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::batch::Shard>,
 }
 
 impl ScoreArgs {
@@ -353,7 +356,11 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
     if jobs.is_empty() {
         return Err(usage("no slides found in the given paths"));
     }
-    let paths: Vec<PathBuf> = jobs.into_iter().map(|j| j.path).collect();
+    let paths: Vec<PathBuf> = jobs
+        .into_iter()
+        .filter(|j| args.shard.is_none_or(|s| s.contains(&j.slide_id)))
+        .map(|j| j.path)
+        .collect();
     // One slide without an MPP is a usage error; in a batch it becomes an error row.
     let single = if paths.len() == 1 { &paths[..] } else { &[] };
     if let Some(path) = crate::score::first_without_mpp(single, &checked.open) {
