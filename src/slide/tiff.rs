@@ -136,6 +136,27 @@ impl TiffFile {
         }
     }
 
+    /// Records a visit to the IFD at `offset`, refusing loops and more IFDs than the limit.
+    fn visit_ifd(
+        &self,
+        seen: &mut HashSet<u64>,
+        offset: u64,
+        kind: &str,
+    ) -> Result<(), SlideError> {
+        if !seen.insert(offset) {
+            return Err(self.format_err(format!("{kind} loop at offset {offset}")));
+        }
+        if seen.len() > self.limits.max_ifds {
+            return Err(self.limit_err(
+                "number of IFDs".into(),
+                seen.len() as u64,
+                self.limits.max_ifds as u64,
+                "max_ifds",
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads the IFD at `offset`: its entries and the offset of the next IFD.
     fn read_ifd(&self, offset: u64) -> Result<(HashMap<u16, Entry>, u64), SlideError> {
         let (count_size, entry_size, inline_size) = if self.big { (8, 20, 8) } else { (2, 12, 4) };
@@ -321,17 +342,7 @@ impl TiffSlide {
         let mut main_chain = Vec::new();
         let mut offset = first;
         while offset != 0 {
-            if !seen.insert(offset) {
-                return Err(tf.format_err(format!("IFD loop at offset {offset}")));
-            }
-            if seen.len() > tf.limits.max_ifds {
-                return Err(tf.limit_err(
-                    "number of IFDs".into(),
-                    seen.len() as u64,
-                    tf.limits.max_ifds as u64,
-                    "max_ifds",
-                ));
-            }
+            tf.visit_ifd(&mut seen, offset, "IFD")?;
             let (entries, next) = tf.read_ifd(offset)?;
             main_chain.push(entries);
             offset = next;
@@ -346,17 +357,7 @@ impl TiffSlide {
             if i == 0 {
                 if let Some(e) = entries.get(&TAG_SUB_IFDS) {
                     for sub in tf.uints(TAG_SUB_IFDS, e)? {
-                        if !seen.insert(sub) {
-                            return Err(tf.format_err(format!("SubIFD loop at offset {sub}")));
-                        }
-                        if seen.len() > tf.limits.max_ifds {
-                            return Err(tf.limit_err(
-                                "number of IFDs".into(),
-                                seen.len() as u64,
-                                tf.limits.max_ifds as u64,
-                                "max_ifds",
-                            ));
-                        }
+                        tf.visit_ifd(&mut seen, sub, "SubIFD")?;
                         let (sub_entries, _) = tf.read_ifd(sub)?;
                         sub_of_first.push(read_page(&tf, &sub_entries)?);
                     }
