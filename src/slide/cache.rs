@@ -40,6 +40,21 @@ impl ChunkCache {
         })
     }
 
+    /// The cached chunk for `key`, or `decode()`'s result, cached for next time.
+    /// Decoding runs outside the lock, so threads decode different chunks at once.
+    pub fn get_or_decode<E>(
+        &self,
+        key: ChunkKey,
+        decode: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Arc<Vec<u8>>, E> {
+        if let Some(hit) = self.get(key) {
+            return Ok(hit);
+        }
+        let decoded = Arc::new(decode()?);
+        self.insert(key, Arc::clone(&decoded));
+        Ok(decoded)
+    }
+
     pub fn insert(&self, key: ChunkKey, value: Arc<Vec<u8>>) {
         if value.len() > self.budget {
             return;

@@ -1380,22 +1380,18 @@ impl DicomSlide {
 
     /// Decoded RGB8 pixels of one tile of image `index`, a whole frame in size.
     fn tile(&self, index: usize, tile: usize) -> Result<Arc<Vec<u8>>, SlideError> {
-        if let Some(hit) = self.cache.get((index, tile)) {
-            return Ok(hit);
-        }
-        let image = &self.images[index];
-        let (w, h) = (
-            image.grid.chunk_width as usize,
-            image.grid.chunk_height as usize,
-        );
-        let decoded = match image.frame_for_tile(tile as u64) {
-            // A tile no frame covers (TILED_SPARSE) is empty glass.
-            None => self.info.background.repeat(w * h),
-            Some(frame) => decode_frame(image, frame, &self.limits)?,
-        };
-        let decoded = Arc::new(decoded);
-        self.cache.insert((index, tile), Arc::clone(&decoded));
-        Ok(decoded)
+        self.cache.get_or_decode((index, tile), || {
+            let image = &self.images[index];
+            let (w, h) = (
+                image.grid.chunk_width as usize,
+                image.grid.chunk_height as usize,
+            );
+            match image.frame_for_tile(tile as u64) {
+                // A tile no frame covers (TILED_SPARSE) is empty glass.
+                None => Ok(self.info.background.repeat(w * h)),
+                Some(frame) => decode_frame(image, frame, &self.limits),
+            }
+        })
     }
 
     fn read_image(&self, index: usize, rect: Rect) -> Result<RgbImage, SlideError> {

@@ -445,13 +445,9 @@ impl TiffSlide {
 
     /// Decoded RGB8 pixels of one chunk, `chunk_width * chunk_rows * 3` bytes.
     fn chunk(&self, page_index: usize, chunk: usize) -> Result<Arc<Vec<u8>>, SlideError> {
-        if let Some(hit) = self.cache.get((page_index, chunk)) {
-            return Ok(hit);
-        }
-        let page = &self.pages[page_index];
-        let decoded = Arc::new(decode_chunk(&self.file, page, chunk)?);
-        self.cache.insert((page_index, chunk), Arc::clone(&decoded));
-        Ok(decoded)
+        self.cache.get_or_decode((page_index, chunk), || {
+            decode_chunk(&self.file, &self.pages[page_index], chunk)
+        })
     }
 
     fn read_page_rect(&self, page_index: usize, rect: Rect) -> Result<RgbImage, SlideError> {
