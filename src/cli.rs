@@ -206,6 +206,14 @@ struct ValidateArgs {
     /// Output folder for metrics.json, validation.md, roc.png, reliability.png.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Phantom truth (the --out folder of `dirascope synth`): adds tile-level AUROC
+    /// per finding from each slide's masks and the score run's tiles.csv.
+    #[arg(long, value_name = "DIR")]
+    truth: Option<PathBuf>,
+    /// Mask coverage at which a tile counts as positive (with --truth); tiles with
+    /// less but some coverage are left out.
+    #[arg(long, default_value_t = 0.01)]
+    truth_min_fraction: f64,
 }
 
 /// An error with the exit code it maps to.
@@ -421,7 +429,23 @@ fn validate(args: ValidateArgs) -> Result<u8, Failure> {
     options.target_sensitivity = args.target_sensitivity;
     options.resamples = args.resamples;
     options.seed = args.seed;
-    let v = validate::validate(&results, &labels, &options)?;
+    if !(args.truth_min_fraction > 0.0 && args.truth_min_fraction <= 1.0) {
+        return Err(usage("--truth-min-fraction must be in (0, 1]"));
+    }
+    let mut v = validate::validate(&results, &labels, &options)?;
+    if let Some(truth_dir) = &args.truth {
+        let ids: Vec<String> = results.iter().map(|r| r.slide_id.clone()).collect();
+        let truth_options = validate::truth::TruthOptions {
+            min_fraction: args.truth_min_fraction,
+            resamples: args.resamples,
+            seed: args.seed,
+        };
+        let t = validate::truth::tile_truth(&args.results, truth_dir, &ids, &truth_options)?;
+        for id in &t.slides_without_truth {
+            eprintln!("dirascope: warning: slide '{id}' has no truth file in {}; left out of the tile AUROC", truth_dir.display());
+        }
+        v.tile_truth = Some(t);
+    }
     validate::write_outputs(&v, &args.out)?;
     for id in &v.unlabelled_slides {
         eprintln!("dirascope: warning: slide '{id}' has results but no label; not evaluated");

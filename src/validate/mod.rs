@@ -7,6 +7,7 @@
 
 pub mod metrics;
 pub mod plot;
+pub mod truth;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -136,8 +137,9 @@ pub struct Validation {
     /// label -> call -> count.
     pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
     pub scores: Vec<ScoreMetrics>,
-    /// Tile-level AUROC per finding against truth masks, where `--truth` was given.
-    pub tile_auroc: BTreeMap<String, Option<f64>>,
+    /// Tile-level AUROC per finding against phantom truth masks (`--truth`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tile_truth: Option<truth::TileTruth>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -257,7 +259,7 @@ pub fn validate(
         labels_without_results,
         confusion,
         scores,
-        tile_auroc: BTreeMap::new(),
+        tile_truth: None,
     })
 }
 
@@ -398,11 +400,39 @@ pub fn markdown(v: &Validation) -> String {
             fmt_opt(m.ece)
         );
     }
-    if !v.tile_auroc.is_empty() {
+    if let Some(t) = &v.tile_truth {
         let _ = writeln!(s, "\n## Tile-level AUROC against truth masks\n");
-        let _ = writeln!(s, "| finding | AUROC |\n|---|---:|");
-        for (f, a) in &v.tile_auroc {
-            let _ = writeln!(s, "| {f} | {} |", fmt_opt(*a));
+        let _ = writeln!(
+            s,
+            "{} slides, {} scored tiles; a tile is positive when the finding's mask covers at least {} of it, negative when it covers none; 95% CI by resampling whole slides.\n",
+            t.slides, t.tiles, t.options.min_fraction
+        );
+        if !t.slides_without_truth.is_empty() {
+            let _ = writeln!(
+                s,
+                "Slides without a truth file ({}): {}\n",
+                t.slides_without_truth.len(),
+                t.slides_without_truth.join(", ")
+            );
+        }
+        let _ = writeln!(
+            s,
+            "| finding | n+ / n- | excluded | AUROC (95% CI) |\n|---|---|---:|---|"
+        );
+        for m in &t.findings {
+            let ci = m
+                .auroc_ci95
+                .map_or(String::new(), |c| format!(" ({:.3}–{:.3})", c.low, c.high));
+            let _ = writeln!(
+                s,
+                "| {} | {} / {} | {} | {}{} |",
+                m.finding,
+                m.positives,
+                m.negatives,
+                m.excluded,
+                fmt_opt(m.auroc),
+                ci
+            );
         }
     }
     s
