@@ -139,6 +139,10 @@ pub struct ScoreArgs {
     /// Score only shard K of N (1-based), split deterministically by slide id.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<crate::batch::Shard>,
+    /// Print the slides this command would score (CSV: slide_id,path) and exit
+    /// without reading them; workflows use it to plan one job per slide.
+    #[arg(long)]
+    pub list: bool,
 }
 
 impl ScoreArgs {
@@ -364,11 +368,20 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
     if jobs.is_empty() {
         return Err(usage("no slides found in the given paths"));
     }
-    let paths: Vec<PathBuf> = jobs
+    let jobs: Vec<crate::batch::SlideJob> = jobs
         .into_iter()
         .filter(|j| args.shard.is_none_or(|s| s.contains(&j.slide_id)))
-        .map(|j| j.path)
         .collect();
+    if args.list {
+        let mut table = csv::Writer::from_writer(std::io::stdout().lock());
+        table.write_record(["slide_id", "path"])?;
+        for j in &jobs {
+            table.write_record([j.slide_id.as_str(), &j.path.to_string_lossy()])?;
+        }
+        table.flush()?;
+        return Ok(exit::OK);
+    }
+    let paths: Vec<PathBuf> = jobs.into_iter().map(|j| j.path).collect();
     // One slide without an MPP is a usage error; in a batch it becomes an error row.
     let single = if paths.len() == 1 { &paths[..] } else { &[] };
     if let Some(path) = crate::score::first_without_mpp(single, &checked.open) {
