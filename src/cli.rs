@@ -139,6 +139,10 @@ pub struct ScoreArgs {
     /// Score only shard K of N (1-based), split deterministically by slide id.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<crate::batch::Shard>,
+    /// Score every slide again, even where OUT holds a report made from the same
+    /// model, configuration and slide bytes (which a rerun otherwise reuses).
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl ScoreArgs {
@@ -347,7 +351,8 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
 }
 
 /// `dirascope score`: find the slides, load the model (exit 4 if it is invalid),
-/// refuse slides without an MPP (exit 2), score them all; exit 3 if any failed.
+/// refuse slides without an MPP (exit 2), score them all (reusing earlier reports
+/// that still stand, unless `--force`); exit 3 if any failed.
 fn score(args: ScoreArgs) -> Result<u8, Failure> {
     use std::io::IsTerminal;
     // Usage errors first, before any slide or model is read.
@@ -356,14 +361,16 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
     if jobs.is_empty() {
         return Err(usage("no slides found in the given paths"));
     }
-    let paths: Vec<PathBuf> = jobs
+    let jobs: Vec<crate::batch::SlideJob> = jobs
         .into_iter()
         .filter(|j| args.shard.is_none_or(|s| s.contains(&j.slide_id)))
-        .map(|j| j.path)
         .collect();
     // One slide without an MPP is a usage error; in a batch it becomes an error row.
-    let single = if paths.len() == 1 { &paths[..] } else { &[] };
-    if let Some(path) = crate::score::first_without_mpp(single, &checked.open) {
+    let single: Vec<PathBuf> = match &jobs[..] {
+        [job] => vec![job.path.clone()],
+        _ => Vec::new(),
+    };
+    if let Some(path) = crate::score::first_without_mpp(&single, &checked.open) {
         return Err(usage(format!(
             "{}: the slide has no microns-per-pixel and cannot be tiled at the model's scale; pass --mpp (for example --mpp 0.5 for a 20x scan)",
             path.display()
@@ -379,25 +386,29 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
     })?;
     let scorer = crate::wiring::ModelScorer::new(model);
     let options = args.options(scorer.options(crate::score::ScoreOptions::default()))?;
-    std::fs::create_dir_all(&args.out).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: cannot create the output folder: {e}",
-            args.out.display()
-        )
-    })?;
-    let progress = std::io::stderr().is_terminal() && !args.json;
-    let outcome = crate::score::score_batch(
-        &paths,
-        &args.out,
-        &scorer,
-        &scorer.info(),
-        &options,
-        progress,
-    )?;
-    if args.json {
-        println!("{}", crate::report::json::batch_summary(&outcome)?);
+    let scoring = crate::score::Scoring::new(&scorer, scorer.info(), options)
+        .map_err(|e| usage(e.to_string()))?;
+    let batch_options = crate::batch::BatchOptions {
+        force: args.force,
+        progress: std::io::stderr().is_terminal() && !args.json,
+    };
+    let outcome = crate::batch::run(&jobs, &args.out, &scoring, &batch_options)?;
+    if !outcome.reused.is_empty() {
+        eprintln!(
+            "dirascope: reused {} of {} slides scored earlier with the same model, configuration and slide bytes (--force scores them again)",
+            outcome.reused.len(),
+            jobs.len()
+        );
     }
-    Ok(if outcome.errors.is_empty() {
+    finish_batch(&outcome, args.json)
+}
+
+/// Prints `--json` output if asked; exit 3 when any slide failed.
+fn finish_batch(outcome: &crate::batch::BatchOutcome, json: bool) -> Result<u8, Failure> {
+    if json {
+        println!("{}", outcome.to_json()?);
+    }
+    Ok(if outcome.failures.is_empty() {
         exit::OK
     } else {
         exit::SOME_FAILED

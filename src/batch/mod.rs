@@ -4,8 +4,12 @@
 //! it never decodes pixels or runs the model itself.
 
 pub mod discover;
+pub mod resume;
+pub mod run;
+pub mod staging;
 
 pub use self::discover::{discover, read_manifest, Shard, SlideJob};
+pub use self::run::{run, BatchOptions, BatchOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
