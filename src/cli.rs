@@ -38,6 +38,8 @@ enum Command {
     Validate(ValidateArgs),
     /// Score slides for the DIRA pattern and write reports into OUT.
     Score(ScoreArgs),
+    /// Join the OUT folders of shard runs into one OUT (summary, errors, report page).
+    Merge(MergeArgs),
     /// Render phantom H&E skin sections with ground truth (masks, truth.json).
     Synth(SynthArgs),
     /// Inspect and check models.
@@ -143,6 +145,19 @@ pub struct ScoreArgs {
     /// model, configuration and slide bytes (which a rerun otherwise reuses).
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// OUT folders of `dirascope score` runs (shards, or one slide each).
+    #[arg(required = true, value_name = "DIR")]
+    inputs: Vec<PathBuf>,
+    /// The merged output folder (not one of the inputs).
+    #[arg(long, value_name = "OUT")]
+    out: PathBuf,
+    /// Print the merged summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 impl ScoreArgs {
@@ -251,6 +266,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate(args),
         Command::Synth(args) => synth(args),
         Command::Score(args) => score(args),
+        Command::Merge(args) => merge(args),
         Command::Model(ModelCommand::Check { model_dir }) => model_check(model_dir),
     };
     match result {
@@ -413,6 +429,20 @@ fn finish_batch(outcome: &crate::batch::BatchOutcome, json: bool) -> Result<u8, 
     } else {
         exit::SOME_FAILED
     })
+}
+
+/// `dirascope merge`: join shard outputs; exit 2 for inputs that are not outputs or
+/// share slide ids, 3 when the merged batch holds failed slides.
+fn merge(args: MergeArgs) -> Result<u8, Failure> {
+    let outcome = crate::batch::merge(&args.inputs, &args.out).map_err(|e| Failure {
+        code: if e.is_usage() {
+            exit::USAGE
+        } else {
+            exit::OTHER
+        },
+        error: e.into(),
+    })?;
+    finish_batch(&outcome, args.json)
 }
 
 /// `dirascope validate`: join results to labels, compute and write the metrics.
