@@ -69,22 +69,54 @@ impl FileDigest {
     }
 }
 
-/// The lowercase hex sha256 of a file and its size in bytes, read in 1 MiB chunks.
+/// The lowercase hex sha256 of a slide's bytes and their size. For a file, the
+/// sha256 of its bytes; for a folder (a DICOM series), of each file's relative path
+/// and bytes in sorted order, so adding, renaming or editing any file changes it.
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     use sha2::Digest;
-    let mut file = std::fs::File::open(path)?;
     let mut hasher = sha2::Sha256::new();
+    let total = if path.is_dir() {
+        hash_folder(path, path, &mut hasher)?
+    } else {
+        hash_bytes(path, &mut hasher)?
+    };
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+/// Feeds a file's bytes to `hasher` in 1 MiB chunks; returns how many.
+fn hash_bytes(path: &Path, hasher: &mut sha2::Sha256) -> std::io::Result<u64> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
-            break;
+            return Ok(total);
         }
         total += n as u64;
         hasher.update(&buf[..n]);
     }
-    Ok((hex::encode(hasher.finalize()), total))
+}
+
+fn hash_folder(base: &Path, dir: &Path, hasher: &mut sha2::Sha256) -> std::io::Result<u64> {
+    use sha2::Digest;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    let mut total = 0;
+    for path in entries {
+        if path.is_dir() {
+            total += hash_folder(base, &path, hasher)?;
+        } else {
+            let relative = path.strip_prefix(base).unwrap_or(&path);
+            hasher.update(relative.to_string_lossy().as_bytes());
+            hasher.update([0]);
+            total += hash_bytes(&path, hasher)?;
+        }
+    }
+    Ok(total)
 }
 
 /// `time` as RFC 3339 in UTC to the second (`2026-01-01T00:00:00Z`). Times before
@@ -177,5 +209,21 @@ mod tests {
             d.sha256.as_deref(),
             Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
+    }
+
+    #[test]
+    fn a_folder_digest_changes_with_any_file_name_or_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let series = dir.path().join("series");
+        std::fs::create_dir(&series).unwrap();
+        std::fs::write(series.join("a.dcm"), b"one").unwrap();
+        std::fs::write(series.join("b.dcm"), b"two").unwrap();
+        let (first, size) = sha256_file(&series).unwrap();
+        assert_eq!(size, 6);
+        std::fs::rename(series.join("b.dcm"), series.join("c.dcm")).unwrap();
+        let (renamed, _) = sha256_file(&series).unwrap();
+        std::fs::write(series.join("c.dcm"), b"twO").unwrap();
+        let (edited, _) = sha256_file(&series).unwrap();
+        assert!(first != renamed && renamed != edited && first != edited);
     }
 }
