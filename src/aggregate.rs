@@ -24,7 +24,7 @@
 //! - anything else -> `mixed`: both patterns present, or a score inside the band.
 //!   `call_reason` says which.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::qc::Gate;
 use crate::slide::Rect;
@@ -40,7 +40,7 @@ pub const FINDINGS: [&str; 4] = [PUSTULE, ACANTHOLYSIS, HIDRADENITIS, PSORIASIFO
 /// `[aggregation]` table supplies them; `Default` is: top 5% of tissue tiles but at
 /// least 5, a tile is positive at p >= 0.5, DIRA and psoriasiform thresholds 0.5,
 /// no-call margin 0.05, 8 evidence tiles per finding, tile area 0 (set it).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AggregateParams {
     pub top_k_fraction: f64,
     pub top_k_min: usize,
@@ -96,7 +96,7 @@ pub struct TileScore {
 }
 
 /// The slide's summary of one class.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindingSummary {
     pub key: String,
     pub top_k_mean: f64,
@@ -109,7 +109,7 @@ pub struct FindingSummary {
 }
 
 /// One evidence tile.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     pub finding: String,
     pub rank: usize,
@@ -123,7 +123,7 @@ pub struct Evidence {
     pub height: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Call {
     DiraPattern,
@@ -154,7 +154,7 @@ impl std::fmt::Display for Call {
 }
 
 /// Where a score sits against its threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Band {
     Positive,
@@ -163,7 +163,7 @@ pub enum Band {
 }
 
 /// The slide-level result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlideResult {
     pub tiles: usize,
     /// k used for the top-k means.

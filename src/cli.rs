@@ -38,6 +38,8 @@ enum Command {
     Validate(ValidateArgs),
     /// Score slides for the DIRA pattern and write reports into OUT.
     Score(ScoreArgs),
+    /// Join the OUT folders of shard runs into one OUT (summary, errors, report page).
+    Merge(MergeArgs),
     /// Render phantom H&E skin sections with ground truth (masks, truth.json).
     Synth(SynthArgs),
     /// Inspect and check models.
@@ -143,6 +145,23 @@ pub struct ScoreArgs {
     /// without reading them; workflows use it to plan one job per slide.
     #[arg(long)]
     pub list: bool,
+    /// Score every slide again, even where OUT holds a report made from the same
+    /// model, configuration and slide bytes (which a rerun otherwise reuses).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// OUT folders of `dirascope score` runs (shards, or one slide each).
+    #[arg(required = true, value_name = "DIR")]
+    inputs: Vec<PathBuf>,
+    /// The merged output folder (not one of the inputs).
+    #[arg(long, value_name = "OUT")]
+    out: PathBuf,
+    /// Print the merged summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 impl ScoreArgs {
@@ -259,6 +278,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate(args),
         Command::Synth(args) => synth(args),
         Command::Score(args) => score(args),
+        Command::Merge(args) => merge(args),
         Command::Model(ModelCommand::Check { model_dir }) => model_check(model_dir),
     };
     match result {
@@ -359,7 +379,8 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
 }
 
 /// `dirascope score`: find the slides, load the model (exit 4 if it is invalid),
-/// refuse slides without an MPP (exit 2), score them all; exit 3 if any failed.
+/// refuse slides without an MPP (exit 2), score them all (reusing earlier reports
+/// that still stand, unless `--force`); exit 3 if any failed.
 fn score(args: ScoreArgs) -> Result<u8, Failure> {
     use std::io::IsTerminal;
     // Usage errors first, before any slide or model is read.
@@ -381,10 +402,12 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
         table.flush()?;
         return Ok(exit::OK);
     }
-    let paths: Vec<PathBuf> = jobs.into_iter().map(|j| j.path).collect();
     // One slide without an MPP is a usage error; in a batch it becomes an error row.
-    let single = if paths.len() == 1 { &paths[..] } else { &[] };
-    if let Some(path) = crate::score::first_without_mpp(single, &checked.open) {
+    let single: Vec<PathBuf> = match &jobs[..] {
+        [job] => vec![job.path.clone()],
+        _ => Vec::new(),
+    };
+    if let Some(path) = crate::score::first_without_mpp(&single, &checked.open) {
         return Err(usage(format!(
             "{}: the slide has no microns-per-pixel and cannot be tiled at the model's scale; pass --mpp (for example --mpp 0.5 for a 20x scan)",
             path.display()
@@ -400,29 +423,47 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
     })?;
     let scorer = crate::wiring::ModelScorer::new(model);
     let options = args.options(scorer.options(crate::score::ScoreOptions::default()))?;
-    std::fs::create_dir_all(&args.out).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: cannot create the output folder: {e}",
-            args.out.display()
-        )
-    })?;
-    let progress = std::io::stderr().is_terminal() && !args.json;
-    let outcome = crate::score::score_batch(
-        &paths,
-        &args.out,
-        &scorer,
-        &scorer.info(),
-        &options,
-        progress,
-    )?;
-    if args.json {
-        println!("{}", crate::report::json::batch_summary(&outcome)?);
+    let scoring = crate::score::Scoring::new(&scorer, scorer.info(), options)
+        .map_err(|e| usage(e.to_string()))?;
+    let batch_options = crate::batch::BatchOptions {
+        force: args.force,
+        progress: std::io::stderr().is_terminal() && !args.json,
+    };
+    let outcome = crate::batch::run(&jobs, &args.out, &scoring, &batch_options)?;
+    if !outcome.reused.is_empty() {
+        eprintln!(
+            "dirascope: reused {} of {} slides scored earlier with the same model, configuration and slide bytes (--force scores them again)",
+            outcome.reused.len(),
+            jobs.len()
+        );
     }
-    Ok(if outcome.errors.is_empty() {
+    finish_batch(&outcome, args.json)
+}
+
+/// Prints `--json` output if asked; exit 3 when any slide failed.
+fn finish_batch(outcome: &crate::batch::BatchOutcome, json: bool) -> Result<u8, Failure> {
+    if json {
+        println!("{}", outcome.to_json()?);
+    }
+    Ok(if outcome.failures.is_empty() {
         exit::OK
     } else {
         exit::SOME_FAILED
     })
+}
+
+/// `dirascope merge`: join shard outputs; exit 2 for inputs that are not outputs or
+/// share slide ids, 3 when the merged batch holds failed slides.
+fn merge(args: MergeArgs) -> Result<u8, Failure> {
+    let outcome = crate::batch::merge(&args.inputs, &args.out).map_err(|e| Failure {
+        code: if e.is_usage() {
+            exit::USAGE
+        } else {
+            exit::OTHER
+        },
+        error: e.into(),
+    })?;
+    finish_batch(&outcome, args.json)
 }
 
 /// `dirascope validate`: join results to labels, compute and write the metrics.

@@ -14,14 +14,14 @@
 //!    excluded from the tissue mask.
 
 use image::RgbImage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::slide::Mpp;
 
 /// Thresholds of the checks. `Default`: MPP plausible in 0.1–5 µm/px, at least
 /// 0.5 mm² of tissue and 1 tissue tile, blur below a median Laplacian variance of 15
 /// (grey levels²) over tissue tiles, pen flagged above 0.1 mm² or 1% of tissue.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QcOptions {
     pub mpp_min: f64,
     pub mpp_max: f64,
@@ -57,7 +57,7 @@ pub enum Severity {
 }
 
 /// One quality flag, with the measurement behind it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "flag", rename_all = "kebab-case")]
 pub enum QcFlag {
     MppMissing,
@@ -108,6 +108,47 @@ impl QcFlag {
     }
 }
 
+/// One line for a person: the flag and the measurement behind it (audit warnings).
+impl std::fmt::Display for QcFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QcFlag::MppMissing => {
+                write!(f, "mpp-missing: the slide's microns per pixel are unknown")
+            }
+            QcFlag::MppImplausible { mpp, min, max } => {
+                write!(f, "mpp-implausible: {mpp} µm/px is outside {min}-{max}")
+            }
+            QcFlag::LowTissue {
+                tissue_mm2,
+                min_mm2,
+            } => {
+                write!(
+                    f,
+                    "low-tissue: {tissue_mm2:.3} mm² of tissue, below {min_mm2} mm²"
+                )
+            }
+            QcFlag::TooFewTiles { tiles, min } => {
+                write!(f, "too-few-tiles: {tiles} tissue tiles, below {min}")
+            }
+            QcFlag::Blur {
+                laplacian_variance,
+                min,
+            } => write!(
+                f,
+                "blur: median Laplacian variance {laplacian_variance:.1}, below {min}"
+            ),
+            QcFlag::PenMarks {
+                pen_mm2,
+                pen_fraction_of_tissue,
+            } => write!(
+                f,
+                "pen-marks: {pen_mm2:.3} mm² of pen ink ({:.1}% of tissue) excluded",
+                pen_fraction_of_tissue * 100.0
+            ),
+        }
+    }
+}
+
 /// The gate QC puts on the call, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -117,7 +158,7 @@ pub enum Gate {
 }
 
 /// The flags of one slide, in the fixed order the checks run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QcReport {
     pub flags: Vec<QcFlag>,
     /// Median Laplacian variance over the scored tiles (None before tiles are read

@@ -12,7 +12,7 @@ use crate::slide::{Mpp, Rect, SlideInfo};
 
 /// Options for [`detect`]. `Default`: a mask at 10 µm/px, opening radius 1 px,
 /// closing radius 2 px, components under 0.02 mm² dropped, saturation floor 0.07.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TissueOptions {
     /// Microns per mask pixel to aim for (the issue asks for 8–16 µm/px).
     pub target_mask_mpp: f64,
@@ -66,7 +66,7 @@ pub enum TissueError {
 }
 
 /// Where a mask came from, echoed in reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MaskSource {
     Detected,

@@ -202,22 +202,10 @@ pub fn read_manifest(path: &Path) -> Result<Vec<SlideJob>, BatchError> {
 }
 
 fn check_unique(jobs: &[SlideJob]) -> Result<(), BatchError> {
-    let mut seen: BTreeMap<&str, Vec<&Path>> = BTreeMap::new();
-    for j in jobs {
-        seen.entry(&j.slide_id).or_default().push(&j.path);
-    }
-    let dups: Vec<String> = seen
-        .iter()
-        .filter(|(_, paths)| paths.len() > 1)
-        .map(|(id, paths)| {
-            let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            format!("'{id}' ({})", list.join(", "))
-        })
-        .collect();
-    if dups.is_empty() {
-        Ok(())
-    } else {
-        Err(BatchError::DuplicateIds(dups.join("; ")))
+    let pairs = jobs.iter().map(|j| (j.slide_id.as_str(), j.path.as_path()));
+    match super::duplicated_ids(pairs) {
+        Some(list) => Err(BatchError::DuplicateIds(list)),
+        None => Ok(()),
     }
 }
 

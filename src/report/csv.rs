@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{write_atomic, ReportError, SlideReport};
+use super::{sort_failures, write_atomic, FailedSlide, ReportError, SlideReport};
 use crate::aggregate::TileScore;
 
 /// Formats a float with 6 decimals (`-0.000000` is written as `0.000000`).
@@ -139,19 +139,66 @@ pub fn summary_csv(reports: &[SlideReport]) -> Result<Vec<u8>, String> {
     table(header, rows)
 }
 
-/// `OUT/errors.csv`: one row per slide that failed.
-pub fn errors_csv(errors: &[(String, String, String)]) -> Result<Vec<u8>, String> {
-    let header = vec!["path".to_string(), "kind".to_string(), "reason".to_string()];
-    let rows = errors
-        .iter()
-        .map(|(p, k, r)| vec![p.clone(), k.clone(), r.clone()])
+/// The header of `OUT/errors.csv`; [`read_errors`] refuses any other.
+pub const ERRORS_HEADER: [&str; 5] = ["slide_id", "path", "stage", "kind", "message"];
+
+/// `OUT/errors.csv`: one row per slide that failed, sorted by slide id.
+pub fn errors_csv(failures: &[FailedSlide]) -> Result<Vec<u8>, String> {
+    let header = ERRORS_HEADER.iter().map(|s| s.to_string()).collect();
+    let mut sorted = failures.to_vec();
+    sort_failures(&mut sorted);
+    let rows = sorted
+        .into_iter()
+        .map(|f| {
+            vec![
+                f.slide_id,
+                f.path,
+                f.stage.as_str().to_string(),
+                f.kind,
+                f.message,
+            ]
+        })
         .collect();
     table(header, rows)
+}
+
+/// Reads an `errors.csv` written by [`errors_csv`] (for `merge`).
+pub fn read_errors(path: &Path) -> Result<Vec<FailedSlide>, ReportError> {
+    let err = |reason: String| ReportError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut reader = csv::Reader::from_path(path).map_err(|e| err(e.to_string()))?;
+    let header = reader.headers().map_err(|e| err(e.to_string()))?;
+    if header.iter().ne(ERRORS_HEADER) {
+        return Err(err(format!(
+            "not a dirascope errors table: header is '{}', expected '{}'",
+            header.iter().collect::<Vec<_>>().join(","),
+            ERRORS_HEADER.join(",")
+        )));
+    }
+    let mut failures = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let row = row.map_err(|e| err(format!("row {}: {e}", i + 2)))?;
+        let field = |c: usize| row.get(c).unwrap_or("").to_string();
+        let stage = field(2)
+            .parse()
+            .map_err(|e| err(format!("row {}: {e}", i + 2)))?;
+        failures.push(FailedSlide {
+            slide_id: field(0),
+            path: field(1),
+            stage,
+            kind: field(3),
+            message: field(4),
+        });
+    }
+    Ok(failures)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::score::Stage;
     use crate::slide::Rect;
 
     #[test]
@@ -172,6 +219,31 @@ mod tests {
              0,0,10,10,0,0,0.500000,0.333333,0.000000\n\
              10,0,10,10,1,0,0.500000,0.250000,1.000000\n"
         );
+    }
+
+    #[test]
+    fn errors_table_is_sorted_and_reads_back() {
+        let failure = |id: &str, stage| FailedSlide {
+            slide_id: id.to_string(),
+            path: format!("in/{id}.svs"),
+            stage,
+            kind: "format".to_string(),
+            message: format!("in/{id}.svs: malformed TIFF file: \"bad\", truncated"),
+        };
+        let failures = [failure("b", Stage::Tiling), failure("a", Stage::Open)];
+        let bytes = errors_csv(&failures).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with("slide_id,path,stage,kind,message\na,in/a.svs,open,format,"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("errors.csv");
+        std::fs::write(&path, &bytes).unwrap();
+        let back = read_errors(&path).unwrap();
+        assert_eq!(back, [failures[1].clone(), failures[0].clone()]);
+        std::fs::write(&path, "path,kind,reason\na,b,c\n").unwrap();
+        assert!(read_errors(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("header"));
     }
 
     #[test]

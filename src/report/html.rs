@@ -9,7 +9,10 @@ use std::path::Path;
 
 use base64::Engine;
 
-use super::{safe_name, write_atomic, ReportError, SlideReport, IL1RN_NOTE, RESEARCH_NOTICE};
+use super::{
+    safe_name, sort_failures, write_atomic, FailedSlide, ReportError, SlideReport, IL1RN_NOTE,
+    RESEARCH_NOTICE,
+};
 use crate::aggregate::Call;
 
 /// Escapes text for HTML element content and attribute values.
@@ -56,13 +59,9 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}\
 .heat{max-width:300px;border:1px solid #999;margin:2px}.ev{width:128px;height:128px;margin:2px;border:1px solid #999}\
 .flag{color:#a00}.missing{color:#999}figure{display:inline-block;margin:4px;text-align:center;font-size:.8em}";
 
-/// The page for `reports` (slides in id order) and `errors` (path, kind, reason),
-/// with images taken from `out_dir/<slide_id>/`.
-pub fn render(
-    out_dir: &Path,
-    reports: &[SlideReport],
-    errors: &[(String, String, String)],
-) -> String {
+/// The page for `reports` and `failures` (both in slide id order), with images
+/// taken from `out_dir/<slide_id>/`.
+pub fn render(out_dir: &Path, reports: &[SlideReport], failures: &[FailedSlide]) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -101,21 +100,30 @@ pub fn render(
     for r in &sorted {
         slide_section(&mut h, out_dir, r);
     }
-    if !errors.is_empty() {
-        h.push_str("<section><h2>Slides that failed</h2><table><tr><th>path</th><th>kind</th><th>reason</th></tr>\n");
-        for (p, k, why) in errors {
-            let _ = writeln!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(p),
-                escape(k),
-                escape(why)
-            );
-        }
-        h.push_str("</table></section>\n");
-    }
+    failures_section(&mut h, failures);
     h.push_str("</body></html>\n");
     h
+}
+
+fn failures_section(h: &mut String, failures: &[FailedSlide]) {
+    if failures.is_empty() {
+        return;
+    }
+    let mut sorted = failures.to_vec();
+    sort_failures(&mut sorted);
+    h.push_str("<section><h2>Slides that failed</h2><table><tr><th>slide</th><th>path</th><th>stage</th><th>kind</th><th>message</th></tr>\n");
+    for f in &sorted {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&f.slide_id),
+            escape(&f.path),
+            f.stage,
+            escape(&f.kind),
+            escape(&f.message)
+        );
+    }
+    h.push_str("</table></section>\n");
 }
 
 fn flags(r: &SlideReport) -> String {
@@ -218,9 +226,9 @@ pub fn write(
     path: &Path,
     out_dir: &Path,
     reports: &[SlideReport],
-    errors: &[(String, String, String)],
+    failures: &[FailedSlide],
 ) -> Result<(), ReportError> {
-    write_atomic(path, render(out_dir, reports, errors).as_bytes())
+    write_atomic(path, render(out_dir, reports, failures).as_bytes())
 }
 
 #[cfg(test)]
@@ -240,10 +248,16 @@ mod tests {
         let page = render(
             Path::new("/nonexistent"),
             &[],
-            &[("a.svs".into(), "format".into(), "bad <tag>".into())],
+            &[FailedSlide {
+                slide_id: "a".into(),
+                path: "a.svs".into(),
+                stage: crate::score::Stage::Open,
+                kind: "format".into(),
+                message: "bad <tag>".into(),
+            }],
         );
         assert!(page.contains("Research use only, not a diagnostic device"));
-        assert!(page.contains("bad &lt;tag&gt;"));
+        assert!(page.contains("<td>a.svs</td><td>open</td><td>format</td><td>bad &lt;tag&gt;</td>"));
         assert!(!page.contains("http://") && !page.contains("https://"));
     }
 }

@@ -6,6 +6,7 @@
 //! same inputs: structs serialise in field order, maps are sorted, CSV floats have a
 //! fixed number of decimals.
 
+pub mod audit;
 pub mod csv;
 pub mod geojson;
 pub mod heatmap;
@@ -15,16 +16,20 @@ pub mod json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{AggregateParams, SlideResult};
 use crate::qc::{QcOptions, QcReport};
+use crate::score::Stage;
 use crate::slide::{LevelInfo, Mpp, MppSource, SlideFormat};
 use crate::tiling::TilingOptions;
 use crate::tissue::{MaskSource, TissueOptions};
 
+pub use self::audit::{Audit, Configuration, FileDigest};
+
 /// Version of `report.json`'s layout; bump on any change a reader would notice.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: the `audit` record.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The notice every report carries.
 pub const RESEARCH_NOTICE: &str =
@@ -44,6 +49,8 @@ pub enum ReportError {
     },
     #[error("{path}: cannot encode: {reason}")]
     Encode { path: PathBuf, reason: String },
+    #[error("{path}: cannot read: {reason}")]
+    Read { path: PathBuf, reason: String },
 }
 
 impl ReportError {
@@ -55,6 +62,10 @@ impl ReportError {
     }
 }
 
+/// Prefix of the temporary files [`write_atomic`] writes; a killed run can leave
+/// them, and the next run into the same folder removes them.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
 /// Writes `bytes` to a temporary file beside `path`, then renames it into place,
 /// so a reader never sees half a file and an interrupted run leaves none.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
@@ -64,7 +75,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(|e| ReportError::io(path, e))?;
     tmp.write_all(bytes).map_err(|e| ReportError::io(path, e))?;
@@ -101,7 +112,7 @@ pub fn png_bytes(image: &image::RgbImage) -> Result<Vec<u8>, String> {
 }
 
 /// The tool that wrote a report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolInfo {
     pub name: String,
     pub version: String,
@@ -117,7 +128,7 @@ impl Default for ToolInfo {
 }
 
 /// The model that scored the slide (from its manifest).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub name: String,
     pub version: String,
@@ -128,7 +139,7 @@ pub struct ModelInfo {
 }
 
 /// The slide file and what the reader found in it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlideMeta {
     pub id: String,
     pub path: String,
@@ -143,7 +154,7 @@ pub struct SlideMeta {
 }
 
 /// Every resolved parameter, echoed so a report can be reproduced.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Parameters {
     pub tissue: TissueParams,
     pub tiling: TilingParams,
@@ -151,7 +162,7 @@ pub struct Parameters {
     pub aggregate: AggregateParams,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TissueParams {
     pub mask_source: MaskSource,
     pub user_mask: Option<String>,
@@ -176,7 +187,7 @@ impl TissueParams {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TilingParams {
     pub tile_px: u32,
     pub model_mpp: f64,
@@ -196,7 +207,7 @@ impl From<&TilingOptions> for TilingParams {
 }
 
 /// Tissue measurements.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TissueSummary {
     pub area_mm2: Option<f64>,
     pub pen_area_mm2: Option<f64>,
@@ -206,7 +217,7 @@ pub struct TissueSummary {
 }
 
 /// Tile counts and where they were read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TileCounts {
     /// Every cell of the grid.
     pub grid: u64,
@@ -219,7 +230,7 @@ pub struct TileCounts {
 }
 
 /// Wall-clock seconds per phase; kept apart so tests can drop it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     pub open_s: f64,
     pub hash_s: f64,
@@ -235,7 +246,7 @@ pub struct Timings {
 }
 
 /// The whole of `report.json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlideReport {
     pub schema_version: u32,
     pub notice: String,
@@ -248,9 +259,28 @@ pub struct SlideReport {
     pub tiles: TileCounts,
     pub result: SlideResult,
     /// The IL1RN note for a `dira-pattern` call, else absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    pub audit: Audit,
     pub timings: Timings,
+}
+
+/// One slide that failed, as `errors.csv` and the HTML page list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedSlide {
+    pub slide_id: String,
+    /// The slide's path as the batch was given it.
+    pub path: String,
+    pub stage: Stage,
+    /// A short machine-readable kind (`format`, `limits`, `io`, ...).
+    pub kind: String,
+    /// The whole error, naming the file and the reason.
+    pub message: String,
+}
+
+/// Sorts failures by slide id (then path) so the errors table is deterministic.
+pub fn sort_failures(failures: &mut [FailedSlide]) {
+    failures.sort_by(|a, b| (&a.slide_id, &a.path).cmp(&(&b.slide_id, &b.path)));
 }
 
 /// A colour per class key, fixed so maps and QuPath classes look the same everywhere.

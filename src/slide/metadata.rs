@@ -2,12 +2,12 @@
 //!
 //! Pure string parsing; it never touches the file or pixels.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Mpp;
 
 /// Where a slide's MPP came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MppSource {
     /// `MPP = ...` in an Aperio ImageDescription.

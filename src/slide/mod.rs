@@ -16,13 +16,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use self::limits::Limits;
 pub use self::metadata::MppSource;
 
 /// Microns per pixel along x and y, always positive and finite.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Mpp {
     pub x: f64,
     pub y: f64,
@@ -67,7 +67,7 @@ impl Rect {
 }
 
 /// Which family of file a slide came from, decided by magic bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SlideFormat {
     Aperio,
@@ -95,7 +95,7 @@ impl fmt::Display for SlideFormat {
 }
 
 /// One pyramid level.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LevelInfo {
     pub width: u64,
     pub height: u64,

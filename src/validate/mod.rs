@@ -530,7 +530,10 @@ pub fn read_results(
     };
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| err(dir, e.to_string()))?
-        .filter_map(|e| e.ok().map(|e| e.path().join("report.json")))
+        .filter_map(|e| e.ok())
+        // Hidden folders are slides in transit (see batch::staging), not results.
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path().join("report.json"))
         .filter(|p| p.is_file())
         .collect();
     entries.sort();

@@ -1,0 +1,98 @@
+//! Helpers the batch CLI tests share: running `dirascope` from the checkout, and a
+//! snapshot of an OUT folder that two runs on the same inputs must agree on.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use sha2::Digest;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `dirascope ARGS`, run in the checkout so `fixtures/...` paths are the same in
+/// every run (they are echoed into summary.csv and report.json).
+pub fn dirascope(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dirascope"));
+    cmd.current_dir(root())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs to the end; returns the exit code, the `--json` summary and stderr.
+pub fn run_json(mut cmd: Command) -> (i32, serde_json::Value, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.arg("--json").output().unwrap();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    let json = serde_json::from_slice(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON on stdout ({e}); stderr: {stderr}"));
+    (status.code().unwrap_or(-1), json, stderr)
+}
+
+/// The ids `--json` lists under `key` ("reused", or "slides"/"errors" by slide_id).
+pub fn ids(json: &serde_json::Value, key: &str) -> Vec<String> {
+    let mut ids: Vec<String> = json[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().or(v["slide_id"].as_str()).unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Every file under `out` by relative path: report.json as JSON without timings and
+/// audit times (read back with `read_report`), anything else as its sha256.
+pub fn snapshot(out: &Path) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    walk(out, out, &mut files);
+    files
+}
+
+fn walk(base: &Path, dir: &Path, files: &mut BTreeMap<String, String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let rel = path.strip_prefix(base).unwrap().display().to_string();
+        if path.is_dir() {
+            walk(base, &path, files);
+        } else if path.file_name().is_some_and(|n| n == "report.json") {
+            let report = dirascope::report::json::read_report(&path).unwrap();
+            let masked = dirascope::report::json::to_json_without_times(&report).unwrap();
+            files.insert(rel, masked);
+        } else {
+            let digest = sha2::Sha256::digest(std::fs::read(&path).unwrap());
+            files.insert(rel, hex::encode(digest));
+        }
+    }
+}
+
+/// Hidden entries of `out` (slides or files in transit).
+pub fn hidden(out: &Path) -> Vec<String> {
+    std::fs::read_dir(out)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts two snapshots are equal, naming the first files that differ.
+pub fn assert_same(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>, what: &str) {
+    let differ: Vec<&String> = want
+        .keys()
+        .chain(got.keys())
+        .filter(|k| got.get(*k) != want.get(*k))
+        .take(5)
+        .collect();
+    assert!(differ.is_empty(), "{what}: outputs differ in {differ:?}");
+}
