@@ -10,7 +10,7 @@
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use image::RgbImage;
 
@@ -214,11 +214,23 @@ fn step<T>(
     run().map_err(|error| StageError { stage, error })
 }
 
-/// Where the tile stream spent its time.
+/// Where the tile stream spent its time, in nanoseconds summed over worker threads.
 #[derive(Debug, Default)]
 struct StreamTimes {
-    read_ns: AtomicU64,
+    decode_ns: AtomicU64,
+    resample_ns: AtomicU64,
+    tile_qc_ns: AtomicU64,
     infer_ns: AtomicU64,
+}
+
+impl StreamTimes {
+    fn add(counter: &AtomicU64, elapsed: Duration) {
+        counter.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn seconds(counter: &AtomicU64) -> f64 {
+        counter.load(Ordering::Relaxed) as f64 / 1e9
+    }
 }
 
 /// Reads, resamples and scores every tile of `grid`, in fixed batches, and returns
@@ -264,15 +276,21 @@ fn stream_tiles(
                     .par_iter()
                     .enumerate()
                     .try_for_each(|(i, chunk)| -> Result<(), ScoreError> {
+                        let (mut decode, mut resample) = (Duration::ZERO, Duration::ZERO);
+                        let mut images = Vec::with_capacity(chunk.len());
+                        for tile in chunk.iter() {
+                            let start = Instant::now();
+                            let region = grid.read_tile_region(reader, tile)?;
+                            let decoded = Instant::now();
+                            images.push(grid.resample_tile(&region, tile));
+                            decode += decoded - start;
+                            resample += decoded.elapsed();
+                        }
                         let start = Instant::now();
-                        let images = chunk
-                            .iter()
-                            .map(|t| grid.read_tile(reader, t))
-                            .collect::<Result<Vec<_>, _>>()?;
                         let lap = images.iter().map(qc::laplacian_variance).collect();
-                        times
-                            .read_ns
-                            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        StreamTimes::add(&times.tile_qc_ns, start.elapsed());
+                        StreamTimes::add(&times.decode_ns, decode);
+                        StreamTimes::add(&times.resample_ns, resample);
                         // The receiver hangs up only after an error of its own.
                         let _ = tx.send((i, images, lap));
                         Ok(())
@@ -301,9 +319,7 @@ fn stream_tiles(
                                     source,
                                 }
                             })?;
-                            times
-                                .infer_ns
-                                .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                            StreamTimes::add(&times.infer_ns, start.elapsed());
                             if out.len() != images.len() {
                                 return Err(ScoreError::ModelOutput {
                                     path: path.to_path_buf(),
@@ -530,8 +546,10 @@ impl<'a> Scoring<'a> {
         let (tiles, laplacians) =
             stream_tiles(path, reader, &grid, self.scorer, options, progress, &times)?;
         timings.stream_s = t.elapsed().as_secs_f64();
-        timings.read_resample_s = times.read_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        timings.inference_s = times.infer_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        timings.decode_s = StreamTimes::seconds(&times.decode_ns);
+        timings.resample_s = StreamTimes::seconds(&times.resample_ns);
+        timings.tile_qc_s = StreamTimes::seconds(&times.tile_qc_ns);
+        timings.inference_s = StreamTimes::seconds(&times.infer_ns);
         current.set(Stage::Qc);
         qc.check_tiles(tiles.len(), &laplacians, &options.qc);
 

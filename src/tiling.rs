@@ -185,9 +185,24 @@ impl TileGrid {
 
     /// Reads `tile` from the chosen level and resamples it to `tile_px` × `tile_px`.
     pub fn read_tile(&self, reader: &dyn SlideReader, tile: &Tile) -> Result<RgbImage, SlideError> {
-        let (read, window) = self.read_plan(tile);
-        let region = reader.read_region(self.level, read)?;
-        Ok(resample_area(&region, window, self.tile_px, self.tile_px))
+        let region = self.read_tile_region(reader, tile)?;
+        Ok(self.resample_tile(&region, tile))
+    }
+
+    /// The first half of [`TileGrid::read_tile`]: the level region `tile` needs, as
+    /// the reader decodes it (kept apart so the pipeline can time decoding alone).
+    pub fn read_tile_region(
+        &self,
+        reader: &dyn SlideReader,
+        tile: &Tile,
+    ) -> Result<RgbImage, SlideError> {
+        reader.read_region(self.level, self.read_plan(tile).0)
+    }
+
+    /// The second half of [`TileGrid::read_tile`]: `region` from
+    /// [`TileGrid::read_tile_region`] resampled to `tile_px` × `tile_px`.
+    pub fn resample_tile(&self, region: &RgbImage, tile: &Tile) -> RgbImage {
+        resample_area(region, self.read_plan(tile).1, self.tile_px, self.tile_px)
     }
 }
 

@@ -234,11 +234,19 @@ pub struct TileCounts {
 pub struct Timings {
     pub open_s: f64,
     pub hash_s: f64,
+    /// Thumbnail, tissue mask and slide-level QC.
     pub tissue_s: f64,
-    /// Summed over worker threads.
-    pub read_resample_s: f64,
+    /// The tile stream's stages, each summed over the worker threads that ran it. The
+    /// stages overlap (readers and inference workers run at once), so their sum can
+    /// exceed `stream_s`. Reading tile regions: file reads, tile decoding, copying.
+    pub decode_s: f64,
+    /// Resampling regions to the model's tile size and scale.
+    pub resample_s: f64,
+    /// Per-tile QC (the Laplacian variance behind the blur flag).
+    pub tile_qc_s: f64,
+    /// Preprocessing to the model's tensor, and the model itself.
     pub inference_s: f64,
-    /// Wall time of the tile stream (read, resample and inference together).
+    /// Wall time of the tile stream (all of the above together).
     pub stream_s: f64,
     pub aggregate_s: f64,
     pub reports_s: f64,
