@@ -234,9 +234,10 @@ struct ValidateArgs {
     #[arg(long, value_name = "DIR")]
     truth: Option<PathBuf>,
     /// Mask coverage at which a tile counts as positive (with --truth); tiles with
-    /// less but some coverage are left out.
-    #[arg(long, default_value_t = 0.01)]
-    truth_min_fraction: f64,
+    /// less but some coverage are left out. Repeat as FINDING=F for a finding of its
+    /// own, e.g. --truth-min-fraction neutrophilic_eccrine_hidradenitis=0.1.
+    #[arg(long, value_name = "F|FINDING=F", default_value = "0.01")]
+    truth_min_fraction: Vec<String>,
 }
 
 /// An error with the exit code it maps to.
@@ -466,6 +467,33 @@ fn merge(args: MergeArgs) -> Result<u8, Failure> {
     finish_batch(&outcome, args.json)
 }
 
+/// Parses `--truth-min-fraction`: one general fraction and FINDING=F exceptions.
+fn truth_fractions(
+    values: &[String],
+) -> Result<(f64, std::collections::BTreeMap<String, f64>), Failure> {
+    let parse = |text: &str| -> Result<f64, Failure> {
+        text.parse::<f64>()
+            .ok()
+            .filter(|f| *f > 0.0 && *f <= 1.0)
+            .ok_or_else(|| {
+                usage(format!(
+                    "--truth-min-fraction: '{text}' is not a fraction in (0, 1]"
+                ))
+            })
+    };
+    let mut general = 0.01;
+    let mut per_finding = std::collections::BTreeMap::new();
+    for v in values {
+        match v.split_once('=') {
+            Some((finding, f)) => {
+                per_finding.insert(finding.trim().to_string(), parse(f)?);
+            }
+            None => general = parse(v)?,
+        }
+    }
+    Ok((general, per_finding))
+}
+
 /// `dirascope validate`: join results to labels, compute and write the metrics.
 fn validate(args: ValidateArgs) -> Result<u8, Failure> {
     use crate::validate;
@@ -483,18 +511,28 @@ fn validate(args: ValidateArgs) -> Result<u8, Failure> {
     options.target_sensitivity = args.target_sensitivity;
     options.resamples = args.resamples;
     options.seed = args.seed;
-    if !(args.truth_min_fraction > 0.0 && args.truth_min_fraction <= 1.0) {
-        return Err(usage("--truth-min-fraction must be in (0, 1]"));
-    }
+    let (min_fraction, min_fraction_for) = truth_fractions(&args.truth_min_fraction)?;
     let mut v = validate::validate(&results, &labels, &options)?;
     if let Some(truth_dir) = &args.truth {
         let ids: Vec<String> = results.iter().map(|r| r.slide_id.clone()).collect();
         let truth_options = validate::truth::TruthOptions {
-            min_fraction: args.truth_min_fraction,
+            min_fraction,
+            min_fraction_for,
             resamples: args.resamples,
             seed: args.seed,
         };
         let t = validate::truth::tile_truth(&args.results, truth_dir, &ids, &truth_options)?;
+        if let Some(unknown) = t
+            .options
+            .min_fraction_for
+            .keys()
+            .find(|k| !t.findings.iter().any(|f| &f.finding == *k))
+        {
+            return Err(usage(format!(
+                "--truth-min-fraction names '{unknown}', which is no finding of the truth masks ({})",
+                t.findings.iter().map(|f| f.finding.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
         for id in &t.slides_without_truth {
             eprintln!("dirascope: warning: slide '{id}' has no truth file in {}; left out of the tile AUROC", truth_dir.display());
         }

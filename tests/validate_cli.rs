@@ -116,6 +116,47 @@ fn validate_lists_mismatches_and_measures_tiles_against_phantom_masks() {
         fs::read(val2.join("metrics.json")).unwrap()
     );
 
+    // A per-finding label fraction is applied and reported; an unknown finding is refused.
+    let val4 = dir.path().join("val4");
+    dirascope()
+        .args(["validate", "--results"])
+        .arg(&out)
+        .arg("--labels")
+        .arg(&labels)
+        .arg("--truth")
+        .arg(PHANTOMS)
+        .args([
+            "--truth-min-fraction",
+            "neutrophilic_eccrine_hidradenitis=0.1",
+        ])
+        .arg("--out")
+        .arg(&val4)
+        .assert()
+        .success();
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(val4.join("metrics.json")).unwrap()).unwrap();
+    for f in m["tile_truth"]["findings"].as_array().unwrap() {
+        let expected = if f["finding"] == "neutrophilic_eccrine_hidradenitis" {
+            0.1
+        } else {
+            0.01
+        };
+        assert_eq!(f["min_fraction"].as_f64(), Some(expected), "{f}");
+    }
+    dirascope()
+        .args(["validate", "--results"])
+        .arg(&out)
+        .arg("--labels")
+        .arg(&labels)
+        .arg("--truth")
+        .arg(PHANTOMS)
+        .args(["--truth-min-fraction", "pustules=0.1"])
+        .arg("--out")
+        .arg(dir.path().join("val5"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("'pustules'"));
+
     // A truth folder without any truth file is refused with the folder named.
     let empty = dir.path().join("empty");
     fs::create_dir_all(&empty).unwrap();

@@ -404,8 +404,8 @@ pub fn markdown(v: &Validation) -> String {
         let _ = writeln!(s, "\n## Tile-level AUROC against truth masks\n");
         let _ = writeln!(
             s,
-            "{} slides, {} scored tiles; a tile is positive when the finding's mask covers at least {} of it, negative when it covers none; 95% CI by resampling whole slides.\n",
-            t.slides, t.tiles, t.options.min_fraction
+            "{} slides, {} scored tiles; a tile is positive when the finding's mask covers at least the stated fraction of it, negative when it covers none, left out in between; 95% CI by resampling whole slides.\n",
+            t.slides, t.tiles
         );
         if !t.slides_without_truth.is_empty() {
             let _ = writeln!(
@@ -417,7 +417,7 @@ pub fn markdown(v: &Validation) -> String {
         }
         let _ = writeln!(
             s,
-            "| finding | n+ / n- | excluded | AUROC (95% CI) |\n|---|---|---:|---|"
+            "| finding | positive at | n+ / n- | excluded | AUROC (95% CI) |\n|---|---:|---|---:|---|"
         );
         for m in &t.findings {
             let ci = m
@@ -425,8 +425,9 @@ pub fn markdown(v: &Validation) -> String {
                 .map_or(String::new(), |c| format!(" ({:.3}–{:.3})", c.low, c.high));
             let _ = writeln!(
                 s,
-                "| {} | {} / {} | {} | {}{} |",
+                "| {} | {} | {} / {} | {} | {}{} |",
                 m.finding,
+                m.min_fraction,
                 m.positives,
                 m.negatives,
                 m.excluded,

@@ -20,14 +20,29 @@ use super::ValidateError;
 pub struct TruthOptions {
     /// Mask coverage at which a tile is positive (default 0.01, as in training).
     pub min_fraction: f64,
+    /// Per-finding exceptions to `min_fraction` (a model may label a finding that
+    /// fills a region, such as hidradenitis around a coil, at a higher coverage).
+    pub min_fraction_for: BTreeMap<String, f64>,
     pub resamples: usize,
     pub seed: u64,
+}
+
+impl TruthOptions {
+    /// The coverage at which a tile is positive for `finding`.
+    pub fn min_fraction_for(&self, finding: &str) -> f64 {
+        self.min_fraction_for
+            .get(finding)
+            .copied()
+            .unwrap_or(self.min_fraction)
+    }
 }
 
 /// Tile-level results for one finding, pooled over slides.
 #[derive(Debug, Clone, Serialize)]
 pub struct TileMetrics {
     pub finding: String,
+    /// Mask coverage at which a tile of this finding counted as positive.
+    pub min_fraction: f64,
     pub positives: usize,
     pub negatives: usize,
     /// Tiles with some coverage below `min_fraction`: in neither class.
@@ -210,6 +225,7 @@ pub fn tile_truth(
         slides += 1;
         tiles += rows.len();
         for (finding, mask) in &truth.masks {
+            let min_fraction = options.min_fraction_for(finding);
             let entry = cases.entry(finding.clone()).or_default();
             for row in &rows {
                 let Some(&score) = row.probabilities.get(finding) else {
@@ -217,7 +233,7 @@ pub fn tile_truth(
                 };
                 let [x, y, w, h] = row.rect;
                 let covered = mask.coverage(truth.downsample, x, y, w, h);
-                if covered >= options.min_fraction {
+                if covered >= min_fraction {
                     entry.0.push(Case {
                         score,
                         positive: true,
@@ -248,6 +264,7 @@ pub fn tile_truth(
         .into_iter()
         .enumerate()
         .map(|(k, (finding, (cases, excluded)))| TileMetrics {
+            min_fraction: options.min_fraction_for(&finding),
             positives: cases.iter().filter(|c| c.positive).count(),
             negatives: cases.iter().filter(|c| !c.positive).count(),
             excluded,
@@ -319,6 +336,7 @@ mod tests {
         .unwrap();
         let options = TruthOptions {
             min_fraction: 0.6,
+            min_fraction_for: BTreeMap::new(),
             resamples: 100,
             seed: 1,
         };
@@ -334,18 +352,20 @@ mod tests {
         // With min_fraction 0.6 the half-covered tile is excluded.
         assert_eq!((m.positives, m.negatives, m.excluded), (1, 2, 1));
         assert_eq!(m.auroc, Some(1.0));
+        // A per-finding exception overrides the general fraction.
         let t = tile_truth(
             &results,
             &truth,
             &["s1".to_string()],
             &TruthOptions {
-                min_fraction: 0.01,
+                min_fraction_for: BTreeMap::from([("acantholysis".to_string(), 0.01)]),
                 ..options
             },
         )
         .unwrap();
         let m = &t.findings[0];
         assert_eq!((m.positives, m.negatives, m.excluded), (2, 2, 0));
+        assert_eq!(m.min_fraction, 0.01);
         // Positives 0.9, 0.3; negatives 0.4, 0.1: 3 of 4 pairs ordered.
         assert_eq!(m.auroc, Some(0.75));
     }
