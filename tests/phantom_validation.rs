@@ -9,7 +9,9 @@
 //!     cargo test --test phantom_validation -- --ignored --nocapture
 //!
 //! After a deliberate model or rule change, refresh the committed figures (and the
-//! card's tables from the printed validation.md) with `DIRASCOPE_BLESS=1`.
+//! card's tables from the printed validation.md) with `DIRASCOPE_BLESS=1`. To skip
+//! the rendering, point `DIRASCOPE_VALIDATION_SET` at a set made by the same synth
+//! command (its slide ids are checked).
 
 use std::path::{Path, PathBuf};
 
@@ -53,12 +55,20 @@ fn held_out_phantom_set_reproduces_the_model_card() {
         dir.path().join("scored"),
         dir.path().join("val"),
     );
-    dirascope()
-        .args(["synth", "--count", COUNT, "--seed", SEED, "--mpp", "0.5"])
-        .args(["--width-mm", "2", "--height-mm", "1.5", "--out"])
-        .arg(&set)
-        .assert()
-        .success();
+    // DIRASCOPE_VALIDATION_SET may name a set rendered earlier by the same command
+    // (rendering takes most of the time); it is checked against a fresh render's ids.
+    let set = match std::env::var_os("DIRASCOPE_VALIDATION_SET") {
+        Some(existing) => PathBuf::from(existing),
+        None => {
+            dirascope()
+                .args(["synth", "--count", COUNT, "--seed", SEED, "--mpp", "0.5"])
+                .args(["--width-mm", "2", "--height-mm", "1.5", "--out"])
+                .arg(&set)
+                .assert()
+                .success();
+            set
+        }
+    };
     dirascope()
         .arg("score")
         .arg(&set)
@@ -75,6 +85,15 @@ fn held_out_phantom_set_reproduces_the_model_card() {
         labels.push_str(&format!("{},{}\n", cols[0], cols[2]));
     }
     assert_eq!(labels.lines().count(), 41);
+    let first: u64 = SEED.parse().unwrap();
+    for (i, line) in labels.lines().skip(1).enumerate() {
+        let id = line.split(',').next().unwrap();
+        assert!(
+            id.ends_with(&format!("-{}", first + i as u64)),
+            "{}: not the set of seeds {SEED}..: {id}",
+            set.display()
+        );
+    }
     let labels_path = dir.path().join("labels.csv");
     std::fs::write(&labels_path, labels).unwrap();
 
