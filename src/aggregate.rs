@@ -5,7 +5,14 @@
 //! the order tiles arrive in: tiles are sorted by grid position first, and every sum
 //! runs in that fixed order.
 //!
-//! **Pattern scores** (each in 0..=1), from the per-finding top-k means
+//! **Finding scores** (each in 0..=1): every finding gets one slide score from its
+//! tile probabilities, by the method [`AggregateParams::finding_scores`] names for it:
+//! the mean of the top k tiles, k growing with the slide (`top-k-mean`, the default),
+//! or the mean of a fixed small number of top tiles (`top-n-mean`), for findings
+//! that are a few tiles across whatever the biopsy's size (a top-5% mean dilutes
+//! a pustule on two tiles of a 60-tile slide to a fifth of its probability).
+//!
+//! **Pattern scores** (each in 0..=1), from the finding scores
 //! `P` (subcorneal pustule), `A` (acantholysis), `H` (neutrophilic eccrine
 //! hidradenitis), `S` (psoriasiform):
 //! - `dira = sqrt(P * max(A, H))`: the geometric mean of the pustule and the stronger
@@ -24,6 +31,8 @@
 //! - anything else -> `mixed`: both patterns present, or a score inside the band.
 //!   `call_reason` says which.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::qc::Gate;
@@ -36,14 +45,29 @@ pub const HIDRADENITIS: &str = "neutrophilic_eccrine_hidradenitis";
 pub const PSORIASIFORM: &str = "psoriasiform";
 pub const FINDINGS: [&str; 4] = [PUSTULE, ACANTHOLYSIS, HIDRADENITIS, PSORIASIFORM];
 
+/// How one finding's tile probabilities become its slide score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "method", rename_all = "kebab-case")]
+pub enum FindingScore {
+    /// Mean of the top k tiles, k = [`top_k`] (grows with the slide).
+    TopKMean,
+    /// Mean of the `n` highest tiles (all of them if fewer): a fixed count, so a
+    /// finding a few tiles across keeps its weight on a large slide.
+    TopNMean { n: usize },
+}
+
 /// Parameters of aggregation and of the call rule. The model manifest's
-/// `[aggregation]` table supplies them; `Default` is: top 5% of tissue tiles but at
-/// least 5, a tile is positive at p >= 0.5, DIRA and psoriasiform thresholds 0.5,
-/// no-call margin 0.05, 8 evidence tiles per finding, tile area 0 (set it).
+/// `[aggregation]` and `[rule]` tables supply them; `Default` is: top 5% of tissue
+/// tiles but at least 5 for every finding, a tile is positive at p >= 0.5, DIRA and
+/// psoriasiform thresholds 0.5, no-call margin 0.05, 8 evidence tiles per finding,
+/// tile area 0 (set it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AggregateParams {
     pub top_k_fraction: f64,
     pub top_k_min: usize,
+    /// Slide-score method by finding key; a finding not listed uses
+    /// [`FindingScore::TopKMean`].
+    pub finding_scores: BTreeMap<String, FindingScore>,
     pub tile_threshold: f64,
     /// Slide area one tile stands for in µm² (the grid stride's area).
     pub tile_area_um2: f64,
@@ -58,6 +82,7 @@ impl Default for AggregateParams {
         AggregateParams {
             top_k_fraction: 0.05,
             top_k_min: 5,
+            finding_scores: BTreeMap::new(),
             tile_threshold: 0.5,
             tile_area_um2: 0.0,
             dira_threshold: 0.5,
@@ -99,6 +124,10 @@ pub struct TileScore {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FindingSummary {
     pub key: String,
+    /// The slide score the pattern scores use, by the finding's method.
+    pub score: f64,
+    /// How many top tiles `score` averages.
+    pub score_tiles: usize,
     pub top_k_mean: f64,
     pub max: f64,
     pub positive_tiles: usize,
@@ -214,7 +243,24 @@ pub fn top_k(n: usize, params: &AggregateParams) -> usize {
     k.max(params.top_k_min).min(n)
 }
 
-/// The DIRA-pattern score from the top-k means (see the module header).
+/// Tiles a finding's slide score averages out of `n`: [`top_k`] or a fixed count.
+pub fn score_tiles(method: FindingScore, n: usize, params: &AggregateParams) -> usize {
+    match method {
+        FindingScore::TopKMean => top_k(n, params),
+        FindingScore::TopNMean { n: count } => count.min(n),
+    }
+}
+
+/// Mean of the first `count` of `ranked` (highest first); 0 when `count` is 0.
+fn mean_of_top(ranked: &[f64], count: usize) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        ranked[..count].iter().sum::<f64>() / count as f64
+    }
+}
+
+/// The DIRA-pattern score from the finding scores (see the module header).
 pub fn dira_score(pustule: f64, acantholysis: f64, hidradenitis: f64) -> f64 {
     (pustule.max(0.0) * acantholysis.max(hidradenitis).max(0.0)).sqrt()
 }
@@ -261,12 +307,16 @@ pub fn aggregate(
         // Ranked by probability, ties by grid position (the stable sort keeps it).
         let mut ranked: Vec<&TileScore> = order.clone();
         ranked.sort_by(|a, b| p(b).total_cmp(&p(a)));
-        let top_k_mean = if k == 0 {
-            0.0
-        } else {
-            ranked[..k].iter().map(|t| p(t)).sum::<f64>() / k as f64
-        };
-        let max = ranked.first().map_or(0.0, |t| p(t));
+        let ranked_p: Vec<f64> = ranked.iter().map(|t| p(t)).collect();
+        let top_k_mean = mean_of_top(&ranked_p, k);
+        let method = params
+            .finding_scores
+            .get(key)
+            .copied()
+            .unwrap_or(FindingScore::TopKMean);
+        let counted = score_tiles(method, n, params);
+        let score = mean_of_top(&ranked_p, counted);
+        let max = ranked_p.first().copied().unwrap_or(0.0);
         let positive: Vec<&TileScore> = order
             .iter()
             .copied()
@@ -275,6 +325,8 @@ pub fn aggregate(
         let largest = largest_cluster(&positive);
         findings.push(FindingSummary {
             key: key.clone(),
+            score,
+            score_tiles: counted,
             top_k_mean,
             max,
             positive_tiles: positive.len(),
@@ -296,7 +348,7 @@ pub fn aggregate(
             });
         }
     }
-    let score = |i: usize| findings[i].top_k_mean;
+    let score = |i: usize| findings[i].score;
     let dira = dira_score(
         score(map.pustule),
         score(map.acantholysis),
@@ -494,6 +546,77 @@ mod tests {
         assert!(err.to_string().contains("subcorneal_pustule"), "{err}");
     }
 
+    /// A 10 x 10 slide of empty tiles with a pustule over two neighbouring tiles and
+    /// acantholysis on one of them.
+    fn large_slide_with_a_small_lesion() -> Vec<TileScore> {
+        let mut tiles: Vec<TileScore> = (0..100)
+            .map(|i| tile(i % 10, i / 10, [0.0, 0.0, 0.0, 0.1]))
+            .collect();
+        tiles[44].probabilities = vec![0.9, 0.8, 0.0, 0.1];
+        tiles[45].probabilities = vec![0.7, 0.0, 0.0, 0.1];
+        tiles
+    }
+
+    fn sparse_params(n: usize) -> AggregateParams {
+        let top_n = FindingScore::TopNMean { n };
+        AggregateParams {
+            finding_scores: [
+                (PUSTULE.to_string(), top_n),
+                (ACANTHOLYSIS.to_string(), top_n),
+            ]
+            .into_iter()
+            .collect(),
+            dira_threshold: 0.4,
+            ..AggregateParams::default()
+        }
+    }
+
+    #[test]
+    fn a_top_k_mean_dilutes_a_small_lesion_on_a_large_slide() {
+        let tiles = large_slide_with_a_small_lesion();
+        let r = aggregate(&classes(), &tiles, None, &sparse_params(2)).unwrap();
+        // Default method, k = 5 of 100: P = 1.6 / 5, A = 0.8 / 5 -> dira 0.226.
+        let r_k = aggregate(&classes(), &tiles, None, &AggregateParams::default()).unwrap();
+        assert_eq!(r_k.findings[0].score_tiles, 5);
+        assert!((r_k.dira_score - (0.32f64 * 0.16).sqrt()).abs() < 1e-6);
+        // Top 2: P = (0.9 + 0.7) / 2 = 0.8, A = (0.8 + 0.0) / 2 = 0.4, dira = sqrt(0.32).
+        let (p, a) = (&r.findings[0], &r.findings[1]);
+        assert_eq!((p.score_tiles, a.score_tiles), (2, 2));
+        assert!((p.score - 0.8).abs() < 1e-6 && (a.score - 0.4).abs() < 1e-6);
+        // top_k_mean is still reported, and hidradenitis keeps the top-k method.
+        assert!((p.top_k_mean - 0.32).abs() < 1e-6);
+        assert_eq!(r.findings[2].score_tiles, 5);
+        assert!((r.dira_score - 0.32f64.sqrt()).abs() < 1e-6);
+        assert_eq!(r.call, Call::DiraPattern);
+        assert_eq!(r_k.call, Call::NoPustularPattern);
+    }
+
+    #[test]
+    fn top_n_mean_on_a_slide_with_fewer_tiles_averages_them_all() {
+        let tiles = vec![
+            tile(0, 0, [0.6, 0.0, 0.0, 0.0]),
+            tile(1, 0, [0.2, 0.0, 0.0, 0.0]),
+        ];
+        let r = aggregate(&classes(), &tiles, None, &sparse_params(3)).unwrap();
+        assert_eq!(r.findings[0].score_tiles, 2);
+        assert!((r.findings[0].score - 0.4).abs() < 1e-6);
+        assert_eq!(
+            score_tiles(FindingScore::TopNMean { n: 3 }, 0, &params()),
+            0
+        );
+    }
+
+    #[test]
+    fn a_pustule_alone_never_makes_a_dira_call_with_top_n_scores() {
+        // Pustules everywhere and a top-1 score: no acantholysis or hidradenitis.
+        let tiles: Vec<TileScore> = (0..30)
+            .map(|i| tile(i % 6, i / 6, [1.0, 0.0, 0.0, 0.0]))
+            .collect();
+        let r = aggregate(&classes(), &tiles, None, &sparse_params(1)).unwrap();
+        assert_eq!(r.dira_score, 0.0);
+        assert_eq!(r.call, Call::NoPustularPattern);
+    }
+
     #[test]
     fn top_k_bounds() {
         let p = AggregateParams::default();
@@ -520,6 +643,26 @@ mod tests {
             }
             let a = aggregate(&classes(), &tiles, None, &params()).unwrap();
             let b = aggregate(&classes(), &shuffled, None, &params()).unwrap();
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn top_n_scores_ignore_tile_order(
+            probs in proptest::collection::vec(proptest::array::uniform4(0.0f32..1.0), 1..60),
+            n in 1usize..8,
+        ) {
+            let tiles: Vec<TileScore> = probs.iter().enumerate()
+                .map(|(i, p)| tile((i % 7) as u32, (i / 7) as u32, *p)).collect();
+            let mut reversed = tiles.clone();
+            reversed.reverse();
+            let a = aggregate(&classes(), &tiles, None, &sparse_params(n)).unwrap();
+            let b = aggregate(&classes(), &reversed, None, &sparse_params(n)).unwrap();
+            // And the score is the naive mean of the n largest.
+            let mut p: Vec<f64> = probs.iter().map(|q| q[0] as f64).collect();
+            p.sort_by(|x, y| y.total_cmp(x));
+            let m = n.min(p.len());
+            let naive = p[..m].iter().sum::<f64>() / m as f64;
+            prop_assert!((a.findings[0].score - naive).abs() < 1e-9);
             prop_assert_eq!(a, b);
         }
 

@@ -43,7 +43,7 @@ pub fn batch_summary(outcome: &crate::score::BatchOutcome) -> Result<String, ser
                 .result
                 .findings
                 .iter()
-                .map(|f| (f.key.clone(), serde_json::json!(f.top_k_mean)))
+                .map(|f| (f.key.clone(), serde_json::json!(f.score)))
                 .collect();
             serde_json::json!({
                 "slide_id": r.slide.id,
