@@ -265,7 +265,10 @@ def main() -> None:
     ap.add_argument("--pos-frac", type=float, default=0.01, help="mask coverage at which a tile is positive")
     ap.add_argument("--pos-frac-for", nargs="*", default=[], metavar="FINDING=FRAC",
                     help="per-finding override of --pos-frac, e.g. neutrophilic_eccrine_hidradenitis=0.1")
-    ap.add_argument("--minutes", type=float, default=18.0, help="training time budget (wall clock)")
+    ap.add_argument("--minutes", type=float, default=18.0,
+                    help="training time budget (wall clock); the step count is planned from the speed of the first steps")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="train exactly this many steps instead (the same model whatever the machine's load; --minutes is then ignored)")
     ap.add_argument("--max-epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -335,12 +338,16 @@ def main() -> None:
     # Estimate the step count the budget allows after a short warm-up.
     total_steps = steps_per_epoch * args.max_epochs
     sched_total = total_steps
+    if args.steps is not None:
+        sched_total = args.steps
     step = 0
     train_start = time.time()
+    cpu_start = time.process_time()
     history = []
     epoch = 0
     stop = False
-    while not stop and epoch < args.max_epochs and budget_s > 0:
+    will_train = args.steps > 0 if args.steps is not None else budget_s > 0
+    while not stop and epoch < args.max_epochs and will_train:
         model.train()
         order = rng.choice(len(tiles), size=steps_per_epoch * args.batch, replace=True, p=weights)
         running = 0.0
@@ -355,7 +362,7 @@ def main() -> None:
             opt.zero_grad()
             loss.backward()
             # Cosine schedule over the step count the time budget allows.
-            if step == 20:
+            if step == 20 and args.steps is None:
                 per_step = (time.time() - train_start) / 20
                 sched_total = min(total_steps, max(40, int(budget_s / per_step)))
                 print(f"{per_step * 1000:.0f} ms/step: planning {sched_total} steps "
@@ -367,36 +374,52 @@ def main() -> None:
             opt.step()
             running += float(loss.detach())
             step += 1
-            if step >= sched_total or time.time() - train_start > budget_s * 1.1:
+            over_time = args.steps is None and time.time() - train_start > budget_s * 1.1
+            if step >= sched_total or over_time:
                 stop = True
                 break
         epoch += 1
-        msg = f"epoch {epoch} step {step} loss {running / max(1, b + 1):.4f} ({time.time() - train_start:.0f}s)"
+        msg = (f"epoch {epoch} step {step} loss {running / max(1, b + 1):.4f} "
+               f"({time.time() - train_start:.0f}s, {time.process_time() - cpu_start:.0f} CPU-s)")
         history.append(msg)
         print(msg, flush=True)
     train_seconds = time.time() - train_start
+    train_cpu_seconds = time.process_time() - cpu_start
 
     args.out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = Path(f"/tmp/{args.name}.ckpt.pt")
-    torch.save({"state": model.state_dict(), "mean": mean, "std": std}, ckpt_path)
-    print(f"checkpoint {ckpt_path}")
+    # The training run's record travels in the checkpoint, so that evaluating it
+    # later (--init CKPT --minutes 0, e.g. on more held-out sets) reports how the
+    # weights were trained, not the zero steps of the evaluation run.
+    run = {
+        "train_exports": [str(d) for d in args.train],
+        "pos_frac": dict(zip(dm.FINDINGS, pos_frac)),
+        "steps": step,
+        "epochs": epoch,
+        "batch": args.batch,
+        "lr": args.lr,
+        "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1),
+        "torch_threads": args.threads,
+        "torch_version": torch.__version__,
+        "history": history,
+    }
+    if args.init and step == 0 and "run" in ckpt:
+        run = dict(ckpt["run"], evaluated_from_checkpoint=str(args.init))
+        print(f"no training steps: reporting the training run recorded in {args.init}")
+    else:
+        ckpt_path = Path(f"/tmp/{args.name}.ckpt.pt")
+        torch.save({"state": model.state_dict(), "mean": mean, "std": std, "run": run}, ckpt_path)
+        print(f"checkpoint {ckpt_path}")
     metrics = {
         "arch": args.arch,
         "tile_px": args.tile_px,
         "mpp": args.mpp,
-        "pos_frac": dict(zip(dm.FINDINGS, pos_frac)),
         "mean": mean,
         "std": std,
-        "train_exports": [str(d) for d in args.train],
         "train_seeds": [train_seeds[0], train_seeds[-1], len(train_seeds)],
         "train_tiles_phantom": n_synth,
         "train_tiles_real_negative": n_real,
-        "steps": step,
-        "epochs": epoch,
-        "batch": args.batch,
-        "train_seconds": round(train_seconds, 1),
-        "torch_threads": args.threads,
-        "torch_version": torch.__version__,
+        **{k: v for k, v in run.items() if k != "history"},
         "heldout": {},
     }
     params, macs = dm.count_params_macs(model, args.tile_px)
@@ -487,7 +510,7 @@ def main() -> None:
     ort_out = np.frombuffer((args.out / "parity" / "outputs.f32").read_bytes(), "<f4").reshape(-1, 4)
     metrics["export_torch_vs_onnxruntime_max_abs"] = float(np.abs(torch_out - ort_out).max())
     metrics["sha256"] = dm.sha256_file(args.out / "model.onnx")
-    metrics["history"] = history
+    metrics["history"] = run["history"]
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"wrote {args.out} in {time.time() - t0:.0f}s total; torch vs onnxruntime max abs "
           f"{metrics['export_torch_vs_onnxruntime_max_abs']:.2e}")
