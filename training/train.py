@@ -400,7 +400,7 @@ def main() -> None:
         "train_seconds": round(train_seconds, 1),
         "train_cpu_seconds": round(train_cpu_seconds, 1),
         "torch_threads": args.threads,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "history": history,
     }
     if args.init and step == 0 and "run" in ckpt:
