@@ -53,8 +53,9 @@ impl ModelScorer {
             .iter()
             .map(|(key, spec)| {
                 let method = match *spec {
-                    FindingScoreSpec::TopKMean => FindingScore::TopKMean,
+                    FindingScoreSpec::TopKMean {} => FindingScore::TopKMean,
                     FindingScoreSpec::TopNMean { n } => FindingScore::TopNMean { n: n as usize },
+                    FindingScoreSpec::Max3x3Mean {} => FindingScore::Max3x3Mean,
                 };
                 (key.clone(), method)
             })

@@ -109,16 +109,21 @@ pub struct AggregationSpec {
     pub per_finding: BTreeMap<String, FindingScoreSpec>,
 }
 
-/// One finding's slide-score method in `[aggregation.per_finding]`.
+/// One finding's slide-score method in `[aggregation.per_finding]`. Variants
+/// without parameters are empty struct variants: serde's `deny_unknown_fields`
+/// ignores stray keys beside the tag of a unit variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(tag = "method", deny_unknown_fields)]
 pub enum FindingScoreSpec {
     /// As `aggregation.method = "top-k-mean"`.
     #[serde(rename = "top-k-mean")]
-    TopKMean,
+    TopKMean {},
     /// Mean of the `n` highest-scoring tiles (all of them on a slide with fewer).
     #[serde(rename = "top-n-mean")]
     TopNMean { n: u32 },
+    /// The largest mean over a tile and its scored 3 x 3 grid neighbours.
+    #[serde(rename = "max-3x3-mean")]
+    Max3x3Mean {},
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -436,7 +441,8 @@ min_tissue_tiles = 10
             "min_tissue = 0.5\n",
             "min_tissue = 0.5\n\n[aggregation.per_finding]\n\
              subcorneal_pustule = { method = \"top-n-mean\", n = 2 }\n\
-             psoriasiform = { method = \"top-k-mean\" }\n",
+             psoriasiform = { method = \"top-k-mean\" }\n\
+             acantholysis = { method = \"max-3x3-mean\" }\n",
         );
         let m = parse(&text).expect("valid per_finding");
         assert_eq!(
@@ -445,7 +451,11 @@ min_tissue_tiles = 10
         );
         assert_eq!(
             m.aggregation.per_finding.get("psoriasiform"),
-            Some(&FindingScoreSpec::TopKMean)
+            Some(&FindingScoreSpec::TopKMean {})
+        );
+        assert_eq!(
+            m.aggregation.per_finding.get("acantholysis"),
+            Some(&FindingScoreSpec::Max3x3Mean {})
         );
     }
 
@@ -471,6 +481,8 @@ min_tissue_tiles = 10
             "acantholysis = { method = \"top-n-mean\", k = 2 }",
             "acantholysis = { method = \"top-n-mean\" }",
             "acantholysis = { method = \"top-n-mean\", n = 2, extra = 1 }",
+            "acantholysis = { method = \"max-3x3-mean\", n = 2 }",
+            "acantholysis = { method = \"top-k-mean\", k = 2 }",
         ] {
             assert!(
                 matches!(
