@@ -5,7 +5,18 @@
 //! the order tiles arrive in: tiles are sorted by grid position first, and every sum
 //! runs in that fixed order.
 //!
-//! **Pattern scores** (each in 0..=1), from the per-finding top-k means
+//! **Finding scores** (each in 0..=1): every finding gets one slide score from its
+//! tile probabilities, by the method [`AggregateParams::finding_scores`] names for it:
+//! the mean of the top k tiles, k growing with the slide (`top-k-mean`, the default);
+//! the mean of a fixed small number of top tiles (`top-n-mean`); or the largest mean
+//! of a 3 x 3 grid neighbourhood (`max-3x3-mean`: each tile with its scored
+//! neighbours, tiles off the grid or without enough tissue left out of the mean).
+//! The last two are for findings a few tiles across whatever the biopsy's size: a
+//! top-5% mean dilutes a pustule on two tiles of a 60-tile slide to a fifth of its
+//! probability, and ever more on larger slides; the neighbourhood mean keeps a
+//! lesion's support while one stray tile among tissue neighbours counts a ninth.
+//!
+//! **Pattern scores** (each in 0..=1), from the finding scores
 //! `P` (subcorneal pustule), `A` (acantholysis), `H` (neutrophilic eccrine
 //! hidradenitis), `S` (psoriasiform):
 //! - `dira = sqrt(P * max(A, H))`: the geometric mean of the pustule and the stronger
@@ -18,11 +29,17 @@
 //! `insufficient-tissue`). With thresholds `Td`, `Ts` and margin `m`, a score is
 //! *positive* if `>= T + m`, *negative* if `< T - m`, and in the *no-call band*
 //! otherwise:
-//! - DIRA positive and psoriasiform negative -> `dira-pattern`;
-//! - psoriasiform positive and DIRA negative -> `psoriasiform-pattern`;
+//! - DIRA positive -> `dira-pattern`, whatever the psoriasiform score: the DIRA
+//!   pattern shares psoriasiform change (parakeratosis, hypogranulosis, some
+//!   acanthosis) and is told apart by the findings the DIRA score needs, so
+//!   psoriasiform change beside them does not argue against it (`call_reason`
+//!   mentions it);
+//! - DIRA negative and psoriasiform positive -> `psoriasiform-pattern`;
 //! - both negative -> `no-pustular-pattern`;
-//! - anything else -> `mixed`: both patterns present, or a score inside the band.
-//!   `call_reason` says which.
+//! - a score inside its band (and no DIRA call) -> `mixed`: no confident call.
+//!   `call_reason` says which score.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,14 +53,33 @@ pub const HIDRADENITIS: &str = "neutrophilic_eccrine_hidradenitis";
 pub const PSORIASIFORM: &str = "psoriasiform";
 pub const FINDINGS: [&str; 4] = [PUSTULE, ACANTHOLYSIS, HIDRADENITIS, PSORIASIFORM];
 
+/// How one finding's tile probabilities become its slide score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case")]
+pub enum FindingScore {
+    /// Mean of the top k tiles, k = [`top_k`] (grows with the slide).
+    TopKMean,
+    /// Mean of the `n` highest tiles (all of them if fewer): a fixed count, so a
+    /// finding a few tiles across keeps its weight on a large slide.
+    TopNMean { n: usize },
+    /// For each tile, the mean over it and the scored tiles among its 8 grid
+    /// neighbours; the slide score is the largest such mean.
+    #[serde(rename = "max-3x3-mean")]
+    Max3x3Mean,
+}
+
 /// Parameters of aggregation and of the call rule. The model manifest's
-/// `[aggregation]` table supplies them; `Default` is: top 5% of tissue tiles but at
-/// least 5, a tile is positive at p >= 0.5, DIRA and psoriasiform thresholds 0.5,
-/// no-call margin 0.05, 8 evidence tiles per finding, tile area 0 (set it).
+/// `[aggregation]` and `[rule]` tables supply them; `Default` is: top 5% of tissue
+/// tiles but at least 5 for every finding, a tile is positive at p >= 0.5, DIRA and
+/// psoriasiform thresholds 0.5, no-call margin 0.05, 8 evidence tiles per finding,
+/// tile area 0 (set it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AggregateParams {
     pub top_k_fraction: f64,
     pub top_k_min: usize,
+    /// Slide-score method by finding key; a finding not listed uses
+    /// [`FindingScore::TopKMean`].
+    pub finding_scores: BTreeMap<String, FindingScore>,
     pub tile_threshold: f64,
     /// Slide area one tile stands for in µm² (the grid stride's area).
     pub tile_area_um2: f64,
@@ -58,6 +94,7 @@ impl Default for AggregateParams {
         AggregateParams {
             top_k_fraction: 0.05,
             top_k_min: 5,
+            finding_scores: BTreeMap::new(),
             tile_threshold: 0.5,
             tile_area_um2: 0.0,
             dira_threshold: 0.5,
@@ -99,6 +136,10 @@ pub struct TileScore {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindingSummary {
     pub key: String,
+    /// The slide score the pattern scores use, by the finding's method.
+    pub score: f64,
+    /// How many tiles `score` averages (top tiles, or the best neighbourhood).
+    pub score_tiles: usize,
     pub top_k_mean: f64,
     pub max: f64,
     pub positive_tiles: usize,
@@ -214,7 +255,67 @@ pub fn top_k(n: usize, params: &AggregateParams) -> usize {
     k.max(params.top_k_min).min(n)
 }
 
-/// The DIRA-pattern score from the top-k means (see the module header).
+/// One finding's slide score by `method`, and how many tiles it averages.
+/// `order`: the tiles in grid order; `ranked`: this finding's probabilities,
+/// highest first; `c`: the finding's class index.
+fn finding_score(
+    method: FindingScore,
+    order: &[&TileScore],
+    ranked: &[f64],
+    c: usize,
+    params: &AggregateParams,
+) -> (f64, usize) {
+    let n = ranked.len();
+    match method {
+        FindingScore::TopKMean => {
+            let k = top_k(n, params);
+            (mean_of_top(ranked, k), k)
+        }
+        FindingScore::TopNMean { n: count } => {
+            let count = count.min(n);
+            (mean_of_top(ranked, count), count)
+        }
+        FindingScore::Max3x3Mean => max_3x3_mean(order, c),
+    }
+}
+
+/// The largest mean over a tile and the scored tiles among its 8 grid neighbours,
+/// with the number of tiles in that mean; (0, 0) for no tiles. Ties keep the first
+/// tile in grid order.
+fn max_3x3_mean(order: &[&TileScore], c: usize) -> (f64, usize) {
+    let at: BTreeMap<(u32, u32), f64> = order
+        .iter()
+        .map(|t| ((t.col, t.row), t.probabilities[c] as f64))
+        .collect();
+    let mut best = (0.0, 0);
+    for t in order {
+        let (mut sum, mut count) = (0.0, 0);
+        for row in t.row.saturating_sub(1)..=t.row.saturating_add(1) {
+            for col in t.col.saturating_sub(1)..=t.col.saturating_add(1) {
+                if let Some(p) = at.get(&(col, row)) {
+                    sum += p;
+                    count += 1;
+                }
+            }
+        }
+        let mean = sum / count as f64;
+        if count > 0 && (best.1 == 0 || mean > best.0) {
+            best = (mean, count);
+        }
+    }
+    best
+}
+
+/// Mean of the first `count` of `ranked` (highest first); 0 when `count` is 0.
+fn mean_of_top(ranked: &[f64], count: usize) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        ranked[..count].iter().sum::<f64>() / count as f64
+    }
+}
+
+/// The DIRA-pattern score from the finding scores (see the module header).
 pub fn dira_score(pustule: f64, acantholysis: f64, hidradenitis: f64) -> f64 {
     (pustule.max(0.0) * acantholysis.max(hidradenitis).max(0.0)).sqrt()
 }
@@ -261,12 +362,15 @@ pub fn aggregate(
         // Ranked by probability, ties by grid position (the stable sort keeps it).
         let mut ranked: Vec<&TileScore> = order.clone();
         ranked.sort_by(|a, b| p(b).total_cmp(&p(a)));
-        let top_k_mean = if k == 0 {
-            0.0
-        } else {
-            ranked[..k].iter().map(|t| p(t)).sum::<f64>() / k as f64
-        };
-        let max = ranked.first().map_or(0.0, |t| p(t));
+        let ranked_p: Vec<f64> = ranked.iter().map(|t| p(t)).collect();
+        let top_k_mean = mean_of_top(&ranked_p, k);
+        let method = params
+            .finding_scores
+            .get(key)
+            .copied()
+            .unwrap_or(FindingScore::TopKMean);
+        let (score, counted) = finding_score(method, &order, &ranked_p, c, params);
+        let max = ranked_p.first().copied().unwrap_or(0.0);
         let positive: Vec<&TileScore> = order
             .iter()
             .copied()
@@ -275,6 +379,8 @@ pub fn aggregate(
         let largest = largest_cluster(&positive);
         findings.push(FindingSummary {
             key: key.clone(),
+            score,
+            score_tiles: counted,
             top_k_mean,
             max,
             positive_tiles: positive.len(),
@@ -296,7 +402,7 @@ pub fn aggregate(
             });
         }
     }
-    let score = |i: usize| findings[i].top_k_mean;
+    let score = |i: usize| findings[i].score;
     let dira = dira_score(
         score(map.pustule),
         score(map.acantholysis),
@@ -343,6 +449,14 @@ fn decide(
     }
     match (dira, psoriasiform) {
         (Positive, Negative) => (Call::DiraPattern, "DIRA-pattern score above threshold"),
+        (Positive, _) => (
+            Call::DiraPattern,
+            "DIRA-pattern score above threshold, with psoriasiform change",
+        ),
+        (NoCall, _) => (
+            Call::Mixed,
+            "the DIRA-pattern score is inside the no-call band",
+        ),
         (Negative, Positive) => (
             Call::PsoriasiformPattern,
             "psoriasiform score above threshold",
@@ -351,8 +465,10 @@ fn decide(
             Call::NoPustularPattern,
             "both pattern scores below threshold",
         ),
-        (Positive, Positive) => (Call::Mixed, "both patterns above threshold"),
-        _ => (Call::Mixed, "a pattern score is inside the no-call band"),
+        (Negative, NoCall) => (
+            Call::Mixed,
+            "the psoriasiform score is inside the no-call band",
+        ),
     }
 }
 
@@ -461,16 +577,27 @@ mod tests {
     }
 
     #[test]
-    fn both_patterns_or_the_band_are_mixed() {
+    fn dira_with_psoriasiform_change_is_dira_and_the_band_is_mixed() {
         let both: Vec<TileScore> = (0..4).map(|i| tile(i, 0, [0.9, 0.9, 0.0, 0.9])).collect();
         let r = aggregate(&classes(), &both, None, &params()).unwrap();
-        assert_eq!(r.call, Call::Mixed);
-        assert_eq!(r.call_reason, "both patterns above threshold");
+        assert_eq!(r.call, Call::DiraPattern);
+        assert_eq!(
+            r.call_reason,
+            "DIRA-pattern score above threshold, with psoriasiform change"
+        );
         // psoriasiform 0.52 sits in [0.45, 0.55): no call.
         let band: Vec<TileScore> = (0..4).map(|i| tile(i, 0, [0.0, 0.0, 0.0, 0.52])).collect();
         let r = aggregate(&classes(), &band, None, &params()).unwrap();
         assert_eq!(r.psoriasiform_band, Band::NoCall);
         assert_eq!(r.call, Call::Mixed);
+        // DIRA sqrt(0.5 * 0.5) = 0.5 in its band: no call, even with psoriasiform change.
+        let band: Vec<TileScore> = (0..4).map(|i| tile(i, 0, [0.5, 0.5, 0.0, 0.9])).collect();
+        let r = aggregate(&classes(), &band, None, &params()).unwrap();
+        assert_eq!((r.dira_band, r.call), (Band::NoCall, Call::Mixed));
+        assert_eq!(
+            r.call_reason,
+            "the DIRA-pattern score is inside the no-call band"
+        );
     }
 
     #[test]
@@ -492,6 +619,136 @@ mod tests {
         assert!(r.dira_score > 0.8);
         let err = aggregate(&cls[..3], &[], None, &params()).unwrap_err();
         assert!(err.to_string().contains("subcorneal_pustule"), "{err}");
+    }
+
+    /// A 10 x 10 slide of empty tiles with a pustule over two neighbouring tiles and
+    /// acantholysis on one of them.
+    fn large_slide_with_a_small_lesion() -> Vec<TileScore> {
+        let mut tiles: Vec<TileScore> = (0..100)
+            .map(|i| tile(i % 10, i / 10, [0.0, 0.0, 0.0, 0.1]))
+            .collect();
+        tiles[44].probabilities = vec![0.9, 0.8, 0.0, 0.1];
+        tiles[45].probabilities = vec![0.7, 0.0, 0.0, 0.1];
+        tiles
+    }
+
+    fn sparse_params(n: usize) -> AggregateParams {
+        let top_n = FindingScore::TopNMean { n };
+        AggregateParams {
+            finding_scores: [
+                (PUSTULE.to_string(), top_n),
+                (ACANTHOLYSIS.to_string(), top_n),
+            ]
+            .into_iter()
+            .collect(),
+            dira_threshold: 0.4,
+            ..AggregateParams::default()
+        }
+    }
+
+    #[test]
+    fn a_top_k_mean_dilutes_a_small_lesion_on_a_large_slide() {
+        let tiles = large_slide_with_a_small_lesion();
+        let r = aggregate(&classes(), &tiles, None, &sparse_params(2)).unwrap();
+        // Default method, k = 5 of 100: P = 1.6 / 5, A = 0.8 / 5 -> dira 0.226.
+        let r_k = aggregate(&classes(), &tiles, None, &AggregateParams::default()).unwrap();
+        assert_eq!(r_k.findings[0].score_tiles, 5);
+        assert!((r_k.dira_score - (0.32f64 * 0.16).sqrt()).abs() < 1e-6);
+        // Top 2: P = (0.9 + 0.7) / 2 = 0.8, A = (0.8 + 0.0) / 2 = 0.4, dira = sqrt(0.32).
+        let (p, a) = (&r.findings[0], &r.findings[1]);
+        assert_eq!((p.score_tiles, a.score_tiles), (2, 2));
+        assert!((p.score - 0.8).abs() < 1e-6 && (a.score - 0.4).abs() < 1e-6);
+        // top_k_mean is still reported, and hidradenitis keeps the top-k method.
+        assert!((p.top_k_mean - 0.32).abs() < 1e-6);
+        assert_eq!(r.findings[2].score_tiles, 5);
+        assert!((r.dira_score - 0.32f64.sqrt()).abs() < 1e-6);
+        assert_eq!(r.call, Call::DiraPattern);
+        assert_eq!(r_k.call, Call::NoPustularPattern);
+    }
+
+    #[test]
+    fn top_n_mean_on_a_slide_with_fewer_tiles_averages_them_all() {
+        let tiles = vec![
+            tile(0, 0, [0.6, 0.0, 0.0, 0.0]),
+            tile(1, 0, [0.2, 0.0, 0.0, 0.0]),
+        ];
+        let r = aggregate(&classes(), &tiles, None, &sparse_params(3)).unwrap();
+        assert_eq!(r.findings[0].score_tiles, 2);
+        assert!((r.findings[0].score - 0.4).abs() < 1e-6);
+        assert_eq!(
+            finding_score(FindingScore::TopNMean { n: 3 }, &[], &[], 0, &params()),
+            (0.0, 0)
+        );
+        assert_eq!(
+            finding_score(FindingScore::Max3x3Mean, &[], &[], 0, &params()),
+            (0.0, 0)
+        );
+    }
+
+    /// A 5 x 4 grid of pustule probabilities, 0 except a two-tile lesion in the
+    /// corner (0.9 at (0,0), 0.6 at (1,0)) and one stray 0.9 tile at (3,2).
+    fn grid_with_a_corner_lesion_and_a_stray_tile(missing: &[(u32, u32)]) -> Vec<TileScore> {
+        let mut tiles = Vec::new();
+        for row in 0..4 {
+            for col in 0..5 {
+                if missing.contains(&(col, row)) {
+                    continue;
+                }
+                let p = match (col, row) {
+                    (0, 0) | (3, 2) => 0.9,
+                    (1, 0) => 0.6,
+                    _ => 0.0,
+                };
+                tiles.push(tile(col, row, [p, 0.0, 0.0, 0.0]));
+            }
+        }
+        tiles
+    }
+
+    fn max_3x3_params() -> AggregateParams {
+        AggregateParams {
+            finding_scores: [(PUSTULE.to_string(), FindingScore::Max3x3Mean)]
+                .into_iter()
+                .collect(),
+            ..AggregateParams::default()
+        }
+    }
+
+    #[test]
+    fn max_3x3_mean_by_hand() {
+        let tiles = grid_with_a_corner_lesion_and_a_stray_tile(&[]);
+        let r = aggregate(&classes(), &tiles, None, &max_3x3_params()).unwrap();
+        // Corner (0,0): itself, (1,0), (0,1), (1,1) -> 1.5 / 4. (1,0): 1.5 / 6.
+        // The stray tile among 8 neighbours: 0.9 / 9.
+        let p = &r.findings[0];
+        assert!((p.score - 0.375).abs() < 1e-6, "{}", p.score);
+        assert_eq!(p.score_tiles, 4);
+        // Without tissue at (0,1) and (1,1) those tiles are not in the mean: 1.5 / 2.
+        let tiles = grid_with_a_corner_lesion_and_a_stray_tile(&[(0, 1), (1, 1)]);
+        let r = aggregate(&classes(), &tiles, None, &max_3x3_params()).unwrap();
+        assert!((r.findings[0].score - 0.75).abs() < 1e-6);
+        assert_eq!(r.findings[0].score_tiles, 2);
+        // Other findings keep the top-k mean.
+        assert_eq!(r.findings[1].score_tiles, 5);
+    }
+
+    #[test]
+    fn max_3x3_mean_of_one_tile_is_its_probability() {
+        let tiles = vec![tile(7, 3, [0.8, 0.0, 0.0, 0.0])];
+        let r = aggregate(&classes(), &tiles, None, &max_3x3_params()).unwrap();
+        assert!((r.findings[0].score - 0.8).abs() < 1e-6);
+        assert_eq!(r.findings[0].score_tiles, 1);
+    }
+
+    #[test]
+    fn a_pustule_alone_never_makes_a_dira_call_with_top_n_scores() {
+        // Pustules everywhere and a top-1 score: no acantholysis or hidradenitis.
+        let tiles: Vec<TileScore> = (0..30)
+            .map(|i| tile(i % 6, i / 6, [1.0, 0.0, 0.0, 0.0]))
+            .collect();
+        let r = aggregate(&classes(), &tiles, None, &sparse_params(1)).unwrap();
+        assert_eq!(r.dira_score, 0.0);
+        assert_eq!(r.call, Call::NoPustularPattern);
     }
 
     #[test]
@@ -521,6 +778,46 @@ mod tests {
             let a = aggregate(&classes(), &tiles, None, &params()).unwrap();
             let b = aggregate(&classes(), &shuffled, None, &params()).unwrap();
             prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn sparse_scores_ignore_tile_order(
+            probs in proptest::collection::vec(proptest::array::uniform4(0.0f32..1.0), 1..60),
+            n in 1usize..8,
+        ) {
+            let tiles: Vec<TileScore> = probs.iter().enumerate()
+                .map(|(i, p)| tile((i % 7) as u32, (i / 7) as u32, *p)).collect();
+            let mut reversed = tiles.clone();
+            reversed.reverse();
+            let a = aggregate(&classes(), &tiles, None, &sparse_params(n)).unwrap();
+            let b = aggregate(&classes(), &reversed, None, &sparse_params(n)).unwrap();
+            let a3 = aggregate(&classes(), &tiles, None, &max_3x3_params()).unwrap();
+            let b3 = aggregate(&classes(), &reversed, None, &max_3x3_params()).unwrap();
+            prop_assert_eq!(a3, b3);
+            // And the score is the naive mean of the n largest.
+            let mut p: Vec<f64> = probs.iter().map(|q| q[0] as f64).collect();
+            p.sort_by(|x, y| y.total_cmp(x));
+            let m = n.min(p.len());
+            let naive = p[..m].iter().sum::<f64>() / m as f64;
+            prop_assert!((a.findings[0].score - naive).abs() < 1e-9);
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn max_3x3_mean_matches_a_naive_scan(
+            cells in proptest::collection::btree_map((0u32..8, 0u32..8), 0.0f32..1.0, 1..40),
+        ) {
+            let tiles: Vec<TileScore> = cells.iter()
+                .map(|(&(c, r), &p)| tile(c, r, [p, 0.0, 0.0, 0.0])).collect();
+            let refs: Vec<&TileScore> = tiles.iter().collect();
+            let mut naive = 0.0f64;
+            for a in &tiles {
+                let near: Vec<f64> = tiles.iter()
+                    .filter(|b| a.col.abs_diff(b.col) <= 1 && a.row.abs_diff(b.row) <= 1)
+                    .map(|b| b.probabilities[0] as f64).collect();
+                naive = naive.max(near.iter().sum::<f64>() / near.len() as f64);
+            }
+            prop_assert!((max_3x3_mean(&refs, 0).0 - naive).abs() < 1e-9);
         }
 
         #[test]

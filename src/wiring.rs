@@ -5,6 +5,8 @@
 
 use image::RgbImage;
 
+use crate::aggregate::FindingScore;
+use crate::model::manifest::FindingScoreSpec;
 use crate::model::{self, Model, TileClassifier};
 use crate::report::ModelInfo;
 use crate::score::{ScoreOptions, ScorerError, TileScorer};
@@ -45,6 +47,19 @@ impl ModelScorer {
         base.min_tissue = m.aggregation.min_tissue;
         base.aggregate.top_k_fraction = m.aggregation.top_k_fraction;
         base.aggregate.top_k_min = m.aggregation.top_k_min as usize;
+        base.aggregate.finding_scores = m
+            .aggregation
+            .per_finding
+            .iter()
+            .map(|(key, spec)| {
+                let method = match *spec {
+                    FindingScoreSpec::TopKMean {} => FindingScore::TopKMean,
+                    FindingScoreSpec::TopNMean { n } => FindingScore::TopNMean { n: n as usize },
+                    FindingScoreSpec::Max3x3Mean {} => FindingScore::Max3x3Mean,
+                };
+                (key.clone(), method)
+            })
+            .collect();
         base.aggregate.tile_threshold = m.aggregation.tile_threshold;
         base.aggregate.dira_threshold = m.rule.dira_threshold;
         base.aggregate.psoriasiform_threshold = m.rule.psoriasiform_threshold;

@@ -136,6 +136,21 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+DEFAULT_AGGREGATION_AND_RULE = """[aggregation]
+method = "top-k-mean"
+top_k_fraction = 0.05
+top_k_min = 5
+tile_threshold = {tile_threshold}
+min_tissue = 0.5
+
+[rule]
+dira_threshold = 0.5
+psoriasiform_threshold = 0.5
+no_call_margin = 0.1
+min_tissue_tiles = 10
+"""
+
+
 def write_manifest(
     folder: Path,
     *,
@@ -148,9 +163,16 @@ def write_manifest(
     training_data: str,
     tile_threshold: float = 0.5,
     intended_use: str = "research use only; trained on phantom slides; not a diagnostic device",
+    aggregation_and_rule: str | None = None,
 ) -> None:
+    """`aggregation_and_rule`: the `[aggregation]` and `[rule]` tables as TOML
+    text (a retrained model keeps the calibrated ones); default placeholders
+    otherwise."""
     sha = sha256_file(folder / "model.onnx")
     classes = ", ".join(json.dumps(f) for f in FINDINGS)
+    tail = aggregation_and_rule if aggregation_and_rule is not None else DEFAULT_AGGREGATION_AND_RULE.format(
+        tile_threshold=tile_threshold
+    )
     text = f"""# dirascope model manifest; see MODEL_CARD.md. Written by training/train.py.
 name = {json.dumps(name)}
 version = {json.dumps(version)}
@@ -172,19 +194,7 @@ std = [{", ".join(f"{s:.4f}" for s in std)}]
 activation = "sigmoid"
 classes = [{classes}]
 
-[aggregation]
-method = "top-k-mean"
-top_k_fraction = 0.05
-top_k_min = 5
-tile_threshold = {tile_threshold}
-min_tissue = 0.5
-
-[rule]
-dira_threshold = 0.5
-psoriasiform_threshold = 0.5
-no_call_margin = 0.1
-min_tissue_tiles = 10
-"""
+{tail}"""
     (folder / "model.toml").write_text(text)
 
 

@@ -10,8 +10,11 @@ Tiles rendered at a finer MPP than the model's are area-downsampled to it,
 as the scoring pipeline resamples slides.
 
 Labels are multi-label: a tile is positive for a finding when that finding's
-mask covers at least --pos-frac of it, negative when it covers none of it;
-tiles in between are left out of that finding's loss and metrics.
+mask covers at least that finding's positive fraction of it (--pos-frac, with
+--pos-frac-for FINDING=FRAC overriding one finding), negative when it covers
+none of it; tiles in between are left out of that finding's loss and metrics.
+Held-out AUROCs are printed for that definition and, for comparison, for a
+uniform 1% one.
 
     training/.venv/bin/python training/train.py \
         --train DATA/train-1.0 DATA/train-0.5 --heldout DATA/held-1.0 \
@@ -65,11 +68,36 @@ def load_export(folder: Path, tile_px: int, mpp: float, limit: int | None = None
     return tiles, fracs, seeds, classes, rows
 
 
-def targets_and_mask(fracs: np.ndarray, pos_frac: float) -> tuple[np.ndarray, np.ndarray]:
-    """1 where coverage >= pos_frac, 0 where it is zero; mask 0 in between."""
-    y = (fracs >= pos_frac).astype(np.float32)
-    mask = ((fracs >= pos_frac) | (fracs <= 0.0)).astype(np.float32)
+def targets_and_mask(fracs: np.ndarray, pos_frac) -> tuple[np.ndarray, np.ndarray]:
+    """1 where coverage >= pos_frac, 0 where it is zero; mask 0 in between.
+    `pos_frac` is one fraction for every finding or one per finding."""
+    thr = np.broadcast_to(np.asarray(pos_frac, np.float32), (fracs.shape[1],))
+    y = (fracs >= thr).astype(np.float32)
+    mask = ((fracs >= thr) | (fracs <= 0.0)).astype(np.float32)
     return y, mask
+
+
+def parse_pos_frac(default: float, overrides: list[str]) -> list[float]:
+    """Per-finding positive fractions: `default`, with FINDING=FRAC overrides."""
+    out = [default] * len(dm.FINDINGS)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key not in dm.FINDINGS or not value:
+            raise SystemExit(f"--pos-frac-for {item!r}: expected FINDING=FRAC with FINDING one of {dm.FINDINGS}")
+        out[dm.FINDINGS.index(key)] = float(value)
+    return out
+
+
+def parse_heldout(items: list[str]) -> list[tuple[str, list[Path]]]:
+    """`DIR` or `NAME=DIR1,DIR2,...` (pooled into one evaluation)."""
+    groups = []
+    for item in items:
+        name, eq, dirs = item.partition("=")
+        if eq:
+            groups.append((name, [Path(d) for d in dirs.split(",") if d]))
+        else:
+            groups.append((str(Path(item)), [Path(item)]))
+    return groups
 
 
 def real_negative_tiles(svs: Path, tile_px: int, mpp: float, part: str, stride_frac: float = 0.5):
@@ -162,22 +190,29 @@ def normalise(x01: torch.Tensor, mean, std) -> torch.Tensor:
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Mann-Whitney AUROC with ties counted half; NaN without both classes."""
     pos = scores[labels == 1]
-    neg = scores[labels == 0]
+    neg = np.sort(scores[labels == 0])
     if len(pos) == 0 or len(neg) == 0:
         return float("nan")
-    allv = np.concatenate([pos, neg])
-    order = allv.argsort(kind="mergesort")
-    ranks = np.empty(len(allv), np.float64)
-    sorted_v = allv[order]
-    i = 0
-    while i < len(allv):
-        j = i
-        while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    r_pos = ranks[: len(pos)].sum()
-    return float((r_pos - len(pos) * (len(pos) + 1) / 2.0) / (len(pos) * len(neg)))
+    below = np.searchsorted(neg, pos, side="left")
+    at_or_below = np.searchsorted(neg, pos, side="right")
+    return float((below + at_or_below).sum() / (2.0 * len(pos) * len(neg)))
+
+
+def slide_bootstrap_ci(scores, labels, slides, reps: int = 1000, seed: int = 20260101):
+    """95% interval of the AUROC when whole slides are resampled with
+    replacement (tiles of one slide are not independent)."""
+    ids = np.unique(slides)
+    by_slide = [np.flatnonzero(slides == s) for s in ids]
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(reps):
+        idx = np.concatenate([by_slide[i] for i in rng.integers(0, len(ids), len(ids))])
+        a = auroc(scores[idx], labels[idx])
+        if not math.isnan(a):
+            vals.append(a)
+    if len(vals) < reps // 2:
+        return [float("nan"), float("nan")]
+    return [float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975))]
 
 
 def predict(model: torch.nn.Module, tiles_u8: np.ndarray, mean, std, batch: int = 64) -> np.ndarray:
@@ -190,7 +225,7 @@ def predict(model: torch.nn.Module, tiles_u8: np.ndarray, mean, std, batch: int 
     return np.concatenate(out) if out else np.empty((0, 4), np.float32)
 
 
-def evaluate(probs: np.ndarray, fracs: np.ndarray, pos_frac: float) -> dict:
+def evaluate(probs: np.ndarray, fracs: np.ndarray, pos_frac, slides: np.ndarray | None = None) -> dict:
     y, mask = targets_and_mask(fracs, pos_frac)
     res = {}
     for k, name in enumerate(dm.FINDINGS):
@@ -200,7 +235,19 @@ def evaluate(probs: np.ndarray, fracs: np.ndarray, pos_frac: float) -> dict:
             "positives": int(y[keep, k].sum()),
             "negatives": int((1 - y[keep, k]).sum()),
         }
+        if slides is not None:
+            res[name]["auroc_ci95_slide_bootstrap"] = slide_bootstrap_ci(probs[keep, k], y[keep, k], slides[keep])
     return res
+
+
+def load_exports(folders: list[Path], tile_px: int, mpp: float, limit: int | None):
+    """Several exports pooled: tiles, fractions, seeds, slide ids."""
+    parts = [load_export(d, tile_px, mpp, limit) for d in folders]
+    tiles = np.concatenate([p[0] for p in parts])
+    fracs = np.concatenate([p[1] for p in parts])
+    seeds = np.concatenate([p[2] for p in parts])
+    slides = np.array([f"{d}:{r['slide_id']}" for d, p in zip(folders, parts) for r in p[4]])
+    return tiles, fracs, seeds, slides
 
 
 # -- training ---------------------------------------------------------------
@@ -209,13 +256,19 @@ def evaluate(probs: np.ndarray, fracs: np.ndarray, pos_frac: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", type=Path, nargs="+", required=True, help="tile export folders for training")
-    ap.add_argument("--heldout", type=Path, nargs="*", default=[], help="tile export folders (unseen seeds) to evaluate")
+    ap.add_argument("--heldout", nargs="*", default=[],
+                    help="tile export folders (unseen seeds) to evaluate: DIR, or NAME=DIR1,DIR2 to pool several into one set")
     ap.add_argument("--out", type=Path, required=True, help="model folder to write")
     ap.add_argument("--arch", default="slim-s2", choices=list(dm.ARCHS))
     ap.add_argument("--tile-px", type=int, default=224)
     ap.add_argument("--mpp", type=float, default=1.0)
-    ap.add_argument("--pos-frac", type=float, default=0.01)
-    ap.add_argument("--minutes", type=float, default=18.0, help="training time budget (wall clock)")
+    ap.add_argument("--pos-frac", type=float, default=0.01, help="mask coverage at which a tile is positive")
+    ap.add_argument("--pos-frac-for", nargs="*", default=[], metavar="FINDING=FRAC",
+                    help="per-finding override of --pos-frac, e.g. neutrophilic_eccrine_hidradenitis=0.1")
+    ap.add_argument("--minutes", type=float, default=18.0,
+                    help="training time budget (wall clock); the step count is planned from the speed of the first steps")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="train exactly this many steps instead (the same model whatever the machine's load; --minutes is then ignored)")
     ap.add_argument("--max-epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -235,6 +288,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
+    pos_frac = parse_pos_frac(args.pos_frac, args.pos_frac_for)
+    print("positive at mask coverage >=", dict(zip(dm.FINDINGS, pos_frac)))
 
     parts = [load_export(d, args.tile_px, args.mpp, args.limit) for d in args.train]
     tiles = np.concatenate([p[0] for p in parts])
@@ -250,7 +305,7 @@ def main() -> None:
         if n_real:
             tiles = np.concatenate([tiles, real])
             fracs = np.concatenate([fracs, np.zeros((n_real, 4), np.float32)])
-    y, mask = targets_and_mask(fracs, args.pos_frac)
+    y, mask = targets_and_mask(fracs, pos_frac)
     print(f"loaded {n_synth} phantom tiles from seeds {train_seeds[0]}..{train_seeds[-1]} "
           f"({len(train_seeds)} slides) + {n_real} real negatives in {time.time() - t0:.0f}s")
     pos_rate = (y * mask).sum(0) / np.maximum(mask.sum(0), 1)
@@ -283,12 +338,16 @@ def main() -> None:
     # Estimate the step count the budget allows after a short warm-up.
     total_steps = steps_per_epoch * args.max_epochs
     sched_total = total_steps
+    if args.steps is not None:
+        sched_total = args.steps
     step = 0
     train_start = time.time()
+    cpu_start = time.process_time()
     history = []
     epoch = 0
     stop = False
-    while not stop and epoch < args.max_epochs and budget_s > 0:
+    will_train = args.steps > 0 if args.steps is not None else budget_s > 0
+    while not stop and epoch < args.max_epochs and will_train:
         model.train()
         order = rng.choice(len(tiles), size=steps_per_epoch * args.batch, replace=True, p=weights)
         running = 0.0
@@ -303,7 +362,7 @@ def main() -> None:
             opt.zero_grad()
             loss.backward()
             # Cosine schedule over the step count the time budget allows.
-            if step == 20:
+            if step == 20 and args.steps is None:
                 per_step = (time.time() - train_start) / 20
                 sched_total = min(total_steps, max(40, int(budget_s / per_step)))
                 print(f"{per_step * 1000:.0f} ms/step: planning {sched_total} steps "
@@ -315,36 +374,52 @@ def main() -> None:
             opt.step()
             running += float(loss.detach())
             step += 1
-            if step >= sched_total or time.time() - train_start > budget_s * 1.1:
+            over_time = args.steps is None and time.time() - train_start > budget_s * 1.1
+            if step >= sched_total or over_time:
                 stop = True
                 break
         epoch += 1
-        msg = f"epoch {epoch} step {step} loss {running / max(1, b + 1):.4f} ({time.time() - train_start:.0f}s)"
+        msg = (f"epoch {epoch} step {step} loss {running / max(1, b + 1):.4f} "
+               f"({time.time() - train_start:.0f}s, {time.process_time() - cpu_start:.0f} CPU-s)")
         history.append(msg)
         print(msg, flush=True)
     train_seconds = time.time() - train_start
+    train_cpu_seconds = time.process_time() - cpu_start
 
     args.out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = Path(f"/tmp/{args.name}.ckpt.pt")
-    torch.save({"state": model.state_dict(), "mean": mean, "std": std}, ckpt_path)
-    print(f"checkpoint {ckpt_path}")
+    # The training run's record travels in the checkpoint, so that evaluating it
+    # later (--init CKPT --minutes 0, e.g. on more held-out sets) reports how the
+    # weights were trained, not the zero steps of the evaluation run.
+    run = {
+        "train_exports": [str(d) for d in args.train],
+        "pos_frac": dict(zip(dm.FINDINGS, pos_frac)),
+        "steps": step,
+        "epochs": epoch,
+        "batch": args.batch,
+        "lr": args.lr,
+        "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1),
+        "torch_threads": args.threads,
+        "torch_version": str(torch.__version__),
+        "history": history,
+    }
+    if args.init and step == 0 and "run" in ckpt:
+        run = dict(ckpt["run"], evaluated_from_checkpoint=str(args.init))
+        print(f"no training steps: reporting the training run recorded in {args.init}")
+    else:
+        ckpt_path = Path(f"/tmp/{args.name}.ckpt.pt")
+        torch.save({"state": model.state_dict(), "mean": mean, "std": std, "run": run}, ckpt_path)
+        print(f"checkpoint {ckpt_path}")
     metrics = {
         "arch": args.arch,
         "tile_px": args.tile_px,
         "mpp": args.mpp,
-        "pos_frac": args.pos_frac,
         "mean": mean,
         "std": std,
-        "train_exports": [str(d) for d in args.train],
         "train_seeds": [train_seeds[0], train_seeds[-1], len(train_seeds)],
         "train_tiles_phantom": n_synth,
         "train_tiles_real_negative": n_real,
-        "steps": step,
-        "epochs": epoch,
-        "batch": args.batch,
-        "train_seconds": round(train_seconds, 1),
-        "torch_threads": args.threads,
-        "torch_version": torch.__version__,
+        **{k: v for k, v in run.items() if k != "history"},
         "heldout": {},
     }
     params, macs = dm.count_params_macs(model, args.tile_px)
@@ -352,24 +427,36 @@ def main() -> None:
     metrics["macs_per_tile"] = macs
 
     parity_tiles = None
-    for d in args.heldout:
-        h_tiles, h_fracs, h_seeds, _, _ = load_export(d, args.tile_px, args.mpp, args.limit)
+    heldout_probs = {}
+    for name, dirs in parse_heldout(args.heldout):
+        h_tiles, h_fracs, h_seeds, h_slides = load_exports(dirs, args.tile_px, args.mpp, args.limit)
         overlap = sorted(set(int(s) for s in h_seeds) & set(train_seeds))
         if overlap:
-            raise SystemExit(f"{d}: held-out seeds overlap training seeds: {overlap[:5]}")
+            raise SystemExit(f"{name}: held-out seeds overlap training seeds: {overlap[:5]}")
         probs = predict(model, h_tiles, mean, std)
-        res = evaluate(probs, h_fracs, args.pos_frac)
-        metrics["heldout"][str(d)] = {
+        res = evaluate(probs, h_fracs, pos_frac, h_slides)
+        res_1pct = evaluate(probs, h_fracs, 0.01)
+        metrics["heldout"][name] = {
+            "exports": [str(d) for d in dirs],
             "tiles": len(h_tiles),
-            "seeds": [int(h_seeds.min()), int(h_seeds.max()), len(set(h_seeds.tolist()))],
+            "slides": len(set(h_slides.tolist())),
+            "seeds": sorted(set(int(s) for s in h_seeds)),
             "per_finding": res,
+            "per_finding_at_pos_frac_0.01": res_1pct,
         }
-        print(f"held-out {d}: " + ", ".join(f"{k} {v['auroc']:.4f} (+{v['positives']}/-{v['negatives']})" for k, v in res.items()))
+        heldout_probs[name] = probs
+        print(f"held-out {name} ({len(h_tiles)} tiles): " + ", ".join(
+            f"{k} {v['auroc']:.4f} [{v['auroc_ci95_slide_bootstrap'][0]:.3f}-{v['auroc_ci95_slide_bootstrap'][1]:.3f}]"
+            f" (+{v['positives']}/-{v['negatives']})" for k, v in res.items()))
+        print("    at pos-frac 0.01 for all: " + ", ".join(
+            f"{k} {v['auroc']:.4f} (+{v['positives']}/-{v['negatives']})" for k, v in res_1pct.items()))
         if parity_tiles is None and len(h_tiles) >= 32:
             # 32 tiles spread over the held-out set, positives included.
             pick = np.linspace(0, len(h_tiles) - 1, 32).astype(int)
             parity_tiles = h_tiles[pick]
-            parity_source = f"32 tiles spread over held-out export {d.name}"
+            parity_source = f"32 tiles spread over held-out set {name}"
+    if heldout_probs:
+        np.savez(f"/tmp/{args.name}.heldout-probs.npz", **heldout_probs)
 
     if args.real_negatives:
         real_eval, _ = real_negative_tiles(args.real_negatives, args.tile_px, args.mpp, "eval", 0.5)
@@ -393,8 +480,18 @@ def main() -> None:
         + (f" + {n_real} real normal-skin tiles from {args.real_negatives.name} as negatives" if n_real else "")
         + "; see MODEL_CARD.md"
     )
+    # A retrained model keeps the folder's calibrated [aggregation] and [rule]
+    # tables (with their comments); recalibrate them for the new weights.
+    old_manifest = args.out / "model.toml"
+    kept_tail = None
+    if old_manifest.is_file():
+        old_text = old_manifest.read_text()
+        if "[aggregation]" in old_text:
+            kept_tail = old_text[old_text.index("[aggregation]"):]
+            print(f"kept [aggregation] and [rule] of {old_manifest}: recalibrate them for this model")
     dm.write_manifest(
         args.out,
+        aggregation_and_rule=kept_tail,
         name=args.name,
         version=args.version,
         tile_px=args.tile_px,
@@ -413,7 +510,7 @@ def main() -> None:
     ort_out = np.frombuffer((args.out / "parity" / "outputs.f32").read_bytes(), "<f4").reshape(-1, 4)
     metrics["export_torch_vs_onnxruntime_max_abs"] = float(np.abs(torch_out - ort_out).max())
     metrics["sha256"] = dm.sha256_file(args.out / "model.onnx")
-    metrics["history"] = history
+    metrics["history"] = run["history"]
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"wrote {args.out} in {time.time() - t0:.0f}s total; torch vs onnxruntime max abs "
           f"{metrics['export_torch_vs_onnxruntime_max_abs']:.2e}")

@@ -174,6 +174,9 @@ pub fn run(dir: &Path) -> Result<String, ModelError> {
         "aggregate  {:?}: top {} of tiles (min {}), tile threshold {}, min tissue {}",
         a.method, a.top_k_fraction, a.top_k_min, a.tile_threshold, a.min_tissue
     );
+    for (key, spec) in &a.per_finding {
+        let _ = writeln!(out, "aggregate  {key}: {spec:?}");
+    }
     let r = &m.rule;
     let _ = writeln!(
         out,

@@ -3,11 +3,16 @@
 //! It must not read the ONNX file or know about tract; `engine.rs` checks the
 //! ONNX graph against what this module accepted.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::{Finding, ModelError};
+
+/// Largest `n` a `top-n-mean` may average (a guard against typos; a fixed count
+/// is meant to be small).
+pub const MAX_TOP_N: u32 = 1000;
 
 /// The manifest as written in `model.toml`, after validation.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -97,6 +102,28 @@ pub struct AggregationSpec {
     pub tile_threshold: f64,
     /// Default minimum tissue fraction for a tile to be scored.
     pub min_tissue: f64,
+    /// Findings whose slide score is not `method`'s, by finding key (a TOML table
+    /// `[aggregation.per_finding]`, e.g. `acantholysis = { method = "top-n-mean",
+    /// n = 2 }`). Optional; findings not listed use `method`.
+    #[serde(default)]
+    pub per_finding: BTreeMap<String, FindingScoreSpec>,
+}
+
+/// One finding's slide-score method in `[aggregation.per_finding]`. Variants
+/// without parameters are empty struct variants: serde's `deny_unknown_fields`
+/// ignores stray keys beside the tag of a unit variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(tag = "method", deny_unknown_fields)]
+pub enum FindingScoreSpec {
+    /// As `aggregation.method = "top-k-mean"`.
+    #[serde(rename = "top-k-mean")]
+    TopKMean {},
+    /// Mean of the `n` highest-scoring tiles (all of them on a slide with fewer).
+    #[serde(rename = "top-n-mean")]
+    TopNMean { n: u32 },
+    /// The largest mean over a tile and its scored 3 x 3 grid neighbours.
+    #[serde(rename = "max-3x3-mean")]
+    Max3x3Mean {},
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -213,6 +240,23 @@ impl Manifest {
         }
         if agg.top_k_min == 0 {
             return Err(invalid("aggregation.top_k_min", "must be >= 1".into()));
+        }
+        for (key, spec) in &agg.per_finding {
+            let field = format!("aggregation.per_finding.{key}");
+            if !self.output.classes.contains(key) {
+                return Err(invalid(
+                    &field,
+                    format!("'{key}' is not one of output.classes"),
+                ));
+            }
+            if let FindingScoreSpec::TopNMean { n } = spec {
+                if !(1..=MAX_TOP_N).contains(n) {
+                    return Err(invalid(
+                        &field,
+                        format!("n = {n} is outside 1..={MAX_TOP_N}"),
+                    ));
+                }
+            }
         }
         for (field, value) in [
             ("aggregation.tile_threshold", agg.tile_threshold),
@@ -387,6 +431,66 @@ min_tissue_tiles = 10
         ] {
             let err = parse(&GOOD.replace(from, to)).unwrap_err();
             assert!(err.to_string().contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn per_finding_scores_parse_and_default_to_none() {
+        assert!(parse(GOOD).unwrap().aggregation.per_finding.is_empty());
+        let text = GOOD.replace(
+            "min_tissue = 0.5\n",
+            "min_tissue = 0.5\n\n[aggregation.per_finding]\n\
+             subcorneal_pustule = { method = \"top-n-mean\", n = 2 }\n\
+             psoriasiform = { method = \"top-k-mean\" }\n\
+             acantholysis = { method = \"max-3x3-mean\" }\n",
+        );
+        let m = parse(&text).expect("valid per_finding");
+        assert_eq!(
+            m.aggregation.per_finding.get("subcorneal_pustule"),
+            Some(&FindingScoreSpec::TopNMean { n: 2 })
+        );
+        assert_eq!(
+            m.aggregation.per_finding.get("psoriasiform"),
+            Some(&FindingScoreSpec::TopKMean {})
+        );
+        assert_eq!(
+            m.aggregation.per_finding.get("acantholysis"),
+            Some(&FindingScoreSpec::Max3x3Mean {})
+        );
+    }
+
+    #[test]
+    fn bad_per_finding_scores_are_refused() {
+        let with = |line: &str| {
+            GOOD.replace(
+                "min_tissue = 0.5\n",
+                &format!("min_tissue = 0.5\n\n[aggregation.per_finding]\n{line}\n"),
+            )
+        };
+        let unknown_key = parse(&with("eczema = { method = \"top-n-mean\", n = 2 }")).unwrap_err();
+        assert!(
+            unknown_key
+                .to_string()
+                .contains("aggregation.per_finding.eczema"),
+            "{unknown_key}"
+        );
+        let zero = parse(&with("acantholysis = { method = \"top-n-mean\", n = 0 }")).unwrap_err();
+        assert!(zero.to_string().contains("outside 1..=1000"), "{zero}");
+        for bad in [
+            "acantholysis = { method = \"top-n-max\", n = 2 }",
+            "acantholysis = { method = \"top-n-mean\", k = 2 }",
+            "acantholysis = { method = \"top-n-mean\" }",
+            "acantholysis = { method = \"top-n-mean\", n = 2, extra = 1 }",
+            "acantholysis = { method = \"max-3x3-mean\", n = 2 }",
+            "acantholysis = { method = \"top-k-mean\", k = 2 }",
+        ] {
+            assert!(
+                matches!(
+                    parse(&with(bad)).unwrap_err(),
+                    ModelError::ManifestParse { .. }
+                ),
+                "{bad}"
+            );
         }
     }
 

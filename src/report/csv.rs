@@ -72,7 +72,7 @@ pub fn write_tiles(
     write_atomic(path, &bytes)
 }
 
-/// One row per slide: id, call, pattern scores, each finding's top-k mean and
+/// One row per slide: id, call, pattern scores, each finding's slide score and
 /// positive area, tissue area, tiles, QC flags (`;`-joined), slide path.
 pub fn summary_csv(reports: &[SlideReport]) -> Result<Vec<u8>, String> {
     let mut header: Vec<String> = ["slide_id", "call", "dira_score", "psoriasiform_score"]
@@ -117,7 +117,7 @@ pub fn summary_csv(reports: &[SlideReport]) -> Result<Vec<u8>, String> {
             for c in &classes {
                 match r.result.findings.iter().find(|f| &f.key == c) {
                     Some(f) => {
-                        row.push(f6(f.top_k_mean));
+                        row.push(f6(f.score));
                         row.push(f6(f.positive_area_mm2));
                     }
                     None => row.extend([String::new(), String::new()]),

@@ -174,12 +174,14 @@ fn slide_section(h: &mut String, out_dir: &Path, r: &SlideReport) {
         r.result.psoriasiform_score,
         r.result.psoriasiform_band
     );
-    h.push_str("<table><tr><th>finding</th><th>top-k mean</th><th>max</th><th>positive tiles</th><th>positive mm²</th><th>largest cluster (tiles)</th></tr>\n");
+    h.push_str("<table><tr><th>finding</th><th>slide score (top tiles)</th><th>top-k mean</th><th>max</th><th>positive tiles</th><th>positive mm²</th><th>largest cluster (tiles)</th></tr>\n");
     for f in &r.result.findings {
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{:.3} ({})</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
             escape(&f.key),
+            f.score,
+            f.score_tiles,
             f.top_k_mean,
             f.max,
             f.positive_tiles,

@@ -73,7 +73,7 @@ pub fn batch_summary(
                 .result
                 .findings
                 .iter()
-                .map(|f| (f.key.clone(), serde_json::json!(f.top_k_mean)))
+                .map(|f| (f.key.clone(), serde_json::json!(f.score)))
                 .collect();
             serde_json::json!({
                 "slide_id": r.slide.id,

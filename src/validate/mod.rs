@@ -521,7 +521,7 @@ pub fn write_outputs(v: &Validation, out: &Path) -> Result<(), ValidateError> {
 }
 
 /// Reads every `RESULTS/<slide>/report.json`: the call, the pattern scores and each
-/// finding's top-k mean, plus the thresholds the run used (`parameters.aggregate`).
+/// finding's slide score, plus the thresholds the run used (`parameters.aggregate`).
 pub fn read_results(
     dir: &Path,
 ) -> Result<(Vec<SlideScores>, BTreeMap<String, f64>), ValidateError> {
@@ -558,7 +558,10 @@ pub fn read_results(
             }
         }
         for f in r["findings"].as_array().into_iter().flatten() {
-            if let (Some(k), Some(x)) = (f["key"].as_str(), f["top_k_mean"].as_f64()) {
+            // `score` is the slide score the rule used; reports before it had only
+            // `top_k_mean`, which was that score then.
+            let x = f["score"].as_f64().or_else(|| f["top_k_mean"].as_f64());
+            if let (Some(k), Some(x)) = (f["key"].as_str(), x) {
                 scores.insert(k.to_string(), x);
             }
         }
