@@ -30,7 +30,7 @@ fn validate_lists_mismatches_and_measures_tiles_against_phantom_masks() {
          pustular-psoriasis-2,pustular-psoriasis\nghost,dira\n",
     )
     .unwrap();
-    let validate = |truth: &Path, val: &Path| {
+    let validate_with = |truth: &Path, extra: &[&str], val: &Path| {
         dirascope()
             .args(["validate", "--resamples", "1000", "--results"])
             .arg(&out)
@@ -38,10 +38,12 @@ fn validate_lists_mismatches_and_measures_tiles_against_phantom_masks() {
             .arg(&labels)
             .arg("--truth")
             .arg(truth)
+            .args(extra)
             .arg("--out")
             .arg(val)
             .assert()
     };
+    let validate = |truth: &Path, val: &Path| validate_with(truth, &[], val);
     let val = dir.path().join("val");
     let assert = validate(Path::new(PHANTOMS), &val).success();
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
@@ -118,21 +120,11 @@ fn validate_lists_mismatches_and_measures_tiles_against_phantom_masks() {
 
     // A per-finding label fraction is applied and reported; an unknown finding is refused.
     let val4 = dir.path().join("val4");
-    dirascope()
-        .args(["validate", "--results"])
-        .arg(&out)
-        .arg("--labels")
-        .arg(&labels)
-        .arg("--truth")
-        .arg(PHANTOMS)
-        .args([
-            "--truth-min-fraction",
-            "neutrophilic_eccrine_hidradenitis=0.1",
-        ])
-        .arg("--out")
-        .arg(&val4)
-        .assert()
-        .success();
+    let hidradenitis = [
+        "--truth-min-fraction",
+        "neutrophilic_eccrine_hidradenitis=0.1",
+    ];
+    validate_with(Path::new(PHANTOMS), &hidradenitis, &val4).success();
     let m: serde_json::Value =
         serde_json::from_slice(&fs::read(val4.join("metrics.json")).unwrap()).unwrap();
     for f in m["tile_truth"]["findings"].as_array().unwrap() {
@@ -143,17 +135,8 @@ fn validate_lists_mismatches_and_measures_tiles_against_phantom_masks() {
         };
         assert_eq!(f["min_fraction"].as_f64(), Some(expected), "{f}");
     }
-    dirascope()
-        .args(["validate", "--results"])
-        .arg(&out)
-        .arg("--labels")
-        .arg(&labels)
-        .arg("--truth")
-        .arg(PHANTOMS)
-        .args(["--truth-min-fraction", "pustules=0.1"])
-        .arg("--out")
-        .arg(dir.path().join("val5"))
-        .assert()
+    let unknown = ["--truth-min-fraction", "pustules=0.1"];
+    validate_with(Path::new(PHANTOMS), &unknown, &dir.path().join("val5"))
         .code(2)
         .stderr(predicates::str::contains("'pustules'"));
 
