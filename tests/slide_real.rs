@@ -72,8 +72,9 @@ fn every_240px_tile_mean_matches_the_reference_decode() {
             let want = t["mean_rgb"][c].as_f64().unwrap();
             let diff = (sum[c] / n - want).abs();
             worst = worst.max(diff);
+            // The reference means are rounded to three decimals.
             assert!(
-                diff <= 1.0,
+                diff <= 0.001,
                 "tile at ({}, {}) channel {c}: ours {:.3}, reference {want:.3}",
                 rect.x,
                 rect.y,
@@ -98,26 +99,17 @@ fn region_crossing_tile_edges_matches_the_reference_png() {
         .unwrap()
         .to_rgb8();
     assert_eq!(ours.dimensions(), reference.dimensions());
-    let mut mad = [0f64; 3];
-    for (a, b) in ours.pixels().zip(reference.pixels()) {
-        for c in 0..3 {
-            mad[c] += (a[c] as f64 - b[c] as f64).abs();
-        }
-    }
-    let n = 512.0 * 512.0;
-    eprintln!(
-        "mean absolute difference per channel: {:.4} {:.4} {:.4}",
-        mad[0] / n,
-        mad[1] / n,
-        mad[2] / n
+    // dirascope's JPEG decoder reproduces libjpeg-turbo, so the pixels are identical.
+    let differing = ours
+        .as_raw()
+        .iter()
+        .zip(reference.as_raw())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        differing, 0,
+        "{differing} samples differ from libjpeg-turbo's decode"
     );
-    for (c, total) in mad.iter().enumerate() {
-        assert!(
-            total / n <= 1.0,
-            "channel {c}: mean absolute difference {:.4}",
-            total / n
-        );
-    }
 }
 
 #[test]
@@ -136,7 +128,7 @@ fn svs_thumbnail_page_matches_its_reference_decode() {
         .map(|(a, b)| (*a as f64 - *b as f64).abs())
         .sum();
     let mad = total / ours.as_raw().len() as f64;
-    assert!(mad <= 1.0, "thumbnail mean absolute difference {mad:.4}");
+    assert!(mad == 0.0, "thumbnail mean absolute difference {mad:.4}");
     // Label (LZW) and macro decode too.
     assert_eq!(
         reader.read_associated("label").unwrap().dimensions(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use image::RgbImage;
 
+use super::jpeg::{self, JpegFault};
 use super::{Limits, Rect, SlideError};
 
 /// A level cut into equal chunks (tiles, DICOM frames, or strips as full-width tiles).
@@ -108,6 +109,10 @@ pub(crate) enum JpegError {
 
 /// Decodes one JPEG chunk into a `width * rows * 3` RGB8 buffer; a JPEG smaller than
 /// the chunk leaves background (white), a larger one is cropped.
+///
+/// Baseline streams (what scanners write) go through [`jpeg::decode`], which matches
+/// libjpeg-turbo pixel for pixel; the rest (progressive, arithmetic, 12-bit...) through
+/// jpeg-decoder.
 pub(crate) fn decode_jpeg_chunk(
     stream: &[u8],
     colour: JpegColour,
@@ -115,6 +120,34 @@ pub(crate) fn decode_jpeg_chunk(
     rows: usize,
     limits: &Limits,
 ) -> Result<Vec<u8>, JpegError> {
+    let decoded = match jpeg::decode(stream, colour, limits.max_tile_pixels) {
+        Ok(decoded) => decoded,
+        Err(JpegFault::TooLarge(pixels)) => return Err(JpegError::TooLarge(pixels)),
+        Err(JpegFault::Bad(reason)) => return Err(JpegError::Bad(reason)),
+        Err(JpegFault::Unsupported(_)) => decode_with_jpeg_decoder(stream, colour, limits)?,
+    };
+    let (jw, jh, channels) = (decoded.width, decoded.height, decoded.channels);
+    let pixels = decoded.pixels;
+    let mut out = vec![255u8; width * rows * 3];
+    for y in 0..rows.min(jh) {
+        for x in 0..width.min(jw) {
+            let s = (y * jw + x) * channels;
+            let d = (y * width + x) * 3;
+            if channels == 1 {
+                out[d..d + 3].fill(pixels[s]);
+            } else {
+                out[d..d + 3].copy_from_slice(&pixels[s..s + 3]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn decode_with_jpeg_decoder(
+    stream: &[u8],
+    colour: JpegColour,
+    limits: &Limits,
+) -> Result<jpeg::Decoded, JpegError> {
     let mut decoder = jpeg_decoder::Decoder::new(stream);
     decoder.set_max_decoding_buffer_size(limits.max_tile_pixels as usize * 4);
     decoder
@@ -123,9 +156,9 @@ pub(crate) fn decode_jpeg_chunk(
     let info = decoder
         .info()
         .ok_or_else(|| JpegError::Bad("no frame header".into()))?;
-    let (jw, jh) = (info.width as usize, info.height as usize);
-    if (jw * jh) as u64 > limits.max_tile_pixels {
-        return Err(JpegError::TooLarge((jw * jh) as u64));
+    let (width, height) = (info.width as usize, info.height as usize);
+    if (width * height) as u64 > limits.max_tile_pixels {
+        return Err(JpegError::TooLarge((width * height) as u64));
     }
     if info.pixel_format == jpeg_decoder::PixelFormat::RGB24 {
         match colour {
@@ -146,20 +179,13 @@ pub(crate) fn decode_jpeg_chunk(
             )))
         }
     };
-    if pixels.len() < jw * jh * channels {
+    if pixels.len() < width * height * channels {
         return Err(JpegError::Bad("short decode".into()));
     }
-    let mut out = vec![255u8; width * rows * 3];
-    for y in 0..rows.min(jh) {
-        for x in 0..width.min(jw) {
-            let s = (y * jw + x) * channels;
-            let d = (y * width + x) * 3;
-            if channels == 1 {
-                out[d..d + 3].fill(pixels[s]);
-            } else {
-                out[d..d + 3].copy_from_slice(&pixels[s..s + 3]);
-            }
-        }
-    }
-    Ok(out)
+    Ok(jpeg::Decoded {
+        width,
+        height,
+        channels,
+        pixels,
+    })
 }

@@ -6,6 +6,7 @@
 mod cache;
 mod dicom;
 mod grid;
+mod jpeg;
 mod limits;
 mod metadata;
 mod raster;
