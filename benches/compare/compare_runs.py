@@ -129,6 +129,8 @@ def main():
     k = report["result"]["k"]
     print(f"top-k means (k = {k} / {py['k']})    dirascope   python ref       |diff|")
     rows = [(f["key"], f["top_k_mean"], py["top_k_mean"][f["key"]]) for f in report["result"]["findings"]]
+    rows += [(f"{f['key']} (slide score)", f["score"], py["score"][f["key"]])
+             for f in report["result"]["findings"] if "score" in py and f["score"] != f["top_k_mean"]]
     rows += [("dira score", report["result"]["dira_score"], py["dira_score"]),
              ("psoriasiform score", report["result"]["psoriasiform_score"], py["psoriasiform_score"])]
     for name, r, p in rows:

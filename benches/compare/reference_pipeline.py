@@ -1,12 +1,13 @@
 """Reference pipeline for `benches/score_compare.sh`: `dirascope score`'s tissue mask,
-tile grid, tile selection, resampling, preprocessing, batched inference and top-k
-aggregation re-implemented in Python (tifffile + imagecodecs + numpy + scipy +
+tile grid, tile selection, resampling, preprocessing, batched inference, top-k
+means and the per-finding slide scores re-implemented in Python (tifffile + imagecodecs + numpy + scipy +
 onnxruntime), on the same slide and model folder, so that speed, peak memory and
 per-tile probabilities can be compared in one run.
 
 It follows src/slide/mod.rs (thumbnail), src/tissue.rs, src/tiling.rs,
-src/model/preprocess.rs and src/aggregate.rs rule for rule, rounding included, so on a
-losslessly compressed slide both pipelines see the same pixels. It leaves out what the
+src/model/preprocess.rs and src/aggregate.rs rule for rule, rounding included; dirascope decodes
+baseline JPEG as libjpeg-turbo (imagecodecs) does, so both pipelines see the same
+pixels on JPEG and on losslessly compressed slides. It leaves out what the
 comparison does not need: QC, stain normalisation, the call rule and the reports.
 
 Streaming like dirascope: the tile level is never decoded whole. Tiles are decoded on
@@ -500,8 +501,33 @@ def main():
     for c, key in enumerate(classes):
         ranked = np.argsort(-probs[:, c], kind="stable")[:k]
         top_k[key] = sum(float(probs[i, c]) for i in ranked) / k if k else 0.0
-    p, a = top_k["subcorneal_pustule"], top_k["acantholysis"]
-    hid, pso = top_k["neutrophilic_eccrine_hidradenitis"], top_k["psoriasiform"]
+    # aggregate::finding_score: each finding's slide score by its manifest method.
+    order = sorted(range(n), key=lambda i: (tiles[i][1], tiles[i][0]))  # grid order: row, col
+    methods = agg.get("per_finding", {})
+    score = {}
+    for c, key in enumerate(classes):
+        method = methods.get(key, {"method": "top-k-mean"})
+        if method["method"] == "top-k-mean":
+            score[key] = top_k[key]
+        elif method["method"] == "top-n-mean":
+            count = min(int(method["n"]), n)
+            ranked = np.argsort(-probs[:, c], kind="stable")[:count]
+            score[key] = sum(float(probs[i, c]) for i in ranked) / count if count else 0.0
+        elif method["method"] == "max-3x3-mean":
+            at = {(tiles[i][0], tiles[i][1]): float(probs[i, c]) for i in range(n)}
+            best, best_count = 0.0, 0
+            for i in order:
+                col, row = tiles[i][0], tiles[i][1]
+                near = [at[(x, y)] for y in range(max(row - 1, 0), row + 2)
+                        for x in range(max(col - 1, 0), col + 2) if (x, y) in at]
+                mean = sum(near) / len(near)
+                if best_count == 0 or mean > best:
+                    best, best_count = mean, len(near)
+            score[key] = best
+        else:
+            raise SystemExit(f"unknown aggregation method {method['method']!r} for {key}")
+    p, a = score["subcorneal_pustule"], score["acantholysis"]
+    hid, pso = score["neutrophilic_eccrine_hidradenitis"], score["psoriasiform"]
     dira = math.sqrt(max(p, 0.0) * max(a, hid, 0.0))
     with open(args.out, "w") as f:
         f.write(",".join(["x", "y", "width", "height", "col", "row", "tissue_fraction", *classes]) + "\n")
@@ -514,6 +540,7 @@ def main():
         "level": level,
         "k": k,
         "top_k_mean": top_k,
+        "score": score,
         "dira_score": dira,
         "psoriasiform_score": pso,
         "seconds": {key: round(v, 3) for key, v in times.items()},
