@@ -43,14 +43,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::finding::Finding;
 use crate::qc::Gate;
 use crate::slide::Rect;
 
-/// The four finding keys, in the order DESIGN.md lists them.
-pub const PUSTULE: &str = "subcorneal_pustule";
-pub const ACANTHOLYSIS: &str = "acantholysis";
-pub const HIDRADENITIS: &str = "neutrophilic_eccrine_hidradenitis";
-pub const PSORIASIFORM: &str = "psoriasiform";
+/// The four finding keys, in the order DESIGN.md lists them ([`Finding::ALL`]).
+pub const PUSTULE: &str = Finding::SubcornealPustule.key();
+pub const ACANTHOLYSIS: &str = Finding::Acantholysis.key();
+pub const HIDRADENITIS: &str = Finding::NeutrophilicEccrineHidradenitis.key();
+pub const PSORIASIFORM: &str = Finding::Psoriasiform.key();
 pub const FINDINGS: [&str; 4] = [PUSTULE, ACANTHOLYSIS, HIDRADENITIS, PSORIASIFORM];
 
 /// How one finding's tile probabilities become its slide score.

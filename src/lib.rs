@@ -2,6 +2,7 @@
 pub mod aggregate;
 pub mod batch;
 pub mod cli;
+pub mod finding;
 pub mod model;
 pub mod qc;
 pub mod report;
@@ -12,3 +13,5 @@ pub mod tiling;
 pub mod tissue;
 pub mod validate;
 pub mod wiring;
+
+pub use finding::Finding;

@@ -2,8 +2,8 @@
 //! has exactly the findings its truth lists, masks line up with the pixels.
 
 use dirascope::synth::{
-    render_rgb, Artefacts, Finding, Geometry, MaskGrid, Raster, Region, SlideClass, Truth,
-    EPIDERMIS_BIT, TISSUE_BIT,
+    mask_bit, render_rgb, Artefacts, Finding, Geometry, MaskGrid, Raster, Region, SlideClass,
+    Truth, EPIDERMIS_BIT, TISSUE_BIT,
 };
 
 fn build(class: SlideClass, seed: u64, w_mm: f32, h_mm: f32) -> Geometry {
@@ -76,7 +76,7 @@ fn each_class_has_exactly_its_findings_with_plausible_areas() {
                     Finding::ALL
                         .iter()
                         .find(|g| g.key() == f.key)
-                        .map_or(0, |g| g.bit()),
+                        .map_or(0, |g| mask_bit(*g)),
                 );
                 if f.present {
                     let (lo, hi) = match f.key {
@@ -183,7 +183,7 @@ fn pustule_mask_is_much_more_hematoxylin_than_spinous_layer() {
         let side = 400usize;
         let (x0, y0) = (p.x - 100.0, geom.surface.at(p.x) - 80.0);
         let in_pustule =
-            |x: f32, y: f32| geom.locate(x, y).flags & Finding::SubcornealPustule.bit() != 0;
+            |x: f32, y: f32| geom.locate(x, y).flags & mask_bit(Finding::SubcornealPustule) != 0;
         let in_spinous = |x: f32, y: f32| geom.locate(x, y).region == Region::Spinous;
         let (Some(hp), Some(hs)) = (
             mean_h(&geom, x0, y0, side, mpp, in_pustule),

@@ -8,13 +8,12 @@ pub mod engine;
 pub mod manifest;
 pub mod preprocess;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
+pub use crate::finding::Finding;
 pub use engine::{OnnxSummary, TractEngine};
 pub use manifest::{Activation, InputSpec, Manifest};
 
@@ -27,52 +26,6 @@ pub const BUNDLED_MODEL_DIR: &str =
 
 /// Batch size the bundled engine is optimised for; the last batch is padded.
 pub const DEFAULT_BATCH: usize = 16;
-
-/// The four findings a model scores, in dirascope's canonical order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Finding {
-    SubcornealPustule,
-    Acantholysis,
-    NeutrophilicEccrineHidradenitis,
-    Psoriasiform,
-}
-
-impl Finding {
-    pub const ALL: [Finding; 4] = [
-        Finding::SubcornealPustule,
-        Finding::Acantholysis,
-        Finding::NeutrophilicEccrineHidradenitis,
-        Finding::Psoriasiform,
-    ];
-
-    /// The key used in manifests, CSV columns and reports.
-    pub fn key(self) -> &'static str {
-        match self {
-            Finding::SubcornealPustule => "subcorneal_pustule",
-            Finding::Acantholysis => "acantholysis",
-            Finding::NeutrophilicEccrineHidradenitis => "neutrophilic_eccrine_hidradenitis",
-            Finding::Psoriasiform => "psoriasiform",
-        }
-    }
-
-    /// Position in [`Finding::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.key())
-    }
-}
-
-impl FromStr for Finding {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Finding::ALL.into_iter().find(|f| f.key() == s).ok_or(())
-    }
-}
 
 /// One tile's probabilities, indexed in [`Finding::ALL`] order whatever the
 /// model's output order.

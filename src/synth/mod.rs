@@ -95,40 +95,15 @@ impl FromStr for SlideClass {
     }
 }
 
-/// The four findings, with their keys (mask file names and label columns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finding {
-    SubcornealPustule,
-    Acantholysis,
-    NeutrophilicEccrineHidradenitis,
-    Psoriasiform,
-}
+pub use crate::finding::Finding;
 
-impl Finding {
-    pub const ALL: [Finding; 4] = [
-        Finding::SubcornealPustule,
-        Finding::Acantholysis,
-        Finding::NeutrophilicEccrineHidradenitis,
-        Finding::Psoriasiform,
-    ];
-
-    pub fn key(&self) -> &'static str {
-        match self {
-            Finding::SubcornealPustule => "subcorneal_pustule",
-            Finding::Acantholysis => "acantholysis",
-            Finding::NeutrophilicEccrineHidradenitis => "neutrophilic_eccrine_hidradenitis",
-            Finding::Psoriasiform => "psoriasiform",
-        }
-    }
-
-    /// The bit of this finding in [`Site::flags`].
-    pub fn bit(&self) -> u8 {
-        match self {
-            Finding::SubcornealPustule => anatomy::PUSTULE,
-            Finding::Acantholysis => anatomy::ACANTHOLYSIS,
-            Finding::NeutrophilicEccrineHidradenitis => anatomy::HIDRADENITIS,
-            Finding::Psoriasiform => anatomy::PSORIASIFORM,
-        }
+/// The bit of a finding in [`Site::flags`] and in the truth masks.
+pub fn mask_bit(f: Finding) -> u8 {
+    match f {
+        Finding::SubcornealPustule => anatomy::PUSTULE,
+        Finding::Acantholysis => anatomy::ACANTHOLYSIS,
+        Finding::NeutrophilicEccrineHidradenitis => anatomy::HIDRADENITIS,
+        Finding::Psoriasiform => anatomy::PSORIASIFORM,
     }
 }
 

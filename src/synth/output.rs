@@ -13,7 +13,9 @@ use rayon::prelude::*;
 use super::anatomy::Geometry;
 use super::render::{render_rgb, Raster};
 use super::truth::{MaskGrid, Truth};
-use super::{slide_id, Finding, SlideClass, SynthError, SynthOptions, EPIDERMIS_BIT, TISSUE_BIT};
+use super::{
+    mask_bit, slide_id, Finding, SlideClass, SynthError, SynthOptions, EPIDERMIS_BIT, TISSUE_BIT,
+};
 use crate::slide::writer::{PyramidWriter, TileCompression, WriterOptions};
 use crate::slide::Mpp;
 
@@ -257,7 +259,7 @@ pub fn write_masks(dir: &Path, masks: &MaskGrid) -> Result<(), SynthError> {
     }
     fs::create_dir_all(dir).map_err(io(dir, "cannot create the masks folder"))?;
     let mut layers: Vec<(&str, u8)> = vec![("tissue", TISSUE_BIT), ("epidermis", EPIDERMIS_BIT)];
-    layers.extend(Finding::ALL.iter().map(|f| (f.key(), f.bit())));
+    layers.extend(Finding::ALL.iter().map(|f| (f.key(), mask_bit(*f))));
     for (name, bit) in layers {
         let p = dir.join(format!("{name}.png"));
         masks.image(bit).save(&p).map_err(|e| SynthError::Encode {

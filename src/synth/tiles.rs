@@ -14,7 +14,7 @@ use super::noise;
 use super::output::{write_atomic, write_masks};
 use super::render::{render_rgb, Raster};
 use super::truth::{MaskGrid, Truth};
-use super::{slide_id, Finding, SynthError, SynthOptions, TileOptions, TISSUE_BIT};
+use super::{mask_bit, slide_id, Finding, SynthError, SynthOptions, TileOptions, TISSUE_BIT};
 
 /// The header of `labels.csv`, in order.
 pub const LABEL_COLUMNS: [&str; 13] = [
@@ -57,7 +57,7 @@ fn fractions(geom: &Geometry, x0: f32, y0: f32, side: f32, n: usize) -> [f64; 5]
                 counts[0] += 1;
             }
             for (k, f) in Finding::ALL.iter().enumerate() {
-                if flags & f.bit() != 0 {
+                if flags & mask_bit(*f) != 0 {
                     counts[k + 1] += 1;
                 }
             }

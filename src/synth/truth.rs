@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::anatomy::Geometry;
 use super::stain::StainMatrix;
 use super::{
-    Artefacts, Finding, SlideClass, Variant, EPIDERMIS_BIT, GENERATOR_VERSION, TISSUE_BIT,
+    mask_bit, Artefacts, Finding, SlideClass, Variant, EPIDERMIS_BIT, GENERATOR_VERSION, TISSUE_BIT,
 };
 
 /// Flag bits sampled at the centre of each mask pixel (one byte per pixel).
@@ -133,7 +133,7 @@ impl Truth {
         let findings: Vec<TruthFinding> = Finding::ALL
             .iter()
             .map(|f| {
-                let area = masks.area_mm2(f.bit());
+                let area = masks.area_mm2(mask_bit(*f));
                 let lesions = match f {
                     Finding::SubcornealPustule => geom.pustules.len(),
                     Finding::Acantholysis => geom.clefts.len(),
@@ -144,7 +144,7 @@ impl Truth {
                 };
                 TruthFinding {
                     key: f.key(),
-                    present: geom.has(f.bit()) && area > 0.0,
+                    present: geom.has(mask_bit(*f)) && area > 0.0,
                     area_mm2: round6(area),
                     lesions,
                     mask: format!("{slide_id}.masks/{}.png", f.key()),
