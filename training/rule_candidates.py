@@ -9,6 +9,12 @@ src/aggregate.rs (top-k-mean, top-n-mean, max-3x3-mean) for choosing a rule;
 the Rust code is what scores slides.
 
     training/.venv/bin/python training/rule_candidates.py SCORED CAL/manifest.csv [--margin 0.03] [--detail NAME]
+        [--apply OTHER_SCORED]
+
+--apply prints, for the --detail candidate with the thresholds fitted here, the
+scores and call of every slide scored in OTHER_SCORED (class from the slide id's
+prefix): how a rule fitted on small calibration slides carries to other sets, such
+as large biopsies.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ CANDIDATES = {
     "P,A,H top-2 mean": ["top2", "top2", "top2", "topk"],
     "P,A max-3x3-mean": ["max3x3", "max3x3", "topk", "topk"],
     "P,A,H max-3x3-mean": ["max3x3", "max3x3", "max3x3", "topk"],
+    "P,A,H max-3x3, S top-10": ["max3x3", "max3x3", "max3x3", "top10"],
+    "all max-3x3-mean": ["max3x3", "max3x3", "max3x3", "max3x3"],
 }
 
 
@@ -127,6 +135,7 @@ def main() -> None:
     ap.add_argument("manifest", type=Path, help="the set's manifest.csv (slide_id, path, class)")
     ap.add_argument("--margin", type=float, default=0.03, help="no-call margin")
     ap.add_argument("--detail", default=None, help="print every slide's scores for this candidate")
+    ap.add_argument("--apply", type=Path, default=None, help="another score --out folder to call with --detail's thresholds")
     args = ap.parse_args()
 
     labels = {r["slide_id"]: r["class"] for r in csv.DictReader(open(args.manifest, newline=""))}
@@ -155,6 +164,16 @@ def main() -> None:
         if name == args.detail:
             for i, sid in enumerate(ids):
                 print(f"    {sid:28s} {calls[i]:22s} D {d[i]:.3f} P {s[i, 0]:.3f} A {s[i, 1]:.3f} H {s[i, 2]:.3f} S {s[i, 3]:.3f}")
+            if args.apply:
+                print(f"  applied to {args.apply} (T_dira {td[0]:.3f}, T_psoriasiform {ts[0]:.3f}):")
+                for path in sorted(args.apply.glob("*/tiles.csv")):
+                    sid = path.parent.name
+                    cells, probs = read_tiles(path)
+                    x = slide_scores(cells, probs, methods)
+                    got = call(dira_score(x), x[3], td[0], ts[0], args.margin)
+                    want = EXPECTED.get(sid.rsplit("-", 1)[0], "?")
+                    print(f"    {sid:28s} {len(probs):5d} tiles  {got:22s} (want {want:22s}) D {dira_score(x):.3f} "
+                          f"P {x[0]:.3f} A {x[1]:.3f} H {x[2]:.3f} S {x[3]:.3f}")
 
 
 if __name__ == "__main__":
