@@ -157,13 +157,15 @@ fn slide_section(h: &mut String, out_dir: &Path, r: &SlideReport) {
         .map_or("unknown".to_string(), |m| format!("{:.4} µm/px", m.mean()));
     let _ = writeln!(
         h,
-        "<p>{} × {} px, {} ({}); tissue {} mm²; {} tiles scored. QC: <span class=\"flag\">{}</span></p>",
+        "<p>{} × {} px, {} ({}); tissue {} mm²; {} tiles scored. QC: <span class=\"{}\">{}</span></p>",
         r.slide.width,
         r.slide.height,
         mpp,
         r.slide.mpp_source,
         r.tissue.area_mm2.map_or("?".to_string(), |a| format!("{a:.2}")),
         r.tiles.scored,
+        // Red only when something was flagged.
+        if r.qc.flags.is_empty() { "ok" } else { "flag" },
         escape(&flags(r))
     );
     let _ = writeln!(
