@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-models/dirascope-phantom-v1}"
 profile="${2:-}"; shift $(( $# > 1 ? 2 : $# )) || true
-batch="${DIRASCOPE_BENCH_BATCH:-16}"
+batch="${DIRASCOPE_BENCH_BATCH:-1}" # dirascope scores one tile per run (model::DEFAULT_BATCH)
 py="${PYTHON:-training/.venv/bin/python}"
 tract=$(DIRASCOPE_BENCH_BATCH=$batch cargo bench ${profile:+--profile ${profile#--profile }} --bench model_throughput -- "$dir" 2>/dev/null | grep '^tract')
 ort=$("$py" training/ort_bench.py "$dir" --batch "$batch" --threads 1 2 | grep "^onnxruntime")

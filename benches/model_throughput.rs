@@ -6,14 +6,14 @@
 //!
 //!     cargo bench --bench model_throughput -- [MODEL_DIR ...]
 //!
-//! Environment: DIRASCOPE_BENCH_BATCH (default 16), DIRASCOPE_BENCH_SECONDS
+//! Environment: DIRASCOPE_BENCH_BATCH (default: the engine's, `DEFAULT_BATCH`), DIRASCOPE_BENCH_SECONDS
 //! (default 3), DIRASCOPE_BENCH_WORKERS (default "1 2").
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use dirascope::model::check::ParityFixture;
-use dirascope::model::{classify_all, Model, BUNDLED_MODEL_DIR};
+use dirascope::model::{classify_all, Model, BUNDLED_MODEL_DIR, DEFAULT_BATCH};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if dirs.is_empty() {
         dirs.push(PathBuf::from(BUNDLED_MODEL_DIR));
     }
-    let batch: usize = env_or("DIRASCOPE_BENCH_BATCH", 16);
+    let batch: usize = env_or("DIRASCOPE_BENCH_BATCH", DEFAULT_BATCH);
     let seconds: f64 = env_or("DIRASCOPE_BENCH_SECONDS", 3.0);
     let workers: Vec<usize> = std::env::var("DIRASCOPE_BENCH_WORKERS")
         .unwrap_or_else(|_| "1 2".into())

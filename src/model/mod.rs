@@ -24,8 +24,12 @@ pub const MANIFEST_FILE: &str = "model.toml";
 pub const BUNDLED_MODEL_DIR: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/models/dirascope-phantom-v1");
 
-/// Batch size the bundled engine is optimised for; the last batch is padded.
-pub const DEFAULT_BATCH: usize = 16;
+/// Batch size the engine is optimised for; the last batch is padded. One tile per
+/// run: tract's plan keeps a single tile's activations in cache, and on the bundled
+/// model that is about twice as fast as batches of 16 (`cargo bench --bench
+/// model_throughput` with DIRASCOPE_BENCH_BATCH=1, 2 and 16: 260-284, 195 and 138-140
+/// tiles/s per worker); parallelism comes from one worker per thread.
+pub const DEFAULT_BATCH: usize = 1;
 
 /// One tile's probabilities, indexed in [`Finding::ALL`] order whatever the
 /// model's output order.
