@@ -72,7 +72,6 @@ enum Output {
     YCbCr,
 }
 
-#[derive(Clone)]
 struct Huffman {
     /// For the next 9 bits of the stream: code length (0 = longer than 9) and value.
     fast: Vec<(u8, u8)>,
@@ -431,7 +430,7 @@ impl<'a> Parser<'a> {
                     None => return bad("component uses a quantisation table never defined"),
                 }
             }
-            members.push((index, dc.clone(), ac.clone()));
+            members.push((index, dc, ac));
         }
         let tail = &seg[1 + 2 * count..];
         if tail[0] != 0 || tail[1] != 63 {
