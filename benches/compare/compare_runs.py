@@ -127,14 +127,15 @@ def main():
               f"mean {mean:.3f}, {100 * share:.1f}% of values differ")
 
     k = report["result"]["k"]
-    print(f"top-k means (k = {k} / {py['k']})    dirascope   python ref       |diff|")
+    head = f"top-k means and slide scores (k = {k} / {py['k']})"
+    print(f"{head:52}dirascope   python ref       |diff|")
     rows = [(f["key"], f["top_k_mean"], py["top_k_mean"][f["key"]]) for f in report["result"]["findings"]]
     rows += [(f"{f['key']} (slide score)", f["score"], py["score"][f["key"]])
-             for f in report["result"]["findings"] if "score" in py and f["score"] != f["top_k_mean"]]
+             for f in report["result"]["findings"] if "score" in py]
     rows += [("dira score", report["result"]["dira_score"], py["dira_score"]),
              ("psoriasiform score", report["result"]["psoriasiform_score"], py["psoriasiform_score"])]
     for name, r, p in rows:
-        print(f"  {name:34}{r:10.6f}{p:12.6f}{abs(r - p):13.2e}")
+        print(f"  {name:48}{r:10.6f}{p:12.6f}{abs(r - p):13.2e}")
 
     t = report["timings"]
     print("dirascope time (report.json timings, s); stages in order, wall:")
