@@ -120,7 +120,8 @@ pub struct ScoreArgs {
     /// Model folder holding model.toml and the ONNX file (default: the bundled model).
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Worker threads for reading and resampling tiles (default: all cores).
+    /// Start N tile workers, each reading, resampling and scoring its own tiles with
+    /// its own model session; no other thread works (default: the usable cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Microns per pixel of level 0, overriding the file (required where it has none).
@@ -183,7 +184,7 @@ impl ScoreArgs {
         if self.threads == Some(0) {
             return Err(usage("--threads must be at least 1"));
         }
-        o.threads = self.threads;
+        o.threads = Some(crate::pipeline::resolve_threads(self.threads));
         o.overlap_px = self.overlap;
         o.tissue_mask = self.tissue_mask.clone();
         Ok(o)

@@ -1,21 +1,18 @@
 //! The score pipeline: one slide from file to reports.
 //!
 //! It wires the stages (slide -> tissue -> qc -> tiling -> model -> aggregate ->
-//! report) and owns the tile stream: tiles are read and resampled in parallel on a
-//! rayon pool, in fixed batches, through a bounded channel into the scorer, so a
-//! slide is never held whole and batch composition never depends on thread count.
-//! It holds no model code: the model is reached only through [`TileScorer`]. Many
-//! slides, resume and the errors table are the `batch` stage's.
+//! report); the tiles themselves go through the run's [`TileStream`] (`pipeline`),
+//! built once from the resolved thread count. It holds no model code: the model is
+//! reached only through [`TileScorer`]. Many slides, resume and the errors table are
+//! the `batch` stage's.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
-
-use image::RgbImage;
+use std::time::{Instant, SystemTime};
 
 use crate::aggregate::{self, AggregateError, AggregateParams, TileScore};
-use crate::qc::{self, QcOptions, QcReport};
+use crate::pipeline::{panic_message, GridSource, StreamError, TileStream};
+use crate::qc::{QcOptions, QcReport};
 use crate::report::{
     self, Configuration, FileDigest, ModelInfo, ReportError, SlideMeta, SlideReport, Timings,
 };
@@ -23,24 +20,10 @@ use crate::slide::{self, OpenOptions, SlideError, SlideInfo, SlideReader};
 use crate::tiling::{TileGrid, TilingError, TilingOptions};
 use crate::tissue::{self, TissueError, TissueMask, TissueOptions};
 
-/// Boxed error a scorer returns (the model stage keeps its own error type).
-pub type ScorerError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The seam to the model: a batch of RGB tiles of `tile_px` × `tile_px` at `mpp`
-/// µm/px in, one probability per class per tile out (in `classes()` order).
-pub trait TileScorer: Send + Sync {
-    fn tile_px(&self) -> u32;
-    fn mpp(&self) -> f64;
-    fn classes(&self) -> &[String];
-    /// Tiles per call to [`TileScorer::score_batch`].
-    fn batch_size(&self) -> usize {
-        16
-    }
-    fn score_batch(&self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError>;
-}
+pub use crate::pipeline::{ScorerError, ScorerSession, Stage, TileScorer};
 
 /// Options of one scoring run. `Default`: detected tissue mask, default stage
-/// options, 2 × threads batches in flight, a 1024 px thumbnail for heatmaps, slide
+/// options, one tile stream worker per usable core, a 1024 px thumbnail for heatmaps, slide
 /// files hashed with sha256, evidence crops written.
 #[derive(Debug, Clone)]
 pub struct ScoreOptions {
@@ -53,10 +36,9 @@ pub struct ScoreOptions {
     pub min_tissue: f64,
     pub overlap_px: u32,
     pub aggregate: AggregateParams,
-    /// Worker threads for reading and resampling (`--threads`); `None`: all cores.
+    /// Tile stream workers (`--threads`), each reading and scoring its own tiles;
+    /// `None`: [`crate::pipeline::resolve_threads`]'s default, the usable cores.
     pub threads: Option<usize>,
-    /// Batches allowed in the queue between readers and the scorer.
-    pub queue_batches: usize,
     pub thumbnail_side: u32,
     pub hash_slides: bool,
     pub evidence_crops: bool,
@@ -73,68 +55,10 @@ impl Default for ScoreOptions {
             overlap_px: 0,
             aggregate: AggregateParams::default(),
             threads: None,
-            queue_batches: 4,
             thumbnail_side: 1024,
             hash_slides: true,
             evidence_crops: true,
         }
-    }
-}
-
-/// The pipeline stage a slide failed in, as `errors.csv` names it. `Discover` is the
-/// batch's: a listed slide that is not there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Stage {
-    Discover,
-    Open,
-    Tissue,
-    Qc,
-    Tiling,
-    Inference,
-    Aggregate,
-    Report,
-}
-
-impl Stage {
-    pub const ALL: [Stage; 8] = [
-        Stage::Discover,
-        Stage::Open,
-        Stage::Tissue,
-        Stage::Qc,
-        Stage::Tiling,
-        Stage::Inference,
-        Stage::Aggregate,
-        Stage::Report,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Stage::Discover => "discover",
-            Stage::Open => "open",
-            Stage::Tissue => "tissue",
-            Stage::Qc => "qc",
-            Stage::Tiling => "tiling",
-            Stage::Inference => "inference",
-            Stage::Aggregate => "aggregate",
-            Stage::Report => "report",
-        }
-    }
-}
-
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Stage {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Stage::ALL
-            .into_iter()
-            .find(|stage| stage.as_str() == s)
-            .ok_or_else(|| format!("unknown stage '{s}'"))
     }
 }
 
@@ -166,8 +90,6 @@ pub enum ScoreError {
     },
     #[error(transparent)]
     Report(#[from] ReportError),
-    #[error("cannot start {threads} worker threads: {reason}")]
-    Threads { threads: usize, reason: String },
     #[error("{path}: internal error (a bug in dirascope, please report it): {message}")]
     Panic { path: PathBuf, message: String },
 }
@@ -183,7 +105,6 @@ impl ScoreError {
             ScoreError::Model { .. } | ScoreError::ModelOutput { .. } => "model",
             ScoreError::Aggregate { .. } => "model",
             ScoreError::Report(_) => "io",
-            ScoreError::Threads { .. } => "io",
             ScoreError::Panic { .. } => "panic",
         }
     }
@@ -214,174 +135,15 @@ fn step<T>(
     run().map_err(|error| StageError { stage, error })
 }
 
-/// Where the tile stream spent its time, in nanoseconds summed over worker threads.
-#[derive(Debug, Default)]
-struct StreamTimes {
-    decode_ns: AtomicU64,
-    resample_ns: AtomicU64,
-    tile_qc_ns: AtomicU64,
-    infer_ns: AtomicU64,
-}
-
-impl StreamTimes {
-    fn add(counter: &AtomicU64, elapsed: Duration) {
-        counter.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    fn seconds(counter: &AtomicU64) -> f64 {
-        counter.load(Ordering::Relaxed) as f64 / 1e9
-    }
-}
-
-/// Reads, resamples and scores every tile of `grid`, in fixed batches, and returns
-/// one [`TileScore`] per tile (grid order) and each tile's Laplacian variance.
-/// Failures of the tile readers are the tiling stage's; the scorer's, inference's.
-fn stream_tiles(
-    path: &Path,
-    reader: &dyn SlideReader,
-    grid: &TileGrid,
-    scorer: &dyn TileScorer,
-    options: &ScoreOptions,
-    progress: Option<&indicatif::ProgressBar>,
-    times: &StreamTimes,
-) -> Result<(Vec<TileScore>, Vec<f64>), StageError> {
-    use rayon::prelude::*;
-    let batch = scorer.batch_size().max(1);
-    let chunks: Vec<&[crate::tiling::Tile]> = grid.tiles.chunks(batch).collect();
-    let threads = options.threads.unwrap_or(0);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| StageError {
-            stage: Stage::Tiling,
-            error: ScoreError::Threads {
-                threads,
-                reason: e.to_string(),
-            },
-        })?;
-    let panicked = |who: &str, payload: Box<dyn std::any::Any + Send>| ScoreError::Panic {
-        path: path.to_path_buf(),
-        message: format!("{who} panicked: {}", panic_message(payload.as_ref())),
-    };
-    type Batch = (usize, Vec<RgbImage>, Vec<f64>);
-    let (tx, rx) = crossbeam_channel::bounded::<Batch>(options.queue_batches.max(1));
-    let mut probabilities: Vec<Option<Vec<Vec<f32>>>> = vec![None; chunks.len()];
-    let mut laplacians: Vec<Vec<f64>> = vec![Vec::new(); chunks.len()];
-    let result: Result<(), StageError> = std::thread::scope(|scope| {
-        let producer = scope.spawn(|| {
-            // Owned here so the queue closes when the last batch is sent.
-            let tx = tx;
-            pool.install(|| {
-                chunks
-                    .par_iter()
-                    .enumerate()
-                    .try_for_each(|(i, chunk)| -> Result<(), ScoreError> {
-                        let (mut decode, mut resample) = (Duration::ZERO, Duration::ZERO);
-                        let mut images = Vec::with_capacity(chunk.len());
-                        for tile in chunk.iter() {
-                            let start = Instant::now();
-                            let region = grid.read_tile_region(reader, tile)?;
-                            let decoded = Instant::now();
-                            images.push(grid.resample_tile(&region, tile));
-                            decode += decoded - start;
-                            resample += decoded.elapsed();
-                        }
-                        let start = Instant::now();
-                        let lap = images.iter().map(qc::laplacian_variance).collect();
-                        StreamTimes::add(&times.tile_qc_ns, start.elapsed());
-                        StreamTimes::add(&times.decode_ns, decode);
-                        StreamTimes::add(&times.resample_ns, resample);
-                        // The receiver hangs up only after an error of its own.
-                        let _ = tx.send((i, images, lap));
-                        Ok(())
-                    })
-            })
-        });
-        // Inference workers, one per thread, each with its own model session (tract runs
-        // one plan single-threaded, so parallel inference comes from workers). Results
-        // land by batch index, so they never depend on which worker scored a batch.
-        let slots = std::sync::Mutex::new((&mut probabilities, &mut laplacians));
-        let workers = options
-            .threads
-            .unwrap_or_else(rayon::current_num_threads)
-            .max(1);
-        let consumed: Result<(), ScoreError> = std::thread::scope(|inner| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    let rx = rx.clone();
-                    let slots = &slots;
-                    inner.spawn(move || -> Result<(), ScoreError> {
-                        for (i, images, lap) in rx.iter() {
-                            let start = Instant::now();
-                            let out = scorer.score_batch(&images).map_err(|source| {
-                                ScoreError::Model {
-                                    path: path.to_path_buf(),
-                                    source,
-                                }
-                            })?;
-                            StreamTimes::add(&times.infer_ns, start.elapsed());
-                            if out.len() != images.len() {
-                                return Err(ScoreError::ModelOutput {
-                                    path: path.to_path_buf(),
-                                    got: out.len(),
-                                    expected: images.len(),
-                                });
-                            }
-                            if let Some(bar) = progress {
-                                bar.inc(images.len() as u64);
-                            }
-                            let mut guard = slots.lock().unwrap_or_else(|e| e.into_inner());
-                            guard.0[i] = Some(out);
-                            guard.1[i] = lap;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            let mut first_error = Ok(());
-            for h in handles {
-                let r = h
-                    .join()
-                    .unwrap_or_else(|p| Err(panicked("an inference worker", p)));
-                if first_error.is_ok() {
-                    first_error = r;
-                }
-            }
-            first_error
-        });
-        drop(rx);
-        let produced = producer
-            .join()
-            .unwrap_or_else(|p| Err(panicked("a tile reader", p)));
-        let tag = |stage| move |error| StageError { stage, error };
-        consumed
-            .map_err(tag(Stage::Inference))
-            .and(produced.map_err(tag(Stage::Tiling)))
-    });
-    result?;
-    let mut scores = Vec::with_capacity(grid.tiles.len());
-    for (chunk, probs) in chunks.iter().zip(probabilities) {
-        let probs = probs.unwrap_or_default();
-        for (tile, p) in chunk.iter().zip(probs) {
-            scores.push(TileScore {
-                col: tile.col,
-                row: tile.row,
-                level0: tile.level0,
-                tissue_fraction: tile.tissue_fraction,
-                probabilities: p,
-            });
-        }
-    }
-    Ok((scores, laplacians.into_iter().flatten().collect()))
-}
-
-/// What every slide of one run shares: the scorer, its model, the options, and the
-/// configuration they resolve to (echoed in each audit, compared on resume).
+/// What every slide of one run shares: the scorer, its model, the options, the
+/// configuration they resolve to (echoed in each audit, compared on resume), and the
+/// tile stream, sized once from the resolved thread count.
 pub struct Scoring<'a> {
     pub scorer: &'a dyn TileScorer,
     pub model: ModelInfo,
     pub options: ScoreOptions,
     pub configuration: Configuration,
+    stream: TileStream<'a>,
 }
 
 /// What the stages from tissue to aggregate found on one slide.
@@ -428,11 +190,13 @@ impl<'a> Scoring<'a> {
             thumbnail_side: options.thumbnail_side,
             evidence_crops: options.evidence_crops,
         };
+        let stream = TileStream::new(scorer, crate::pipeline::resolve_threads(options.threads));
         Ok(Scoring {
             scorer,
             model,
             options,
             configuration,
+            stream,
         })
     }
 
@@ -541,17 +305,34 @@ impl<'a> Scoring<'a> {
 
         current.set(Stage::Inference);
         let t = Instant::now();
-        let times = StreamTimes::default();
-        let reader = slide.reader.as_ref();
-        let (tiles, laplacians) =
-            stream_tiles(path, reader, &grid, self.scorer, options, progress, &times)?;
+        let source = GridSource {
+            reader: slide.reader.as_ref(),
+            grid: &grid,
+        };
+        let streamed = self
+            .stream
+            .run(&source, progress)
+            .map_err(|e| stream_error(path, e))?;
         timings.stream_s = t.elapsed().as_secs_f64();
-        timings.decode_s = StreamTimes::seconds(&times.decode_ns);
-        timings.resample_s = StreamTimes::seconds(&times.resample_ns);
-        timings.tile_qc_s = StreamTimes::seconds(&times.tile_qc_ns);
-        timings.inference_s = StreamTimes::seconds(&times.infer_ns);
+        let times = &streamed.times;
+        timings.decode_s = times.read.decode.as_secs_f64();
+        timings.resample_s = times.read.resample.as_secs_f64();
+        timings.tile_qc_s = times.tile_qc.as_secs_f64();
+        timings.inference_s = times.inference.as_secs_f64();
+        let tiles: Vec<TileScore> = grid
+            .tiles
+            .iter()
+            .zip(streamed.probabilities)
+            .map(|(tile, probabilities)| TileScore {
+                col: tile.col,
+                row: tile.row,
+                level0: tile.level0,
+                tissue_fraction: tile.tissue_fraction,
+                probabilities,
+            })
+            .collect();
         current.set(Stage::Qc);
-        qc.check_tiles(tiles.len(), &laplacians, &options.qc);
+        qc.check_tiles(tiles.len(), &streamed.laplacians, &options.qc);
 
         let t = Instant::now();
         let mut aggregate = options.aggregate.clone();
@@ -737,13 +518,24 @@ fn tiling_options(scorer: &dyn TileScorer, options: &ScoreOptions) -> TilingOpti
     }
 }
 
-/// The text a panic carried (`panic!("...")` gives a `&str` or a `String`).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic without a message".to_string())
+/// A tile stream's failure as the error of its stage, naming the slide.
+fn stream_error(path: &Path, e: StreamError) -> StageError {
+    let stage = e.stage();
+    let path = path.to_path_buf();
+    let error = match e {
+        StreamError::Read(e) => ScoreError::Slide(e),
+        StreamError::Model(source) => ScoreError::Model { path, source },
+        StreamError::ModelOutput { got, expected } => ScoreError::ModelOutput {
+            path,
+            got,
+            expected,
+        },
+        StreamError::Panic { what, message, .. } => ScoreError::Panic {
+            path,
+            message: format!("{what} panicked: {message}"),
+        },
+    };
+    StageError { stage, error }
 }
 
 fn write_slide_outputs(
@@ -803,6 +595,7 @@ pub(crate) mod testing {
     use crate::aggregate::FINDINGS;
     use crate::slide::writer::{PyramidWriter, TileCompression, WriterOptions};
     use crate::slide::Mpp;
+    use image::RgbImage;
 
     /// Probabilities from mean tile colour. Blue-ish tissue (B > R) reads as pustule
     /// + acantholysis; red-ish tissue as psoriasiform; glass scores 0 everywhere.
@@ -939,14 +732,7 @@ mod tests {
     use super::testing::*;
     use super::*;
     use crate::aggregate::Call;
-
-    #[test]
-    fn stages_parse_back_from_their_names() {
-        for stage in Stage::ALL {
-            assert_eq!(stage.as_str().parse::<Stage>(), Ok(stage));
-        }
-        assert!("decode".parse::<Stage>().is_err());
-    }
+    use image::RgbImage;
 
     #[test]
     fn pipeline_writes_every_output_and_is_thread_count_independent() {

@@ -7,9 +7,10 @@ use image::RgbImage;
 
 use crate::aggregate::FindingScore;
 use crate::model::manifest::FindingScoreSpec;
-use crate::model::{self, Model, TileClassifier};
+use crate::model::{self, ClassifierSession, Model, TileClassifier};
+use crate::pipeline::{ScorerError, ScorerSession, TileScorer};
 use crate::report::ModelInfo;
-use crate::score::{ScoreOptions, ScorerError, TileScorer};
+use crate::score::ScoreOptions;
 
 /// A checked model, scoring RGB tiles through its own preprocessing.
 pub struct ModelScorer {
@@ -86,10 +87,38 @@ impl TileScorer for ModelScorer {
         self.model.engine.batch_size()
     }
 
+    /// A one-off session: for single calls, not for the tile stream.
     fn score_batch(&self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError> {
-        let input = model::preprocess::batch_to_nchw(tiles, &self.model.manifest.input)?;
-        let findings = self.model.manifest.findings();
-        let probs = self.model.engine.classify(&input, tiles.len())?;
+        self.session()?.score_batch(tiles)
+    }
+
+    /// The engine's inference state and an input buffer, both reused per batch.
+    fn session(&self) -> Result<Box<dyn ScorerSession + '_>, ScorerError> {
+        Ok(Box::new(ModelSession {
+            scorer: self,
+            session: self.model.engine.session()?,
+            input: Vec::new(),
+        }))
+    }
+}
+
+/// One tile stream worker's model session.
+struct ModelSession<'a> {
+    scorer: &'a ModelScorer,
+    session: Box<dyn ClassifierSession + 'a>,
+    input: Vec<f32>,
+}
+
+impl ScorerSession for ModelSession<'_> {
+    fn score_batch(&mut self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError> {
+        let manifest = &self.scorer.model.manifest;
+        let per_tile = model::values_per_tile(&manifest.input);
+        self.input.resize(per_tile * tiles.len(), 0.0);
+        for (tile, dst) in tiles.iter().zip(self.input.chunks_mut(per_tile)) {
+            model::preprocess::tile_into(tile, &manifest.input, dst)?;
+        }
+        let findings = manifest.findings();
+        let probs = self.session.classify(&self.input, tiles.len())?;
         Ok(probs
             .iter()
             .map(|p| findings.iter().map(|f| p.get(*f)).collect())

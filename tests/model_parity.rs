@@ -1,12 +1,14 @@
 //! tract against onnxruntime on a model folder's parity fixture (32
 //! preprocessed tiles and onnxruntime's outputs on them, written at export),
-//! and worker-count independence of the engine. Runs on the random-weight
+//! and worker-count independence of the product's tile stream. Runs on the random-weight
 //! test fixture always and on the bundled model where it is present.
 
 use std::path::PathBuf;
 
 use dirascope::model::check::ParityFixture;
-use dirascope::model::{classify_all, Model, TileClassifier, MANIFEST_FILE};
+use dirascope::model::{preprocess, Model, TileClassifier, MANIFEST_FILE};
+use dirascope::pipeline::TileStream;
+use dirascope::wiring::ModelScorer;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/model/tiny-random-64")
@@ -58,18 +60,30 @@ fn one_and_two_workers_give_identical_probabilities() {
     for dir in models() {
         let model = Model::load(&dir).expect("model loads");
         let fixture = ParityFixture::load(&model).expect("parity fixture");
-        // 40 tiles: two full batches of 16 and a padded batch of 8.
-        let per_tile = dirascope::model::values_per_tile(model.engine.input_spec());
-        let mut tiles = fixture.inputs.clone();
-        tiles.extend_from_slice(&fixture.inputs[..8 * per_tile]);
-        let one = classify_all(&model.engine, &tiles, 1).expect("1 worker");
-        let two = classify_all(&model.engine, &tiles, 2).expect("2 workers");
-        assert_eq!(one.len(), 40);
-        assert_eq!(one, two);
+        let spec = model.engine.input_spec().clone();
+        let per_tile = dirascope::model::values_per_tile(&spec);
+        // The fixture's 32 tiles as RGB, then its first 8 again: 40 tiles.
+        let mut tiles: Vec<_> = fixture
+            .inputs
+            .chunks(per_tile)
+            .map(|t| preprocess::tile_from_nchw(t, &spec).expect("tile"))
+            .collect();
+        tiles.extend_from_within(..8);
+        let scorer = ModelScorer::new(model);
+        let one = TileStream::new(&scorer, 1)
+            .run(&tiles, None)
+            .expect("1 worker");
+        let two = TileStream::new(&scorer, 2)
+            .run(&tiles, None)
+            .expect("2 workers");
+        assert_eq!(one.probabilities.len(), 40);
+        assert_eq!(one.probabilities, two.probabilities);
+        assert_eq!(one.laplacians, two.laplacians);
         // The repeated tiles score exactly as they did the first time.
-        assert_eq!(one[32..40], one[0..8]);
-        for p in &one {
-            assert!(p.0.iter().all(|v| (0.0..=1.0).contains(v)), "{p:?}");
+        assert_eq!(one.probabilities[32..40], one.probabilities[0..8]);
+        for p in &one.probabilities {
+            assert_eq!(p.len(), 4);
+            assert!(p.iter().all(|v| (0.0..=1.0).contains(v)), "{p:?}");
         }
     }
 }

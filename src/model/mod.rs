@@ -9,7 +9,6 @@ pub mod manifest;
 pub mod preprocess;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -28,7 +27,8 @@ pub const BUNDLED_MODEL_DIR: &str =
 /// run: tract's plan keeps a single tile's activations in cache, and on the bundled
 /// model that is about twice as fast as batches of 16 (`cargo bench --bench
 /// model_throughput` with DIRASCOPE_BENCH_BATCH=1, 2 and 16: 260-284, 195 and 138-140
-/// tiles/s per worker); parallelism comes from one worker per thread.
+/// tiles/s per worker); parallelism comes from the tile stream's workers
+/// (`pipeline::TileStream`), one session each.
 pub const DEFAULT_BATCH: usize = 1;
 
 /// One tile's probabilities, indexed in [`Finding::ALL`] order whatever the
@@ -124,58 +124,6 @@ pub trait ClassifierSession {
 /// Number of f32 values in one preprocessed tile.
 pub fn values_per_tile(spec: &InputSpec) -> usize {
     3 * spec.tile_px as usize * spec.tile_px as usize
-}
-
-/// Score `tiles` (NCHW f32, back to back) with `workers` threads. Batches are
-/// cut by tile index, never by worker, so the result does not depend on the
-/// number of workers.
-pub fn classify_all(
-    classifier: &dyn TileClassifier,
-    tiles: &[f32],
-    workers: usize,
-) -> Result<Vec<FindingProbs>, ModelError> {
-    let per_tile = values_per_tile(classifier.input_spec());
-    let batch = classifier.batch_size().max(1);
-    if !tiles.len().is_multiple_of(per_tile) {
-        return Err(ModelError::BatchShape {
-            got: tiles.len(),
-            n: tiles.len() / per_tile,
-            per_tile,
-            max: usize::MAX,
-        });
-    }
-    let chunks: Vec<&[f32]> = tiles.chunks(batch * per_tile).collect();
-    let next = AtomicUsize::new(0);
-    let workers = workers.clamp(1, chunks.len().max(1));
-    let per_worker = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| -> Result<Vec<(usize, Vec<FindingProbs>)>, ModelError> {
-                    let mut session = classifier.session()?;
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(chunk) = chunks.get(i) else { break };
-                        done.push((i, session.classify(chunk, chunk.len() / per_tile)?));
-                    }
-                    Ok(done)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(ModelError::Inference {
-                        message: "a worker thread panicked".into(),
-                    })
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })?;
-    let mut ordered: Vec<(usize, Vec<FindingProbs>)> = per_worker.into_iter().flatten().collect();
-    ordered.sort_by_key(|(i, _)| *i);
-    Ok(ordered.into_iter().flat_map(|(_, probs)| probs).collect())
 }
 
 /// A loaded, checked model: its manifest and its engine.

@@ -198,7 +198,7 @@ pub fn read_errors(path: &Path) -> Result<Vec<FailedSlide>, ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::score::Stage;
+    use crate::pipeline::Stage;
     use crate::slide::Rect;
 
     #[test]

@@ -255,7 +255,7 @@ mod tests {
             &[FailedSlide {
                 slide_id: "a".into(),
                 path: "a.svs".into(),
-                stage: crate::score::Stage::Open,
+                stage: crate::pipeline::Stage::Open,
                 kind: "format".into(),
                 message: "bad <tag>".into(),
             }],

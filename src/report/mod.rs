@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{AggregateParams, SlideResult};
+use crate::pipeline::Stage;
 use crate::qc::{QcOptions, QcReport};
-use crate::score::Stage;
 use crate::slide::{LevelInfo, Mpp, MppSource, SlideFormat};
 use crate::tiling::TilingOptions;
 use crate::tissue::{MaskSource, TissueOptions};
@@ -237,8 +237,7 @@ pub struct Timings {
     /// Thumbnail, tissue mask and slide-level QC.
     pub tissue_s: f64,
     /// The tile stream's stages, each summed over the worker threads that ran it. The
-    /// stages overlap (readers and inference workers run at once), so their sum can
-    /// exceed `stream_s`. Reading tile regions: file reads, tile decoding, copying.
+    /// workers run at once, so with more than one the sum can exceed `stream_s`. Reading tile regions: file reads, tile decoding, copying.
     pub decode_s: f64,
     /// Resampling regions to the model's tile size and scale.
     pub resample_s: f64,
