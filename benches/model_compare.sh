@@ -1,19 +1,56 @@
 #!/usr/bin/env bash
-# tract (cargo bench model_throughput) and onnxruntime (training/ort_bench.py)
-# on the same model folder, parity tiles, batch size and thread counts, in
-# one run; prints the tract/onnxruntime ratio per thread count.
+# The model stage against onnxruntime and against the machine's physical limit, in
+# one run (the machines here are shared and noisy: only figures from the same run
+# are compared). Prints:
+#   - the CPU and its one-core FMA peak (benches/fma_peak.rs: the widest vector unit
+#     it has, detected at run time);
+#   - tract through the product's tile stream (cargo bench model_throughput: one
+#     session per worker, preprocessing included) and onnxruntime (training/
+#     ort_bench.py, preprocessed tiles) on the same parity tiles at batch 1, with 1
+#     and 2 workers / threads, and their ratio;
+#   - the limit: multiply-adds a tile over the FMA peak (tiles/s a core), the decode
+#     lower bound (one thread reading and resampling a phantom slide's tiles), the
+#     stream's limit with both, and the fraction of each that tract and the whole
+#     stream reach.
 #   benches/model_compare.sh [MODEL_DIR] [--profile dev]
+# env: PYTHON (default training/.venv/bin/python), DIRASCOPE_BENCH_* (see
+# benches/model_throughput.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-models/dirascope-phantom-v1}"
-profile="${2:-}"; shift $(( $# > 1 ? 2 : $# )) || true
+profile=release
+[[ "${2:-}" == --profile ]] && profile="${3:?--profile needs a name}"
 batch="${DIRASCOPE_BENCH_BATCH:-1}" # dirascope scores one tile per run (model::DEFAULT_BATCH)
 py="${PYTHON:-training/.venv/bin/python}"
-tract=$(DIRASCOPE_BENCH_BATCH=$batch cargo bench ${profile:+--profile ${profile#--profile }} --bench model_throughput -- "$dir" 2>/dev/null | grep '^tract')
+bench() { cargo bench --profile "$profile" --bench "$@" 2>/dev/null; }
+# Build first, at low priority, so the timed runs below start on a built tree.
+nice -n 10 cargo bench --profile "$profile" --bench fma_peak --bench model_throughput --no-run 2>&1 | tail -n 1
+echo "note: shared machine; other jobs may run during this script, so compare ratios from one run"
+peak=$(bench fma_peak)
+tract=$(DIRASCOPE_BENCH_BATCH=$batch bench model_throughput -- "$dir")
 ort=$("$py" training/ort_bench.py "$dir" --batch "$batch" --threads 1 2 | grep "^onnxruntime")
-echo "$tract"; echo "$ort"
+echo "$peak"; echo "$tract"; echo "$ort"
+field() { awk -v key="$2" '{for(i=1;i<=NF;i++) if($i==key) print $(i-1)}' <<< "$1" | head -n 1; }
+rate_at() { grep -E "$2 $3:" <<< "$1" | head -n 1; }
 for t in 1 2; do
-  a=$(echo "$tract" | awk -v t=$t '$0 ~ "workers "t":" {for(i=1;i<=NF;i++) if($i=="tiles/s") print $(i-1)}')
-  b=$(echo "$ort" | awk -v t=$t '$0 ~ "threads "t":" {for(i=1;i<=NF;i++) if($i=="tiles/s") print $(i-1)}')
+  a=$(field "$(rate_at "$tract" '^tract .* workers' $t)" tiles/s)
+  b=$(field "$(rate_at "$ort" 'threads' $t)" tiles/s)
   awk -v a="$a" -v b="$b" -v t=$t 'BEGIN{printf "ratio tract/onnxruntime at %d thread(s): %.2f (%.1f vs %.1f tiles/s)\n", t, a/b, a, b}'
 done
+gmacs=$(field "$(grep '^fma peak' <<< "$peak")" G)
+macs=$(awk '{for(i=1;i<=NF;i++) if($i=="M" && $(i+1)=="MACs/tile,") print $(i-1)}' <<< "$tract" | head -n 1)
+decode=$(field "$(grep '^decode' <<< "$tract")" ms/tile)
+t1=$(field "$(rate_at "$tract" '^tract .* workers' 1)" tiles/s)
+o1=$(field "$(rate_at "$ort" 'threads' 1)" tiles/s)
+s1=$(field "$(rate_at "$tract" '^stream .* workers' 1)" tiles/s)
+s2=$(field "$(rate_at "$tract" '^stream .* workers' 2)" tiles/s)
+awk -v g="$gmacs" -v m="${macs%(}" -v d="${decode:-0}" -v t1="$t1" -v o1="$o1" -v s1="${s1:-0}" -v s2="${s2:-0}" 'BEGIN{
+  m = m + 0; lim = g * 1e3 / m;
+  printf "limit: %.1f M multiply-adds a tile / %.1f G/s one-core FMA peak = %.0f tiles/s a core for the model\n", m, g, lim;
+  printf "fraction of that limit on one core: tract %.0f%% (%.1f tiles/s), onnxruntime %.0f%% (%.1f tiles/s)\n", 100*t1/lim, t1, 100*o1/lim, o1;
+  if (d > 0) {
+    slim = 1 / (1/lim + d/1e3);
+    printf "decode lower bound: %.3f ms a tile (read and resample, one thread); stream limit %.0f tiles/s a core\n", d, slim;
+    printf "whole stream: %.1f tiles/s with 1 worker (%.0f%% of its limit), %.1f with 2 (%.2fx 1 worker)\n", s1, 100*s1/slim, s2, (s1 > 0 ? s2/s1 : 0);
+  }
+}'
