@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::output::Printed;
 use crate::slide::{self, Mpp, OpenOptions};
 
 /// Exit codes of the contract in DESIGN.md.
@@ -292,6 +293,14 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Prints `text` on stdout; any error but a closed pipe (a full disk) is exit 1.
+fn emit(text: &str) -> Result<Printed, Failure> {
+    crate::output::print(text).map_err(|e| Failure {
+        code: exit::OTHER,
+        error: anyhow::anyhow!("cannot write to standard output: {e}"),
+    })
+}
+
 fn mpp_option(mpp: Option<f64>) -> Result<Option<Mpp>, Failure> {
     match mpp {
         None => Ok(None),
@@ -310,16 +319,20 @@ fn inspect(args: InspectArgs) -> Result<u8, Failure> {
     };
     let reader = slide::open(&args.slide, &options)?;
     let info = reader.info();
-    if args.json {
+    let text = if args.json {
         let mut value = serde_json::to_value(info)?;
         value["path"] = serde_json::json!(args.slide.display().to_string());
         value["width"] = serde_json::json!(info.width());
         value["height"] = serde_json::json!(info.height());
         value["mpp_x"] = serde_json::json!(info.mpp.map(|m| m.x));
         value["mpp_y"] = serde_json::json!(info.mpp.map(|m| m.y));
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        serde_json::to_string_pretty(&value)? + "\n"
     } else {
-        print!("{}", slide::describe(&args.slide, info));
+        slide::describe(&args.slide, info)
+    };
+    // A closed pipe (`| head`) ends the command quietly, as ripgrep does.
+    if emit(&text)? == Printed::PipeClosed {
+        return Ok(exit::OK);
     }
     if let Some(out) = args.thumbnail {
         let thumb = reader.thumbnail(1024)?;
@@ -360,19 +373,22 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
         }),
     };
     match synth::run(&options) {
+        // The files are written: a closed pipe only stops the listing.
         Ok(Summary::Slides(slides)) => {
-            for s in slides {
-                println!("{}\t{}\t{}", s.slide_id, s.class, s.tiff.display());
-            }
+            let lines: String = slides
+                .iter()
+                .map(|s| format!("{}\t{}\t{}\n", s.slide_id, s.class, s.tiff.display()))
+                .collect();
+            emit(&lines)?;
             Ok(exit::OK)
         }
         Ok(Summary::Tiles(t)) => {
-            println!(
-                "{} tiles from {} slides; labels in {}",
+            emit(&format!(
+                "{} tiles from {} slides; labels in {}\n",
                 t.tiles,
                 t.slides,
                 t.labels.display()
-            );
+            ))?;
             Ok(exit::OK)
         }
         Err(e) if e.is_usage() => Err(usage(e.to_string())),
@@ -387,21 +403,25 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
     use std::io::IsTerminal;
     // Usage errors first, before any slide or model is read.
     let checked = args.options(crate::score::ScoreOptions::default())?;
-    let jobs = crate::batch::discover(&args.slides).map_err(|e| usage(e.to_string()))?;
-    if jobs.is_empty() {
+    let found = crate::batch::discover(&args.slides).map_err(|e| usage(e.to_string()))?;
+    for s in &found.skipped {
+        eprintln!("dirascope: skipped {}: {}", s.path.display(), s.reason);
+    }
+    if found.jobs.is_empty() {
         return Err(usage("no slides found in the given paths"));
     }
-    let jobs: Vec<crate::batch::SlideJob> = jobs
+    let jobs: Vec<crate::batch::SlideJob> = found
+        .jobs
         .into_iter()
         .filter(|j| args.shard.is_none_or(|s| s.contains(&j.slide_id)))
         .collect();
     if args.list {
-        let mut table = csv::Writer::from_writer(std::io::stdout().lock());
+        let mut table = csv::Writer::from_writer(Vec::new());
         table.write_record(["slide_id", "path"])?;
         for j in &jobs {
             table.write_record([j.slide_id.as_str(), &j.path.to_string_lossy()])?;
         }
-        table.flush()?;
+        emit(&String::from_utf8_lossy(&table.into_inner()?))?;
         return Ok(exit::OK);
     }
     // One slide without an MPP is a usage error; in a batch it becomes an error row.
@@ -431,7 +451,8 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
         force: args.force,
         progress: std::io::stderr().is_terminal() && !args.json,
     };
-    let outcome = crate::batch::run(&jobs, &args.out, &scoring, &batch_options)?;
+    let mut outcome = crate::batch::run(&jobs, &args.out, &scoring, &batch_options)?;
+    outcome.skipped = found.skipped;
     if !outcome.reused.is_empty() {
         eprintln!(
             "dirascope: reused {} of {} slides scored earlier with the same model, configuration and slide bytes (--force scores them again)",
@@ -442,10 +463,11 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
     finish_batch(&outcome, args.json)
 }
 
-/// Prints `--json` output if asked; exit 3 when any slide failed.
+/// Prints `--json` output if asked (a closed pipe only stops the printing: the
+/// work is done); exit 3 when any slide failed.
 fn finish_batch(outcome: &crate::batch::BatchOutcome, json: bool) -> Result<u8, Failure> {
     if json {
-        println!("{}", outcome.to_json()?);
+        emit(&(outcome.to_json()? + "\n"))?;
     }
     Ok(if outcome.failures.is_empty() {
         exit::OK
@@ -546,7 +568,7 @@ fn validate(args: ValidateArgs) -> Result<u8, Failure> {
     for id in &v.labels_without_results {
         eprintln!("dirascope: warning: label for '{id}' names no scored slide; not evaluated");
     }
-    print!("{}", validate::markdown(&v));
+    emit(&validate::markdown(&v))?;
     Ok(exit::OK)
 }
 
@@ -556,6 +578,6 @@ fn model_check(model_dir: Option<PathBuf>) -> Result<u8, Failure> {
         code: exit::MODEL,
         error: e.into(),
     })?;
-    print!("{report}");
+    emit(&report.to_string())?;
     Ok(exit::OK)
 }

@@ -4,6 +4,7 @@ pub mod batch;
 pub mod cli;
 pub mod finding;
 pub mod model;
+pub mod output;
 pub mod pipeline;
 pub mod qc;
 pub mod report;

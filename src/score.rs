@@ -250,6 +250,7 @@ impl<'a> Scoring<'a> {
                 &self.options,
             )
         })?;
+        slide_report.files = step(current, Stage::Report, || Ok(report::outputs::list(dir)?))?;
         timings.reports_s = t.elapsed().as_secs_f64();
         timings.total_s = t_total.elapsed().as_secs_f64();
         slide_report.timings = timings;
@@ -417,6 +418,7 @@ impl<'a> Scoring<'a> {
             },
             result: m.result.clone(),
             note,
+            files: Vec::new(),
             audit: self.audit(path, slide, &m.qc, started_at),
             timings: Timings::default(),
         }

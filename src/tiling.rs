@@ -124,6 +124,20 @@ impl TileGrid {
             l0.width as f64 / lv.width.max(1) as f64,
             l0.height as f64 / lv.height.max(1) as f64,
         );
+        // Counted arithmetically before any loop: an absurd MPP asks for more tiles
+        // than there are atoms, and counting them one by one would never end.
+        let estimate = Geometry::estimate(l0.width, l0.height, mpp, options);
+        if estimate.is_nan() || estimate > options.max_tiles as f64 {
+            return Err(TilingError::TooManyTiles {
+                path: path.to_path_buf(),
+                tiles: if estimate.is_nan() {
+                    u64::MAX
+                } else {
+                    estimate.min(u64::MAX as f64) as u64
+                },
+                limit: options.max_tiles,
+            });
+        }
         let geometry = Geometry::new(l0.width, l0.height, mpp, options);
         let candidates = geometry.cols as u64 * geometry.rows as u64;
         if candidates > options.max_tiles {
@@ -237,6 +251,20 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// The number of grid cells, within a cell per axis of [`Geometry::new`]'s
+    /// exact count, computed without a loop (infinite or NaN for absurd inputs).
+    fn estimate(width: u64, height: u64, mpp: Mpp, o: &TilingOptions) -> f64 {
+        let step = (o.tile_px - o.overlap_px) as f64 / o.tile_px as f64;
+        let axis = |extent: u64, mpp: f64| -> f64 {
+            if extent == 0 {
+                return 0.0;
+            }
+            let tile = o.tile_px as f64 * o.model_mpp / mpp;
+            ((extent as f64 - tile).max(0.0) / (tile * step)).ceil() + 1.0
+        };
+        axis(width, mpp.x) * axis(height, mpp.y)
+    }
+
     fn new(width: u64, height: u64, mpp: Mpp, o: &TilingOptions) -> Geometry {
         let tile_x = o.tile_px as f64 * o.model_mpp / mpp.x;
         let tile_y = o.tile_px as f64 * o.model_mpp / mpp.y;
@@ -408,6 +436,36 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, TilingError::NoMpp { .. }));
         assert!(err.to_string().contains("--mpp"), "{err}");
+    }
+
+    /// Issue 14, defect 7: a model MPP of 1e-300 hung the grid's counting loop.
+    #[test]
+    fn an_absurd_grid_is_refused_before_any_loop() {
+        let slide = info(100_000, 80_000, Some(0.25), 1);
+        for (model_mpp, slide_mpp) in [(1e-300, 0.25), (0.5, 1e300), (1e-3, 0.25)] {
+            let options = TilingOptions {
+                model_mpp,
+                ..TilingOptions::default()
+            };
+            let mut slide = slide.clone();
+            slide.mpp = Mpp::square(slide_mpp);
+            let err = TileGrid::build(path(), &slide, None, &options).unwrap_err();
+            assert!(matches!(err, TilingError::TooManyTiles { .. }), "{err}");
+            assert!(err.to_string().contains("max_tiles"), "{err}");
+        }
+        // Just under the limit is still built.
+        let options = TilingOptions {
+            max_tiles: 4,
+            ..TilingOptions::default()
+        };
+        let small = info(448, 448, Some(0.5), 1);
+        assert_eq!(
+            TileGrid::build(path(), &small, None, &options)
+                .unwrap()
+                .tiles
+                .len(),
+            4
+        );
     }
 
     #[test]

@@ -55,6 +55,11 @@ fn masked(out: &Path, id: &str) -> serde_json::Value {
         }
     }
     walk(&mut v);
+    // The list of output files holds their sha256 (pinned by the snapshot tests), which
+    // the float rounding above cannot mask; the golden pins the report's content.
+    if let Some(map) = v.as_object_mut() {
+        map.remove("files");
+    }
     // The tool version changes with every release; the golden pins behaviour.
     v["tool"] = serde_json::json!("masked");
     v["audit"]["tool_version"] = serde_json::json!("masked");

@@ -977,3 +977,85 @@ fn mutated_dicom_series_fail_cleanly() {
     eprintln!("{total} DICOM mutants in all");
     assert!(total >= 1000);
 }
+
+// ------------------------------------------------- folders that mix DICOM and TIFF
+
+/// `dirascope score FOLDER ARGS` with the tiny test model, from the checkout.
+fn score_folder(folder: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dirascope"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["score", "--model", "fixtures/model/tiny-random-64", "--out"])
+        .arg(out)
+        .arg(folder)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn listed_ids(folder: &Path) -> Vec<String> {
+    let o = score_folder(folder, &folder.join("unused"), &["--list"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let mut ids: Vec<String> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Issue 14, defect 8: a folder holding TIFF slides and a DICOM file was scored as
+/// one DICOM slide and the TIFFs were dropped without a row.
+#[test]
+fn a_folder_of_tiffs_beside_dicom_files_scores_every_slide() {
+    let dir = tempfile::tempdir().unwrap();
+    let phantoms = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/phantoms");
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    std::fs::copy(phantoms.join("normal-4.tiff"), mixed.join("a.tiff")).unwrap();
+    std::fs::copy(phantoms.join("dira-3.tiff"), mixed.join("b.tiff")).unwrap();
+    let one = dicom_instance(&Spec::default(), &pattern(200, 150));
+    std::fs::write(mixed.join("scan.dcm"), one).unwrap();
+    assert_eq!(listed_ids(&mixed), ["a", "b", "scan"]);
+
+    // A whole series beside a TIFF: the series is one slide (named by its largest
+    // file), the other series another; the series' other files are listed as skipped.
+    let series = dir.path().join("series");
+    std::fs::create_dir(&series).unwrap();
+    std::fs::copy(phantoms.join("normal-4.tiff"), series.join("a.tiff")).unwrap();
+    write_series(&series, &Spec::default(), &pattern(200, 150));
+    assert_eq!(listed_ids(&series), ["a", "level0", "other"]);
+    let out = dir.path().join("out");
+    let o = score_folder(&series, &out, &["--json"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let json: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}; stderr: {stderr}"));
+    let mut done: Vec<&str> = ["slides", "errors"]
+        .iter()
+        .flat_map(|k| json[k].as_array().unwrap())
+        .map(|s| s["slide_id"].as_str().unwrap())
+        .collect();
+    done.sort();
+    assert_eq!(done, ["a", "level0", "other"], "{stderr}");
+    let skipped: Vec<&str> = json["skipped"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no skipped list: {json}"))
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    for name in ["label.dcm", "level1.dcm"] {
+        assert!(
+            skipped.iter().any(|p| p.ends_with(name)),
+            "{name}: {skipped:?}"
+        );
+        assert!(stderr.contains(name), "{name} not on stderr: {stderr}");
+    }
+    // A folder that is one series and nothing else stays one slide.
+    let pure = dir.path().join("pure");
+    std::fs::create_dir(&pure).unwrap();
+    write_series(&pure, &Spec::default(), &pattern(200, 150));
+    std::fs::remove_file(pure.join("other.dcm")).unwrap();
+    assert_eq!(listed_ids(&pure), ["pure"]);
+}

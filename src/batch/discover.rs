@@ -29,9 +29,13 @@ fn has_slide_extension(path: &Path) -> bool {
         .is_some_and(|e| SLIDE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// True when the first bytes are those of a format the slide stage reads.
+/// True when the first bytes are those of a format the slide stage reads. Only a
+/// regular file is opened: a named pipe would block the read.
 fn has_slide_magic(path: &Path) -> bool {
     use std::io::Read;
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let mut head = [0u8; 132];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
@@ -59,8 +63,9 @@ pub fn slide_id_for(path: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
+    let is_file = std::fs::metadata(path).is_ok_and(|m| !m.is_dir());
     let stem = match name.rsplit_once('.') {
-        Some((stem, _)) if !stem.is_empty() && path.is_file() => stem.to_string(),
+        Some((stem, _)) if !stem.is_empty() && is_file => stem.to_string(),
         _ => name,
     };
     // OME-TIFF convention: strip the ".ome" that precedes ".tif".
@@ -69,24 +74,41 @@ pub fn slide_id_for(path: &Path) -> String {
         .unwrap_or(stem)
 }
 
+/// What discovery found: the slides to score, and the slide files it found but
+/// does not score on their own (listed on stderr and in `--json`, never dropped
+/// silently).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovered {
+    pub jobs: Vec<SlideJob>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// A file discovery found and does not score as a slide of its own, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
 /// Expands inputs into jobs. Folders are walked recursively in sorted order, except
-/// phantom mask folders (`*.masks`) and hidden entries; a folder that holds DICOM files
-/// is one slide. Explicit files are always jobs (a bad one
-/// becomes an error row later); in folders, files are taken when their bytes or their
-/// extension say slide. Duplicate ids are an error before any work starts.
-pub fn discover(inputs: &[PathBuf]) -> Result<Vec<SlideJob>, BatchError> {
-    let mut jobs = Vec::new();
+/// phantom mask folders (`*.masks`) and hidden entries. A folder whose slide files
+/// are all DICOM files of one series is one slide; in a folder that holds other slide
+/// files too, each series is one slide (named after its largest file, the others
+/// listed as skipped) and each other file is a slide of its own. Explicit files are
+/// always jobs (a bad one becomes an error row later); in folders, files are taken
+/// when their bytes or their extension say slide, and anything that is not a regular
+/// file (a named pipe, a socket) is taken too, to become an error row unopened.
+/// Duplicate ids, ids that share a folder in OUT and ids that name a file the run
+/// writes are errors before any work starts.
+pub fn discover(inputs: &[PathBuf]) -> Result<Discovered, BatchError> {
+    let mut found = Discovered::default();
     for input in inputs {
         if input.is_dir() {
-            walk(input, &mut jobs)?;
+            walk(input, &mut found)?;
         } else if is_manifest(input) {
-            jobs.extend(read_manifest(input)?);
+            found.jobs.extend(read_manifest(input)?);
         } else if input.exists() || input.extension().is_some() {
-            jobs.push(SlideJob {
-                slide_id: slide_id_for(input),
-                path: input.clone(),
-                extra: BTreeMap::new(),
-            });
+            found.jobs.push(job(input.clone()));
         } else {
             return Err(BatchError::Input {
                 path: input.clone(),
@@ -94,11 +116,20 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<SlideJob>, BatchError> {
             });
         }
     }
-    check_unique(&jobs)?;
-    Ok(jobs)
+    check_unique(&found.jobs)?;
+    super::check_folder_names(found.jobs.iter().map(|j| j.slide_id.as_str()))?;
+    Ok(found)
 }
 
-fn walk(dir: &Path, jobs: &mut Vec<SlideJob>) -> Result<(), BatchError> {
+fn job(path: PathBuf) -> SlideJob {
+    SlideJob {
+        slide_id: slide_id_for(&path),
+        path,
+        extra: BTreeMap::new(),
+    }
+}
+
+fn walk(dir: &Path, found: &mut Discovered) -> Result<(), BatchError> {
     let io = |e: std::io::Error| BatchError::Input {
         path: dir.to_path_buf(),
         reason: e.to_string(),
@@ -108,19 +139,7 @@ fn walk(dir: &Path, jobs: &mut Vec<SlideJob>) -> Result<(), BatchError> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
-    let dicom_here = entries.iter().any(|p| {
-        p.is_file()
-            && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
-            && has_slide_magic(p)
-    });
-    if dicom_here {
-        jobs.push(SlideJob {
-            slide_id: slide_id_for(dir),
-            path: dir.to_path_buf(),
-            extra: BTreeMap::new(),
-        });
-        return Ok(());
-    }
+    let (mut files, mut folders) = (Vec::new(), Vec::new());
     for path in entries {
         let hidden = path
             .file_name()
@@ -128,20 +147,75 @@ fn walk(dir: &Path, jobs: &mut Vec<SlideJob>) -> Result<(), BatchError> {
         if hidden {
             continue;
         }
-        if path.is_dir() {
+        let meta = std::fs::metadata(&path);
+        if meta.as_ref().is_ok_and(|m| m.is_dir()) {
             // `<id>.masks/` beside a phantom holds its truth masks, not slides.
             if path.extension().is_none_or(|e| e != "masks") {
-                walk(&path, jobs)?;
+                folders.push(path);
             }
-        } else if has_slide_extension(&path) || has_slide_magic(&path) {
-            jobs.push(SlideJob {
-                slide_id: slide_id_for(&path),
-                path,
-                extra: BTreeMap::new(),
-            });
+            continue;
+        }
+        match meta {
+            Ok(m) if !m.is_file() => files.push(path),
+            _ if has_slide_extension(&path) || has_slide_magic(&path) => files.push(path),
+            _ => {}
         }
     }
+    let dicom: Vec<&PathBuf> = files.iter().filter(|p| is_dicom(p)).collect();
+    let mut series: BTreeMap<String, Vec<&PathBuf>> = BTreeMap::new();
+    for path in &dicom {
+        let uid = crate::slide::dicom_series_uid(path, &Default::default()).unwrap_or_default();
+        series.entry(uid).or_default().push(path);
+    }
+    let named_series = series.keys().filter(|uid| !uid.is_empty()).count();
+    if !dicom.is_empty() && dicom.len() == files.len() && named_series <= 1 {
+        found.jobs.push(job(dir.to_path_buf()));
+    } else {
+        // Each series by its largest file (its level 0); files whose series cannot be
+        // read are slides of their own, so that their own error reaches the user.
+        let mut members: BTreeMap<&PathBuf, &PathBuf> = BTreeMap::new();
+        for (uid, paths) in series.iter().filter(|(uid, _)| !uid.is_empty()) {
+            let size = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+            let Some(first) = paths
+                .iter()
+                .max_by(|a, b| size(a).cmp(&size(b)).then(b.cmp(a)))
+            else {
+                continue;
+            };
+            for p in paths.iter().filter(|p| *p != first) {
+                members.insert(p, first);
+                found.skipped.push(Skipped {
+                    path: p.to_path_buf(),
+                    reason: format!(
+                        "part of DICOM series {uid}, scored with slide '{}'",
+                        slide_id_for(first)
+                    ),
+                });
+            }
+        }
+        for path in &files {
+            if !members.contains_key(path) {
+                found.jobs.push(job(path.clone()));
+            }
+        }
+    }
+    for folder in folders {
+        walk(&folder, found)?;
+    }
     Ok(())
+}
+
+/// A regular file with the DICOM signature.
+fn is_dicom(path: &Path) -> bool {
+    use std::io::Read;
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head[128..132] == b"DICM"
 }
 
 /// Reads a manifest CSV: `slide_id,path[,label][,patient_id][,...]`. Relative paths
@@ -151,6 +225,12 @@ pub fn read_manifest(path: &Path) -> Result<Vec<SlideJob>, BatchError> {
         path: path.to_path_buf(),
         reason,
     };
+    if let Some(kind) = std::fs::metadata(path)
+        .ok()
+        .and_then(|m| crate::slide::special_file_kind(&m))
+    {
+        return Err(err(format!("not a regular file but {kind}")));
+    }
     let mut reader = csv::Reader::from_path(path).map_err(|e| err(e.to_string()))?;
     let headers: Vec<String> = reader
         .headers()
@@ -283,7 +363,7 @@ mod tests {
         let err = discover(&[dir.path().to_path_buf()]).unwrap_err();
         assert!(err.to_string().contains("'a'"), "{err}");
         std::fs::remove_file(sub.join("a.png")).unwrap();
-        let jobs = discover(&[dir.path().to_path_buf()]).unwrap();
+        let jobs = discover(&[dir.path().to_path_buf()]).unwrap().jobs;
         let ids: Vec<&str> = jobs.iter().map(|j| j.slide_id.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);
     }
@@ -297,7 +377,7 @@ mod tests {
             "slide_id,path,label,patient_id\nS1,x/one.svs,dira,P1\nS2,/abs/two.tif,normal,P2\n",
         )
         .unwrap();
-        let jobs = discover(&[m]).unwrap();
+        let jobs = discover(&[m]).unwrap().jobs;
         assert_eq!(jobs[0].slide_id, "S1");
         assert_eq!(jobs[0].path, dir.path().join("x/one.svs"));
         assert_eq!(jobs[0].extra["label"], "dira");

@@ -24,12 +24,22 @@ pub enum MergeError {
     OutIsInput(PathBuf),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(transparent)]
+    Batch(#[from] super::BatchError),
 }
 
 impl MergeError {
-    /// Errors in what the user asked for (exit code 2), rather than in the disk.
+    /// Errors in what the user asked for (exit code 2), rather than in the disk or
+    /// another run holding OUT.
     pub fn is_usage(&self) -> bool {
-        !matches!(self, MergeError::Report(_))
+        match self {
+            MergeError::Report(_) => false,
+            MergeError::Batch(e) => matches!(
+                e,
+                super::BatchError::SharedFolder(_) | super::BatchError::ReservedId(_)
+            ),
+            _ => true,
+        }
     }
 }
 
@@ -48,7 +58,12 @@ pub fn merge(inputs: &[PathBuf], out_dir: &Path) -> Result<BatchOutcome, MergeEr
         .map(|dir| read_input(dir))
         .collect::<Result<Vec<_>, _>>()?;
     refuse_duplicates(&inputs)?;
-    fs::create_dir_all(out_dir).map_err(|e| ReportError::io(out_dir, e))?;
+    let ids = inputs.iter().flat_map(|input| {
+        let scored = input.slides.iter().map(|r| r.slide.id.as_str());
+        scored.chain(input.failures.iter().map(|f| f.slide_id.as_str()))
+    });
+    super::check_folder_names(ids)?;
+    let _lock = super::run::lock_out(out_dir)?;
     staging::remove_stale(out_dir)?;
     let mut outcome = BatchOutcome::default();
     for input in inputs {

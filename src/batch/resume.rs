@@ -2,8 +2,9 @@
 //!
 //! A report is reused only when its audit shows the same tool version, model,
 //! resolved configuration, slide path and slide bytes (sha256) that this run would
-//! record. Anything else, or a report that cannot be read, means scoring again:
-//! never a silent reuse of a result made from other inputs.
+//! record, and its folder still holds every file the report lists, unchanged.
+//! Anything else, or a report that cannot be read, means scoring again: never a
+//! silent reuse of a result made from other inputs or of a damaged folder.
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use crate::score::Scoring;
 /// inputs this run would use for `job`.
 pub fn reusable(dir: &Path, job: &SlideJob, scoring: &Scoring) -> Option<SlideReport> {
     let report = report::json::read_report(&dir.join("report.json")).ok()?;
+    report::outputs::check(dir, &report.files).ok()?;
     let audit = &report.audit;
     let same_run = report.slide.id == job.slide_id
         && audit.tool_version == ToolInfo::default().version

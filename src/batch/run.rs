@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::resume;
 use super::staging::{self, StagedFolder};
-use super::SlideJob;
+use super::{BatchError, OutLock, Skipped, SlideJob};
 use crate::report::{self, FailedSlide, ReportError, SlideReport};
 use crate::score::{Scoring, Stage};
 
@@ -29,24 +29,32 @@ pub struct BatchOutcome {
     pub failures: Vec<FailedSlide>,
     /// Ids of the slides whose earlier report was reused.
     pub reused: Vec<String>,
+    /// Files discovery found and did not score on their own.
+    pub skipped: Vec<Skipped>,
 }
 
 impl BatchOutcome {
     /// The summary `--json` prints.
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        report::json::batch_summary(&self.reports, &self.failures, &self.reused)
+        let skipped: Vec<(String, String)> = self
+            .skipped
+            .iter()
+            .map(|s| (s.path.display().to_string(), s.reason.clone()))
+            .collect();
+        report::json::batch_summary(&self.reports, &self.failures, &self.reused, &skipped)
     }
 }
 
 /// Scores `jobs` into `out_dir` (see [`BatchOptions`]), then writes
-/// `OUT/summary.csv`, `OUT/errors.csv` and `OUT/report.html`.
+/// `OUT/summary.csv`, `OUT/errors.csv` and `OUT/report.html`. OUT is locked for the
+/// whole run: another run into it is refused ([`OutLock`]).
 pub fn run(
     jobs: &[SlideJob],
     out_dir: &Path,
     scoring: &Scoring,
     options: &BatchOptions,
-) -> Result<BatchOutcome, ReportError> {
-    std::fs::create_dir_all(out_dir).map_err(|e| ReportError::io(out_dir, e))?;
+) -> Result<BatchOutcome, BatchError> {
+    let _lock = lock_out(out_dir)?;
     staging::remove_stale(out_dir)?;
     let progress = Progress::new(options.progress, jobs.len());
     let mut outcome = BatchOutcome::default();
@@ -69,6 +77,22 @@ pub fn run(
     report::sort_failures(&mut outcome.failures);
     write_summaries(out_dir, &outcome.reports, &outcome.failures)?;
     Ok(outcome)
+}
+
+/// Creates `out_dir` if needed and locks it, warning on stderr when the lock is
+/// taken over from a run that died.
+pub(super) fn lock_out(out_dir: &Path) -> Result<OutLock, BatchError> {
+    std::fs::create_dir_all(out_dir).map_err(|e| ReportError::io(out_dir, e))?;
+    let lock = OutLock::acquire(out_dir)?;
+    if let Some(stale) = &lock.took_over {
+        eprintln!(
+            "dirascope: warning: {}: took over a stale lock left by pid {} on host {} (that run is gone)",
+            out_dir.join(super::lock::LOCK_FILE).display(),
+            stale.pid,
+            stale.host
+        );
+    }
+    Ok(lock)
 }
 
 /// Writes the batch pages of `out_dir` from its slides' reports and failures, the
@@ -126,6 +150,10 @@ fn one_slide(
     if std::fs::symlink_metadata(&job.path).is_err() {
         let message = format!("{}: no such file or folder", job.path.display());
         return Err(failed(Stage::Discover, "missing", message));
+    }
+    // A named pipe or a device is refused unopened, before resume would hash it.
+    if let Err(e) = crate::slide::check_file_kind(&job.path) {
+        return Err(failed(Stage::Open, e.kind(), e.to_string()));
     }
     if !force {
         if let Some(r) = resume::reusable(&target, job, scoring) {

@@ -5,8 +5,10 @@
 //! earlier folder of that name is first renamed aside (`OUT/.<name>.old-<pid>`) and
 //! deleted after the new one is in place. A killed run leaves only hidden folders,
 //! which the next run into the same OUT removes ([`remove_stale`]); readers of OUT
-//! skip hidden entries. Two runs must not write into one OUT at the same time:
-//! shards write to folders of their own and `dirascope merge` joins them.
+//! skip hidden entries. An earlier folder the run cannot write into is made writable
+//! before it is removed (it is the user's own output). Two runs never write into one
+//! OUT at the same time ([`super::OutLock`]): shards write to folders of their own
+//! and `dirascope merge` joins them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -43,7 +45,10 @@ impl StagedFolder {
         &self.staging
     }
 
-    /// Moves the finished folder into place, replacing any earlier one.
+    /// Moves the finished folder into place, replacing any earlier one. Once the
+    /// new folder is in place the slide is committed, whatever becomes of the
+    /// earlier one; that is removed, and only a warning says when it cannot be (the
+    /// next run's sweep tries again).
     pub fn commit(mut self) -> Result<(), ReportError> {
         let aside = move_aside(&self.target)?;
         if let Err(e) = fs::rename(&self.staging, &self.target) {
@@ -54,10 +59,12 @@ impl StagedFolder {
             return Err(ReportError::io(&self.target, e));
         }
         self.committed = true;
-        match aside {
-            Some(old) => remove_if_present(&old),
-            None => Ok(()),
+        if let Some(old) = aside {
+            if let Err(e) = remove_if_present(&old) {
+                eprintln!("dirascope: warning: the replaced folder could not be removed: {e}");
+            }
         }
+        Ok(())
     }
 }
 
@@ -126,14 +133,40 @@ fn move_aside(target: &Path) -> Result<Option<PathBuf>, ReportError> {
     Ok(Some(aside))
 }
 
+/// Removes `path` (a file or a whole folder) if it exists. A folder whose entries
+/// cannot be removed for want of permission is made writable first: everything in
+/// transit in OUT was written by dirascope for this user.
 fn remove_if_present(path: &Path) -> Result<(), ReportError> {
     let removed = match fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => Err(e),
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).or_else(|e| {
+            if e.kind() != std::io::ErrorKind::PermissionDenied {
+                return Err(e);
+            }
+            make_writable(path);
+            fs::remove_dir_all(path)
+        }),
         Ok(_) => fs::remove_file(path),
     };
     removed.map_err(|e| ReportError::io(path, e))
+}
+
+/// Gives the owner read, write and search permission on `dir` and every folder
+/// below it (links are not followed); failures are left for the removal to report.
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let mode = meta.permissions().mode() | 0o700;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode));
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        make_writable(&entry.path());
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,18 @@ use super::{Finding, ModelError};
 /// is meant to be small).
 pub const MAX_TOP_N: u32 = 1000;
 
+/// Plausible range of the model's MPP: from beyond a 60x scan (0.05 µm/px) to a
+/// coarse overview (16 µm/px). Outside it a manifest is a typo, and a tiny MPP
+/// would ask for a tile grid of astronomical size.
+pub const MODEL_MPP_RANGE: std::ops::RangeInclusive<f64> = 0.05..=16.0;
+
+/// Plausible range of each channel's standard deviation on the 0..1 pixel scale
+/// (1/255 is a model fed raw 0..255 values).
+pub const STD_RANGE: std::ops::RangeInclusive<f32> = 0.001..=10.0;
+
+/// Largest `top_k_min` (never average fewer tiles than this).
+pub const MAX_TOP_K_MIN: u32 = 100_000;
+
 /// The manifest as written in `model.toml`, after validation.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,17 +230,36 @@ impl Manifest {
                 format!("{} is outside 16..=4096", input.tile_px),
             ));
         }
-        if !(input.mpp.is_finite() && input.mpp > 0.0 && input.mpp <= 16.0) {
+        if !MODEL_MPP_RANGE.contains(&input.mpp) {
             return Err(invalid(
                 "input.mpp",
-                format!("{} is not in (0, 16] microns per pixel", input.mpp),
+                format!(
+                    "{} is not in [{}, {}] microns per pixel (a 40x scan is about 0.25)",
+                    input.mpp,
+                    MODEL_MPP_RANGE.start(),
+                    MODEL_MPP_RANGE.end()
+                ),
             ));
         }
-        if input.mean.iter().any(|m| !m.is_finite()) {
-            return Err(invalid("input.mean", "must be finite".into()));
+        if input.mean.iter().any(|m| !(0.0..=1.0).contains(m)) {
+            return Err(invalid(
+                "input.mean",
+                format!(
+                    "{:?} must lie in [0, 1] (the pixel / 255 scale)",
+                    input.mean
+                ),
+            ));
         }
-        if input.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(invalid("input.std", "must be finite and > 0".into()));
+        if input.std.iter().any(|s| !STD_RANGE.contains(s)) {
+            return Err(invalid(
+                "input.std",
+                format!(
+                    "{:?} must lie in [{}, {}] (the pixel / 255 scale)",
+                    input.std,
+                    STD_RANGE.start(),
+                    STD_RANGE.end()
+                ),
+            ));
         }
         self.validate_classes(path)?;
         let agg = &self.aggregation;
@@ -238,8 +269,11 @@ impl Manifest {
                 format!("{} is not in (0, 1]", agg.top_k_fraction),
             ));
         }
-        if agg.top_k_min == 0 {
-            return Err(invalid("aggregation.top_k_min", "must be >= 1".into()));
+        if !(1..=MAX_TOP_K_MIN).contains(&agg.top_k_min) {
+            return Err(invalid(
+                "aggregation.top_k_min",
+                format!("{} is outside 1..={MAX_TOP_K_MIN}", agg.top_k_min),
+            ));
         }
         for (key, spec) in &agg.per_finding {
             let field = format!("aggregation.per_finding.{key}");

@@ -146,6 +146,7 @@ impl Model {
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest = Manifest::from_file(&manifest_path)?;
         let onnx_path = manifest.onnx_path(dir);
+        confine(dir, &onnx_path)?;
         let bytes = std::fs::read(&onnx_path).map_err(|source| ModelError::Io {
             path: onnx_path.clone(),
             source,
@@ -165,6 +166,31 @@ impl Model {
             engine,
         })
     }
+}
+
+/// Refuses a model file that is not a regular file inside the model folder once
+/// every link is resolved (its canonical path under the folder's canonical path):
+/// the sha256 in the manifest vouches for the folder, not for wherever a link points.
+pub fn confine(dir: &Path, file: &Path) -> Result<(), ModelError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelError::Io { path, source }
+    };
+    let folder = dir.canonicalize().map_err(io(dir))?;
+    let resolved = file.canonicalize().map_err(io(file))?;
+    if !resolved.starts_with(&folder) {
+        return Err(ModelError::OutsideModelDir {
+            path: file.to_path_buf(),
+            reference: resolved.display().to_string(),
+        });
+    }
+    if !std::fs::metadata(&resolved).map_err(io(file))?.is_file() {
+        return Err(ModelError::NotOnnx {
+            path: file.to_path_buf(),
+            reason: "not a regular file".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Lower-case hex sha256 of `bytes`.

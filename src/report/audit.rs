@@ -86,6 +86,13 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
 /// Feeds a file's bytes to `hasher` in 1 MiB chunks; returns how many.
 fn hash_bytes(path: &Path, hasher: &mut sha2::Sha256) -> std::io::Result<u64> {
     use sha2::Digest;
+    // A named pipe or a device would block the read or never end: refuse it unopened.
+    if let Some(kind) = crate::slide::special_file_kind(&std::fs::metadata(path)?) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("not a regular file but {kind}"),
+        ));
+    }
     let mut file = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -107,8 +114,12 @@ fn hash_folder(base: &Path, dir: &Path, hasher: &mut sha2::Sha256) -> std::io::R
     entries.sort();
     let mut total = 0;
     for path in entries {
-        if path.is_dir() {
+        let meta = std::fs::metadata(&path)?;
+        if meta.is_dir() {
             total += hash_folder(base, &path, hasher)?;
+        } else if crate::slide::special_file_kind(&meta).is_some() {
+            // Not part of the slide: the DICOM reader takes regular files only.
+            continue;
         } else {
             let relative = path.strip_prefix(base).unwrap_or(&path);
             hasher.update(relative.to_string_lossy().as_bytes());

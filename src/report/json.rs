@@ -60,11 +60,13 @@ pub fn read_report(path: &Path) -> Result<SlideReport, ReportError> {
 }
 
 /// The batch summary `score --json` and `merge --json` print: one object per slide
-/// (id, call, scores), one per failed slide, and the ids of reused slides.
+/// (id, call, scores), one per failed slide, the ids of reused slides, and the files
+/// found but not scored on their own (`(path, reason)`).
 pub fn batch_summary(
     reports: &[SlideReport],
     failures: &[FailedSlide],
     reused: &[String],
+    skipped: &[(String, String)],
 ) -> Result<String, serde_json::Error> {
     let slides: Vec<serde_json::Value> = reports
         .iter()
@@ -102,5 +104,9 @@ pub fn batch_summary(
         "slides": slides,
         "errors": errors,
         "reused": reused,
+        "skipped": skipped
+            .iter()
+            .map(|(path, reason)| serde_json::json!({ "path": path, "reason": reason }))
+            .collect::<Vec<_>>(),
     }))
 }

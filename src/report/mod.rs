@@ -12,6 +12,7 @@ pub mod geojson;
 pub mod heatmap;
 pub mod html;
 pub mod json;
+pub mod outputs;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -268,6 +269,10 @@ pub struct SlideReport {
     /// The IL1RN note for a `dira-pattern` call, else absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Every other file of the slide folder with its size and sha256: a rerun
+    /// reuses the folder only when all are there unchanged.
+    #[serde(default)]
+    pub files: Vec<outputs::OutputFile>,
     pub audit: Audit,
     pub timings: Timings,
 }

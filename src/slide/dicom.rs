@@ -1189,7 +1189,7 @@ fn open_instance(path: &Path, limits: &Limits) -> Result<Image, SlideError> {
     build_image(path, file, header, limits)
 }
 
-fn series_of(path: &Path, limits: &Limits) -> Option<String> {
+pub(super) fn series_of(path: &Path, limits: &Limits) -> Option<String> {
     let file = File::open(path).ok()?;
     parse_header(path, &file, limits, true).ok()?.series_uid
 }

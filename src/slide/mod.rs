@@ -271,7 +271,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn SlideReader>, 
         path: path.to_path_buf(),
         source,
     };
-    if std::fs::metadata(path).map_err(io)?.is_dir() {
+    if check_file_kind(path)?.is_dir() {
         return Ok(Box::new(dicom::DicomSlide::open_dir(path, options)?));
     }
     let file = std::fs::File::open(path).map_err(io)?;
@@ -300,6 +300,52 @@ pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn SlideReader>, 
         });
     };
     Ok(reader)
+}
+
+/// The metadata of `path` (links followed) when it is a regular file or a folder;
+/// anything else (a named pipe, a socket, a device) is refused before it is opened,
+/// since opening or reading it can block forever or never end.
+pub fn check_file_kind(path: &Path) -> Result<std::fs::Metadata, SlideError> {
+    let meta = std::fs::metadata(path).map_err(|source| SlideError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    match special_file_kind(&meta) {
+        None => Ok(meta),
+        Some(kind) => Err(SlideError::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!("not a regular file but {kind}"),
+        }),
+    }
+}
+
+/// What `meta` describes when it is neither a regular file nor a folder.
+pub fn special_file_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() || t.is_dir() {
+        None
+    } else if t.is_fifo() {
+        Some("a named pipe (FIFO)")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("a special file")
+    }
+}
+
+/// The DICOM Series Instance UID of the file at `path`, read from its header (for
+/// grouping the files of a folder into slides); `None` when it has none or is not
+/// DICOM.
+pub fn dicom_series_uid(path: &Path, limits: &Limits) -> Option<String> {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    dicom::series_of(path, limits).filter(|s| !s.is_empty())
 }
 
 fn read_prefix(file: &std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -96,3 +96,47 @@ pub fn assert_same(got: &BTreeMap<String, String>, want: &BTreeMap<String, Strin
         .collect();
     assert!(differ.is_empty(), "{what}: outputs differ in {differ:?}");
 }
+
+/// Runs `cmd` (stdout and stderr to files, unless the caller set stdout) and fails
+/// the test, killing the child, when it is still running after `limit`: a command
+/// that hangs is a failing test, never a hanging one.
+pub fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    cmd.stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    wait_within(cmd, limit, &out, &err)
+}
+
+/// As [`output_within`] with stdout left as the caller set it (a closed pipe,
+/// /dev/full); the returned stdout is empty.
+pub fn status_within(mut cmd: Command, limit: std::time::Duration) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let err = dir.path().join("stderr");
+    cmd.stderr(std::fs::File::create(&err).unwrap());
+    wait_within(cmd, limit, &dir.path().join("none"), &err)
+}
+
+fn wait_within(mut cmd: Command, limit: std::time::Duration, out: &Path, err: &Path) -> Output {
+    let start = std::time::Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} still running after {limit:?} (hung); stderr: {}",
+                std::fs::read_to_string(err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(out).unwrap_or_default(),
+        stderr: std::fs::read(err).unwrap_or_default(),
+    }
+}
