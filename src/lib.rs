@@ -7,6 +7,7 @@ pub mod model;
 pub mod qc;
 pub mod report;
 pub mod score;
+pub mod selfcheck;
 pub mod slide;
 pub mod synth;
 pub mod tiling;
