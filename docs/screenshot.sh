@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Renders the README's main job and screenshots its report.html in headless Chromium
-# (Debian's `chromium` package), to check by eye that the self-contained page opens
-# with no network. Writes docs/report.png.
+# Renders the README's main job and screenshots its report.html index in headless Chromium
+# (Debian's `chromium` package), to check by eye that the page and its relative links
+# into the slide folders open with no network. Writes docs/report.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)

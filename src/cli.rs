@@ -46,6 +46,22 @@ enum Command {
     /// Inspect and check models.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Check the installation: render one small phantom per class in a temporary
+    /// folder, score them, compare the calls with the truth; exit 0 only on pass.
+    Selfcheck(SelfcheckArgs),
+}
+
+#[derive(clap::Args)]
+struct SelfcheckArgs {
+    /// Model folder holding model.toml (default: the bundled model, embedded in the binary).
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Keep the phantoms and the score output in this folder instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -53,7 +69,8 @@ enum ModelCommand {
     /// Check a model folder (manifest, sha256, ONNX shapes), describe it and
     /// run one batch of its sample phantom tiles.
     Check {
-        /// Model folder holding model.toml (default: the bundled model).
+        /// Model folder holding model.toml (default: the bundled model, embedded in
+        /// the binary).
         model_dir: Option<PathBuf>,
     },
 }
@@ -118,7 +135,8 @@ pub struct ScoreArgs {
     /// Output folder: OUT/<slide_id>/, OUT/summary.csv, OUT/report.html.
     #[arg(long, value_name = "OUT")]
     pub out: PathBuf,
-    /// Model folder holding model.toml and the ONNX file (default: the bundled model).
+    /// Model folder holding model.toml and the ONNX file (default: the bundled
+    /// model, embedded in the binary).
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Start N tile workers, each reading, resampling and scoring its own tiles with
@@ -151,6 +169,9 @@ pub struct ScoreArgs {
     /// model, configuration and slide bytes (which a rerun otherwise reuses).
     #[arg(long)]
     pub force: bool,
+    /// Print no closing summary on stderr (errors are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -283,6 +304,7 @@ pub fn main() -> ExitCode {
         Command::Score(args) => score(args),
         Command::Merge(args) => merge(args),
         Command::Model(ModelCommand::Check { model_dir }) => model_check(model_dir),
+        Command::Selfcheck(args) => selfcheck(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -435,11 +457,8 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
             path.display()
         )));
     }
-    let dir = args
-        .model
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(crate::model::BUNDLED_MODEL_DIR));
-    let model = crate::model::Model::load(&dir).map_err(|e| Failure {
+    let source = crate::model::ModelSource::from_option(args.model.clone());
+    let model = crate::model::Model::load_source(&source).map_err(|e| Failure {
         code: exit::MODEL,
         error: e.into(),
     })?;
@@ -453,12 +472,19 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
     };
     let mut outcome = crate::batch::run(&jobs, &args.out, &scoring, &batch_options)?;
     outcome.skipped = found.skipped;
-    if !outcome.reused.is_empty() {
-        eprintln!(
-            "dirascope: reused {} of {} slides scored earlier with the same model, configuration and slide bytes (--force scores them again)",
-            outcome.reused.len(),
-            jobs.len()
-        );
+    if !args.quiet {
+        // stderr that cannot be written (closed) is no reason to fail a batch.
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        if !outcome.reused.is_empty() {
+            let _ = writeln!(
+                err,
+                "dirascope: reused {} of {} slides scored earlier with the same model, configuration and slide bytes (--force scores them again)",
+                outcome.reused.len(),
+                jobs.len()
+            );
+        }
+        let _ = write!(err, "{}", outcome.closing_lines(&args.out));
     }
     finish_batch(&outcome, args.json)
 }
@@ -573,11 +599,39 @@ fn validate(args: ValidateArgs) -> Result<u8, Failure> {
 }
 
 fn model_check(model_dir: Option<PathBuf>) -> Result<u8, Failure> {
-    let dir = model_dir.unwrap_or_else(|| PathBuf::from(crate::model::BUNDLED_MODEL_DIR));
-    let report = crate::model::check::run(&dir).map_err(|e| Failure {
+    let source = crate::model::ModelSource::from_option(model_dir);
+    let report = crate::model::check::run(&source).map_err(|e| Failure {
         code: exit::MODEL,
         error: e.into(),
     })?;
     emit(&report.to_string())?;
     Ok(exit::OK)
+}
+
+/// `dirascope selfcheck`: exit 0 on pass, 1 on a wrong call, 4 for an invalid model.
+fn selfcheck(args: SelfcheckArgs) -> Result<u8, Failure> {
+    use crate::selfcheck::{self, SelfcheckError, SelfcheckOptions};
+    use std::io::Write;
+    if args.threads == Some(0) {
+        return Err(usage("--threads must be at least 1"));
+    }
+    let options = SelfcheckOptions {
+        model: crate::model::ModelSource::from_option(args.model),
+        threads: args.threads,
+        keep: args.keep,
+    };
+    let check = selfcheck::run(&options).map_err(|e| Failure {
+        code: match e {
+            SelfcheckError::Model(_) => exit::MODEL,
+            _ => exit::OTHER,
+        },
+        error: e.into(),
+    })?;
+    // A closed stdout ends the printing only; the verdict is the exit code.
+    let _ = write!(std::io::stdout().lock(), "{}", check.render());
+    Ok(if check.passed() {
+        exit::OK
+    } else {
+        exit::OTHER
+    })
 }

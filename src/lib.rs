@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod qc;
 pub mod report;
 pub mod score;
+pub mod selfcheck;
 pub mod slide;
 pub mod synth;
 pub mod tiling;

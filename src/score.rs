@@ -558,6 +558,7 @@ fn write_slide_outputs(
     )?;
     let thumb = reader.thumbnail(options.thumbnail_side)?;
     report::write_png(&dir.join("thumbnail.png"), &thumb)?;
+    report::html::write_index_thumbnail(dir, &thumb)?;
     for (c, key) in classes.iter().enumerate() {
         let heat = report::heatmap::render(&thumb, r.slide.width, r.slide.height, tiles, c, 0.55);
         report::write_png(
@@ -578,6 +579,8 @@ fn write_slide_outputs(
             report::write_png(&dir.join("evidence").join(name), &crop)?;
         }
     }
+    // The page last, so it links the images that were written.
+    report::html::write_slide(dir, r)?;
     Ok(())
 }
 
@@ -761,6 +764,8 @@ mod tests {
             "report.json",
             "tiles.geojson",
             "thumbnail.png",
+            "thumbnail_small.jpg",
+            "report.html",
             "heatmap_subcorneal_pustule.png",
             "heatmap_psoriasiform.png",
         ] {

@@ -43,6 +43,42 @@ impl BatchOutcome {
             .collect();
         report::json::batch_summary(&self.reports, &self.failures, &self.reused, &skipped)
     }
+
+    /// The lines `score` ends with on stderr: slides scored (and how many of them
+    /// were reused), failures, calls by kind and the path of the batch page.
+    pub fn closing_lines(&self, out_dir: &Path) -> String {
+        let mut calls: std::collections::BTreeMap<&str, usize> = Default::default();
+        for r in &self.reports {
+            *calls.entry(r.result.call.as_str()).or_default() += 1;
+        }
+        let calls: Vec<String> = calls.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        let reused = match self.reused.len() {
+            0 => String::new(),
+            n => format!(" ({n} reused from an earlier run)"),
+        };
+        let failed = match self.failures.len() {
+            0 => "no errors".to_string(),
+            n => format!(
+                "{n} failed (listed in {})",
+                out_dir.join("errors.csv").display()
+            ),
+        };
+        let scored = match self.reports.len() {
+            1 => "1 slide".to_string(),
+            n => format!("{n} slides"),
+        };
+        format!(
+            "dirascope: {scored} scored{reused}, {failed}\n\
+             dirascope: calls: {}\n\
+             dirascope: report: {}\n",
+            if calls.is_empty() {
+                "none".to_string()
+            } else {
+                calls.join(", ")
+            },
+            out_dir.join("report.html").display()
+        )
+    }
 }
 
 /// Scores `jobs` into `out_dir` (see [`BatchOptions`]), then writes
@@ -112,7 +148,7 @@ pub fn write_summaries(
     };
     table("summary.csv", report::csv::summary_csv(reports))?;
     table("errors.csv", report::csv::errors_csv(failures))?;
-    report::html::write(&out_dir.join("report.html"), out_dir, reports, failures)
+    report::html::write_index(&out_dir.join("report.html"), reports, failures)
 }
 
 enum Slide {

@@ -1,5 +1,5 @@
-//! `dirascope model check MODEL_DIR`: load and check a model folder, describe
-//! it, and run one batch of the phantom tiles kept in its parity fixture.
+//! `dirascope model check [MODEL_DIR]`: load and check a model folder (or the
+//! embedded default), describe it, say which one it is, and run one batch of the phantom tiles kept in its parity fixture.
 //! Also reads that fixture (preprocessed tiles plus onnxruntime's outputs on
 //! them) for the parity test. It prints nothing itself; the CLI does.
 
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::manifest::is_plain_relative;
-use super::{Finding, Model, ModelError, TileClassifier};
+use super::{Finding, Model, ModelError, ModelSource, TileClassifier};
 
 /// Folder inside a model folder holding the parity fixture.
 pub const PARITY_DIR: &str = "parity";
@@ -42,7 +42,16 @@ pub struct ParityFixture {
 impl ParityFixture {
     /// Read `MODEL_DIR/parity/`, checking sizes against the model's input.
     pub fn load(model: &Model) -> Result<ParityFixture, ModelError> {
-        let dir = model.dir.join(PARITY_DIR);
+        let Some(model_dir) = model.source.dir() else {
+            return Err(ModelError::Io {
+                path: Path::new(super::bundled::LABEL).join(PARITY_DIR),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the parity fixture is not embedded in the binary; load the model folder",
+                ),
+            });
+        };
+        let dir = model_dir.join(PARITY_DIR);
         let spec_path = dir.join("parity.toml");
         let text = std::fs::read_to_string(&spec_path).map_err(|source| ModelError::Io {
             path: spec_path.clone(),
@@ -134,14 +143,14 @@ fn read_f32(path: &Path, gzip: bool, expected: usize) -> Result<Vec<f32>, ModelE
         .collect())
 }
 
-/// Load and check `dir`, and describe it as the `model check` report.
-pub fn run(dir: &Path) -> Result<String, ModelError> {
-    let model = Model::load(dir)?;
+/// Load and check the model `source`, and describe it as the `model check` report.
+pub fn run(source: &ModelSource) -> Result<String, ModelError> {
+    let model = Model::load_source(source)?;
     let m = &model.manifest;
     let s = model.engine.summary();
     let mut out = String::new();
     let _ = writeln!(out, "model      {} {}", m.name, m.version);
-    let _ = writeln!(out, "folder     {}", dir.display());
+    let _ = writeln!(out, "source     {source}");
     let _ = writeln!(
         out,
         "onnx       {} (sha256 {} ok)",
@@ -197,6 +206,13 @@ pub fn run(dir: &Path) -> Result<String, ModelError> {
         s.macs_per_tile as f64 / 1e6,
         2.0 * s.macs_per_tile as f64 / 1e6
     );
+    let Some(dir) = source.dir() else {
+        let _ = writeln!(
+            out,
+            "sample     the parity fixture is not embedded: no sample batch run (`dirascope selfcheck` scores phantoms end to end)"
+        );
+        return Ok(out);
+    };
     let fixture_dir: PathBuf = dir.join(PARITY_DIR);
     if !fixture_dir.join("parity.toml").exists() {
         let _ = writeln!(

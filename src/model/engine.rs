@@ -51,12 +51,13 @@ pub struct TractEngine {
 }
 
 impl TractEngine {
-    /// Check `bytes` (the ONNX file at `onnx_path`, inside `model_dir`)
-    /// against `manifest`, then optimise it for `batch` tiles per run.
+    /// Check `bytes` (the ONNX file at `onnx_path`, inside `model_dir`; `None` for
+    /// the embedded model, which may have no external data) against `manifest`, then
+    /// optimise it for `batch` tiles per run.
     pub fn load(
         bytes: &[u8],
         onnx_path: &Path,
-        model_dir: &Path,
+        model_dir: Option<&Path>,
         manifest: &Manifest,
         batch: usize,
     ) -> Result<TractEngine, ModelError> {
@@ -84,7 +85,7 @@ impl TractEngine {
             path: onnx_path.to_path_buf(),
             message: format!("{e:#}"),
         };
-        let dir = model_dir.to_str();
+        let dir = model_dir.and_then(|d| d.to_str());
         let parsed = onnx().parse(&proto, dir).map_err(engine_err)?;
         if !parsed.unresolved_inputs.is_empty() {
             return Err(not_onnx(format!(
@@ -265,22 +266,33 @@ pub(crate) fn activate(activation: Activation, row: &mut [f32]) {
     }
 }
 
-/// Refuse any tensor whose data lives in a file outside `model_dir`.
+/// Refuse any tensor whose data lives in a file outside `model_dir`, and any
+/// external data at all for a model without a folder (the embedded one).
 fn check_external_data(
     graph: &pb::GraphProto,
     onnx_path: &Path,
-    model_dir: &Path,
+    model_dir: Option<&Path>,
 ) -> Result<(), ModelError> {
     let mut tensors: Vec<&pb::TensorProto> = Vec::new();
     collect_tensors(graph, &mut tensors);
+    let Some(model_dir) = model_dir else {
+        return match tensors.iter().find(|t| is_external(t)) {
+            Some(t) => Err(ModelError::NotOnnx {
+                path: onnx_path.to_path_buf(),
+                reason: format!(
+                    "tensor '{}' keeps its data in another file, which an embedded model cannot have",
+                    t.name
+                ),
+            }),
+            None => Ok(()),
+        };
+    };
     let canonical_dir = model_dir.canonicalize().map_err(|source| ModelError::Io {
         path: model_dir.to_path_buf(),
         source,
     })?;
     for tensor in tensors {
-        let external =
-            tensor.data_location == Some(ONNX_EXTERNAL) || !tensor.external_data.is_empty();
-        if !external {
+        if !is_external(tensor) {
             continue;
         }
         let outside = |reference: String| ModelError::OutsideModelDir {
@@ -310,6 +322,10 @@ fn check_external_data(
         }
     }
     Ok(())
+}
+
+fn is_external(tensor: &pb::TensorProto) -> bool {
+    tensor.data_location == Some(ONNX_EXTERNAL) || !tensor.external_data.is_empty()
 }
 
 /// Every TensorProto in `graph`: initializers, constant attributes and
@@ -509,7 +525,8 @@ mod tests {
         std::fs::write(dir.join("weights.bin"), [0u8; 16]).expect("write");
         let onnx = dir.join("model.onnx");
         for bad in ["../secret.bin", "/etc/passwd"] {
-            let err = check_external_data(&graph_with_external(bad), &onnx, &dir).unwrap_err();
+            let err =
+                check_external_data(&graph_with_external(bad), &onnx, Some(&dir)).unwrap_err();
             assert!(
                 matches!(err, ModelError::OutsideModelDir { .. }),
                 "{bad}: {err}"
@@ -520,12 +537,15 @@ mod tests {
         {
             std::os::unix::fs::symlink(tmp.path().join("secret.bin"), dir.join("link.bin"))
                 .expect("symlink");
-            let err =
-                check_external_data(&graph_with_external("link.bin"), &onnx, &dir).unwrap_err();
+            let err = check_external_data(&graph_with_external("link.bin"), &onnx, Some(&dir))
+                .unwrap_err();
             assert!(matches!(err, ModelError::OutsideModelDir { .. }), "{err}");
         }
-        check_external_data(&graph_with_external("weights.bin"), &onnx, &dir)
+        check_external_data(&graph_with_external("weights.bin"), &onnx, Some(&dir))
             .expect("data inside the folder is fine");
+        let err = check_external_data(&graph_with_external("weights.bin"), &onnx, None)
+            .expect_err("an embedded model has no folder to hold external data");
+        assert!(err.to_string().contains("embedded"), "{err}");
     }
 
     #[test]

@@ -19,9 +19,55 @@ pub use manifest::{Activation, InputSpec, Manifest};
 /// Manifest file name inside a model folder.
 pub const MANIFEST_FILE: &str = "model.toml";
 
-/// The bundled model's folder in the source tree (the default model).
+/// The bundled model's folder in the source tree. The binary does not read it: the
+/// default model is embedded ([`bundled`]); tests and benches use the folder.
 pub const BUNDLED_MODEL_DIR: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/models/dirascope-phantom-v1");
+
+/// The default model's files, embedded in the binary at build time, so a binary
+/// copied or installed away from the source tree still has its model. Only the
+/// manifest and the ONNX file it names (no external data, no parity fixture).
+pub mod bundled {
+    /// `model.toml`.
+    pub const MANIFEST: &str = include_str!("../../models/dirascope-phantom-v1/model.toml");
+    /// The file the manifest's `onnx` names.
+    pub const ONNX_FILE: &str = "model.onnx";
+    /// Its bytes (the manifest's sha256 is checked at every load).
+    pub const ONNX: &[u8] = include_bytes!("../../models/dirascope-phantom-v1/model.onnx");
+    /// What error messages name as the embedded model's folder.
+    pub const LABEL: &str = "(bundled model)";
+}
+
+/// Where a model comes from: the embedded default, or a folder given with `--model`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Bundled,
+    Folder(PathBuf),
+}
+
+impl ModelSource {
+    /// The folder when one was given, else the bundled model.
+    pub fn from_option(dir: Option<PathBuf>) -> ModelSource {
+        dir.map_or(ModelSource::Bundled, ModelSource::Folder)
+    }
+
+    /// The model folder on disk, if the model has one.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            ModelSource::Bundled => None,
+            ModelSource::Folder(dir) => Some(dir),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSource::Bundled => f.write_str("bundled, embedded in the binary"),
+            ModelSource::Folder(dir) => write!(f, "{}", dir.display()),
+        }
+    }
+}
 
 /// Batch size the engine is optimised for; the last batch is padded. One tile per
 /// run: tract's plan keeps a single tile's activations in cache, and on the bundled
@@ -128,7 +174,7 @@ pub fn values_per_tile(spec: &InputSpec) -> usize {
 
 /// A loaded, checked model: its manifest and its engine.
 pub struct Model {
-    pub dir: PathBuf,
+    pub source: ModelSource,
     pub manifest: Manifest,
     pub engine: TractEngine,
 }
@@ -137,6 +183,14 @@ impl Model {
     /// Load and check the model in `dir` for the default batch size.
     pub fn load(dir: &Path) -> Result<Model, ModelError> {
         Model::load_with_batch(dir, DEFAULT_BATCH)
+    }
+
+    /// Load and check the model `source` for the default batch size.
+    pub fn load_source(source: &ModelSource) -> Result<Model, ModelError> {
+        match source {
+            ModelSource::Bundled => Model::bundled(DEFAULT_BATCH),
+            ModelSource::Folder(dir) => Model::load(dir),
+        }
     }
 
     /// Load and check the model in `dir`, optimised for `batch` tiles a run:
@@ -151,17 +205,52 @@ impl Model {
             path: onnx_path.clone(),
             source,
         })?;
-        let actual = sha256_hex(&bytes);
+        let source = ModelSource::Folder(dir.to_path_buf());
+        Model::checked(source, manifest, &bytes, &onnx_path, batch)
+    }
+
+    /// The embedded default model ([`bundled`]), checked like a folder's.
+    pub fn bundled(batch: usize) -> Result<Model, ModelError> {
+        let label = Path::new(bundled::LABEL);
+        let manifest = Manifest::parse(bundled::MANIFEST, &label.join(MANIFEST_FILE))?;
+        let onnx_path = label.join(&manifest.onnx);
+        if manifest.onnx != bundled::ONNX_FILE {
+            return Err(ModelError::Io {
+                path: onnx_path,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("only {} is embedded in the binary", bundled::ONNX_FILE),
+                ),
+            });
+        }
+        Model::checked(
+            ModelSource::Bundled,
+            manifest,
+            bundled::ONNX,
+            &onnx_path,
+            batch,
+        )
+    }
+
+    /// The sha256 check against the manifest, then the engine's own checks.
+    fn checked(
+        source: ModelSource,
+        manifest: Manifest,
+        bytes: &[u8],
+        onnx_path: &Path,
+        batch: usize,
+    ) -> Result<Model, ModelError> {
+        let actual = sha256_hex(bytes);
         if !actual.eq_ignore_ascii_case(&manifest.sha256) {
             return Err(ModelError::ChecksumMismatch {
-                path: onnx_path,
+                path: onnx_path.to_path_buf(),
                 expected: manifest.sha256.clone(),
                 actual,
             });
         }
-        let engine = TractEngine::load(&bytes, &onnx_path, dir, &manifest, batch)?;
+        let engine = TractEngine::load(bytes, onnx_path, source.dir(), &manifest, batch)?;
         Ok(Model {
-            dir: dir.to_path_buf(),
+            source,
             manifest,
             engine,
         })
@@ -209,5 +298,13 @@ mod tests {
             assert_eq!(Finding::ALL[f.index()], f);
         }
         assert!("eczema".parse::<Finding>().is_err());
+    }
+
+    #[test]
+    fn the_embedded_model_loads_with_its_hash_checked() {
+        let model = Model::bundled(DEFAULT_BATCH).unwrap();
+        assert_eq!(model.source, ModelSource::Bundled);
+        assert_eq!(model.source.to_string(), "bundled, embedded in the binary");
+        assert_eq!(model.manifest.sha256, sha256_hex(bundled::ONNX));
     }
 }

@@ -1,4 +1,5 @@
 //! PNG and JPEG exports: one level, decoded whole (under the pixel limit) on first read.
+//! JPEG goes through the exact (libjpeg-turbo-equal) decoder the tiled readers use.
 //!
 //! MPP comes from PNG's pHYs chunk or JPEG's JFIF density when they hold a real scan
 //! resolution; otherwise it is unknown and later stages ask for `--mpp`.
@@ -10,6 +11,7 @@ use std::sync::OnceLock;
 
 use image::RgbImage;
 
+use super::grid::{decode_jpeg_chunk, JpegColour, JpegError};
 use super::metadata::{self, MppSource};
 use super::{
     LevelInfo, Limits, Mpp, OpenOptions, Rect, SlideError, SlideFormat, SlideInfo, SlideReader,
@@ -93,24 +95,66 @@ impl RasterSlide {
     }
 
     fn decode(&self) -> Result<&RgbImage, SlideError> {
-        let result = self.pixels.get_or_init(|| {
-            let file = File::open(&self.path).map_err(|e| e.to_string())?;
-            let mut reader = image::ImageReader::new(BufReader::new(file))
-                .with_guessed_format()
-                .map_err(|e| e.to_string())?;
-            let mut limits = image::Limits::default();
-            limits.max_alloc = Some(self.limits.max_whole_image_pixels * 4 + (16 << 20));
-            reader.limits(limits);
-            reader
-                .decode()
-                .map(|img| img.to_rgb8())
-                .map_err(|e| e.to_string())
+        let result = self.pixels.get_or_init(|| match self.info.format {
+            SlideFormat::Jpeg => self.decode_jpeg(),
+            _ => self.decode_with_image_crate(),
         });
         result.as_ref().map_err(|reason| SlideError::Format {
             path: self.path.clone(),
             format: "PNG/JPEG",
             reason: reason.clone(),
         })
+    }
+
+    /// A JPEG export through the same decoder as scanners' JPEG tiles: baseline
+    /// frames exactly as libjpeg-turbo decodes them (so an export and the slide it
+    /// came from give the same pixels), anything else (progressive, arithmetic...)
+    /// through the tiles' fallback decoder.
+    fn decode_jpeg(&self) -> Result<RgbImage, String> {
+        let mut bytes = Vec::new();
+        File::open(&self.path)
+            .and_then(|f| {
+                // A JPEG larger than its raw pixels is not one this reader made sense of.
+                f.take(self.limits.max_whole_image_pixels * 3 + (16 << 20))
+                    .read_to_end(&mut bytes)
+            })
+            .map_err(|e| e.to_string())?;
+        let level = &self.info.levels[0];
+        let (width, height) = (level.width as u32, level.height as u32);
+        let limits = Limits {
+            max_tile_pixels: self.limits.max_whole_image_pixels,
+            ..self.limits
+        };
+        let pixels = decode_jpeg_chunk(
+            &bytes,
+            JpegColour::FromStream,
+            width as usize,
+            height as usize,
+            &limits,
+        )
+        .map_err(|e| match e {
+            JpegError::TooLarge(pixels) => format!(
+                "the JPEG frame has {pixels} pixels, over max_whole_image_pixels ({})",
+                self.limits.max_whole_image_pixels
+            ),
+            JpegError::Bad(reason) => reason,
+        })?;
+        RgbImage::from_raw(width, height, pixels)
+            .ok_or_else(|| "decoded buffer does not match the image size".to_string())
+    }
+
+    fn decode_with_image_crate(&self) -> Result<RgbImage, String> {
+        let file = File::open(&self.path).map_err(|e| e.to_string())?;
+        let mut reader = image::ImageReader::new(BufReader::new(file))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?;
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(self.limits.max_whole_image_pixels * 4 + (16 << 20));
+        reader.limits(limits);
+        reader
+            .decode()
+            .map(|img| img.to_rgb8())
+            .map_err(|e| e.to_string())
     }
 }
 
