@@ -43,6 +43,8 @@ enum Command {
     Merge(MergeArgs),
     /// Render phantom H&E skin sections with ground truth (masks, truth.json).
     Synth(SynthArgs),
+    /// Turn slides and their QuPath GeoJSON annotations into labelled training tiles.
+    Tiles(TilesArgs),
     /// Inspect and check models.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -261,6 +263,18 @@ struct ValidateArgs {
     /// own, e.g. --truth-min-fraction neutrophilic_eccrine_hidradenitis=0.1.
     #[arg(long, value_name = "F|FINDING=F", default_value = "0.01")]
     truth_min_fraction: Vec<String>,
+    /// A pathologist's truth: a folder of QuPath GeoJSON exports (<slide_id>.geojson);
+    /// adds tile-level AUROC per finding as --truth does for phantoms. Needs --mapping.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "truth",
+        requires = "mapping"
+    )]
+    truth_geojson: Option<PathBuf>,
+    /// Class names -> finding keys for --truth-geojson (as for `dirascope tiles`).
+    #[arg(long, value_name = "TOML", requires = "truth_geojson")]
+    mapping: Option<PathBuf>,
 }
 
 /// An error with the exit code it maps to.
@@ -301,6 +315,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect(args),
         Command::Validate(args) => validate(args),
         Command::Synth(args) => synth(args),
+        Command::Tiles(args) => tiles(args),
         Command::Score(args) => score(args),
         Command::Merge(args) => merge(args),
         Command::Model(ModelCommand::Check { model_dir }) => model_check(model_dir),
@@ -562,15 +577,31 @@ fn validate(args: ValidateArgs) -> Result<u8, Failure> {
     options.seed = args.seed;
     let (min_fraction, min_fraction_for) = truth_fractions(&args.truth_min_fraction)?;
     let mut v = validate::validate(&results, &labels, &options)?;
+    let ids: Vec<String> = results.iter().map(|r| r.slide_id.clone()).collect();
+    let truth_options = validate::truth::TruthOptions {
+        min_fraction,
+        min_fraction_for,
+        resamples: args.resamples,
+        seed: args.seed,
+    };
     if let Some(truth_dir) = &args.truth {
-        let ids: Vec<String> = results.iter().map(|r| r.slide_id.clone()).collect();
-        let truth_options = validate::truth::TruthOptions {
-            min_fraction,
-            min_fraction_for,
-            resamples: args.resamples,
-            seed: args.seed,
-        };
         let t = validate::truth::tile_truth(&args.results, truth_dir, &ids, &truth_options)?;
+        v.tile_truth = Some(t);
+    }
+    if let (Some(dir), Some(mapping)) = (&args.truth_geojson, &args.mapping) {
+        let mapping = crate::annotations::mapping::Mapping::read(mapping)
+            .map_err(|e| usage(e.to_string()))?;
+        v.tile_truth = Some(validate::geojson_truth::tile_truth_geojson(
+            &args.results,
+            dir,
+            &mapping,
+            &ids,
+            &truth_options,
+        )?);
+    }
+    if let Some(t) = &v.tile_truth {
+        let truth_dir = args.truth.as_ref().or(args.truth_geojson.as_ref());
+        let truth_dir = truth_dir.map_or(String::new(), |d| d.display().to_string());
         if let Some(unknown) = t
             .options
             .min_fraction_for
@@ -583,9 +614,8 @@ fn validate(args: ValidateArgs) -> Result<u8, Failure> {
             )));
         }
         for id in &t.slides_without_truth {
-            eprintln!("dirascope: warning: slide '{id}' has no truth file in {}; left out of the tile AUROC", truth_dir.display());
+            eprintln!("dirascope: warning: slide '{id}' has no truth file in {truth_dir}; left out of the tile AUROC");
         }
-        v.tile_truth = Some(t);
     }
     validate::write_outputs(&v, &args.out)?;
     for id in &v.unlabelled_slides {
@@ -634,4 +664,98 @@ fn selfcheck(args: SelfcheckArgs) -> Result<u8, Failure> {
     } else {
         exit::OTHER
     })
+}
+
+#[derive(clap::Args)]
+struct TilesArgs {
+    /// Slide files or folders (as for `score`); slide ids are the file names without extension.
+    #[arg(long, required = true, num_args = 1..)]
+    slides: Vec<PathBuf>,
+    /// Folder of QuPath GeoJSON exports, one <slide_id>.geojson per slide.
+    #[arg(long, value_name = "DIR")]
+    annotations: PathBuf,
+    /// Class names -> finding keys, negative regions, exhaustively annotated slides.
+    #[arg(long, value_name = "TOML")]
+    mapping: PathBuf,
+    /// Output folder (must not exist, or be empty): labels.csv, manifest.csv, tiles/.
+    #[arg(long, value_name = "DATA")]
+    out: PathBuf,
+    /// Model folder whose tile size, MPP and minimum tissue the tiles follow
+    /// (default: the bundled model).
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Worker threads (default: all cores); the output is the same for any count.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Microns per pixel of level 0, overriding the files.
+    #[arg(long, value_name = "X")]
+    mpp: Option<f64>,
+}
+
+/// `dirascope tiles`: labelled training tiles from annotated slides; exit 2 for
+/// inputs that do not fit together (unknown classes, a file without a slide).
+fn tiles(args: TilesArgs) -> Result<u8, Failure> {
+    use crate::annotations::{export, mapping::Mapping};
+    let threads = match args.threads {
+        Some(0) => return Err(usage("--threads must be at least 1")),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let found = crate::batch::discover(&args.slides).map_err(|e| usage(e.to_string()))?;
+    for s in &found.skipped {
+        eprintln!("dirascope: skipped {}: {}", s.path.display(), s.reason);
+    }
+    let slides = found.jobs;
+    if slides.is_empty() {
+        return Err(usage("no slides found in the given paths"));
+    }
+    let mapping = Mapping::read(&args.mapping).map_err(|e| usage(e.to_string()))?;
+    // The tiles follow the model's input; the bundled model is the embedded one.
+    let source = crate::model::ModelSource::from_option(args.model.clone());
+    let manifest = crate::model::Model::load_source(&source)
+        .map_err(|e| Failure {
+            code: exit::MODEL,
+            error: e.into(),
+        })?
+        .manifest;
+    let open = OpenOptions {
+        mpp_override: mpp_option(args.mpp)?,
+        ..OpenOptions::default()
+    };
+    let options = export::TilesOptions {
+        slides,
+        annotations: args.annotations,
+        mapping,
+        out: args.out,
+        tile_px: manifest.input.tile_px,
+        model_mpp: manifest.input.mpp,
+        min_tissue: manifest.aggregation.min_tissue,
+        open,
+        tissue: crate::tissue::TissueOptions::default(),
+        threads,
+    };
+    let s = export::export(&options).map_err(|e| Failure {
+        code: if e.is_usage() {
+            exit::USAGE
+        } else {
+            exit::OTHER
+        },
+        error: e.into(),
+    })?;
+    println!(
+        "{} tiles from {} slides in {}/labels.csv; tiles with {}: {}; {} tissue tiles left out (not annotated)",
+        s.tiles,
+        s.slides,
+        options.out.display(),
+        crate::finding::Finding::ALL.map(|f| f.key()).join("/"),
+        s.with_finding.map(|n| n.to_string()).join("/"),
+        s.left_out
+    );
+    if s.skipped_objects + s.skipped_unclassified + s.skipped_not_areas > 0 {
+        eprintln!(
+            "dirascope: skipped {} detection/cell objects, {} unclassified annotations, {} point/line annotations",
+            s.skipped_objects, s.skipped_unclassified, s.skipped_not_areas
+        );
+    }
+    Ok(exit::OK)
 }

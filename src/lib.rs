@@ -1,5 +1,6 @@
 //! dirascope: score H&E skin-biopsy slides for the DIRA pattern.
 pub mod aggregate;
+pub mod annotations;
 pub mod batch;
 pub mod cli;
 pub mod finding;

@@ -280,7 +280,9 @@ def main() -> None:
     ap.add_argument("--name", default="dirascope-phantom-v1")
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--limit", type=int, default=None, help="load at most this many tiles per export (smoke tests)")
-    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint (with --minutes 0: evaluate and export only)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from a model folder (its checkpoint.pt) or a checkpoint file; "
+                         "with --minutes 0: evaluate and export only")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -327,11 +329,34 @@ def main() -> None:
             weights = np.where(y[:, k] > 0, np.maximum(weights, boost), weights)
     weights /= weights.sum()
 
+    init_dir = None
+    if args.init:
+        ckpt_file = args.init
+        if args.init.is_dir():
+            init_dir = args.init
+            ckpt_file = args.init / "checkpoint.pt"
+            if not ckpt_file.is_file():
+                raise SystemExit(
+                    f"{args.init}: no checkpoint.pt; a folder exported before checkpoints shipped can "
+                    f"rebuild one from its ONNX: python training/checkpoint_from_onnx.py {args.init}"
+                )
+        ckpt = torch.load(ckpt_file)
+        args.arch = ckpt.get("arch", args.arch)
+        print(f"fine-tuning from {ckpt_file} ({args.arch})")
     model = dm.TileNet(args.arch)
     if args.init:
-        ckpt = torch.load(args.init)
         model.load_state_dict(ckpt["state"])
         mean, std = ckpt["mean"], ckpt["std"]
+
+    def set_train_mode() -> None:
+        model.train()
+        if args.init:
+            # Fine-tuning keeps the starting BatchNorm statistics: a small, skewed
+            # fine-tuning batch would replace them (and a checkpoint rebuilt from an
+            # ONNX holds its statistics folded into the weights).
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = max(1, len(tiles) // args.batch)
     budget_s = args.minutes * 60.0
@@ -348,7 +373,7 @@ def main() -> None:
     stop = False
     will_train = args.steps > 0 if args.steps is not None else budget_s > 0
     while not stop and epoch < args.max_epochs and will_train:
-        model.train()
+        set_train_mode()
         order = rng.choice(len(tiles), size=steps_per_epoch * args.batch, replace=True, p=weights)
         running = 0.0
         for b in range(steps_per_epoch):
@@ -408,8 +433,11 @@ def main() -> None:
         print(f"no training steps: reporting the training run recorded in {args.init}")
     else:
         ckpt_path = Path(f"/tmp/{args.name}.ckpt.pt")
-        torch.save({"state": model.state_dict(), "mean": mean, "std": std, "run": run}, ckpt_path)
-        print(f"checkpoint {ckpt_path}")
+        state = {"state": model.state_dict(), "arch": args.arch, "mean": mean, "std": std, "run": run}
+        torch.save(state, ckpt_path)
+        # The model folder ships its checkpoint, so the next group can fine-tune it.
+        torch.save(state, args.out / "checkpoint.pt")
+        print(f"checkpoint {ckpt_path} and {args.out / 'checkpoint.pt'}")
     metrics = {
         "arch": args.arch,
         "tile_px": args.tile_px,
@@ -483,6 +511,9 @@ def main() -> None:
     # A retrained model keeps the folder's calibrated [aggregation] and [rule]
     # tables (with their comments); recalibrate them for the new weights.
     old_manifest = args.out / "model.toml"
+    if not old_manifest.is_file() and init_dir is not None:
+        # A fine-tuned folder starts from its parent's aggregation and rule.
+        old_manifest = init_dir / "model.toml"
     kept_tail = None
     if old_manifest.is_file():
         old_text = old_manifest.read_text()

@@ -9,6 +9,7 @@
 //! normal in equal proportions.
 
 mod anatomy;
+mod geojson;
 mod noise;
 mod output;
 mod render;

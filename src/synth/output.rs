@@ -242,6 +242,13 @@ pub fn write_slide(
     fs::rename(&tiff_tmp, &tiff).map_err(io(&tiff, "cannot rename into place"))?;
     fs::rename(&truth_tmp, &truth_path).map_err(io(&truth_path, "cannot rename into place"))?;
     cleanup.0.clear();
+    super::geojson::write_geojson(
+        &dir.join(format!("{id}.geojson")),
+        &masks,
+        ds,
+        width,
+        height,
+    )?;
     Ok(SlideOutput {
         slide_id: id,
         class,

@@ -5,6 +5,7 @@
 //! seeded bootstrap CI, operating points, Brier score and calibration, and writes
 //! metrics.json, validation.md and PNG plots. It never runs the model.
 
+pub mod geojson_truth;
 pub mod metrics;
 pub mod plot;
 pub mod truth;

@@ -45,7 +45,8 @@ pub struct TileMetrics {
     pub min_fraction: f64,
     pub positives: usize,
     pub negatives: usize,
-    /// Tiles with some coverage below `min_fraction`: in neither class.
+    /// Tiles with some coverage below `min_fraction`, or where the truth does not
+    /// say (outside a pathologist's annotations): in neither class.
     pub excluded: usize,
     pub auroc: Option<f64>,
     /// Bootstrap over whole slides (tiles of one slide are not independent).
@@ -61,6 +62,16 @@ pub struct TileTruth {
     /// Scored slides with no `<id>.truth.json` in the truth folder.
     pub slides_without_truth: Vec<String>,
     pub findings: Vec<TileMetrics>,
+}
+
+/// What one slide's truth says about a tile: a phantom's masks or a pathologist's
+/// polygons.
+pub trait TileTruthSource {
+    /// The finding keys this truth covers.
+    fn findings(&self) -> Vec<String>;
+    /// Fraction of the level-0 rectangle `[x, y, w, h]` covered by `finding`, or
+    /// `None` where the truth does not say (the tile is left out).
+    fn coverage(&self, finding: &str, rect: [f64; 4]) -> Option<f64>;
 }
 
 /// The masks of one phantom slide, as `synth` wrote them.
@@ -106,7 +117,22 @@ impl Mask {
     }
 }
 
-fn input_error(path: &Path, reason: impl Into<String>) -> ValidateError {
+impl TileTruthSource for SlideTruth {
+    fn findings(&self) -> Vec<String> {
+        self.masks.keys().cloned().collect()
+    }
+
+    fn coverage(&self, finding: &str, rect: [f64; 4]) -> Option<f64> {
+        let [x, y, w, h] = rect;
+        Some(
+            self.masks
+                .get(finding)?
+                .coverage(self.downsample, x, y, w, h),
+        )
+    }
+}
+
+pub(super) fn input_error(path: &Path, reason: impl Into<String>) -> ValidateError {
     ValidateError::Input {
         path: path.to_path_buf(),
         reason: reason.into(),
@@ -212,11 +238,26 @@ pub fn tile_truth(
             "not a folder (pass the --out folder of `dirascope synth`)",
         ));
     }
+    tile_truth_from(results_dir, truth_dir, slide_ids, options, |id| {
+        Ok(read_slide_truth(truth_dir, id)?.map(|t| Box::new(t) as Box<dyn TileTruthSource>))
+    })
+}
+
+/// The tile-level comparison for any truth: `load` gives a slide's truth, or `None`
+/// when it has none (listed in `slides_without_truth`); `truth_dir` names the
+/// truth in the error when no slide has any.
+pub fn tile_truth_from(
+    results_dir: &Path,
+    truth_dir: &Path,
+    slide_ids: &[String],
+    options: &TruthOptions,
+    mut load: impl FnMut(&str) -> Result<Option<Box<dyn TileTruthSource>>, ValidateError>,
+) -> Result<TileTruth, ValidateError> {
     let mut cases: BTreeMap<String, (Vec<Case>, usize)> = BTreeMap::new();
     let mut slides_without_truth = Vec::new();
     let (mut slides, mut tiles) = (0, 0);
     for (index, id) in slide_ids.iter().enumerate() {
-        let Some(truth) = read_slide_truth(truth_dir, id)? else {
+        let Some(truth) = load(id)? else {
             slides_without_truth.push(id.clone());
             continue;
         };
@@ -224,15 +265,17 @@ pub fn tile_truth(
         let rows = read_tiles(&tiles_path)?;
         slides += 1;
         tiles += rows.len();
-        for (finding, mask) in &truth.masks {
-            let min_fraction = options.min_fraction_for(finding);
+        for finding in truth.findings() {
+            let min_fraction = options.min_fraction_for(&finding);
             let entry = cases.entry(finding.clone()).or_default();
             for row in &rows {
-                let Some(&score) = row.probabilities.get(finding) else {
+                let Some(&score) = row.probabilities.get(&finding) else {
                     continue;
                 };
-                let [x, y, w, h] = row.rect;
-                let covered = mask.coverage(truth.downsample, x, y, w, h);
+                let Some(covered) = truth.coverage(&finding, row.rect) else {
+                    entry.1 += 1;
+                    continue;
+                };
                 if covered >= min_fraction {
                     entry.0.push(Case {
                         score,
@@ -254,10 +297,7 @@ pub fn tile_truth(
     if slides == 0 {
         return Err(input_error(
             truth_dir,
-            format!(
-                "no <slide_id>.truth.json for any of the {} scored slides",
-                slide_ids.len()
-            ),
+            format!("no truth for any of the {} scored slides", slide_ids.len()),
         ));
     }
     let findings = cases
