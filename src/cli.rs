@@ -742,15 +742,16 @@ fn tiles(args: TilesArgs) -> Result<u8, Failure> {
         },
         error: e.into(),
     })?;
-    println!(
-        "{} tiles from {} slides in {}/labels.csv; tiles with {}: {}; {} tissue tiles left out (not annotated)",
+    // Like synth: a closed stdout stops the printing only; the tiles are written.
+    emit(&format!(
+        "{} tiles from {} slides in {}/labels.csv; tiles with {}: {}; {} tissue tiles left out (not annotated)\n",
         s.tiles,
         s.slides,
         options.out.display(),
         crate::finding::Finding::ALL.map(|f| f.key()).join("/"),
         s.with_finding.map(|n| n.to_string()).join("/"),
         s.left_out
-    );
+    ))?;
     if s.skipped_objects + s.skipped_unclassified + s.skipped_not_areas > 0 {
         eprintln!(
             "dirascope: skipped {} detection/cell objects, {} unclassified annotations, {} point/line annotations",
