@@ -1059,3 +1059,59 @@ fn a_folder_of_tiffs_beside_dicom_files_scores_every_slide() {
     std::fs::remove_file(pure.join("other.dcm")).unwrap();
     assert_eq!(listed_ids(&pure), ["pure"]);
 }
+
+/// Issue 14, defect 2: a named pipe among a DICOM folder's files is never opened:
+/// not when the folder is given through a manifest (its sha256 covers its files),
+/// and not when the folder is scanned (the pipe becomes an error row).
+#[test]
+fn a_fifo_inside_a_dicom_folder_is_never_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let series = dir.path().join("series");
+    std::fs::create_dir(&series).unwrap();
+    write_series(&series, &Spec::default(), &pattern(200, 150));
+    std::fs::remove_file(series.join("other.dcm")).unwrap();
+    let fifo = series.join("zz.dcm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let manifest = dir.path().join("m.csv");
+    std::fs::write(
+        &manifest,
+        format!("slide_id,path\nseries,{}\n", series.display()),
+    )
+    .unwrap();
+    let run = |input: &Path, out: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dirascope"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["score", "--model", "fixtures/model/tiny-random-64", "--out"])
+            .arg(dir.path().join(out))
+            .arg(input)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("score {} hung on the FIFO", input.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(run(&manifest, "by-manifest"), Some(0));
+    assert!(dir.path().join("by-manifest/series/report.json").is_file());
+    assert_eq!(run(&series, "scanned"), Some(3));
+    let errors = std::fs::read_to_string(dir.path().join("scanned/errors.csv")).unwrap();
+    assert!(
+        errors.contains("zz.dcm") && errors.contains("not a regular file"),
+        "{errors}"
+    );
+    assert!(dir.path().join("scanned/level0/report.json").is_file());
+}

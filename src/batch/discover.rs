@@ -1,7 +1,8 @@
 //! Turning the command line's inputs (files, folders, manifest CSVs) into a list of
 //! slide jobs with unique, stable ids, and splitting that list into shards.
 //!
-//! It only looks at names and first bytes; it never opens a slide for pixels.
+//! It only looks at names, file types, first bytes and DICOM series UIDs; it never
+//! opens a slide for pixels, nor anything that is not a regular file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
