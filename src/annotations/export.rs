@@ -302,6 +302,9 @@ pub fn export(options: &TilesOptions) -> Result<TilesSummary, TilesError> {
     Ok(summary)
 }
 
+/// A written tile's `labels.csv` row and its coverage per finding.
+type LabelledTile = (String, [f64; 4]);
+
 /// Labels, reads and writes the tiles of one slide; returns its `labels.csv` rows
 /// in grid order (whatever the thread count).
 fn slide_tiles(
@@ -341,7 +344,7 @@ fn slide_tiles(
     let dir = staging.join(&sub);
     std::fs::create_dir_all(&dir).map_err(io(&dir, "cannot create the tile folder"))?;
     let seed = seed_for(&job.slide_id);
-    let made: Vec<Result<Option<(String, [f64; 4])>, TilesError>> = grid
+    let made: Vec<Result<Option<LabelledTile>, TilesError>> = grid
         .tiles
         .par_iter()
         .map(|tile| {

@@ -83,10 +83,12 @@ pub fn parse(
                 .iter()
                 .collect(),
             Some("Feature") => vec![&root],
-            other => return Err(file_error(format!(
+            other => {
+                return Err(file_error(format!(
                 "expected a FeatureCollection, a Feature or an array of Features, found type {}",
                 other.map_or("(none)".to_string(), |t| format!("\"{t}\""))
-            ))),
+            )))
+            }
         },
         _ => {
             return Err(file_error(

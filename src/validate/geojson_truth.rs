@@ -62,13 +62,21 @@ pub fn tile_truth_geojson(
     let refs: Vec<(&Path, &AnnotationFile)> =
         read.iter().map(|(_, p, f)| (p.as_path(), f)).collect();
     check_classes(mapping, &refs).map_err(annotation_error)?;
-    tile_truth_from(results_dir, annotations, slide_ids, options, |id| {
-        let exhaustive = mapping.is_exhaustive(id);
-        let labels = match read.iter().find(|(i, _, _)| i == id) {
-            Some((_, _, f)) => SlideLabels::new(&f.annotations, mapping, exhaustive),
-            None if exhaustive => SlideLabels::new(&[], mapping, true),
-            None => return Ok(None),
-        };
-        Ok(Some(Box::new(labels) as Box<dyn TileTruthSource>))
-    })
+    let source = format!("annotations ({})", mapping.path.display());
+    tile_truth_from(
+        results_dir,
+        annotations,
+        &source,
+        slide_ids,
+        options,
+        |id| {
+            let exhaustive = mapping.is_exhaustive(id);
+            let labels = match read.iter().find(|(i, _, _)| i == id) {
+                Some((_, _, f)) => SlideLabels::new(&f.annotations, mapping, exhaustive),
+                None if exhaustive => SlideLabels::new(&[], mapping, true),
+                None => return Ok(None),
+            };
+            Ok(Some(Box::new(labels) as Box<dyn TileTruthSource>))
+        },
+    )
 }

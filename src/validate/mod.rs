@@ -402,7 +402,7 @@ pub fn markdown(v: &Validation) -> String {
         );
     }
     if let Some(t) = &v.tile_truth {
-        let _ = writeln!(s, "\n## Tile-level AUROC against truth masks\n");
+        let _ = writeln!(s, "\n## Tile-level AUROC against {}\n", t.source);
         let _ = writeln!(
             s,
             "{} slides, {} scored tiles; a tile is positive when the finding's mask covers at least the stated fraction of it, negative when it covers none, left out in between; 95% CI by resampling whole slides.\n",

@@ -56,6 +56,11 @@ pub struct TileMetrics {
 /// Everything `--truth` adds to a validation.
 #[derive(Debug, Clone, Serialize)]
 pub struct TileTruth {
+    /// What the truth is, for the report's heading: "truth masks" (phantoms) or
+    /// "annotations (mapping)" (GeoJSON). Not in metrics.json, whose figures it
+    /// does not change.
+    #[serde(skip)]
+    pub source: String,
     pub options: TruthOptions,
     pub slides: usize,
     pub tiles: usize,
@@ -238,17 +243,23 @@ pub fn tile_truth(
             "not a folder (pass the --out folder of `dirascope synth`)",
         ));
     }
-    tile_truth_from(results_dir, truth_dir, slide_ids, options, |id| {
-        Ok(read_slide_truth(truth_dir, id)?.map(|t| Box::new(t) as Box<dyn TileTruthSource>))
-    })
+    tile_truth_from(
+        results_dir,
+        truth_dir,
+        "truth masks",
+        slide_ids,
+        options,
+        |id| Ok(read_slide_truth(truth_dir, id)?.map(|t| Box::new(t) as Box<dyn TileTruthSource>)),
+    )
 }
 
 /// The tile-level comparison for any truth: `load` gives a slide's truth, or `None`
 /// when it has none (listed in `slides_without_truth`); `truth_dir` names the
-/// truth in the error when no slide has any.
+/// truth in the error when no slide has any, `source` says what it is in reports.
 pub fn tile_truth_from(
     results_dir: &Path,
     truth_dir: &Path,
+    source: &str,
     slide_ids: &[String],
     options: &TruthOptions,
     mut load: impl FnMut(&str) -> Result<Option<Box<dyn TileTruthSource>>, ValidateError>,
@@ -320,6 +331,7 @@ pub fn tile_truth_from(
         })
         .collect();
     Ok(TileTruth {
+        source: source.to_string(),
         options: options.clone(),
         slides,
         tiles,
