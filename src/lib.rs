@@ -1,11 +1,14 @@
 //! dirascope: score H&E skin-biopsy slides for the DIRA pattern.
 pub mod aggregate;
 pub mod batch;
+pub mod calibrate;
 pub mod cli;
 pub mod finding;
 pub mod model;
 pub mod qc;
+pub mod recall;
 pub mod report;
+pub mod rule_cli;
 pub mod score;
 pub mod slide;
 pub mod synth;
