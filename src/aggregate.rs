@@ -15,14 +15,25 @@
 //! top-5% mean dilutes a pustule on two tiles of a 60-tile slide to a fifth of its
 //! probability, and ever more on larger slides; the neighbourhood mean keeps a
 //! lesion's support while one stray tile among tissue neighbours counts a ninth.
+//! `lesion` scores lesions rather than neighbourhoods: tiles at or above the tile
+//! threshold form 8-connected lesions, each scored by the mean of its few best tiles
+//! (a one-tile pustule at 0.99 scores 0.99, where a 3 x 3 mean gives it 0.11 to
+//! 0.25), optionally lowered in log-odds by `ln(n / reference_tiles)` so that a
+//! large biopsy's many chances for one stray false tile do not raise its score.
 //!
 //! **Pattern scores** (each in 0..=1), from the finding scores
 //! `P` (subcorneal pustule), `A` (acantholysis), `H` (neutrophilic eccrine
 //! hidradenitis), `S` (psoriasiform):
-//! - `dira = sqrt(P * max(A, H))`: the geometric mean of the pustule and the stronger
-//!   of the two findings that set DIRA apart from psoriasis. A pustule alone
-//!   (`A = H = 0`) scores 0, so it can never make a DIRA call; nor can acantholysis or
-//!   hidradenitis without a pustule.
+//! - `dira`, by the rule shape [`DiraRule`]:
+//!   - `two-of-three`: the second highest of `P`, `A`, `H`. It is high exactly when
+//!     at least two of the three DIRA findings are: pustule + superficial
+//!     acantholysis, pustule + hidradenitis, or acantholysis + hidradenitis (all
+//!     three a fortiori). A pustule alone scores at most its acantholysis or
+//!     hidradenitis, so pustular psoriasis is not DIRA by its pustules.
+//!   - `pustule-and-one` (manifests up to model 1.2.0): `sqrt(P * max(A, H))`, the
+//!     geometric mean of the pustule and the stronger of the two findings that set
+//!     DIRA apart from psoriasis. A pustule alone (`A = H = 0`) scores 0; so does
+//!     acantholysis with hidradenitis but no pustule.
 //! - `psoriasiform = S`.
 //!
 //! **Call** (after the QC gate, which wins; no tissue tiles gives
@@ -67,6 +78,42 @@ pub enum FindingScore {
     /// neighbours; the slide score is the largest such mean.
     #[serde(rename = "max-3x3-mean")]
     Max3x3Mean,
+    /// Lesion evidence: tiles at or above the tile threshold form 8-connected
+    /// lesions on the grid; a lesion scores the mean of its `top` highest tiles (all
+    /// of them when it has fewer, so a one-tile lesion scores its own probability),
+    /// and the slide score is its best lesion's (the highest tile when no tile
+    /// reaches the threshold). With `reference_tiles > 0`, a slide of `n` tiles
+    /// beyond that many has the score's log-odds lowered by `ln(n /
+    /// reference_tiles)`: the chance of a stray false tile grows with the number of
+    /// tiles looked at, so the same peak is weaker evidence on a larger biopsy.
+    #[serde(rename = "lesion")]
+    Lesion { top: usize, reference_tiles: usize },
+}
+
+/// How the DIRA-pattern score combines the three findings that set DIRA apart
+/// (see the module header). Older manifests name none and get `PustuleAndOne`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiraRule {
+    /// `sqrt(P * max(A, H))`: a pustule and one of acantholysis or hidradenitis
+    /// (rule shape of model folders up to 1.2.0).
+    #[default]
+    PustuleAndOne,
+    /// The second highest of `P`, `A`, `H`: any two of the three findings.
+    TwoOfThree,
+}
+
+impl DiraRule {
+    pub fn is_pustule_and_one(&self) -> bool {
+        *self == DiraRule::PustuleAndOne
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DiraRule::PustuleAndOne => "pustule-and-one",
+            DiraRule::TwoOfThree => "two-of-three",
+        }
+    }
 }
 
 /// Parameters of aggregation and of the call rule. The model manifest's
@@ -84,6 +131,10 @@ pub struct AggregateParams {
     pub tile_threshold: f64,
     /// Slide area one tile stands for in µm² (the grid stride's area).
     pub tile_area_um2: f64,
+    /// How the DIRA score combines P, A and H; absent from reports made with the
+    /// default shape, so their bytes stay as they were.
+    #[serde(default, skip_serializing_if = "DiraRule::is_pustule_and_one")]
+    pub dira_rule: DiraRule,
     pub dira_threshold: f64,
     pub psoriasiform_threshold: f64,
     pub no_call_margin: f64,
@@ -98,6 +149,7 @@ impl Default for AggregateParams {
             finding_scores: BTreeMap::new(),
             tile_threshold: 0.5,
             tile_area_um2: 0.0,
+            dira_rule: DiraRule::PustuleAndOne,
             dira_threshold: 0.5,
             psoriasiform_threshold: 0.5,
             no_call_margin: 0.05,
@@ -277,7 +329,68 @@ fn finding_score(
             (mean_of_top(ranked, count), count)
         }
         FindingScore::Max3x3Mean => max_3x3_mean(order, c),
+        FindingScore::Lesion {
+            top,
+            reference_tiles,
+        } => {
+            let (score, counted) = best_lesion(order, c, top, params.tile_threshold);
+            (area_corrected(score, n, reference_tiles), counted)
+        }
     }
+}
+
+/// The best lesion's score (see [`FindingScore::Lesion`]) and its tile count in
+/// that score; the highest tile when none reaches `threshold`; (0, 0) for no tiles.
+fn best_lesion(order: &[&TileScore], c: usize, top: usize, threshold: f64) -> (f64, usize) {
+    let p = |t: &TileScore| t.probabilities[c] as f64;
+    let at: BTreeMap<(u32, u32), f64> = order
+        .iter()
+        .filter(|t| p(t) >= threshold)
+        .map(|t| ((t.col, t.row), p(t)))
+        .collect();
+    if at.is_empty() {
+        let highest = order
+            .iter()
+            .map(|t| p(t))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        return highest.map_or((0.0, 0), |v| (v, 1));
+    }
+    let mut best = (0.0, 0);
+    let mut seen: std::collections::BTreeSet<(u32, u32)> = Default::default();
+    for &start in at.keys() {
+        if !seen.insert(start) {
+            continue;
+        }
+        let mut lesion = Vec::new();
+        let mut stack = vec![start];
+        while let Some((col, row)) = stack.pop() {
+            lesion.push(at[&(col, row)]);
+            for r in row.saturating_sub(1)..=row.saturating_add(1) {
+                for cl in col.saturating_sub(1)..=col.saturating_add(1) {
+                    if at.contains_key(&(cl, r)) && seen.insert((cl, r)) {
+                        stack.push((cl, r));
+                    }
+                }
+            }
+        }
+        lesion.sort_by(|a, b| b.total_cmp(a));
+        let count = top.max(1).min(lesion.len());
+        let mean = mean_of_top(&lesion, count);
+        if best.1 == 0 || mean > best.0 {
+            best = (mean, count);
+        }
+    }
+    best
+}
+
+/// `score` with its log-odds lowered by `ln(n / reference)` when `n > reference > 0`.
+fn area_corrected(score: f64, n: usize, reference: usize) -> f64 {
+    if reference == 0 || n <= reference {
+        return score;
+    }
+    let s = score.clamp(1e-9, 1.0 - 1e-9);
+    let logit = (s / (1.0 - s)).ln() - (n as f64 / reference as f64).ln();
+    1.0 / (1.0 + (-logit).exp())
 }
 
 /// The largest mean over a tile and the scored tiles among its 8 grid neighbours,
@@ -316,9 +429,18 @@ fn mean_of_top(ranked: &[f64], count: usize) -> f64 {
     }
 }
 
-/// The DIRA-pattern score from the finding scores (see the module header).
-pub fn dira_score(pustule: f64, acantholysis: f64, hidradenitis: f64) -> f64 {
-    (pustule.max(0.0) * acantholysis.max(hidradenitis).max(0.0)).sqrt()
+/// The DIRA-pattern score from the finding scores by `rule` (see the module header).
+pub fn dira_score(rule: DiraRule, pustule: f64, acantholysis: f64, hidradenitis: f64) -> f64 {
+    match rule {
+        DiraRule::PustuleAndOne => {
+            (pustule.max(0.0) * acantholysis.max(hidradenitis).max(0.0)).sqrt()
+        }
+        DiraRule::TwoOfThree => {
+            let mut v = [pustule, acantholysis, hidradenitis].map(|x| x.max(0.0));
+            v.sort_by(|a, b| b.total_cmp(a));
+            v[1]
+        }
+    }
 }
 
 fn band(score: f64, threshold: f64, margin: f64) -> Band {
@@ -405,6 +527,7 @@ pub fn aggregate(
     }
     let score = |i: usize| findings[i].score;
     let dira = dira_score(
+        params.dira_rule,
         score(map.pustule),
         score(map.acantholysis),
         score(map.hidradenitis),
@@ -760,6 +883,139 @@ mod tests {
         assert_eq!(top_k(100, &p), 5);
         assert_eq!(top_k(1000, &p), 50);
         assert_eq!(top_k(1001, &p), 51);
+    }
+
+    fn lesion_params(top: usize, reference_tiles: usize) -> AggregateParams {
+        let method = FindingScore::Lesion {
+            top,
+            reference_tiles,
+        };
+        AggregateParams {
+            finding_scores: FINDINGS.iter().map(|k| (k.to_string(), method)).collect(),
+            dira_rule: DiraRule::TwoOfThree,
+            dira_threshold: 0.5,
+            no_call_margin: 0.05,
+            ..AggregateParams::default()
+        }
+    }
+
+    #[test]
+    fn a_one_tile_lesion_keeps_its_probability_whatever_the_slide_size() {
+        for side in [3u32, 10, 40] {
+            let mut tiles: Vec<TileScore> = (0..side * side)
+                .map(|i| tile(i % side, i / side, [0.02, 0.0, 0.0, 0.0]))
+                .collect();
+            tiles[(side * side / 2) as usize].probabilities[0] = 0.99;
+            let r = aggregate(&classes(), &tiles, None, &lesion_params(2, 0)).unwrap();
+            assert!((r.findings[0].score - 0.99).abs() < 1e-6, "{side}");
+            assert_eq!(r.findings[0].score_tiles, 1);
+            // max-3x3-mean divides it by its neighbourhood (9 tiles inside, 4-6 at an edge).
+            let m = aggregate(&classes(), &tiles, None, &max_3x3_params()).unwrap();
+            assert!(m.findings[0].score < 0.3, "{}", m.findings[0].score);
+        }
+    }
+
+    #[test]
+    fn a_lesion_scores_the_mean_of_its_top_tiles() {
+        // Lesion A: 0.9, 0.7, 0.6 touching (diagonal counts); lesion B: 0.8 alone.
+        let tiles = vec![
+            tile(0, 0, [0.9, 0.0, 0.0, 0.0]),
+            tile(1, 1, [0.7, 0.0, 0.0, 0.0]),
+            tile(2, 1, [0.6, 0.0, 0.0, 0.0]),
+            tile(5, 5, [0.8, 0.0, 0.0, 0.0]),
+            tile(3, 3, [0.3, 0.0, 0.0, 0.0]),
+        ];
+        let r = aggregate(&classes(), &tiles, None, &lesion_params(2, 0)).unwrap();
+        assert!((r.findings[0].score - 0.8).abs() < 1e-6); // (0.9 + 0.7) / 2 = 0.8 = B
+        let r = aggregate(&classes(), &tiles, None, &lesion_params(3, 0)).unwrap();
+        assert!((r.findings[0].score - 0.8).abs() < 1e-6); // B 0.8 beats A 0.733
+        assert_eq!(r.findings[0].score_tiles, 1);
+        let r = aggregate(&classes(), &tiles, None, &lesion_params(1, 0)).unwrap();
+        assert!((r.findings[0].score - 0.9).abs() < 1e-6);
+        // No tile at the threshold: the highest tile.
+        let low = vec![
+            tile(0, 0, [0.3, 0.0, 0.0, 0.0]),
+            tile(1, 0, [0.4, 0.0, 0.0, 0.0]),
+        ];
+        let r = aggregate(&classes(), &low, None, &lesion_params(2, 0)).unwrap();
+        assert!((r.findings[0].score - 0.4).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_area_correction_lowers_the_log_odds_by_the_tile_ratio() {
+        assert_eq!(area_corrected(0.9, 50, 100), 0.9);
+        assert_eq!(area_corrected(0.9, 500, 0), 0.9);
+        // odds 9 / (400 / 100) = 2.25 -> 0.6923.
+        assert!((area_corrected(0.9, 400, 100) - 2.25 / 3.25).abs() < 1e-12);
+        let tiles: Vec<TileScore> = (0..400)
+            .map(|i| {
+                tile(
+                    i % 20,
+                    i / 20,
+                    [if i == 0 { 0.9 } else { 0.0 }, 0.0, 0.0, 0.0],
+                )
+            })
+            .collect();
+        let r = aggregate(&classes(), &tiles, None, &lesion_params(1, 100)).unwrap();
+        assert!((r.findings[0].score - 2.25 / 3.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn two_of_three_calls_every_dira_variant_and_never_a_pustule_alone() {
+        let p = lesion_params(1, 0);
+        let call = |probs: [f32; 4]| {
+            let tiles = vec![tile(0, 0, probs), tile(1, 0, [0.0; 4])];
+            aggregate(&classes(), &tiles, None, &p).unwrap()
+        };
+        // P + A, P + H, A + H, all three: DIRA, with or without psoriasiform change.
+        for probs in [
+            [0.9, 0.9, 0.0, 0.0],
+            [0.9, 0.0, 0.9, 0.0],
+            [0.0, 0.9, 0.9, 0.0],
+            [0.9, 0.9, 0.9, 0.0],
+            [0.9, 0.9, 0.0, 0.9],
+        ] {
+            let r = call(probs);
+            assert_eq!(r.call, Call::DiraPattern, "{probs:?}");
+        }
+        // A pustule alone, with or without psoriasiform change: never DIRA.
+        let r = call([1.0, 0.0, 0.0, 0.0]);
+        assert_eq!((r.dira_score, r.call), (0.0, Call::NoPustularPattern));
+        let r = call([1.0, 0.0, 0.0, 0.9]);
+        assert_eq!(r.call, Call::PsoriasiformPattern);
+        // One finding of the three is not enough either.
+        assert_eq!(call([0.0, 0.0, 1.0, 0.0]).call, Call::NoPustularPattern);
+        assert_eq!(dira_score(DiraRule::TwoOfThree, 0.2, 0.7, 0.5), 0.5);
+        assert_eq!(dira_score(DiraRule::PustuleAndOne, 0.0, 0.7, 0.5), 0.0);
+    }
+
+    proptest! {
+        #[test]
+        fn lesion_scores_ignore_tile_order(
+            probs in proptest::collection::vec(proptest::array::uniform4(0.0f32..1.0), 1..80),
+            top in 1usize..4,
+            reference in 0usize..30,
+            seed in any::<u64>(),
+        ) {
+            let tiles: Vec<TileScore> = probs.iter().enumerate()
+                .map(|(i, p)| tile((i % 9) as u32, (i / 9) as u32, *p)).collect();
+            let mut shuffled = tiles.clone();
+            let mut s = seed;
+            for i in (1..shuffled.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+                shuffled.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let p = lesion_params(top, reference);
+            let a = aggregate(&classes(), &tiles, None, &p).unwrap();
+            let b = aggregate(&classes(), &shuffled, None, &p).unwrap();
+            prop_assert_eq!(&a, &b);
+            // Never above the highest tile, never below it without a correction.
+            let max = probs.iter().map(|q| q[0] as f64).fold(0.0, f64::max);
+            prop_assert!(a.findings[0].score <= max + 1e-12);
+            if reference == 0 && top == 1 {
+                prop_assert!((a.findings[0].score - max).abs() < 1e-12);
+            }
+        }
     }
 
     proptest! {

@@ -41,6 +41,12 @@ enum Command {
     Score(ScoreArgs),
     /// Join the OUT folders of shard runs into one OUT (summary, errors, report page).
     Merge(MergeArgs),
+    /// Recompute every slide's scores and call in OUT under another model folder's
+    /// rule (same ONNX), from tiles.csv, without running the model.
+    Recall(crate::rule_cli::RecallArgs),
+    /// Fit a model folder's rule thresholds on a labelled calibration run and write
+    /// a new model folder (same ONNX, new [rule], calibration/ figures).
+    Calibrate(crate::rule_cli::CalibrateArgs),
     /// Render phantom H&E skin sections with ground truth (masks, truth.json).
     Synth(SynthArgs),
     /// Turn slides and their QuPath GeoJSON annotations into labelled training tiles.
@@ -318,6 +324,8 @@ pub fn main() -> ExitCode {
         Command::Tiles(args) => tiles(args),
         Command::Score(args) => score(args),
         Command::Merge(args) => merge(args),
+        Command::Recall(args) => crate::rule_cli::recall(args),
+        Command::Calibrate(args) => crate::rule_cli::calibrate(args),
         Command::Model(ModelCommand::Check { model_dir }) => model_check(model_dir),
         Command::Selfcheck(args) => selfcheck(args),
     };

@@ -2,13 +2,16 @@
 pub mod aggregate;
 pub mod annotations;
 pub mod batch;
+pub mod calibrate;
 pub mod cli;
 pub mod finding;
 pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod qc;
+pub mod recall;
 pub mod report;
+pub mod rule_cli;
 pub mod score;
 pub mod selfcheck;
 pub mod slide;

@@ -5,8 +5,8 @@
 
 use image::RgbImage;
 
-use crate::aggregate::FindingScore;
-use crate::model::manifest::FindingScoreSpec;
+use crate::aggregate::{DiraRule, FindingScore};
+use crate::model::manifest::{DiraRuleSpec, FindingScoreSpec, Manifest};
 use crate::model::{self, ClassifierSession, Model, TileClassifier};
 use crate::pipeline::{ScorerError, ScorerSession, TileScorer};
 use crate::report::ModelInfo;
@@ -43,31 +43,47 @@ impl ModelScorer {
     }
 
     /// The pipeline's options with the manifest's aggregation, rule and tissue defaults.
-    pub fn options(&self, mut base: ScoreOptions) -> ScoreOptions {
-        let m = &self.model.manifest;
-        base.min_tissue = m.aggregation.min_tissue;
-        base.aggregate.top_k_fraction = m.aggregation.top_k_fraction;
-        base.aggregate.top_k_min = m.aggregation.top_k_min as usize;
-        base.aggregate.finding_scores = m
-            .aggregation
-            .per_finding
-            .iter()
-            .map(|(key, spec)| {
-                let method = match *spec {
-                    FindingScoreSpec::TopKMean {} => FindingScore::TopKMean,
-                    FindingScoreSpec::TopNMean { n } => FindingScore::TopNMean { n: n as usize },
-                    FindingScoreSpec::Max3x3Mean {} => FindingScore::Max3x3Mean,
-                };
-                (key.clone(), method)
-            })
-            .collect();
-        base.aggregate.tile_threshold = m.aggregation.tile_threshold;
-        base.aggregate.dira_threshold = m.rule.dira_threshold;
-        base.aggregate.psoriasiform_threshold = m.rule.psoriasiform_threshold;
-        base.aggregate.no_call_margin = m.rule.no_call_margin;
-        base.qc.min_tiles = m.rule.min_tissue_tiles as usize;
-        base
+    pub fn options(&self, base: ScoreOptions) -> ScoreOptions {
+        manifest_options(&self.model.manifest, base)
     }
+}
+
+/// `base` with a manifest's aggregation, rule and tissue defaults (`recall` and
+/// `calibrate` use it without loading the ONNX graph).
+pub fn manifest_options(m: &Manifest, mut base: ScoreOptions) -> ScoreOptions {
+    base.min_tissue = m.aggregation.min_tissue;
+    base.aggregate.top_k_fraction = m.aggregation.top_k_fraction;
+    base.aggregate.top_k_min = m.aggregation.top_k_min as usize;
+    base.aggregate.finding_scores = m
+        .aggregation
+        .per_finding
+        .iter()
+        .map(|(key, spec)| {
+            let method = match *spec {
+                FindingScoreSpec::TopKMean {} => FindingScore::TopKMean,
+                FindingScoreSpec::TopNMean { n } => FindingScore::TopNMean { n: n as usize },
+                FindingScoreSpec::Max3x3Mean {} => FindingScore::Max3x3Mean,
+                FindingScoreSpec::Lesion {
+                    top,
+                    reference_tiles,
+                } => FindingScore::Lesion {
+                    top: top as usize,
+                    reference_tiles: reference_tiles as usize,
+                },
+            };
+            (key.clone(), method)
+        })
+        .collect();
+    base.aggregate.tile_threshold = m.aggregation.tile_threshold;
+    base.aggregate.dira_rule = match m.rule.dira_rule {
+        DiraRuleSpec::PustuleAndOne => DiraRule::PustuleAndOne,
+        DiraRuleSpec::TwoOfThree => DiraRule::TwoOfThree,
+    };
+    base.aggregate.dira_threshold = m.rule.dira_threshold;
+    base.aggregate.psoriasiform_threshold = m.rule.psoriasiform_threshold;
+    base.aggregate.no_call_margin = m.rule.no_call_margin;
+    base.qc.min_tiles = m.rule.min_tissue_tiles as usize;
+    base
 }
 
 impl TileScorer for ModelScorer {

@@ -26,8 +26,8 @@ fn validate_lists_mismatches_and_measures_tiles_against_phantom_masks() {
     let labels = dir.path().join("labels.csv");
     fs::write(
         &labels,
-        "slide_id,label\ndira-3,dira\npsoriasis-3,psoriasis\n\
-         pustular-psoriasis-2,pustular-psoriasis\nghost,dira\n",
+        "slide_id,label,stratum\ndira-3,dira,small\npsoriasis-3,psoriasis,small\n\
+         pustular-psoriasis-2,pustular-psoriasis,large\nghost,dira,large\n",
     )
     .unwrap();
     let validate_with = |truth: &Path, extra: &[&str], val: &Path| {
@@ -66,9 +66,23 @@ fn validate_lists_mismatches_and_measures_tiles_against_phantom_masks() {
         md.contains("## Tile-level AUROC against truth masks"),
         "{md}"
     );
-    for f in ["roc.png", "reliability.png", "metrics.json"] {
+    for f in [
+        "roc.png",
+        "reliability.png",
+        "metrics.json",
+        "roc.svg",
+        "reliability.svg",
+        "strata/roc_small.svg",
+        "strata/reliability_small.svg",
+        "strata/roc_large.svg",
+    ] {
         assert!(val.join(f).is_file(), "{f}");
     }
+    // SVG text stays text: the legend names each score with its AUROC.
+    let svg = fs::read_to_string(val.join("roc.svg")).unwrap();
+    assert!(svg.contains(">dira_pattern "), "{svg}");
+    let small = fs::read_to_string(val.join("strata/roc_small.svg")).unwrap();
+    assert!(small.contains("stratum small (2 slides)"), "{small}");
 
     // Tile truth covers every scored tile of all four slides (truth does not need labels).
     let metrics: serde_json::Value =

@@ -9,6 +9,7 @@ src/aggregate.rs (top-k-mean, top-n-mean, max-3x3-mean) for choosing a rule;
 the Rust code is what scores slides.
 
     training/.venv/bin/python training/rule_candidates.py SCORED CAL/manifest.csv [--margin 0.03] [--detail NAME]
+        [--shape pustule-and-one|two-of-three]
         [--apply OTHER_SCORED]
 
 --apply prints, for the --detail candidate with the thresholds fitted here, the
@@ -45,7 +46,15 @@ CANDIDATES = {
     "P,A,H max-3x3-mean": ["max3x3", "max3x3", "max3x3", "topk"],
     "P,A,H max-3x3, S top-10": ["max3x3", "max3x3", "max3x3", "top10"],
     "all max-3x3-mean": ["max3x3", "max3x3", "max3x3", "max3x3"],
+    # Lesion evidence (aggregate.rs `lesion`): 8-connected tiles >= 0.5, the lesion's top-n
+    # mean (its peak for n = 1), optionally lowered in log-odds by ln(tiles / reference).
+    "P,A,H lesion peak, S max-3x3": ["lesion1", "lesion1", "lesion1", "max3x3"],
+    "P,A,H lesion top-2, S max-3x3": ["lesion2", "lesion2", "lesion2", "max3x3"],
+    "P,A,H lesion peak /area(60), S max-3x3": ["lesion1r60", "lesion1r60", "lesion1r60", "max3x3"],
+    "P,A,H lesion top-2 /area(60), S max-3x3": ["lesion2r60", "lesion2r60", "lesion2r60", "max3x3"],
 }
+# DIRA-score shapes (aggregate.rs DiraRule): P with the stronger of A, H; or any two of P, A, H.
+SHAPES = ["pustule-and-one", "two-of-three"]
 
 
 def auroc(scores, positive) -> float:
@@ -79,6 +88,36 @@ def max_3x3_mean(cells, values) -> float:
     return best
 
 
+def lesion(cells, values, top: int, reference: int, threshold: float = 0.5) -> float:
+    at = {c: v for c, v in zip(cells, values) if v >= threshold}
+    if not at:
+        return float(max(values)) if len(values) else 0.0
+    seen, best = set(), None
+    for start in sorted(at):
+        if start in seen:
+            continue
+        seen.add(start)
+        stack, members = [start], []
+        while stack:
+            c, r = stack.pop()
+            members.append(at[(c, r)])
+            for dc in (-1, 0, 1):
+                for dr in (-1, 0, 1):
+                    n = (c + dc, r + dr)
+                    if n in at and n not in seen:
+                        seen.add(n)
+                        stack.append(n)
+        members.sort(reverse=True)
+        m = float(np.mean(members[: max(1, min(top, len(members)))]))
+        best = m if best is None else max(best, m)
+    n = len(values)
+    if reference and n > reference:
+        s = min(max(best, 1e-9), 1 - 1e-9)
+        logit = math.log(s / (1 - s)) - math.log(n / reference)
+        best = 1 / (1 + math.exp(-logit))
+    return best
+
+
 def slide_scores(cells, probs, methods) -> list[float]:
     n = len(probs)
     k = min(n, max(5, math.ceil(0.05 * n)))
@@ -89,12 +128,17 @@ def slide_scores(cells, probs, methods) -> list[float]:
             out.append(top_mean(v, k))
         elif m == "max3x3":
             out.append(max_3x3_mean(cells, v))
+        elif m.startswith("lesion"):
+            top, _, ref = m[6:].partition("r")
+            out.append(lesion(cells, v, int(top), int(ref or 0)))
         else:
             out.append(top_mean(v, int(m[3:])))
     return out
 
 
-def dira_score(s) -> float:
+def dira_score(s, shape: str = "pustule-and-one") -> float:
+    if shape == "two-of-three":
+        return sorted([max(s[0], 0.0), max(s[1], 0.0), max(s[2], 0.0)])[1]
     return math.sqrt(max(s[0], 0.0) * max(s[1], s[2], 0.0))
 
 
@@ -136,20 +180,21 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=0.03, help="no-call margin")
     ap.add_argument("--detail", default=None, help="print every slide's scores for this candidate")
     ap.add_argument("--apply", type=Path, default=None, help="another score --out folder to call with --detail's thresholds")
+    ap.add_argument("--shape", choices=SHAPES, default="pustule-and-one", help="DIRA-score shape")
     args = ap.parse_args()
 
-    labels = {r["slide_id"]: r["class"] for r in csv.DictReader(open(args.manifest, newline=""))}
+    labels = {r["slide_id"]: r.get("class") or r["label"] for r in csv.DictReader(open(args.manifest, newline=""))}
     ids = [i for i in sorted(labels) if (args.scored / i / "tiles.csv").exists()]
     tiles = {i: read_tiles(args.scored / i / "tiles.csv") for i in ids}
     lab = np.array([labels[i] for i in ids])
     is_dira = lab == "dira"
     is_psor = (lab == "psoriasis") | (lab == "pustular-psoriasis")
-    print(f"{len(ids)} slides: " + ", ".join(f"{c} {(lab == c).sum()}" for c in EXPECTED))
+    print(f"DIRA score shape {args.shape}; {len(ids)} slides: " + ", ".join(f"{c} {(lab == c).sum()}" for c in EXPECTED))
     print("| candidate | AUROC DIRA score | DIRA scores of DIRA slides | highest non-DIRA | T_dira | T_psoriasiform | calls right | DIRA called |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     for name, methods in CANDIDATES.items():
         s = np.array([slide_scores(*tiles[i], methods) for i in ids])
-        d = np.array([dira_score(x) for x in s])
+        d = np.array([dira_score(x, args.shape) for x in s])
         td = separating_threshold(d[is_dira], d[~is_dira], args.margin)
         ts = separating_threshold(s[is_psor, 3], s[lab == "normal", 3], args.margin)
         dd = " ".join(f"{x:.2f}" for x in np.sort(d[is_dira]))
@@ -170,9 +215,9 @@ def main() -> None:
                     sid = path.parent.name
                     cells, probs = read_tiles(path)
                     x = slide_scores(cells, probs, methods)
-                    got = call(dira_score(x), x[3], td[0], ts[0], args.margin)
+                    got = call(dira_score(x, args.shape), x[3], td[0], ts[0], args.margin)
                     want = EXPECTED.get(sid.rsplit("-", 1)[0], "?")
-                    print(f"    {sid:28s} {len(probs):5d} tiles  {got:22s} (want {want:22s}) D {dira_score(x):.3f} "
+                    print(f"    {sid:28s} {len(probs):5d} tiles  {got:22s} (want {want:22s}) D {dira_score(x, args.shape):.3f} "
                           f"P {x[0]:.3f} A {x[1]:.3f} H {x[2]:.3f} S {x[3]:.3f}")
 
 

@@ -127,7 +127,7 @@ fn read_input(dir: &Path) -> Result<Input, MergeError> {
 }
 
 /// The `slide_id` column of a `summary.csv`.
-fn summary_ids(path: &Path) -> Result<Vec<String>, ReportError> {
+pub(crate) fn summary_ids(path: &Path) -> Result<Vec<String>, ReportError> {
     let err = |reason: String| ReportError::Read {
         path: path.to_path_buf(),
         reason,

@@ -136,6 +136,35 @@ pub enum FindingScoreSpec {
     /// The largest mean over a tile and its scored 3 x 3 grid neighbours.
     #[serde(rename = "max-3x3-mean")]
     Max3x3Mean {},
+    /// The best lesion (8-connected tiles at or above `tile_threshold`), scored by
+    /// the mean of its `top` highest tiles (default 1, its peak), its log-odds
+    /// lowered by `ln(n / reference_tiles)` on a slide of `n > reference_tiles`
+    /// tiles (default 0: no correction).
+    #[serde(rename = "lesion")]
+    Lesion {
+        #[serde(default = "one")]
+        top: u32,
+        #[serde(default)]
+        reference_tiles: u32,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How the DIRA-pattern score combines pustule (P), acantholysis (A) and
+/// hidradenitis (H): `rule.dira_rule` in model.toml, absent in manifests up to
+/// model 1.2.0 (which get `pustule-and-one`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum DiraRuleSpec {
+    /// `sqrt(P * max(A, H))`.
+    #[default]
+    #[serde(rename = "pustule-and-one")]
+    PustuleAndOne,
+    /// The second highest of P, A, H: any two of the three findings.
+    #[serde(rename = "two-of-three")]
+    TwoOfThree,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -148,6 +177,9 @@ pub enum AggregationMethod {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
+    /// The DIRA score's shape (optional; see [`DiraRuleSpec`]).
+    #[serde(default)]
+    pub dira_rule: DiraRuleSpec,
     /// DIRA-pattern score at or above which the slide is called `dira-pattern`.
     pub dira_threshold: f64,
     /// Psoriasiform score at or above which the slide is `psoriasiform-pattern`.
@@ -288,6 +320,14 @@ impl Manifest {
                     return Err(invalid(
                         &field,
                         format!("n = {n} is outside 1..={MAX_TOP_N}"),
+                    ));
+                }
+            }
+            if let FindingScoreSpec::Lesion { top, .. } = spec {
+                if !(1..=MAX_TOP_N).contains(top) {
+                    return Err(invalid(
+                        &field,
+                        format!("top = {top} is outside 1..={MAX_TOP_N}"),
                     ));
                 }
             }
@@ -526,6 +566,47 @@ min_tissue_tiles = 10
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn lesion_scores_and_the_dira_rule_shape_parse() {
+        let text = GOOD
+            .replace(
+                "min_tissue = 0.5\n",
+                "min_tissue = 0.5\n\n[aggregation.per_finding]\n\
+                 subcorneal_pustule = { method = \"lesion\" }\n\
+                 acantholysis = { method = \"lesion\", top = 2, reference_tiles = 60 }\n",
+            )
+            .replace("[rule]\n", "[rule]\ndira_rule = \"two-of-three\"\n");
+        let m = parse(&text).expect("valid lesion manifest");
+        let pf = &m.aggregation.per_finding;
+        assert_eq!(
+            pf.get("subcorneal_pustule"),
+            Some(&FindingScoreSpec::Lesion {
+                top: 1,
+                reference_tiles: 0
+            })
+        );
+        assert_eq!(
+            pf.get("acantholysis"),
+            Some(&FindingScoreSpec::Lesion {
+                top: 2,
+                reference_tiles: 60
+            })
+        );
+        assert_eq!(m.rule.dira_rule, DiraRuleSpec::TwoOfThree);
+        // Manifests without the field keep the shape of model 1.2.0.
+        assert_eq!(
+            parse(GOOD).unwrap().rule.dira_rule,
+            DiraRuleSpec::PustuleAndOne
+        );
+        let bad = text.replace("two-of-three", "one-of-three");
+        assert!(matches!(
+            parse(&bad).unwrap_err(),
+            ModelError::ManifestParse { .. }
+        ));
+        let zero = text.replace("top = 2", "top = 0");
+        assert!(parse(&zero).unwrap_err().to_string().contains("top = 0"));
     }
 
     #[test]

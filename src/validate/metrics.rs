@@ -206,6 +206,35 @@ pub fn roc_curve(cases: &[Case]) -> Vec<(f64, f64)> {
     points
 }
 
+/// Sensitivity at `fpr` on a ROC curve: the highest reached at or below that rate.
+fn sensitivity_at(curve: &[(f64, f64)], fpr: f64) -> f64 {
+    curve
+        .iter()
+        .filter(|p| p.0 <= fpr + 1e-12)
+        .map(|p| p.1)
+        .fold(0.0, f64::max)
+}
+
+/// A pointwise 95% bootstrap band of the ROC on 1 - specificity = 0, 0.025, ..., 1:
+/// (rate, low, high sensitivity), from the same seeded resamples as [`bootstrap`].
+/// Empty when either class is empty.
+pub fn roc_band(
+    cases: &[Case],
+    resampling: Resampling,
+    resamples: usize,
+    seed: u64,
+) -> Vec<(f64, f64, f64)> {
+    (0..=40)
+        .filter_map(|i| {
+            let fpr = i as f64 / 40.0;
+            let iv = bootstrap(cases, resampling, resamples, seed, |draw| {
+                Some(sensitivity_at(&roc_curve(draw), fpr))
+            })?;
+            Some((fpr, iv.low, iv.high))
+        })
+        .collect()
+}
+
 /// Mean squared difference between score and outcome (scores clamped to [0, 1]).
 pub fn brier(cases: &[Case]) -> Option<f64> {
     if cases.is_empty() {

@@ -3,11 +3,13 @@
 //! It joins results to labels (listing every unmatched slide, never dropping one
 //! silently), computes the confusion matrix of calls and, per score, AUROC with a
 //! seeded bootstrap CI, operating points, Brier score and calibration, and writes
-//! metrics.json, validation.md and PNG plots. It never runs the model.
+//! metrics.json, validation.md and PNG and SVG plots (one SVG pair per protocol
+//! stratum where the labels name strata). It never runs the model.
 
 pub mod geojson_truth;
 pub mod metrics;
 pub mod plot;
+pub mod svg;
 pub mod truth;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +35,8 @@ pub struct Label {
     pub slide_id: String,
     pub label: String,
     pub patient_id: Option<String>,
+    /// The protocol stratum (optional `stratum` column): one figure per stratum.
+    pub stratum: Option<String>,
 }
 
 /// Which labels count as positive for one score.
@@ -121,6 +125,17 @@ pub struct ScoreMetrics {
     pub reliability: Vec<ReliabilityBin>,
     #[serde(skip)]
     pub roc: Vec<(f64, f64)>,
+    /// 95% bootstrap band of the ROC: (1 - specificity, low, high sensitivity).
+    #[serde(skip)]
+    pub roc_band: Vec<(f64, f64, f64)>,
+}
+
+/// The figures of one protocol stratum (labels' `stratum` column).
+#[derive(Debug, Clone)]
+pub struct StratumFigures {
+    pub stratum: String,
+    pub slides: usize,
+    pub scores: Vec<ScoreMetrics>,
 }
 
 /// Everything `validate` computes.
@@ -141,6 +156,9 @@ pub struct Validation {
     /// Tile-level AUROC per finding against phantom truth masks (`--truth`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tile_truth: Option<truth::TileTruth>,
+    /// Per-stratum figures (labels with a `stratum` column); not in metrics.json.
+    #[serde(skip)]
+    pub strata: Vec<StratumFigures>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +226,49 @@ pub fn validate(
             .entry(r.call.clone())
             .or_default() += 1;
     }
+    let scores = score_metrics(&joined, options, resampling, &patient_index);
+    let strata_names: BTreeSet<&str> = joined
+        .iter()
+        .filter_map(|(_, l)| l.stratum.as_deref())
+        .collect();
+    let strata = strata_names
+        .into_iter()
+        .map(|name| {
+            let subset: Vec<(&SlideScores, &Label)> = joined
+                .iter()
+                .filter(|(_, l)| l.stratum.as_deref() == Some(name))
+                .copied()
+                .collect();
+            StratumFigures {
+                stratum: name.to_string(),
+                slides: subset.len(),
+                scores: score_metrics(&subset, options, resampling, &patient_index),
+            }
+        })
+        .collect();
+    Ok(Validation {
+        schema_version: 1,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        options: options.clone(),
+        resampling,
+        slides_evaluated: joined.len(),
+        patients: clustered.then_some(patient_index.len()),
+        unlabelled_slides,
+        labels_without_results,
+        confusion,
+        scores,
+        tile_truth: None,
+        strata,
+    })
+}
+
+/// Every target's metrics on `joined` (all slides, or one stratum's).
+fn score_metrics(
+    joined: &[(&SlideScores, &Label)],
+    options: &ValidateOptions,
+    resampling: Resampling,
+    patient_index: &BTreeMap<String, usize>,
+) -> Vec<ScoreMetrics> {
     let mut scores = Vec::new();
     for (k, target) in options.targets.iter().enumerate() {
         let cases: Vec<Case> = joined
@@ -247,21 +308,15 @@ pub fn validate(
             ece,
             reliability,
             roc: metrics::roc_curve(&cases),
+            roc_band: metrics::roc_band(
+                &cases,
+                resampling,
+                options.resamples,
+                options.seed.wrapping_add(k as u64),
+            ),
         });
     }
-    Ok(Validation {
-        schema_version: 1,
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        options: options.clone(),
-        resampling,
-        slides_evaluated: joined.len(),
-        patients: clustered.then_some(patient_index.len()),
-        unlabelled_slides,
-        labels_without_results,
-        confusion,
-        scores,
-        tile_truth: None,
-    })
+    scores
 }
 
 /// Reads `labels.csv`: `slide_id,label[,patient_id][,...]`.
@@ -280,6 +335,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>, ValidateError> {
         )));
     };
     let patient_col = col("patient_id");
+    let stratum_col = col("stratum");
     let mut labels = Vec::new();
     let mut seen = BTreeSet::new();
     for (i, row) in reader.records().enumerate() {
@@ -295,6 +351,10 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>, ValidateError> {
             slide_id: id,
             label: row.get(label_col).unwrap_or("").trim().to_string(),
             patient_id: patient_col
+                .and_then(|c| row.get(c))
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty()),
+            stratum: stratum_col
                 .and_then(|c| row.get(c))
                 .map(|p| p.trim().to_string())
                 .filter(|p| !p.is_empty()),
@@ -440,11 +500,16 @@ pub fn markdown(v: &Validation) -> String {
     s
 }
 
-/// Writes metrics.json, validation.md, roc.png and reliability.png into `out`.
+/// Writes metrics.json, validation.md, roc.png and reliability.png into `out`, the
+/// same figures as SVG (roc.svg, reliability.svg), and with a `stratum` column in the
+/// labels one pair of SVG figures per stratum in `strata/`.
 pub fn write_outputs(v: &Validation, out: &Path) -> Result<(), ValidateError> {
     let write = |name: &str, bytes: &[u8]| -> Result<(), ValidateError> {
         let path = out.join(name);
-        let tmp = out.join(format!(".{name}.partial"));
+        let file = path
+            .file_name()
+            .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+        let tmp = path.with_file_name(format!(".{file}.partial"));
         std::fs::write(&tmp, bytes)
             .and_then(|_| std::fs::rename(&tmp, &path))
             .map_err(|source| ValidateError::Write { path, source })
@@ -505,6 +570,31 @@ pub fn write_outputs(v: &Validation, out: &Path) -> Result<(), ValidateError> {
         })
         .collect();
     let rel_img = plot::unit_plot("Reliability", "mean score", "fraction positive", &rel);
+    write("roc.svg", roc_svg("ROC, all slides", &v.scores).as_bytes())?;
+    write(
+        "reliability.svg",
+        reliability_svg("Reliability, all slides", &v.scores).as_bytes(),
+    )?;
+    if !v.strata.is_empty() {
+        let dir = out.join("strata");
+        std::fs::create_dir_all(&dir).map_err(|source| ValidateError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        for st in &v.strata {
+            let name = crate::report::safe_name(&st.stratum);
+            let title =
+                |what: &str| format!("{what}, stratum {} ({} slides)", st.stratum, st.slides);
+            write(
+                &format!("strata/roc_{name}.svg"),
+                roc_svg(&title("ROC"), &st.scores).as_bytes(),
+            )?;
+            write(
+                &format!("strata/reliability_{name}.svg"),
+                reliability_svg(&title("Reliability"), &st.scores).as_bytes(),
+            )?;
+        }
+    }
     for (name, img) in [("roc.png", img), ("reliability.png", rel_img)] {
         let mut bytes = Vec::new();
         image::DynamicImage::ImageRgb8(img)
@@ -519,6 +609,51 @@ pub fn write_outputs(v: &Validation, out: &Path) -> Result<(), ValidateError> {
         write(name, &bytes)?;
     }
     Ok(())
+}
+
+/// The ROC figure as SVG: every score's curve with its bootstrap band and AUROC.
+fn roc_svg(title: &str, scores: &[ScoreMetrics]) -> String {
+    let curves: Vec<svg::Curve> = scores
+        .iter()
+        .map(|m| svg::Curve {
+            label: format!(
+                "{} {} ({}+/{}-)",
+                m.score,
+                fmt_opt(m.auroc),
+                m.positives,
+                m.negatives
+            ),
+            points: &m.roc,
+            band: m.roc_band.clone(),
+            counts: None,
+        })
+        .collect();
+    svg::unit_plot(title, "1 - specificity", "sensitivity", &curves)
+}
+
+/// The reliability figure as SVG: each bin's mean score against its fraction
+/// positive, with the bin's slide count beside it.
+fn reliability_svg(title: &str, scores: &[ScoreMetrics]) -> String {
+    let points: Vec<(Vec<(f64, f64)>, Vec<usize>)> = scores
+        .iter()
+        .map(|m| {
+            m.reliability
+                .iter()
+                .filter_map(|b| Some(((b.mean_score?, b.fraction_positive?), b.count)))
+                .unzip()
+        })
+        .collect();
+    let curves: Vec<svg::Curve> = scores
+        .iter()
+        .zip(&points)
+        .map(|(m, (p, counts))| svg::Curve {
+            label: format!("{} (ECE {})", m.score, fmt_opt(m.ece)),
+            points: p,
+            band: Vec::new(),
+            counts: Some(counts.clone()),
+        })
+        .collect();
+    svg::unit_plot(title, "mean score", "fraction positive", &curves)
 }
 
 /// Reads every `RESULTS/<slide>/report.json`: the call, the pattern scores and each
@@ -615,6 +750,7 @@ mod tests {
             slide_id: id.into(),
             label: label.into(),
             patient_id: None,
+            stratum: None,
         }
     }
 

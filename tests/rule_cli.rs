@@ -1,0 +1,261 @@
+//! `dirascope recall` and `dirascope calibrate` at the command line, on the four
+//! bundled phantoms scored once with the bundled model.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use predicates::str::contains;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dirascope() -> Command {
+    Command::cargo_bin("dirascope").unwrap()
+}
+
+/// The four phantoms scored with the bundled model (once per test binary).
+fn scored() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let out = dir.join("scored");
+        dirascope()
+            .arg("score")
+            .arg(root().join("fixtures/phantoms"))
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        out
+    })
+}
+
+/// A fresh copy of the scored run (recall rewrites it).
+fn copy_of_run(into: &Path) -> PathBuf {
+    let out = into.join("run");
+    copy_tree(scored(), &out);
+    out
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// The bundled model folder copied, with `edit` applied to its model.toml.
+fn model_copy(into: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let dir = into.join("model");
+    copy_tree(&root().join("models/dirascope-phantom-v1"), &dir);
+    let toml = dir.join("model.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, edit(text)).unwrap();
+    dir
+}
+
+fn report(run: &Path, id: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join(id).join("report.json")).unwrap()).unwrap()
+}
+
+fn labels(dir: &Path, classes: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("labels.csv");
+    let mut text = String::from("slide_id,label\n");
+    for (id, label) in classes {
+        text.push_str(&format!("{id},{label}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `dirascope calibrate` of the bundled model on the scored phantoms with `labels`.
+fn calibrate(labels: &Path) -> Command {
+    let mut cmd = dirascope();
+    cmd.args(["calibrate", "--results"])
+        .arg(scored())
+        .arg("--labels")
+        .arg(labels)
+        .arg("--model")
+        .arg(root().join("models/dirascope-phantom-v1"));
+    cmd
+}
+
+const PHANTOMS: [(&str, &str); 4] = [
+    ("dira-3", "dira"),
+    ("normal-4", "normal"),
+    ("psoriasis-3", "psoriasis"),
+    ("pustular-psoriasis-2", "pustular-psoriasis"),
+];
+
+#[test]
+fn recall_under_the_same_rule_changes_no_call_and_no_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = copy_of_run(dir.path());
+    dirascope()
+        .arg("recall")
+        .arg(&run)
+        .arg("--model")
+        .arg(root().join("models/dirascope-phantom-v1"))
+        .assert()
+        .success()
+        .stdout(contains("recalled 4 slides").and(contains("0 calls changed")));
+    for (id, _) in PHANTOMS {
+        let (a, b) = (report(scored(), id), report(&run, id));
+        assert_eq!(a["result"]["call"], b["result"]["call"], "{id}");
+        for key in ["dira_score", "psoriasiform_score"] {
+            let (x, y) = (
+                a["result"][key].as_f64().unwrap(),
+                b["result"][key].as_f64().unwrap(),
+            );
+            // tiles.csv keeps 6 decimals of each probability.
+            assert!((x - y).abs() < 1e-5, "{id} {key}: {x} vs {y}");
+        }
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn recall_under_another_rule_rewrites_reports_and_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = copy_of_run(dir.path());
+    // A DIRA threshold no slide reaches: the DIRA phantom can no longer be called.
+    let model = model_copy(dir.path(), |t| {
+        t.replace("version = \"1.2.0\"", "version = \"9.9.9\"")
+            .replace("dira_threshold = 0.342", "dira_threshold = 0.9")
+            .replace("[rule]\n", "[rule]\ndira_rule = \"two-of-three\"\n")
+    });
+    dirascope()
+        .arg("recall")
+        .arg(&run)
+        .arg("--model")
+        .arg(&model)
+        .assert()
+        .success()
+        .stdout(contains("dira-3: dira-pattern ->"));
+    let r = report(&run, "dira-3");
+    assert_ne!(r["result"]["call"], "dira-pattern");
+    assert_eq!(r["model"]["version"], "9.9.9");
+    assert_eq!(r["parameters"]["aggregate"]["dira_rule"], "two-of-three");
+    assert_eq!(r["parameters"]["aggregate"]["dira_threshold"], 0.9);
+    assert!(r.get("note").is_none());
+    let summary = std::fs::read_to_string(run.join("summary.csv")).unwrap();
+    let row = summary.lines().find(|l| l.starts_with("dira-3,")).unwrap();
+    assert!(!row.starts_with("dira-3,dira-pattern"), "{row}");
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("9.9.9"));
+}
+
+#[test]
+fn recall_refuses_a_model_with_other_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = copy_of_run(dir.path());
+    let before = std::fs::read(run.join("dira-3/report.json")).unwrap();
+    dirascope()
+        .arg("recall")
+        .arg(&run)
+        .arg("--model")
+        .arg(root().join("fixtures/model/tiny-random-64"))
+        .assert()
+        .code(4)
+        .stderr(contains("sha256"));
+    assert_eq!(
+        std::fs::read(run.join("dira-3/report.json")).unwrap(),
+        before
+    );
+    dirascope()
+        .arg("recall")
+        .arg(dir.path())
+        .arg("--model")
+        .arg(root().join("models/dirascope-phantom-v1"))
+        .assert()
+        .code(2)
+        .stderr(contains("summary.csv"));
+}
+
+#[test]
+fn calibrate_writes_a_new_model_folder_and_says_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = labels(dir.path(), &PHANTOMS);
+    let new = dir.path().join("new-model");
+    calibrate(&labels)
+        .arg("--out")
+        .arg(&new)
+        .assert()
+        .success()
+        .stdout(contains("version").and(contains("rule.dira_threshold")));
+    let old_onnx = std::fs::read(root().join("models/dirascope-phantom-v1/model.onnx")).unwrap();
+    assert_eq!(std::fs::read(new.join("model.onnx")).unwrap(), old_onnx);
+    let toml = std::fs::read_to_string(new.join("model.toml")).unwrap();
+    let bundled =
+        std::fs::read_to_string(root().join("models/dirascope-phantom-v1/model.toml")).unwrap();
+    let version = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("version = "))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(version(&toml), version(&bundled), "{toml}");
+    for f in [
+        "calibration.md",
+        "scores.csv",
+        "dira_scores.svg",
+        "psoriasiform_scores.svg",
+    ] {
+        assert!(new.join("calibration").join(f).is_file(), "{f}");
+    }
+    let scores = std::fs::read_to_string(new.join("calibration/scores.csv")).unwrap();
+    assert_eq!(scores.lines().count(), 5);
+    // Each of the four phantoms keeps its call under the refitted rule.
+    for line in scores.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        let expected = match cols[1] {
+            "dira" => "dira-pattern",
+            "normal" => "no-pustular-pattern",
+            _ => "psoriasiform-pattern",
+        };
+        assert_eq!(cols[cols.len() - 1], expected, "{line}");
+    }
+    // The new folder is a model folder recall accepts (same ONNX).
+    let run = copy_of_run(dir.path());
+    dirascope()
+        .arg("recall")
+        .arg(&run)
+        .arg("--model")
+        .arg(&new)
+        .assert()
+        .success();
+    // A second calibrate into the same folder is refused.
+    calibrate(&labels)
+        .arg("--out")
+        .arg(&new)
+        .assert()
+        .code(2)
+        .stderr(contains("not empty"));
+}
+
+#[test]
+fn calibrate_names_a_missing_class_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = labels(dir.path(), &PHANTOMS[..3]);
+    calibrate(&labels)
+        .arg("--out")
+        .arg(dir.path().join("new"))
+        .assert()
+        .code(2)
+        .stderr(contains("none labelled pustular-psoriasis"));
+    assert!(!dir.path().join("new").exists());
+}

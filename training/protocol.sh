@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The slide-call validation protocol (issue 12): phantom sets stratified by biopsy
+# size, source MPP, class, DIRA variant and artefact; calibration and validation
+# disjoint by seed; the rule fitted on calibration only, validation run once.
+#
+#   training/protocol.sh render SET      # synth every stratum of SET into $DATA/SET
+#   training/protocol.sh score SET       # dirascope score -> $DATA/SET-scored, labels.csv
+#   training/protocol.sh calibrate       # dirascope calibrate on cal -> $DATA/model-cal
+#   training/protocol.sh validate SET    # recall SET under $DATA/model-cal, validate, tables
+#   training/protocol.sh all             # render+score cal and val, calibrate, validate val
+#
+# SET is one of:
+#   cal      seeds 800000-809999  (calibration: the rule is chosen here only)
+#   val      seeds 810000-819999  (validation: run once, after the rule is fixed)
+#   val2     seeds 820000-829999  (RESERVED for model 2's validation: do not render
+#                                  or look at it before model 2 and its rule exist)
+# Seeds used elsewhere and never here: training 1000-2107, held-out tiles
+# 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039.
+#
+# Environment:
+#   B        dirascope binary (default target/debug/dirascope)
+#   DATA     where sets and runs go (default /tmp/dirascope-protocol)
+#   MODEL    model folder scored with (default models/dirascope-phantom-v1)
+#   SCALE    fraction of the full slide counts (default 1 = the protocol; each
+#            stratum keeps at least 4 slides, one per class)
+#   ONLY     space-separated stratum names to render (default: all)
+#   THREADS  --threads for score (default 1)
+#   PY       python with numpy (default /work/pyenv/bin/python)
+#   TARGET_SENS / TARGET_SPEC  calibrate's targets (default 0.95 / 1.0)
+#
+# Every stratum is one synth command of 4k slides starting at a seed = 0 mod 4, so it
+# holds k slides of each class (class = seed mod 4). DIRA variants (full,
+# no-pustules, no-acantholysis, no-hidradenitis) and psoriasiform change are drawn by
+# synth per seed; the tables report them from each slide's truth.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${B:-target/debug/dirascope}
+DATA=${DATA:-/tmp/dirascope-protocol}
+MODEL=${MODEL:-models/dirascope-phantom-v1}
+SCALE=${SCALE:-1}
+THREADS=${THREADS:-1}
+PY=${PY:-/work/pyenv/bin/python}
+TARGET_SENS=${TARGET_SENS:-0.95}
+TARGET_SPEC=${TARGET_SPEC:-1.0}
+
+# name width_mm height_mm mpp full_count artefacts
+# Sizes: 2 x 1.5 (shave), 3 x 3 and 4 x 4 (punch), 6 x 6, 8 x 8 (incisional), 15 x 15
+# (excision); each size >= 20 slides (15 x 15: >= 8). Source MPP 0.25 / 0.5 / 1.0
+# spread over sizes (finer scans of the largest sizes would take hours to render
+# and resample to the same 1.0 um/px tiles). Artefact strata on 3 x 3 mm.
+STRATA="
+s2x1.5-0.5   2 1.5 0.5  12 none
+s2x1.5-0.25  2 1.5 0.25 8  none
+s3x3-0.5     3 3   0.5  12 none
+s3x3-1.0     3 3   1.0  8  none
+s4x4-1.0     4 4   1.0  12 none
+s4x4-0.5     4 4   0.5  8  none
+s6x6-1.0     6 6   1.0  20 none
+s8x8-1.0     8 8   1.0  20 none
+s15x15-1.0   15 15 1.0  8  none
+a3x3-pen     3 3   1.0  8  pen
+a3x3-fold    3 3   1.0  8  fold
+a3x3-blur    3 3   1.0  8  blur
+"
+
+base_seed() {
+    case $1 in
+        cal) echo 800000 ;;
+        val) echo 810000 ;;
+        val2) echo 820000 ;;
+        *) echo "unknown set '$1' (cal, val, val2)" >&2; exit 2 ;;
+    esac
+}
+
+scaled() { # full count -> count at SCALE, a multiple of 4, at least 4
+    awk -v n="$1" -v s="$SCALE" 'BEGIN { k = int(n * s / 4 + 0.5) * 4; if (k < 4) k = 4; print k }'
+}
+
+render() {
+    local set=$1 base i=0
+    base=$(base_seed "$set")
+    while read -r name w h mpp count art; do
+        [ -z "$name" ] && continue
+        local seed=$((base + 100 * i)) n
+        i=$((i + 1))
+        n=$(scaled "$count")
+        if [ -n "${ONLY:-}" ] && ! grep -qw -- "$name" <<<"$ONLY"; then continue; fi
+        local out=$DATA/$set/$name
+        if [ -f "$out/manifest.csv" ]; then echo "$out: already rendered"; continue; fi
+        local extra=()
+        [ "$art" != none ] && extra=(--artefacts "$art")
+        echo "render $set/$name: $n slides ${w}x${h} mm at $mpp um/px, seeds $seed-$((seed + n - 1)) $art"
+        "$B" synth --count "$n" --seed "$seed" --mpp "$mpp" --width-mm "$w" --height-mm "$h" \
+            "${extra[@]}" --out "$out.part"
+        mv "$out.part" "$out"
+    done <<<"$STRATA"
+}
+
+score() {
+    local set=$1
+    mkdir -p "$DATA/$set-scored"
+    # One manifest for the whole set, with each slide's strata (from truth.json).
+    "$PY" training/protocol_tables.py labels "$DATA/$set" >"$DATA/$set-labels.csv"
+    for dir in "$DATA/$set"/*/; do
+        "$B" score "$dir" --out "$DATA/$set-scored" --threads "$THREADS" >/dev/null
+    done
+}
+
+calibrate() {
+    rm -rf "$DATA/model-cal"
+    "$B" calibrate --results "$DATA/cal-scored" --labels "$DATA/cal-labels.csv" --model "$MODEL" \
+        --out "$DATA/model-cal" --target-sensitivity "$TARGET_SENS" --target-specificity "$TARGET_SPEC"
+}
+
+validate() {
+    local set=$1 model=${2:-$DATA/model-cal}
+    "$B" recall "$DATA/$set-scored" --model "$model"
+    rm -rf "$DATA/$set-validation"
+    "$B" validate --results "$DATA/$set-scored" --labels "$DATA/$set-labels.csv" \
+        --out "$DATA/$set-validation" >/dev/null
+    "$PY" training/protocol_tables.py tables "$DATA/$set-scored" "$DATA/$set-labels.csv"
+}
+
+case ${1:-} in
+    render) render "$2" ;;
+    score) score "$2" ;;
+    calibrate) calibrate ;;
+    validate) validate "$2" "${3:-}" ;;
+    all)
+        render cal && score cal && render val && score val
+        calibrate
+        validate val
+        ;;
+    *) sed -n '2,33p' "$0"; exit 2 ;;
+esac

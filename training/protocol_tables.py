@@ -1,0 +1,134 @@
+"""Labels and per-stratum tables of the slide-call protocol (training/protocol.sh).
+
+    protocol_tables.py labels SETDIR                 > labels.csv
+    protocol_tables.py tables SCORED labels.csv      # markdown tables on stdout
+
+`labels` reads every stratum folder's manifest.csv and each slide's truth.json
+(class, DIRA variant, psoriasiform change, MPP, size, artefacts) and writes one
+labels.csv that `dirascope validate` and `dirascope calibrate` read (slide_id,
+label, and the strata as extra columns).
+
+`tables` reads SCORED/summary.csv (the calls) and prints, per stratum: calls right
+k/N with a Wilson 95% interval, abstentions (mixed, qc-fail, insufficient-tissue)
+apart, DIRA sensitivity and specificity with Wilson intervals, and false DIRA calls
+as k/N. Expected call: dira -> dira-pattern; psoriasis and pustular psoriasis ->
+psoriasiform-pattern; normal -> no-pustular-pattern. Artefact strata (pen, fold, an
+out-of-focus band of 0.3-0.9 mm) expect the same call: none of them should fail QC
+(pen is masked out, a fold is tissue, and a band leaves the median tile in focus).
+Any other call counts as wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+EXPECTED = {
+    "dira": "dira-pattern",
+    "pustular-psoriasis": "psoriasiform-pattern",
+    "psoriasis": "psoriasiform-pattern",
+    "normal": "no-pustular-pattern",
+}
+ABSTAIN = {"mixed", "qc-fail", "insufficient-tissue"}
+COLUMNS = ["slide_id", "label", "stratum", "size", "mpp", "variant", "psoriasiform_change", "artefact"]
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+
+
+def labels(setdir: Path) -> None:
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for manifest in sorted(setdir.glob("*/manifest.csv")):
+        stratum = manifest.parent.name
+        for row in csv.DictReader(open(manifest, newline="")):
+            truth = json.load(open(manifest.parent / f"{row['slide_id']}.truth.json"))
+            art = truth.get("artefacts", {})
+            arts = [a for a in ("pen", "fold", "blur") if art.get(a)]
+            size = f"{truth['width_um'] / 1000:g}x{truth['height_um'] / 1000:g}"
+            ps = "psoriasiform" in truth["findings_present"]
+            variant = truth["variant"] if truth["class"] == "dira" else "-"
+            w.writerow([row["slide_id"], truth["class"], stratum, size, f"{truth['mpp']:g}", variant,
+                        "yes" if ps else "no", "+".join(arts) or "none"])
+
+
+def tables(scored: Path, labels_csv: Path) -> None:
+    calls = {r["slide_id"]: r["call"] for r in csv.DictReader(open(scored / "summary.csv", newline=""))}
+    rows = [r for r in csv.DictReader(open(labels_csv, newline=""))]
+    missing = [r["slide_id"] for r in rows if r["slide_id"] not in calls]
+    if missing:
+        print(f"{len(missing)} labelled slides have no result: {', '.join(missing[:10])}")
+    rows = [r | {"call": calls[r["slide_id"]]} for r in rows if r["slide_id"] in calls]
+
+    def line(name: str, rs: list[dict]) -> str:
+        n = len(rs)
+        right = sum(r["call"] == EXPECTED[r["label"]] for r in rs)
+        abst = sum(r["call"] in ABSTAIN for r in rs)
+        dira = [r for r in rs if r["label"] == "dira"]
+        other = [r for r in rs if r["label"] != "dira"]
+        tp = sum(r["call"] == "dira-pattern" for r in dira)
+        fp = sum(r["call"] == "dira-pattern" for r in other)
+        lo, hi = wilson(right, n)
+        out = f"| {name} | {right}/{n} {right / n:.0%} ({lo:.2f}-{hi:.2f}) | {abst} |"
+        if dira:
+            lo, hi = wilson(tp, len(dira))
+            out += f" {tp}/{len(dira)} ({lo:.2f}-{hi:.2f}) |"
+        else:
+            out += " - |"
+        if other:
+            lo, hi = wilson(len(other) - fp, len(other))
+            out += f" {len(other) - fp}/{len(other)} ({lo:.2f}-{hi:.2f}) | {fp}/{len(other)} |"
+        else:
+            out += " - | - |"
+        return out
+
+    head = ("| stratum | calls right (95% CI) | abstentions | DIRA sensitivity (95% CI) "
+            "| DIRA specificity (95% CI) | false DIRA calls |\n|---|---|---:|---|---|---:|")
+    groups = [
+        ("all slides", lambda r: "all"),
+        ("biopsy size (mm)", lambda r: r["size"]),
+        ("source MPP (um/px)", lambda r: r["mpp"]),
+        ("class", lambda r: r["label"]),
+        ("DIRA variant", lambda r: r["variant"] + (" + psoriasiform" if r["psoriasiform_change"] == "yes" else "")
+         if r["label"] == "dira" else None),
+        ("artefact", lambda r: r["artefact"]),
+        ("protocol stratum", lambda r: r["stratum"]),
+    ]
+    for title, key in groups:
+        by = defaultdict(list)
+        for r in rows:
+            k = key(r)
+            if k is not None:
+                by[k].append(r)
+        print(f"\n#### By {title}\n\n{head}")
+        for k in sorted(by, key=lambda s: float(s.split("x")[0]) if title.startswith("biopsy") else s):
+            print(line(k, by[k]))
+    wrong = [r for r in rows if r["call"] != EXPECTED[r["label"]]]
+    print(f"\n#### Calls not as expected ({len(wrong)})\n")
+    for r in wrong:
+        print(f"- {r['slide_id']} ({r['stratum']}, {r['variant']}, psoriasiform {r['psoriasiform_change']}): "
+              f"{r['call']}, expected {EXPECTED[r['label']]}")
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "labels":
+        labels(Path(sys.argv[2]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "tables":
+        tables(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
