@@ -54,8 +54,8 @@ for page in "$work"/out/*/report.html; do
     ((size > largest)) && largest=$size
 done
 echo "largest slide page OUT/<id>/report.html: $largest bytes"
-one=$(ls -d "$work"/out/*/ | head -n 1)
-echo "one slide folder with its images ($one): $(du -sb "$one" | cut -f1) bytes"
+folders=("$work"/out/*/)
+echo "one slide folder with its images (${folders[0]}): $(du -sb "${folders[0]}" | cut -f1) bytes"
 
 if ! command -v chromium >/dev/null; then
     echo "chromium not installed: no load time measured"
@@ -72,6 +72,35 @@ load() {
         echo "  (chromium exited $? on $1)" >&2
     echo "$(date +%s.%N) - $start" | bc
 }
+# In-page timing: a wrapper loads the index in a frame tall enough that every
+# thumbnail is in view (so none waits on lazy loading) and records the time from
+# its own start to the frame's load event, which waits for every image (the
+# browser itself then takes most of a minute to exit with a window that tall).
+cat >"$work/timing.html" <<PAGE
+<!DOCTYPE html><html><body><script>
+const t0 = performance.now();
+const f = document.createElement('iframe');
+f.style = 'width:1280px;height:60000px;border:0';
+f.onload = () => {
+  const imgs = [...f.contentDocument.images];
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute('data-result',
+    'loaded in ' + (performance.now() - t0).toFixed(0) + ' ms, ' + ok + ' of ' + imgs.length + ' images decoded');
+};
+f.src = 'file://$work/out/report.html';
+document.body.appendChild(f);
+</script></body></html>
+PAGE
+for ((try = 1; try <= ${TRIES:-3}; try++)); do
+    result=$(timeout "${LOAD_TIMEOUT:-120}" chromium --headless --no-sandbox --disable-gpu \
+        --disable-quic --no-first-run --disable-background-networking \
+        --disable-component-update --disable-sync --allow-file-access-from-files \
+        --window-size=1280,60000 --user-data-dir="$work/profile" \
+        --dump-dom "file://$work/timing.html" 2>/dev/null |
+        grep -o 'data-result="[^"]*"' || echo "no result (timed out?)")
+    echo "try $try, in-page: index $result"
+done
+
 echo '<!DOCTYPE html><html><body></body></html>' >"$work/empty.html"
 load "$work/empty.html" >/dev/null # warm the browser's files
 for ((try = 1; try <= ${TRIES:-3}; try++)); do

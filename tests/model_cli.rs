@@ -64,16 +64,23 @@ fn fixture_model_checks_out_and_runs_its_sample_batch() {
 
 #[test]
 fn bundled_model_checks_out_with_no_argument() {
-    if bundled().is_none() {
-        return;
-    }
+    // No argument: the model embedded in the binary (its parity fixture is not).
     Command::cargo_bin("dirascope")
         .expect("binary")
         .args(["model", "check"])
         .assert()
         .success()
         .stdout(contains("dirascope-phantom-v1"))
-        .stdout(contains(") ok"));
+        .stdout(contains("source     bundled, embedded in the binary"))
+        .stdout(contains(" ok)"))
+        .stdout(contains("not embedded"));
+    // Its source folder: the same model, and the parity batch against onnxruntime.
+    if let Some(dir) = bundled() {
+        check(&dir)
+            .success()
+            .stdout(contains(format!("source     {}", dir.display())))
+            .stdout(contains(") ok"));
+    }
 }
 
 #[test]
