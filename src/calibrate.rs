@@ -134,9 +134,13 @@ impl Fit {
     }
 }
 
-/// The threshold grid: 0.050 to 0.955 in steps of 0.005.
+/// The threshold grid: 0.050 to 0.955 in steps of 0.005, computed as numpy's
+/// `arange(0.05, 0.96, 0.005)` computes it (step taken as `(0.05 + 0.005) - 0.05`),
+/// so that midpoints and their rounding agree with `training/rule_candidates.py`.
 fn grid() -> impl Iterator<Item = f64> {
-    (0..182).map(|i| 0.05 + 0.005 * i as f64)
+    let (start, step) = (0.05f64, 0.005f64);
+    let delta = (start + step) - start;
+    (0..182).map(move |i| start + i as f64 * delta)
 }
 
 /// Rounds to 3 decimals as the decimal expansion says (as Python's `round`).
