@@ -13,8 +13,8 @@ use tract_onnx::prelude::*;
 use super::manifest::{is_plain_relative, Activation, InputSpec, Manifest};
 use super::{ClassifierSession, Finding, FindingProbs, ModelError, TileClassifier};
 
-type Plan = TypedSimplePlan<TypedModel>;
-type State = TypedSimpleState<TypedModel, Arc<Plan>>;
+type Plan = TypedSimplePlan;
+type TileState = TypedSimpleState;
 
 /// ONNX element type code for float32.
 const ONNX_FLOAT: i32 = 1;
@@ -122,7 +122,7 @@ impl TractEngine {
             .and_then(|m| m.into_runnable())
             .map_err(engine_err)?;
         Ok(TractEngine {
-            plan: Arc::new(plan),
+            plan,
             spec: manifest.input.clone(),
             batch,
             output_to_finding: classes,
@@ -167,7 +167,7 @@ impl TileClassifier for TractEngine {
 /// One worker's tract state plus a reusable padded input buffer.
 struct TractSession<'a> {
     engine: &'a TractEngine,
-    state: State,
+    state: TileState,
     padded: Vec<f32>,
 }
 
@@ -179,7 +179,7 @@ fn inference_err(e: TractError) -> ModelError {
 
 impl<'a> TractSession<'a> {
     fn new(engine: &'a TractEngine) -> Result<Self, ModelError> {
-        let state = State::new(engine.plan.clone()).map_err(inference_err)?;
+        let state = TileState::new(&engine.plan).map_err(inference_err)?;
         Ok(TractSession {
             engine,
             state,
@@ -201,18 +201,23 @@ impl<'a> TractSession<'a> {
                 max: e.batch,
             });
         }
-        self.padded.clear();
-        self.padded.extend_from_slice(batch);
-        self.padded.resize(e.batch * per_tile, 0.0);
-        let input =
-            Tensor::from_shape(&[e.batch, 3, px, px], &self.padded).map_err(inference_err)?;
+        // A full batch goes in as it is; a short one is padded with zeros.
+        let values = if n == e.batch {
+            batch
+        } else {
+            self.padded.clear();
+            self.padded.extend_from_slice(batch);
+            self.padded.resize(e.batch * per_tile, 0.0);
+            &self.padded
+        };
+        let input = Tensor::from_shape(&[e.batch, 3, px, px], values).map_err(inference_err)?;
         let outputs = self.state.run(tvec!(input.into())).map_err(inference_err)?;
         let out = outputs
             .first()
             .ok_or_else(|| ModelError::Inference {
                 message: "model produced no output".into(),
             })?
-            .to_array_view::<f32>()
+            .to_plain_array_view::<f32>()
             .map_err(inference_err)?;
         let k = e.output_to_finding.len();
         let flat: Vec<f32> = out.iter().copied().collect();
