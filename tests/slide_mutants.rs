@@ -100,8 +100,10 @@ fn check(path: &Path, what: &str) -> Duration {
         let _ = std::fs::copy(path, &keep);
         panic!("panic on {what}; mutant kept at {}", keep.display());
     }
+    // A hang guard, not a speed check: a mutant takes milliseconds, but these
+    // machines are shared and a loaded one stretched a single read past 1 s.
     assert!(
-        elapsed < Duration::from_secs(1),
+        elapsed < Duration::from_secs(30),
         "{what} took {elapsed:?} (a hang?)"
     );
     elapsed
