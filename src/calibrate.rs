@@ -557,15 +557,20 @@ fn write_model_folder(
     ] {
         text = set_toml_value(&text, "rule", key, &format!("{v}"));
     }
-    text = set_toml_value(
-        &text,
-        "rule",
-        "# Thresholds fitted by",
-        &format!(
-            "dirascope calibrate on {} slides (calibration/calibration.md)",
-            c.slides.len()
-        ),
-    );
+    let stamp = "# Thresholds fitted by dirascope calibrate";
+    text = text
+        .lines()
+        .filter(|l| !l.starts_with(stamp))
+        .map(|l| match l.trim() {
+            "[rule]" => format!(
+                "[rule]\n{stamp} on {} slides (calibration/calibration.md).",
+                c.slides.len()
+            ),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
     let path = out.join("model.toml");
     report::write_atomic(&path, text.as_bytes())?;
     crate::model::manifest::Manifest::from_file(&path).map_err(|e| write_err(&path, e))?;

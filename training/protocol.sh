@@ -101,9 +101,9 @@ score() {
     mkdir -p "$DATA/$set-scored"
     # One manifest for the whole set, with each slide's strata (from truth.json).
     "$PY" training/protocol_tables.py labels "$DATA/$set" >"$DATA/$set-labels.csv"
-    for dir in "$DATA/$set"/*/; do
-        "$B" score "$dir" --out "$DATA/$set-scored" --threads "$THREADS" >/dev/null
-    done
+    # One score run over every stratum, so summary.csv lists them all (a rerun reuses
+    # the slides already scored).
+    "$B" score "$DATA/$set"/*/ --out "$DATA/$set-scored" --threads "$THREADS" >/dev/null
 }
 
 calibrate() {

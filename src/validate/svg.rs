@@ -163,12 +163,18 @@ pub fn unit_plot(title: &str, x_label: &str, y_label: &str, curves: &[Curve]) ->
     }
     // Legend inside the frame, bottom right, on white.
     let line_h = 17.0;
-    let box_w = 250.0;
+    // Wide enough for the longest label at ~6.7 px a character (12 px Helvetica).
+    let longest = curves
+        .iter()
+        .map(|c| c.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    let box_w = (40.0 + 6.7 * longest as f64).min(SIDE - 16.0);
     let box_h = line_h * curves.len() as f64 + 8.0;
     let (bx, by) = (LEFT + SIDE - box_w - 8.0, TOP + SIDE - box_h - 8.0);
     let _ = writeln!(
         s,
-        "<rect x=\"{bx:.1}\" y=\"{by:.1}\" width=\"{box_w}\" height=\"{box_h:.1}\" fill=\"white\" fill-opacity=\"0.9\" stroke=\"#888888\"/>"
+        "<rect x=\"{bx:.1}\" y=\"{by:.1}\" width=\"{box_w:.1}\" height=\"{box_h:.1}\" fill=\"white\" fill-opacity=\"0.9\" stroke=\"#888888\"/>"
     );
     for (i, c) in curves.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
@@ -224,7 +230,18 @@ mod tests {
         // A point on the frame is drawn inside it.
         let (x, y) = px(0.0, 1.0);
         assert!(x > LEFT && y > TOP);
-        let (bx, by) = (LEFT + SIDE - 258.0, TOP + SIDE - 8.0);
-        assert!(bx > LEFT && by < TOP + SIDE);
+        // The legend box ends inside the frame, whatever the label lengths.
+        let right = svg
+            .lines()
+            .find(|l| l.contains("fill-opacity=\"0.9\""))
+            .map(|l| {
+                let num = |key: &str| -> f64 {
+                    let rest = &l[l.find(key).unwrap() + key.len()..];
+                    rest[..rest.find('"').unwrap()].parse().unwrap()
+                };
+                num("x=\"") + num("width=\"")
+            })
+            .unwrap();
+        assert!(right < LEFT + SIDE, "{right}");
     }
 }
