@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 BIN=${DIRASCOPE:-target/debug/dirascope}
 PY=${PYTHON:-python3}
 WORK=${1:-$(mktemp -d)}
-STEPS=${2:-150}
+STEPS=${2:-44}
 POS="--pos-frac 0.01 --pos-frac-for neutrophilic_eccrine_hidradenitis=0.1"
 mkdir -p "$WORK"
 start=$SECONDS
@@ -20,11 +20,11 @@ start=$SECONDS
 [ -f "$WORK/held-src/labels.csv" ] || "$BIN" synth --count 8 --seed 970100 --width-mm 2 --height-mm 1.5 \
     --tiles --tile-px 224 --tile-mpp 1.0 --out "$WORK/held-src"
 echo "synth: $((SECONDS - start)) s"
-"$PY" training/restain.py "$WORK/train-src" "$WORK/train"
-"$PY" training/restain.py "$WORK/held-src" "$WORK/held"
+[ -f "$WORK/train/labels.csv" ] || "$PY" training/restain.py "$WORK/train-src" "$WORK/train"
+[ -f "$WORK/held/labels.csv" ] || "$PY" training/restain.py "$WORK/held-src" "$WORK/held"
 echo "restain: $((SECONDS - start)) s"
 # shellcheck disable=SC2086
-"$PY" training/train.py --init models/dirascope-phantom-v1 --steps 0 $POS --threads 2 \
+[ -f "$WORK/before/model.onnx" ] || "$PY" training/train.py --init models/dirascope-phantom-v1 --steps 0 $POS --threads 2 \
     --train "$WORK/train" --heldout "styled=$WORK/held" --name ft-before --out "$WORK/before"
 # shellcheck disable=SC2086
 "$PY" training/train.py --init models/dirascope-phantom-v1 --steps "$STEPS" --batch 32 --lr 1e-3 $POS \

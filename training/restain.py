@@ -4,7 +4,7 @@ fine-tuning experiment (a stand-in for another lab's slides).
 Each tile is unmixed into hematoxylin and eosin concentrations with the
 Ruifrok & Johnston vectors (Beer-Lambert optical density), then mixed again
 with off-range vectors and strengths and blurred like a softer scanner:
-a teal hematoxylin at 0.55x strength and a purple-pink eosin at 1.6x, both
+a grey hematoxylin at 0.55x strength and an orange-red eosin at 1.6x, both
 outside what `dirascope synth` draws (hematoxylin between the textbook and
 the CMU-1 scanner vectors +-0.12, strengths 0.7-1.3). Labels are copied; the
 output is a tile export train.py reads like any other.
@@ -25,8 +25,8 @@ from PIL import Image, ImageFilter
 RUIFROK_H = np.array([0.65, 0.70, 0.29])
 RUIFROK_E = np.array([0.07, 0.99, 0.11])
 # The off-range style.
-STYLE_H = np.array([0.30, 0.62, 0.72])
-STYLE_E = np.array([0.30, 0.90, 0.31])
+STYLE_H = np.array([0.55, 0.62, 0.56])
+STYLE_E = np.array([0.05, 0.75, 0.66])
 STYLE_H_SCALE = 0.55
 STYLE_E_SCALE = 1.6
 

@@ -308,7 +308,15 @@ pub fn tile_truth_from(
     if slides == 0 {
         return Err(input_error(
             truth_dir,
-            format!("no truth for any of the {} scored slides", slide_ids.len()),
+            format!(
+                "no {source} for any of the {} scored slides (no <slide_id>{} there)",
+                slide_ids.len(),
+                if source.starts_with("annotations") {
+                    ".geojson"
+                } else {
+                    ".truth.json"
+                }
+            ),
         ));
     }
     let findings = cases
