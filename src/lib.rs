@@ -5,6 +5,7 @@ pub mod cli;
 pub mod finding;
 pub mod model;
 pub mod qc;
+pub mod real_split;
 pub mod report;
 pub mod score;
 pub mod slide;
