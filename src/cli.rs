@@ -103,9 +103,13 @@ struct SynthArgs {
     /// Level-0 pixels per mask pixel.
     #[arg(long, default_value_t = 8)]
     mask_downsample: u32,
-    /// JPEG quality of the tiles (default: drawn per slide, 78-92).
+    /// JPEG quality of the tiles (default: drawn per slide).
     #[arg(long)]
     jpeg_quality: Option<u8>,
+    /// Renderer: 1.0 (real-tissue appearance, default) or 0.3 (the look model
+    /// 1.2.0 was trained on; same anatomy and masks for a seed).
+    #[arg(long, default_value = "1.0")]
+    generator: String,
 }
 
 /// Raw `score` arguments; [`ScoreArgs::options`] turns them into the library's options.
@@ -341,6 +345,10 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
         .artefacts
         .parse()
         .map_err(|e: synth::SynthError| usage(e.to_string()))?;
+    let generator = args
+        .generator
+        .parse()
+        .map_err(|e: synth::SynthError| usage(e.to_string()))?;
     let options = SynthOptions {
         class,
         seed: args.seed,
@@ -357,6 +365,7 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
             tile_mpp: args.tile_mpp,
             ..TileOptions::default()
         }),
+        generator,
     };
     match synth::run(&options) {
         Ok(Summary::Slides(slides)) => {
