@@ -133,7 +133,7 @@ impl RealSplit {
             .unwrap_or_default();
         self.images
             .iter()
-            .find(|i| i.file == name || i.aliases.iter().any(|a| *a == name))
+            .find(|i| i.file == name || i.aliases.contains(&name))
             .ok_or(SplitError::Unknown(name))
     }
 }

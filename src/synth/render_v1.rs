@@ -48,8 +48,8 @@ fn nucleus(
     let th = v.atan2(u);
     let wob = 1.0
         + irreg
-            * (0.6 * (2.0 * th + 6.28 * unit(h2, 0)).sin()
-                + 0.4 * (3.0 * th + 6.28 * unit(h2, 1)).sin());
+            * (0.6 * (2.0 * th + std::f32::consts::TAU * unit(h2, 0)).sin()
+                + 0.4 * (3.0 * th + std::f32::consts::TAU * unit(h2, 1)).sin());
     let r = q.sqrt() / wob;
     let cov = ((1.0 - r) * b.min(a) / aa + 0.5).clamp(0.0, 1.0);
     if cov <= 0.0 {
@@ -167,7 +167,7 @@ impl<'a> Shader<'a> {
                     _ => (
                         3.6 * size,
                         3.6 * size * (0.68 + 0.3 * unit(hsh, 3)),
-                        unit(h2, 0) * 3.14,
+                        unit(h2, 0) * std::f32::consts::PI,
                         0.9,
                     ),
                 };
