@@ -129,9 +129,13 @@ struct SynthArgs {
     /// Level-0 pixels per mask pixel.
     #[arg(long, default_value_t = 8)]
     mask_downsample: u32,
-    /// JPEG quality of the tiles (default: drawn per slide, 78-92).
+    /// JPEG quality of the tiles (default: drawn per slide).
     #[arg(long)]
     jpeg_quality: Option<u8>,
+    /// Renderer: 1.0 (real-tissue appearance, default) or 0.3 (the look model
+    /// 1.2.0 was trained on; same anatomy and masks for a seed).
+    #[arg(long, default_value = "1.0")]
+    generator: String,
 }
 
 /// Raw `score` arguments; [`ScoreArgs::options`] turns them into the library's options.
@@ -400,6 +404,10 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
         .artefacts
         .parse()
         .map_err(|e: synth::SynthError| usage(e.to_string()))?;
+    let generator = args
+        .generator
+        .parse()
+        .map_err(|e: synth::SynthError| usage(e.to_string()))?;
     let options = SynthOptions {
         class,
         seed: args.seed,
@@ -416,6 +424,7 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
             tile_mpp: args.tile_mpp,
             ..TileOptions::default()
         }),
+        generator,
     };
     match synth::run(&options) {
         // The files are written: a closed pipe only stops the listing.

@@ -9,6 +9,7 @@ pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod qc;
+pub mod real_split;
 pub mod recall;
 pub mod report;
 pub mod rule_cli;

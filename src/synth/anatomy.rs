@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::noise;
 use super::stain::StainMatrix;
-use super::{Artefacts, SlideClass};
+use super::{Artefacts, Generator, SlideClass};
 
 /// Mask bits returned by [`Geometry::locate`].
 pub const TISSUE: u8 = 1;
@@ -283,6 +283,55 @@ pub struct Geometry {
     pub blur_band: Option<BlurBand>,
     /// Cell density and size multipliers for this slide (biological variation).
     pub cell_scale: f32,
+    /// Which renderer draws this slide.
+    pub generator: Generator,
+    /// Synth 1.0's per-slide appearance (drawn from its own stream, so the
+    /// anatomy of a seed is the same under every generator).
+    pub look: Look,
+}
+
+/// Per-slide appearance of synth 1.0: section and scanner character, stain
+/// strength per compartment, drawn around what the real train parts show.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Look {
+    /// Multiplies eosin in collagen (pale to deep pink-red).
+    pub collagen_e: f32,
+    /// Hematoxylin of the keratinocyte cytoplasm (blue-purple epidermis).
+    pub epi_h: f32,
+    /// Eosin of the keratinocyte cytoplasm.
+    pub epi_e: f32,
+    /// Nuclear hematoxylin.
+    pub nuc_h: f32,
+    /// Width of the white retraction clefts between collagen bundles, 0..1.
+    pub clefts: f32,
+    /// Perinuclear halos (fixation shrinkage), 0..1.
+    pub halo: f32,
+    /// Section thickness variation across the slide (stain strength), 0..1.
+    pub uneven: f32,
+    /// Basket-weave (1) or compact (0) corneum.
+    pub weave: f32,
+    /// Scale of the collagen direction field, µm.
+    pub flow_um: f32,
+}
+
+impl Look {
+    fn sample(rng: &mut ChaCha8Rng) -> Look {
+        Look {
+            collagen_e: rng.gen_range(0.45..0.95),
+            epi_h: rng.gen_range(0.12..0.26),
+            epi_e: rng.gen_range(0.35..0.55),
+            nuc_h: rng.gen_range(0.45..0.8),
+            clefts: rng.gen_range(0.3..1.0),
+            halo: rng.gen_range(0.3..0.9),
+            uneven: rng.gen_range(0.05..0.25),
+            weave: if rng.gen_bool(0.75) {
+                rng.gen_range(0.6..1.0)
+            } else {
+                rng.gen_range(0.0..0.3)
+            },
+            flow_um: rng.gen_range(120.0..320.0),
+        }
+    }
 }
 
 /// Buckets of item indices on a square grid, for cheap point queries.
@@ -394,9 +443,30 @@ fn place_lenses(
 }
 
 impl Geometry {
-    /// Draws a slide's anatomy. Sizes follow histology.md; the class decides which
-    /// findings appear and how much of each.
+    /// Draws a slide's anatomy for the default generator. Sizes follow
+    /// histology.md; the class decides which findings appear and how much of each.
     pub fn build(
+        class: SlideClass,
+        seed: u64,
+        width_um: f32,
+        height_um: f32,
+        artefacts: &Artefacts,
+    ) -> Geometry {
+        Geometry::build_with(
+            Generator::default(),
+            class,
+            seed,
+            width_um,
+            height_um,
+            artefacts,
+        )
+    }
+
+    /// Draws a slide's anatomy for `generator`. The anatomy and masks of a seed do
+    /// not depend on the generator; synth 1.0 draws its stain and look from a
+    /// second stream so synth 0.3's stream stays byte-for-byte as it was.
+    pub fn build_with(
+        generator: Generator,
         class: SlideClass,
         seed: u64,
         width_um: f32,
@@ -667,7 +737,17 @@ impl Geometry {
             fold: None,
             blur_band: None,
             cell_scale: rng.gen_range(0.92..1.08),
+            generator,
+            look: Look::sample(&mut ChaCha8Rng::seed_from_u64(0)),
         };
+        if generator == Generator::V1_0 {
+            let mut r1 = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x51_7E_10));
+            geom.stain = StainMatrix::sample_measured(&mut r1);
+            geom.look = Look::sample(&mut r1);
+            geom.blur_um = r1.gen_range(0.3..0.7);
+            geom.noise_sigma = r1.gen_range(1.5..4.0);
+            geom.jpeg_quality = r1.gen_range(70..92);
+        }
         // Kogoj pustules sit in the upper spinous layer: store their depth below
         // the viable top in `y`, their x centred over the nearest papilla.
         for k in 0..geom.kogoj.len() {

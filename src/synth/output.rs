@@ -180,7 +180,14 @@ pub fn write_slide(
     let dir = &options.out;
     let (width, height) = pixel_size(options);
     let (w_um, h_um) = (width as f64 * options.mpp, height as f64 * options.mpp);
-    let geom = Geometry::build(class, seed, w_um as f32, h_um as f32, &options.artefacts);
+    let geom = Geometry::build_with(
+        options.generator,
+        class,
+        seed,
+        w_um as f32,
+        h_um as f32,
+        &options.artefacts,
+    );
     let quality = options.jpeg_quality.unwrap_or(geom.jpeg_quality);
 
     let tiff = dir.join(format!("{id}.tiff"));
@@ -196,7 +203,7 @@ pub fn write_slide(
     let description = format!(
         "dirascope synth phantom|slide_id = {id}|class = {class}|seed = {seed}|MPP = {}|generator_version = {}",
         options.mpp,
-        super::GENERATOR_VERSION
+        geom.generator.version()
     );
     write_tiff(
         &geom,

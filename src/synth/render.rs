@@ -7,6 +7,7 @@
 
 use super::anatomy::{Geometry, Region, Site};
 use super::noise::{self, hash2, unit};
+use super::Generator;
 
 /// Hematoxylin and eosin concentrations at one point.
 #[derive(Debug, Clone, Copy, Default)]
@@ -15,14 +16,14 @@ pub struct Conc {
     pub e: f32,
 }
 
-const fn c(h: f32, e: f32) -> Conc {
+pub(super) const fn c(h: f32, e: f32) -> Conc {
     Conc { h, e }
 }
 
 /// Coverage of an ellipse (semi-axes a, b, rotated by cos/sin) at offset (dx, dy),
 /// with an anti-aliased edge `aa` µm wide.
 #[inline]
-fn ellipse(dx: f32, dy: f32, a: f32, b: f32, cs: f32, sn: f32, aa: f32) -> f32 {
+pub(super) fn ellipse(dx: f32, dy: f32, a: f32, b: f32, cs: f32, sn: f32, aa: f32) -> f32 {
     let u = dx * cs + dy * sn;
     let v = -dx * sn + dy * cs;
     let q = (u / a) * (u / a) + (v / b) * (v / b);
@@ -34,7 +35,7 @@ fn ellipse(dx: f32, dy: f32, a: f32, b: f32, cs: f32, sn: f32, aa: f32) -> f32 {
 }
 
 #[inline]
-fn disc(dx: f32, dy: f32, r: f32, aa: f32) -> f32 {
+pub(super) fn disc(dx: f32, dy: f32, r: f32, aa: f32) -> f32 {
     let d2 = dx * dx + dy * dy;
     if d2 > (r + aa) * (r + aa) {
         return 0.0;
@@ -43,7 +44,7 @@ fn disc(dx: f32, dy: f32, r: f32, aa: f32) -> f32 {
 }
 
 #[inline]
-fn mixc(base: Conc, over: Conc, t: f32) -> Conc {
+pub(super) fn mixc(base: Conc, over: Conc, t: f32) -> Conc {
     c(
         base.h + (over.h - base.h) * t,
         base.e + (over.e - base.e) * t,
@@ -61,7 +62,14 @@ impl<'a> Shader<'a> {
     /// A neutrophil field: cells on a jittered grid of `spacing` µm, present with
     /// probability `occ`; each a pale disc with 3–5 small dark lobes.
     #[inline]
-    fn neutrophil(&self, x: f32, y: f32, spacing: f32, occ: f32, salt: u64) -> Option<Conc> {
+    pub(super) fn neutrophil(
+        &self,
+        x: f32,
+        y: f32,
+        spacing: f32,
+        occ: f32,
+        salt: u64,
+    ) -> Option<Conc> {
         let (gi, gj) = ((x / spacing).floor() as i64, (y / spacing).floor() as i64);
         let mut best: Option<Conc> = None;
         for j in gj - 1..=gj + 1 {
@@ -156,6 +164,9 @@ impl<'a> Shader<'a> {
     pub fn shade(&self, x: f32, y: f32) -> Conc {
         let g = self.geom;
         let site = g.locate(x, y);
+        if g.generator == Generator::V1_0 {
+            return self.shade_v1(&site, x, y);
+        }
         let mut k = self.shade_site(&site, x, y);
         // Calibration to the real scanner fixture (CMU-1): its collagen and
         // cytoplasm are light, its nuclei about 0.9 hematoxylin.
@@ -169,7 +180,7 @@ impl<'a> Shader<'a> {
         k
     }
 
-    fn shade_site(&self, s: &Site, x: f32, y: f32) -> Conc {
+    pub(super) fn shade_site(&self, s: &Site, x: f32, y: f32) -> Conc {
         let g = self.geom;
         let salt = g.salt;
         match s.region {

@@ -14,6 +14,17 @@ pub const SCANNER_H: [f32; 3] = [0.82, 0.50, 0.29];
 /// Measured on the real CMU-1 scanner fixture (histology.md).
 pub const SCANNER_E: [f32; 3] = [0.25, 0.91, 0.34];
 
+/// Measured by `training/realism/stain_ranges.py` (Macenko, 1st/99th angle
+/// percentiles, I0 = the image's own glass) on the TRAIN part of CMU-1
+/// (training/real_split.toml): unit H and E vectors and glass.
+pub const MEASURED_CMU_H: [f32; 3] = [0.883, 0.390, 0.261];
+pub const MEASURED_CMU_E: [f32; 3] = [0.102, 0.916, 0.388];
+/// The same on the TRAIN part of the public-domain 10x photomicrograph.
+pub const MEASURED_PD_H: [f32; 3] = [0.668, 0.677, 0.310];
+pub const MEASURED_PD_E: [f32; 3] = [0.002, 0.904, 0.427];
+/// Glass of the two: a bright scanner (251) and a dim camera (226).
+pub const MEASURED_GLASS: (f32, f32) = (224.0, 252.0);
+
 /// One slide's stain: unit OD vectors, concentration scales and the glass colour.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StainMatrix {
@@ -76,6 +87,39 @@ impl StainMatrix {
         }
     }
 
+    /// Synth 1.0: a stain between (and a little beyond) the two measured real
+    /// stains, with the Ruifrok hematoxylin as a third anchor; eosin always
+    /// absorbs some blue as real eosin does (pink-red, never magenta).
+    pub fn sample_measured<R: Rng>(rng: &mut R) -> StainMatrix {
+        let t: f32 = rng.gen_range(-0.15..1.15);
+        let mut h = lerp3(MEASURED_CMU_H, MEASURED_PD_H, t);
+        if rng.gen_bool(0.25) {
+            h = lerp3(h, normalise(RUIFROK_H), rng.gen_range(0.0..0.6));
+        }
+        let mut e = lerp3(MEASURED_CMU_E, MEASURED_PD_E, rng.gen_range(-0.15..1.15));
+        for c in 0..3 {
+            h[c] = (h[c] + rng.gen_range(-0.03..0.03)).max(0.02);
+            e[c] = (e[c] + rng.gen_range(-0.03..0.03)).max(0.005);
+        }
+        let base: f32 = rng.gen_range(MEASURED_GLASS.0..MEASURED_GLASS.1);
+        let tint = [
+            rng.gen_range(-2.0..2.0),
+            rng.gen_range(-2.0..1.5),
+            rng.gen_range(-2.5..2.0),
+        ];
+        StainMatrix {
+            hematoxylin: normalise(h),
+            eosin: normalise(e),
+            h_scale: rng.gen_range(0.75..1.25),
+            e_scale: rng.gen_range(0.7..1.3),
+            background: [
+                (base + tint[0]).min(254.0),
+                (base + tint[1]).min(254.0),
+                (base + tint[2]).min(254.0),
+            ],
+        }
+    }
+
     /// Transmitted light for concentrations `h`, `e` and an extra OD (pen ink).
     #[inline]
     pub fn rgb(&self, h: f32, e: f32, extra: [f32; 3]) -> [f32; 3] {
@@ -122,6 +166,25 @@ mod tests {
         let (h, e) = s.unmix(px);
         assert!((h - 0.8).abs() < 0.1, "h {h}");
         assert!((e - 0.4).abs() < 0.1, "e {e}");
+    }
+
+    #[test]
+    fn measured_stains_stay_pink_red_and_within_the_real_glass_range() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..200 {
+            let s = StainMatrix::sample_measured(&mut rng);
+            // Real eosin absorbs blue as well as green (pink-red, not magenta).
+            assert!(
+                s.eosin[2] > s.eosin[0] && s.eosin[2] > 0.25,
+                "{:?}",
+                s.eosin
+            );
+            // Hematoxylin absorbs red and green more than blue.
+            assert!(s.hematoxylin[0] > s.hematoxylin[2], "{:?}", s.hematoxylin);
+            for c in s.background {
+                assert!((MEASURED_GLASS.0 - 3.0..=254.0).contains(&c), "{c}");
+            }
+        }
     }
 
     #[test]

@@ -9,9 +9,7 @@ use serde::Serialize;
 
 use super::anatomy::Geometry;
 use super::stain::StainMatrix;
-use super::{
-    mask_bit, Artefacts, Finding, SlideClass, Variant, EPIDERMIS_BIT, GENERATOR_VERSION, TISSUE_BIT,
-};
+use super::{mask_bit, Artefacts, Finding, SlideClass, Variant, EPIDERMIS_BIT, TISSUE_BIT};
 
 /// Flag bits sampled at the centre of each mask pixel (one byte per pixel).
 pub struct MaskGrid {
@@ -153,7 +151,7 @@ impl Truth {
             .collect();
         Truth {
             generator: "dirascope synth",
-            generator_version: GENERATOR_VERSION,
+            generator_version: geom.generator.version(),
             slide_id: slide_id.to_string(),
             class: geom.class,
             variant: geom.variant,

@@ -1,0 +1,528 @@
+//! Synth 1.0's appearance: stain concentrations per point with real-tissue texture.
+//!
+//! Same geometry and masks as synth 0.3 (`Geometry::locate`); what changes is how
+//! each region looks: nuclei of varied size, outline and chromatin with nucleoli
+//! and perinuclear halos, a blue-purple epidermis without a drawn cell-border net,
+//! keratohyalin granules, basket-weave or compact corneum, wavy collagen bundles in
+//! a flowing direction field with white retraction clefts, thin wavy fibroblasts,
+//! fat in lobules with septa, uneven section thickness and fine stain grain.
+//! Lesion cells (neutrophils, acantholytic cells) keep synth 0.3's drawing inside
+//! this look. Pure functions of µm coordinates and the slide's salt, like 0.3.
+
+use super::anatomy::{Region, Site};
+use super::noise::{self, hash2, unit};
+use super::render::{c, disc, ellipse, mixc, Conc, Shader};
+
+/// Region shaders reused from synth 0.3 are drawn on 0.3's concentration scale;
+/// these bring them to 1.0's (the real train parts' percentiles).
+const V03_H: f32 = 0.8;
+const V03_E: f32 = 0.62;
+
+/// A nucleus drawn at offset (dx, dy) from its centre: coverage and hematoxylin.
+/// `a`, `b` semi-axes, `irreg` outline irregularity, `open` 1 for open
+/// (vesicular) chromatin, 0 for dense; `hsh` the cell's hash.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn nucleus(
+    dx: f32,
+    dy: f32,
+    a: f32,
+    b: f32,
+    ang: f32,
+    irreg: f32,
+    open: f32,
+    hsh: u64,
+    aa: f32,
+    salt: u64,
+    x: f32,
+    y: f32,
+) -> (f32, f32) {
+    let (sn, cs) = ang.sin_cos();
+    let u = dx * cs + dy * sn;
+    let v = -dx * sn + dy * cs;
+    let q = (u / a) * (u / a) + (v / b) * (v / b);
+    if q > 2.0 {
+        return (0.0, 0.0);
+    }
+    let h2 = noise::mix(hsh ^ 0x5EED);
+    let th = v.atan2(u);
+    let wob = 1.0
+        + irreg
+            * (0.6 * (2.0 * th + std::f32::consts::TAU * unit(h2, 0)).sin()
+                + 0.4 * (3.0 * th + std::f32::consts::TAU * unit(h2, 1)).sin());
+    let r = q.sqrt() / wob;
+    let cov = ((1.0 - r) * b.min(a) / aa + 0.5).clamp(0.0, 1.0);
+    if cov <= 0.0 {
+        return (0.0, 0.0);
+    }
+    // Chromatin: clumps on a paler ground, denser at the membrane; a nucleolus.
+    let clump = noise::value(x / 0.75, y / 0.75, salt ^ 0xC1);
+    let ground = 0.55 + 0.25 * (1.0 - open);
+    let mut h = ground + (1.0 - ground) * noise::smoothstep(0.35, 0.75, clump);
+    h += 0.35 * open * noise::smoothstep(0.7, 0.95, r);
+    let (nx, ny) = (0.3 * a * (unit(h2, 2) - 0.5), 0.3 * b * (unit(h2, 3) - 0.5));
+    let nl = disc(u - nx, v - ny, 0.55 + 0.35 * open, aa);
+    h = h.max(1.25 * nl * open + h * (1.0 - nl * open));
+    (cov, h)
+}
+
+impl<'a> Shader<'a> {
+    /// Concentrations at (x, y) µm for synth 1.0.
+    pub(super) fn shade_v1(&self, site: &Site, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        if site.region == Region::Glass {
+            return c(0.0, 0.0);
+        }
+        let mut k = match site.region {
+            Region::Corneum => self.corneum_v1(site, x, y),
+            Region::Granular | Region::Spinous | Region::Basal => self.epidermis_v1(site, x, y),
+            Region::Papillary | Region::Reticular => self.dermis_v1(site, x, y),
+            Region::Fat => self.fat_v1(x, y),
+            Region::TubuleCells | Region::TubuleLumen | Region::CoilStroma
+                if !g.coils[site.item as usize].inflamed =>
+            {
+                self.coil_v1(site, x, y)
+            }
+            _ => {
+                let k = self.shade_site(site, x, y);
+                c(k.h * V03_H, k.e * V03_E)
+            }
+        };
+        // Section thickness varies across the slide; stain has a fine grain.
+        let look = &g.look;
+        let thick =
+            1.0 + look.uneven * (2.0 * noise::value(x / 450.0, y / 450.0, g.salt ^ 0x71) - 1.0);
+        let grain = 0.9 + 0.2 * noise::value(x / 1.3, y / 1.3, g.salt ^ 0x72);
+        let f = thick * grain * g.fold_factor(x, y);
+        k.h *= f;
+        k.e *= f;
+        k
+    }
+
+    fn corneum_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let salt = g.salt;
+        let t = s.dc;
+        // Basket-weave: thin wavy eosinophilic lamellae with clear spaces between;
+        // compact: dense pink-red keratin with faint streaks.
+        let warp = 3.0 * noise::value(x / 40.0, t / 6.0, salt ^ 0x81);
+        let lam = noise::value(x / 30.0, (t + warp) / 2.2, salt ^ 0x82);
+        let line = 1.0 - noise::smoothstep(0.03, 0.09, (lam - 0.5).abs());
+        let weave = c(0.03, 0.08 + 0.55 * line);
+        let streak = 0.8 + 0.2 * noise::value(x / 12.0, t / 1.2, salt ^ 0x83);
+        let compact = c(0.05, 0.55 * streak);
+        let base_w = g.look.weave * (1.0 - noise::smoothstep(s.corneum - 4.0, s.corneum - 1.0, t));
+        let mut out = mixc(compact, weave, base_w * (1.0 - 0.6 * s.pk));
+        if s.pk > 0.05 || s.neutro > 0.3 {
+            // Parakeratosis and neutrophils: 0.3's drawing, rescaled.
+            let k = self.shade_site(s, x, y);
+            out = mixc(out, c(k.h * V03_H, k.e * V03_E), s.pk.max(0.5 * s.neutro));
+        }
+        out
+    }
+
+    fn epidermis_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let look = &g.look;
+        let salt = g.salt ^ 0x90;
+        // Cells on a jittered grid in (x, depth): flatter towards the granular layer.
+        let (sx, sy) = match s.region {
+            Region::Granular => (13.0, 5.0),
+            Region::Basal => (7.0, 9.0),
+            _ => (14.5, 13.0),
+        };
+        let vv = s.v;
+        let (gi, gj) = ((x / sx).floor() as i64, (vv / sy).floor() as i64);
+        let (mut d1, mut d2) = (f32::MAX, f32::MAX);
+        let mut own = 0u64;
+        let (mut cov, mut nh, mut halo) = (0.0f32, 0.0f32, 0.0f32);
+        for j in gj - 1..=gj + 1 {
+            for i in gi - 1..=gi + 1 {
+                let hsh = hash2(i, j, salt);
+                let cx = (i as f32 + 0.15 + 0.7 * unit(hsh, 0)) * sx;
+                let cy = (j as f32 + 0.15 + 0.7 * unit(hsh, 1)) * sy;
+                let (dx, dy) = (x - cx, vv - cy);
+                let d = dx * dx + dy * dy;
+                if d < d1 {
+                    d2 = d1;
+                    d1 = d;
+                    own = hsh;
+                } else if d < d2 {
+                    d2 = d;
+                }
+                let h2 = noise::mix(hsh);
+                // About one cell in six is cut past its nucleus.
+                if unit(h2, 3) < 0.16 {
+                    continue;
+                }
+                let size = g.cell_scale * (0.75 + 0.55 * unit(hsh, 2));
+                let (a, b, ang, open) = match s.region {
+                    Region::Granular => (4.6 * size, 1.6 * size, 0.2 * (unit(h2, 0) - 0.5), 0.3),
+                    Region::Basal => (
+                        3.6 * size,
+                        2.6 * size,
+                        1.57 + 0.5 * (unit(h2, 0) - 0.5),
+                        0.2,
+                    ),
+                    _ => (
+                        3.6 * size,
+                        3.6 * size * (0.68 + 0.3 * unit(hsh, 3)),
+                        unit(h2, 0) * std::f32::consts::PI,
+                        0.9,
+                    ),
+                };
+                let (cv, hv) = nucleus(dx, dy, a, b, ang, 0.12, open, hsh, self.aa, salt, x, vv);
+                if cv > cov {
+                    cov = cv;
+                    nh = hv;
+                }
+                if look.halo > 0.0 {
+                    let hal = ellipse(
+                        dx,
+                        dy,
+                        a * 1.45 + 0.8,
+                        b * 1.45 + 0.8,
+                        ang.cos(),
+                        ang.sin(),
+                        0.6,
+                    );
+                    halo = halo.max(hal);
+                }
+            }
+        }
+        let tone = 0.85 + 0.3 * unit(own, 3);
+        let basal_dark = if s.region == Region::Basal { 1.3 } else { 1.0 };
+        let mut out = c(look.epi_h * tone * basal_dark, look.epi_e * tone);
+        // Fine cytoplasmic texture and, at most, faint intercellular bridges.
+        let gap = d2.sqrt() - d1.sqrt();
+        if gap < 0.5 {
+            out = c(out.h * 0.9, out.e * 0.9);
+        }
+        if halo > 0.0 && look.halo > 0.0 {
+            let k = 1.0 - 0.75 * look.halo * halo;
+            out = c(out.h * k, out.e * k);
+        }
+        if s.region == Region::Granular {
+            let gran = noise::value(x / 0.7, y / 0.7, salt ^ 0x91);
+            out.h += 1.2 * noise::smoothstep(0.62, 0.78, gran);
+        }
+        if cov > 0.0 {
+            let dense = if s.region == Region::Spinous {
+                1.0
+            } else {
+                1.25
+            };
+            out = mixc(out, c(look.nuc_h * nh * dense, 0.6), cov);
+        }
+        out
+    }
+
+    /// Papillary (fine, pale, loose) and reticular (coarse wavy bundles) dermis.
+    fn dermis_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let look = &g.look;
+        let salt = g.salt ^ 0xA0;
+        let flow = look.flow_um;
+        // A flowing direction field: warp the depth coordinate by large-scale noise.
+        let warp = |x: f32| {
+            flow * 0.9 * (noise::fbm2(x / flow, y / flow, salt ^ 1) - 0.5)
+                + 4.0 * (x / 13.0 + 2.0 * noise::value(x / 60.0, y / 60.0, salt ^ 2)).sin()
+        };
+        let w0 = warp(x);
+        let v = y + w0;
+        let papillary = s.region == Region::Papillary;
+        // Papillary (fine, pale) fades into reticular (coarse) with the distance
+        // below the junction, not at the region's hard edge.
+        let plate = g.granular_norm + g.plate_norm;
+        let pw = 1.0
+            - noise::smoothstep(
+                plate + 0.5 * g.ridge_norm,
+                plate + g.ridge_norm + g.papillary_um,
+                s.v,
+            );
+        let fine = |_: ()| {
+            let fib = noise::value(x / 9.0, v / 2.2, salt ^ 3);
+            let strand = 1.0 - noise::smoothstep(0.04, 0.16, (fib - 0.5).abs());
+            c(0.05, look.collagen_e * (0.16 + 0.2 * strand))
+        };
+        let coarse = |_: ()| {
+            let bundle = noise::fbm2(x / 45.0, v / 12.0, salt ^ 4);
+            let cl = noise::value(x / 55.0, v / 6.5, salt ^ 5);
+            let broken = noise::smoothstep(0.3, 0.6, noise::value(x / 35.0, v / 20.0, salt ^ 9));
+            let cleft = (1.0
+                - noise::smoothstep(0.02, 0.02 + 0.09 * look.clefts, (cl - 0.5).abs()))
+                * broken;
+            let fibril = 0.8 + 0.2 * noise::value(x / 6.0, v / 0.9, salt ^ 6);
+            let e = look.collagen_e * (0.3 + 0.3 * bundle) * fibril;
+            // Wide retraction spaces between bundles, thin clefts within them.
+            let space =
+                noise::smoothstep(0.3 + 0.12 * look.clefts, 0.42 + 0.12 * look.clefts, bundle);
+            c(0.035 * space, e * space * (1.0 - 0.92 * cleft))
+        };
+        let mut out = if pw >= 1.0 {
+            fine(())
+        } else if pw <= 0.0 {
+            coarse(())
+        } else {
+            mixc(coarse(()), fine(()), pw)
+        };
+        // Thin wavy fibroblast nuclei along the local fibre direction.
+        let (sx, sy, occ) = if papillary {
+            (22.0, 16.0, 0.5)
+        } else {
+            (34.0, 22.0, 0.5)
+        };
+        let (gi, gj) = ((x / sx).floor() as i64, (y / sy).floor() as i64);
+        // The local fibre slope, computed once and only where a nucleus is near.
+        let mut slope = None;
+        for j in gj - 1..=gj + 1 {
+            for i in gi - 1..=gi + 1 {
+                let hsh = hash2(i, j, salt ^ 7);
+                if unit(hsh, 0) > occ {
+                    continue;
+                }
+                let cx = (i as f32 + 0.15 + 0.7 * unit(hsh, 1)) * sx;
+                let cy = (j as f32 + 0.15 + 0.7 * unit(hsh, 2)) * sy;
+                let (dx, dy) = (x - cx, y - cy);
+                if dx * dx + dy * dy > 100.0 {
+                    continue;
+                }
+                let sl = *slope.get_or_insert_with(|| ((warp(x + 2.0) - w0) / 2.0).atan());
+                let ang = -sl + 0.3 * (unit(hsh, 3) - 0.5);
+                let a = 4.5 + 4.0 * unit(noise::mix(hsh), 0);
+                let bend = 0.8 * (dx / a * 2.0).sin() * unit(noise::mix(hsh), 1);
+                let (cv, hv) = nucleus(
+                    dx,
+                    dy - bend,
+                    a,
+                    0.9 + 0.5 * unit(noise::mix(hsh), 2),
+                    ang,
+                    0.05,
+                    0.1,
+                    hsh,
+                    self.aa,
+                    salt,
+                    x,
+                    y,
+                );
+                if cv > 0.0 {
+                    out = mixc(out, c(look.nuc_h * hv * 1.1, 0.3), cv);
+                }
+            }
+        }
+        // Sparse lymphocytes (small round dense nuclei), more under lesions.
+        if papillary {
+            let occ = 0.05 + 0.25 * s.pk;
+            let sp = 20.0;
+            let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
+            let hsh = hash2(gi, gj, salt ^ 8);
+            if unit(hsh, 0) < occ {
+                let cx = (gi as f32 + 0.3 + 0.4 * unit(hsh, 1)) * sp;
+                let cy = (gj as f32 + 0.3 + 0.4 * unit(hsh, 2)) * sp;
+                let r = 2.6 + 0.8 * unit(hsh, 3);
+                let (cv, hv) = nucleus(
+                    x - cx,
+                    y - cy,
+                    r,
+                    r * 0.9,
+                    0.0,
+                    0.06,
+                    0.0,
+                    hsh,
+                    self.aa,
+                    salt,
+                    x,
+                    y,
+                );
+                out = mixc(out, c(look.nuc_h * hv * 1.3, 0.3), cv);
+            }
+        }
+        if (papillary && s.neutro > 0.2) || s.neh {
+            let k = self.shade_site(s, x, y);
+            if k.h > 0.8 {
+                out = c(k.h * V03_H, k.e * V03_E);
+            }
+        }
+        out
+    }
+
+    /// Fat in lobules: adipocytes of varied size with thin membranes, fibrous septa
+    /// between lobules, a capillary nucleus here and there.
+    fn fat_v1(&self, x0: f32, y0: f32) -> Conc {
+        let g = self.geom;
+        // Wavy septa and rounded cells: warp the plane before the cell pattern.
+        let x = x0 + 18.0 * (noise::value(x0 / 90.0, y0 / 90.0, g.salt ^ 0xB6) - 0.5);
+        let y = y0 + 18.0 * (noise::value(x0 / 90.0, y0 / 90.0, g.salt ^ 0xB7) - 0.5);
+        let voronoi = |sp: f32, salt: u64, jit: f32| {
+            let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
+            let (mut d1, mut d2) = (f32::MAX, f32::MAX);
+            for j in gj - 1..=gj + 1 {
+                for i in gi - 1..=gi + 1 {
+                    let hsh = hash2(i, j, salt);
+                    let cx = (i as f32 + 0.5 + jit * (unit(hsh, 0) - 0.5)) * sp;
+                    let cy = (j as f32 + 0.5 + jit * (unit(hsh, 1) - 0.5)) * sp;
+                    let d = (x - cx).hypot(y - cy);
+                    if d < d1 {
+                        d2 = d1;
+                        d1 = d;
+                    } else if d < d2 {
+                        d2 = d;
+                    }
+                }
+            }
+            (d2 - d1) * 0.5
+        };
+        let lobule = voronoi(g.adipocyte_um * 7.0, g.salt ^ 0xB1, 0.5)
+            + 12.0 * (noise::value(x / 60.0, y / 60.0, g.salt ^ 0xB5) - 0.5);
+        let septum = 1.0
+            - noise::smoothstep(
+                1.0,
+                2.5 + 3.0 * noise::value(x / 80.0, y / 80.0, g.salt ^ 0xB2),
+                lobule,
+            );
+        let wall = voronoi(g.adipocyte_um * 0.85, g.salt ^ 0xB3, 0.7);
+        let membrane = 1.0 - noise::smoothstep(0.2, 0.9, wall);
+        let mut out = c(0.02 * membrane, 0.32 * g.look.collagen_e * membrane);
+        if septum > 0.0 {
+            let fib = noise::value(x / 30.0, y / 3.0, g.salt ^ 0xB4);
+            out = mixc(out, c(0.04, g.look.collagen_e * (0.3 + 0.25 * fib)), septum);
+        }
+        out
+    }
+
+    /// A normal eccrine coil: irregular tubules of cuboidal cells with pale
+    /// cytoplasm and basal nuclei, lumens of varied size, ducts darker.
+    fn coil_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let coil = &g.coils[s.item as usize];
+        if s.region == Region::CoilStroma {
+            // Loose stroma between the tubules, continuous with the dermis.
+            let k = self.dermis_v1(s, x, y);
+            return c(k.h, k.e * 0.75);
+        }
+        let t = &coil.tubules[s.sub as usize];
+        let (dx, dy) = (x - t.x, y - t.y);
+        let d = dx.hypot(dy);
+        let ang = dy.atan2(dx);
+        let tsalt = g.salt ^ 0xC1 ^ ((s.item as u64) << 20) ^ s.sub as u64;
+        let lumen = t.lumen * (0.6 + 0.9 * noise::value(ang * 1.2 + 7.0, 0.5, tsalt));
+        if d < lumen {
+            return c(0.0, 0.03);
+        }
+        let mut out = if t.duct {
+            c(0.42, 0.5)
+        } else {
+            c(0.16, 0.26 + 0.12 * noise::value(x / 3.0, y / 3.0, tsalt))
+        };
+        // Nuclei near the basement membrane, one per cell around the tubule.
+        let rm = lumen + 0.62 * (t.r - lumen);
+        let n = ((std::f32::consts::TAU * rm) / 7.5).round().max(5.0);
+        let sec = ((ang / std::f32::consts::TAU + 0.5) * n).floor();
+        for k in [sec - 1.0, sec, sec + 1.0] {
+            let hsh = hash2(k as i64, s.sub as i64, tsalt);
+            let ac = (k + 0.5 + 0.3 * (unit(hsh, 0) - 0.5)) / n * std::f32::consts::TAU
+                - std::f32::consts::PI;
+            let rr = lumen + (t.r - lumen) * (0.35 + 0.5 * unit(hsh, 1));
+            let (nx, ny) = (t.x + rr * ac.cos(), t.y + rr * ac.sin());
+            let r = 2.4 + 0.7 * unit(hsh, 2);
+            let (cv, hv) = nucleus(
+                x - nx,
+                y - ny,
+                r,
+                r * 0.85,
+                ac,
+                0.08,
+                0.5,
+                hsh,
+                self.aa,
+                tsalt,
+                x,
+                y,
+            );
+            if cv > 0.0 {
+                out = mixc(out, c(g.look.nuc_h * hv, 0.3), cv);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::synth::anatomy::Geometry;
+    use crate::synth::render::{render_rgb, Raster};
+    use crate::synth::{Artefacts, Generator, MaskGrid, SlideClass, EPIDERMIS_BIT, TISSUE_BIT};
+
+    fn pair(class: SlideClass, seed: u64) -> (Geometry, Geometry) {
+        let a = Artefacts::default();
+        (
+            Geometry::build_with(Generator::V0_3, class, seed, 1600.0, 1200.0, &a),
+            Geometry::build_with(Generator::V1_0, class, seed, 1600.0, 1200.0, &a),
+        )
+    }
+
+    #[test]
+    fn both_generators_share_anatomy_and_masks_but_not_pixels() {
+        let (old, new) = pair(SlideClass::Dira, 7);
+        let (m0, m1) = (
+            MaskGrid::sample(&old, 200, 150, 8.0),
+            MaskGrid::sample(&new, 200, 150, 8.0),
+        );
+        assert_eq!(m0.bits, m1.bits);
+        assert_ne!(old.stain, new.stain);
+        let r = Raster::new(1.0);
+        assert_ne!(
+            render_rgb(&old, r, 0, 100, 64, 64),
+            render_rgb(&new, r, 0, 100, 64, 64)
+        );
+    }
+
+    #[test]
+    fn synth_1_epidermis_is_basophilic_and_dermis_eosinophilic() {
+        for seed in 0..4 {
+            let (_, g) = pair(SlideClass::Normal, seed);
+            let (w, h) = (400usize, 300usize);
+            let mpp = 4.0;
+            let px = render_rgb(&g, Raster::new(mpp), 0, 0, w, h);
+            let masks = MaskGrid::sample(&g, w as u32, h as u32, mpp);
+            let (mut epi, mut derm) = ((0.0f64, 0.0f64, 0u32), (0.0f64, 0.0f64, 0u32));
+            for i in 0..w * h {
+                let b = masks.bits[i];
+                let (hc, ec) = g.stain.unmix([px[i * 3], px[i * 3 + 1], px[i * 3 + 2]]);
+                let acc = if b & EPIDERMIS_BIT != 0 {
+                    &mut epi
+                } else if b & TISSUE_BIT != 0 {
+                    &mut derm
+                } else {
+                    continue;
+                };
+                acc.0 += hc as f64;
+                acc.1 += ec as f64;
+                acc.2 += 1;
+            }
+            assert!(epi.2 > 100 && derm.2 > 1000, "seed {seed}: too few pixels");
+            let (eh, ee) = (epi.0 / epi.2 as f64, epi.1 / epi.2 as f64);
+            let (dh, de) = (derm.0 / derm.2 as f64, derm.1 / derm.2 as f64);
+            assert!(
+                eh > 1.5 * dh,
+                "seed {seed}: epidermis H {eh} vs dermis {dh}"
+            );
+            assert!(de > 2.0 * dh, "seed {seed}: dermis E {de} vs H {dh}");
+            assert!(
+                eh / ee > dh / de,
+                "seed {seed}: epidermis not more basophilic"
+            );
+        }
+    }
+
+    #[test]
+    fn generator_names_parse_and_unknown_ones_are_refused() {
+        assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
+        assert_eq!("1.0.0".parse::<Generator>().unwrap(), Generator::V1_0);
+        assert_eq!(
+            Generator::default().version(),
+            crate::synth::GENERATOR_VERSION
+        );
+        assert!("2".parse::<Generator>().unwrap_err().is_usage());
+    }
+}

@@ -1,0 +1,49 @@
+"""The real-tissue train/test split, read from training/real_split.toml.
+
+Every Python script that touches real pixels imports this module, so the
+split lives in exactly one file. `part(file, "train")` gives the half-open
+level-0 rectangle (x0, y0, x1, y1) of a real image's train or test part.
+"""
+
+import os
+import tomllib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SPLIT_TOML = os.path.join(HERE, "real_split.toml")
+# The real fixtures, beside the repository (never copied into it).
+REAL_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "fixtures", "real"))
+
+
+def load(path=SPLIT_TOML):
+    with open(path, "rb") as f:
+        doc = tomllib.load(f)
+    images = {}
+    for img in doc["image"]:
+        images[img["file"]] = img
+        for alias in img.get("aliases", []):
+            images[alias] = img
+    return images
+
+
+def part(file, which, images=None):
+    """(x0, y0, x1, y1) of `which` ("train" or "test") of real image `file`."""
+    if which not in ("train", "test"):
+        raise ValueError(f"part must be 'train' or 'test', got {which!r}")
+    images = images or load()
+    name = os.path.basename(file.rstrip("/"))
+    if name not in images:
+        raise KeyError(f"{name}: not in {SPLIT_TOML}; add it there before using its pixels")
+    img = images[name]
+    r = img[which]
+    return (r.get("x0", 0), r.get("y0", 0), r.get("x1", img["width"]), r.get("y1", img["height"]))
+
+
+def mpp(file, images=None):
+    images = images or load()
+    return images[os.path.basename(file.rstrip("/"))]["mpp"]
+
+
+if __name__ == "__main__":
+    imgs = load()
+    for name in sorted({i["file"] for i in imgs.values()}):
+        print(name, "train", part(name, "train", imgs), "test", part(name, "test", imgs))
