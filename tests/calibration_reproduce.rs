@@ -1,6 +1,6 @@
 //! `dirascope calibrate` reproduces the thresholds of model folder 1.2.0 (0.342 and
 //! 0.535, MODEL_CARD.md "Slide-level rule") from its calibration set: seeds
-//! 950000-950039, 2 x 1.5 mm at 0.5 um/px, scored with the same ONNX, under the
+//! 950000-950039, 2 x 1.5 mm at 0.5 um/px (synth 0.3, as model 1.2.0 was made), scored with the same ONNX, under the
 //! 1.2.0 rule shape (every finding on max-3x3-mean, DIRA = sqrt(P * max(A, H)),
 //! margin 0.03; `fixtures/model/phantom-v1-1.2.0.model.toml`).
 //!
@@ -34,6 +34,7 @@ fn calibrate_reproduces_the_thresholds_of_model_1_2_0() {
             let set = dir.path().join("set");
             dirascope()
                 .args(["synth", "--count", "40", "--seed", "950000", "--mpp", "0.5"])
+                .args(["--generator", "0.3"])
                 .args(["--width-mm", "2", "--height-mm", "1.5", "--out"])
                 .arg(&set)
                 .assert()

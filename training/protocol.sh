@@ -90,8 +90,9 @@ render() {
         local extra=()
         [ "$art" != none ] && extra=(--artefacts "$art")
         echo "render $set/$name: $n slides ${w}x${h} mm at $mpp um/px, seeds $seed-$((seed + n - 1)) $art"
+        # GENERATOR: the phantoms the model under test was trained on (model 1.x: synth 0.3).
         "$B" synth --count "$n" --seed "$seed" --mpp "$mpp" --width-mm "$w" --height-mm "$h" \
-            "${extra[@]}" --out "$out.part"
+            --generator "${GENERATOR:-0.3}" "${extra[@]}" --out "$out.part"
         mv "$out.part" "$out"
     done <<<"$STRATA"
 }
