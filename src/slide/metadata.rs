@@ -140,6 +140,9 @@ fn unit_to_micrometres(unit: &str) -> Option<f64> {
     }
 }
 
+/// The coarsest resolution taken as a microscope scan, in µm/px.
+pub const MAX_SCAN_MPP: f64 = 25.0;
+
 /// MPP from TIFF resolution tags: pixels per unit, unit 2 = inch, 3 = centimetre.
 pub fn mpp_from_resolution(x_res: f64, y_res: f64, unit: u16) -> Option<Mpp> {
     let micrometres_per_unit = match unit {
@@ -151,9 +154,11 @@ pub fn mpp_from_resolution(x_res: f64, y_res: f64, unit: u16) -> Option<Mpp> {
         return None;
     }
     let mpp = Mpp::new(micrometres_per_unit / x_res, micrometres_per_unit / y_res)?;
-    // A "resolution" of 72 or 96 dpi is a screen default, not a scan: ignore anything
-    // coarser than 100 µm/px.
-    (mpp.x < 100.0 && mpp.y < 100.0).then_some(mpp)
+    // A "resolution" of 72 or 96 dpi is a screen default and 300 or 600 dpi a print
+    // setting (the public-domain skin JPEG carries 300 dpi: 84.7 µm/px), not a
+    // microscope scan: ignore anything coarser than 25 µm/px (about 1000 dpi), so
+    // such a file asks for --mpp instead of being tiled at a nonsense scale.
+    (mpp.x < MAX_SCAN_MPP && mpp.y < MAX_SCAN_MPP).then_some(mpp)
 }
 
 #[cfg(test)]
@@ -183,6 +188,8 @@ mod tests {
     #[test]
     fn screen_dpi_is_not_a_scan_resolution() {
         assert_eq!(mpp_from_resolution(72.0, 72.0, 2), None);
+        assert_eq!(mpp_from_resolution(300.0, 300.0, 2), None);
+        assert_eq!(mpp_from_resolution(600.0, 600.0, 2), None);
         assert_eq!(
             mpp_from_resolution(20_000.0, 20_000.0, 3),
             Mpp::new(0.5, 0.5)
