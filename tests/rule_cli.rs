@@ -132,10 +132,17 @@ fn recall_under_the_same_rule_changes_no_call_and_no_score() {
 fn recall_under_another_rule_rewrites_reports_and_summary() {
     let dir = tempfile::tempdir().unwrap();
     let run = copy_of_run(dir.path());
-    // A DIRA threshold no slide reaches: the DIRA phantom can no longer be called.
+    // A DIRA threshold whose no-call band holds the DIRA phantom: it is no longer called.
     let model = model_copy(dir.path(), |t| {
-        t.replace("version = \"1.2.0\"", "version = \"9.9.9\"")
-            .replace("dira_threshold = 0.342", "dira_threshold = 0.9")
+        t.lines()
+            .map(|l| match l.split(" = ").next() {
+                Some("version") => "version = \"9.9.9\"".to_string(),
+                Some("dira_threshold") => "dira_threshold = 0.99".to_string(),
+                Some("dira_rule") => String::new(),
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
             .replace("[rule]\n", "[rule]\ndira_rule = \"two-of-three\"\n")
     });
     dirascope()
@@ -150,7 +157,7 @@ fn recall_under_another_rule_rewrites_reports_and_summary() {
     assert_ne!(r["result"]["call"], "dira-pattern");
     assert_eq!(r["model"]["version"], "9.9.9");
     assert_eq!(r["parameters"]["aggregate"]["dira_rule"], "two-of-three");
-    assert_eq!(r["parameters"]["aggregate"]["dira_threshold"], 0.9);
+    assert_eq!(r["parameters"]["aggregate"]["dira_threshold"], 0.99);
     assert!(r.get("note").is_none());
     let summary = std::fs::read_to_string(run.join("summary.csv")).unwrap();
     let row = summary.lines().find(|l| l.starts_with("dira-3,")).unwrap();
