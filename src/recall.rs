@@ -118,7 +118,7 @@ pub fn read_tiles_csv(path: &Path, classes: &[String]) -> Result<Vec<TileScore>,
             .ok_or_else(|| err(format!("no column '{name}'")))
     };
     let fixed = ["x", "y", "width", "height", "col", "row", "tissue_fraction"]
-        .map(|n| col(n))
+        .map(&col)
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
     let class_cols = classes

@@ -634,7 +634,9 @@ fn roc_svg(title: &str, scores: &[ScoreMetrics]) -> String {
 /// The reliability figure as SVG: each bin's mean score against its fraction
 /// positive, with the bin's slide count beside it.
 fn reliability_svg(title: &str, scores: &[ScoreMetrics]) -> String {
-    let points: Vec<(Vec<(f64, f64)>, Vec<usize>)> = scores
+    // Per score: the (mean score, fraction positive) points and each bin's count.
+    type BinPoints = (Vec<(f64, f64)>, Vec<usize>);
+    let points: Vec<BinPoints> = scores
         .iter()
         .map(|m| {
             m.reliability
