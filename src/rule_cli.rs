@@ -61,16 +61,17 @@ pub fn recall(args: RecallArgs) -> Result<u8, Failure> {
         },
         error: e.into(),
     })?;
-    println!(
-        "recalled {} slides in {} under {}; {} calls changed",
+    let mut text = format!(
+        "recalled {} slides in {} under {}; {} calls changed\n",
         outcome.slides,
         args.out.display(),
         args.model.display(),
         outcome.changed.len()
     );
     for (id, before, after) in &outcome.changed {
-        println!("  {id}: {before} -> {after}");
+        text.push_str(&format!("  {id}: {before} -> {after}\n"));
     }
+    emit(&text)?;
     Ok(exit::OK)
 }
 
@@ -119,6 +120,15 @@ pub fn calibrate(args: CalibrateArgs) -> Result<u8, Failure> {
         },
         error: e.into(),
     })?;
-    print!("{}", c.summary());
+    emit(&c.summary())?;
     Ok(exit::OK)
+}
+
+/// Prints through the one stdout writer: a closed pipe stops only the printing (the
+/// reports and the model folder are written), a full disk is an error.
+fn emit(text: &str) -> Result<(), Failure> {
+    crate::output::print(text).map(|_| ()).map_err(|e| Failure {
+        code: exit::OTHER,
+        error: anyhow::anyhow!("cannot write to standard output: {e}"),
+    })
 }

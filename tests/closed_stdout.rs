@@ -1,6 +1,6 @@
 //! Issue 14, defect 1: a closed stdout pipe (`| head`, `| true`) or a full disk
 //! (`> /dev/full`) must never panic. `inspect`, `score --list` and `model check` end
-//! quietly with exit 0 on a closed pipe; `score`, `merge` and `synth` finish their
+//! quietly with exit 0 on a closed pipe; `score`, `merge`, `recall` and `synth` finish their
 //! work and exit by it; a full disk is an error with exit 1.
 
 mod common;
@@ -74,6 +74,13 @@ fn closed_pipe_stops_only_the_printing_of_score_merge_and_synth() {
     merge.arg(&merged).arg(&out);
     assert_exit(&with_closed_pipe(merge), 0, "merge");
     assert!(merged.join("dira-3/report.json").is_file());
+
+    // recall prints its changed calls; it panicked on a closed pipe before it printed
+    // through the one writer.
+    let mut recall = dirascope(&["recall"]);
+    recall.arg(&out).args(["--model", TINY_MODEL]);
+    assert_exit(&with_closed_pipe(recall), 0, "recall");
+    assert!(out.join("dira-3/report.json").is_file());
 
     let phantoms = dir.path().join("phantoms");
     let mut synth = dirascope(&["synth", "--class", "normal", "--seed", "5"]);
