@@ -16,12 +16,9 @@ use crate::score::Scoring;
 /// inputs this run would use for `job`.
 pub fn reusable(dir: &Path, job: &SlideJob, scoring: &Scoring) -> Option<SlideReport> {
     let report = report::json::read_report(&dir.join("report.json")).ok()?;
+    // Every file of the folder, the slide page and index thumbnail included, as
+    // report.json lists it; an older report lists none and is never reused.
     report::outputs::check(dir, &report.files).ok()?;
-    // A folder from a run before the per-slide pages lacks what the index links.
-    let pages = [report::html::SLIDE_PAGE, report::html::INDEX_THUMBNAIL];
-    if !pages.iter().all(|f| dir.join(f).is_file()) {
-        return None;
-    }
     let audit = &report.audit;
     let same_run = report.slide.id == job.slide_id
         && audit.tool_version == ToolInfo::default().version
