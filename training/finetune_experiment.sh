@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 BIN=${DIRASCOPE:-target/debug/dirascope}
 PY=${PYTHON:-python3}
 WORK=${1:-$(mktemp -d)}
-STEPS=${2:-44}
+STEPS=${2:-150}
 POS="--pos-frac 0.01 --pos-frac-for neutrophilic_eccrine_hidradenitis=0.1"
 mkdir -p "$WORK"
 start=$SECONDS

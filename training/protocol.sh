@@ -120,6 +120,7 @@ validate() {
     "$B" validate --results "$DATA/$set-scored" --labels "$DATA/$set-labels.csv" \
         --out "$DATA/$set-validation" >/dev/null
     "$PY" training/protocol_tables.py tables "$DATA/$set-scored" "$DATA/$set-labels.csv"
+    "$PY" training/protocol_tables.py lesions "$DATA/$set" "$DATA/$set-scored" "$DATA/$set-labels.csv"
 }
 
 case ${1:-} in

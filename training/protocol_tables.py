@@ -2,6 +2,8 @@
 
     protocol_tables.py labels SETDIR                 > labels.csv
     protocol_tables.py tables SCORED labels.csv      # markdown tables on stdout
+    protocol_tables.py lesions SETDIR SCORED labels.csv   # lesion evidence by area,
+                                                        # false tiles per mm2 by size
 
 `labels` reads every stratum folder's manifest.csv and each slide's truth.json
 (class, DIRA variant, psoriasiform change, MPP, size, artefacts) and writes one
@@ -16,6 +18,12 @@ psoriasiform-pattern; normal -> no-pustular-pattern. Artefact strata (pen, fold,
 out-of-focus band of 0.3-0.9 mm) expect the same call: none of them should fail QC
 (pen is masked out, a fold is tissue, and a band leaves the median tile in focus).
 Any other call counts as wrong.
+
+`lesions` measures what issue 12 asks of slide evidence, from each slide's
+tiles.csv and truth masks: for every true lesion (a connected component of a
+finding's mask) its area, the highest probability of a tile it touches and the
+slide's score for that finding, by lesion area; and on slides without the
+finding, tiles at p >= 0.5 per mm2 of tissue and the slide score, by biopsy size.
 """
 
 from __future__ import annotations
@@ -121,9 +129,81 @@ def tables(scored: Path, labels_csv: Path) -> None:
               f"{r['call']}, expected {EXPECTED[r['label']]}")
 
 
+FINDINGS = ["subcorneal_pustule", "acantholysis", "neutrophilic_eccrine_hidradenitis", "psoriasiform"]
+AREA_BINS = [0.0, 0.005, 0.02, 0.05, 0.2, float("inf")]  # mm2
+
+
+def lesions(setdir: Path, scored: Path, labels_csv: Path) -> None:
+    import numpy as np
+    from PIL import Image
+    from scipy import ndimage
+
+    summary = {r["slide_id"]: r for r in csv.DictReader(open(scored / "summary.csv", newline=""))}
+    rows = [r for r in csv.DictReader(open(labels_csv, newline="")) if r["slide_id"] in summary]
+    found = defaultdict(list)  # (finding, area bin) -> [(max tile p, slide score)]
+    negative = defaultdict(list)  # (finding, size) -> [(p>=0.5 tiles per mm2, slide score)]
+    for r in rows:
+        sid = r["slide_id"]
+        truth = json.load(open(setdir / r["stratum"] / f"{sid}.truth.json"))
+        tiles = list(csv.DictReader(open(scored / sid / "tiles.csv", newline="")))
+        if not tiles:
+            continue
+        ds = truth["mask_downsample"]
+        px_mm2 = (ds * truth["mpp"] / 1000.0) ** 2
+        tissue = float(summary[sid]["tissue_mm2"]) or float("nan")
+        for f in truth["findings"]:
+            key = f["key"]
+            probs = np.array([float(t[key]) for t in tiles])
+            score = float(summary[sid][f"{key}_score"])
+            if not f["present"]:
+                negative[(key, r["size"])].append((float((probs >= 0.5).sum()) / tissue, score))
+                continue
+            mask = np.array(Image.open(setdir / r["stratum"] / f["mask"])) > 0
+            comp, n = ndimage.label(mask)
+            if n == 0:
+                continue
+            # Highest probability of a tile touching each component.
+            best = np.zeros(n + 1)
+            for t, p in zip(tiles, probs):
+                x0, y0 = int(t["x"]) // ds, int(t["y"]) // ds
+                x1, y1 = -(-(int(t["x"]) + int(t["width"])) // ds), -(-(int(t["y"]) + int(t["height"])) // ds)
+                ids = np.unique(comp[y0:y1, x0:x1])
+                best[ids] = np.maximum(best[ids], p)
+            areas = np.bincount(comp.ravel(), minlength=n + 1) * px_mm2
+            for i in range(1, n + 1):
+                b = next(j for j in range(len(AREA_BINS) - 1) if areas[i] < AREA_BINS[j + 1])
+                found[(key, b)].append((best[i], score))
+
+    def q(v: list[float]) -> str:
+        return f"{np.median(v):.2f} ({np.percentile(v, 10):.2f}-{np.percentile(v, 90):.2f})" if v else "-"
+
+    print("\n#### True lesions by area: highest tile probability and slide score (median, 10th-90th percentile)\n")
+    print("| finding | lesion area (mm2) | lesions | max tile p | lesions with a tile p >= 0.5 | slide score |")
+    print("|---|---|---:|---|---:|---|")
+    for key in FINDINGS:
+        for b in range(len(AREA_BINS) - 1):
+            v = found.get((key, b))
+            if not v:
+                continue
+            hi = "+" if AREA_BINS[b + 1] == float("inf") else f"-{AREA_BINS[b + 1]:g}"
+            ps, ss = [x[0] for x in v], [x[1] for x in v]
+            k = sum(p >= 0.5 for p in ps)
+            print(f"| {key} | {AREA_BINS[b]:g}{hi} | {len(v)} | {q(ps)} | {k}/{len(v)} | {q(ss)} |")
+    print("\n#### Slides without the finding, by biopsy size: tiles at p >= 0.5 per mm2 of tissue and slide score\n")
+    print("| finding | size (mm) | slides | false tiles per mm2 | slide score | highest slide score |")
+    print("|---|---|---:|---|---|---:|")
+    for key in FINDINGS:
+        for size in sorted({s for (k, s) in negative if k == key}, key=lambda s: float(s.split("x")[0])):
+            v = negative[(key, size)]
+            fp, ss = [x[0] for x in v], [x[1] for x in v]
+            print(f"| {key} | {size} | {len(v)} | {q(fp)} | {q(ss)} | {max(ss):.2f} |")
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "labels":
         labels(Path(sys.argv[2]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "lesions":
+        lesions(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
     elif len(sys.argv) == 4 and sys.argv[1] == "tables":
         tables(Path(sys.argv[2]), Path(sys.argv[3]))
     else:
