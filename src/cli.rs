@@ -102,9 +102,10 @@ struct SynthArgs {
     /// Number of slides (seeds N..N+K); writes manifest.csv.
     #[arg(long, default_value_t = 1)]
     count: u64,
-    /// Level-0 microns per pixel.
-    #[arg(long, default_value_t = 0.5)]
-    mpp: f64,
+    /// Level-0 microns per pixel (default 0.5; with --implant-into, the slide's own
+    /// unless given).
+    #[arg(long)]
+    mpp: Option<f64>,
     /// Slide width in millimetres.
     #[arg(long, default_value_t = 4.0)]
     width_mm: f64,
@@ -136,6 +137,16 @@ struct SynthArgs {
     /// 1.2.0 was trained on; same anatomy and masks for a seed).
     #[arg(long, default_value = "1.0")]
     generator: String,
+    /// Draw lesions (and sham normal structures) into this real normal-skin slide
+    /// instead of rendering a phantom: ids <class>-implant-<seed>, masks and truth as
+    /// for phantoms, lossless output unless --jpeg-quality. --mpp then overrides the
+    /// slide's own MPP (needed where the file has none).
+    #[arg(long, value_name = "SLIDE")]
+    implant_into: Option<PathBuf>,
+    /// With --implant-into: implant into this part (train or test) of the real split
+    /// in training/real_split.toml only; the output is that crop.
+    #[arg(long, value_name = "PART")]
+    part: Option<String>,
 }
 
 /// Raw `score` arguments; [`ScoreArgs::options`] turns them into the library's options.
@@ -400,6 +411,12 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
         ClassArg::Psoriasis => SlideClass::Psoriasis,
         ClassArg::Normal => SlideClass::Normal,
     });
+    if let Some(slide) = args.implant_into.clone() {
+        return implant(args.part.clone(), slide, class, &args);
+    }
+    if args.part.is_some() {
+        return Err(usage("--part goes with --implant-into"));
+    }
     let artefacts = args
         .artefacts
         .parse()
@@ -412,7 +429,7 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
         class,
         seed: args.seed,
         count: args.count,
-        mpp: args.mpp,
+        mpp: args.mpp.unwrap_or(0.5),
         width_mm: args.width_mm,
         height_mm: args.height_mm,
         out: args.out,
@@ -428,14 +445,7 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
     };
     match synth::run(&options) {
         // The files are written: a closed pipe only stops the listing.
-        Ok(Summary::Slides(slides)) => {
-            let lines: String = slides
-                .iter()
-                .map(|s| format!("{}\t{}\t{}\n", s.slide_id, s.class, s.tiff.display()))
-                .collect();
-            emit(&lines)?;
-            Ok(exit::OK)
-        }
+        Ok(Summary::Slides(slides)) => emit_slides(&slides),
         Ok(Summary::Tiles(t)) => {
             emit(&format!(
                 "{} tiles from {} slides; labels in {}\n",
@@ -445,6 +455,59 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
             ))?;
             Ok(exit::OK)
         }
+        Err(e) if e.is_usage() => Err(usage(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One line a slide written: id, class, TIFF path.
+fn emit_slides(slides: &[crate::synth::SlideOutput]) -> Result<u8, Failure> {
+    let lines: String = slides
+        .iter()
+        .map(|s| format!("{}\t{}\t{}\n", s.slide_id, s.class, s.tiff.display()))
+        .collect();
+    emit(&lines)?;
+    Ok(exit::OK)
+}
+
+/// `dirascope synth --implant-into`: lesions drawn into a real slide; the options
+/// that only shape a phantom (size, artefacts, generator, tiles) are refused.
+fn implant(
+    part: Option<String>,
+    slide: PathBuf,
+    class: Option<crate::synth::SlideClass>,
+    args: &SynthArgs,
+) -> Result<u8, Failure> {
+    use crate::real_split::Part;
+    use crate::synth::{self, ImplantOptions};
+    if args.tiles || !args.artefacts.is_empty() {
+        return Err(usage(
+            "--implant-into writes slides: --tiles and --artefacts do not apply",
+        ));
+    }
+    let part = match part.as_deref() {
+        None => None,
+        Some("train") => Some(Part::Train),
+        Some("test") => Some(Part::Test),
+        Some(other) => {
+            return Err(usage(format!(
+                "--part must be train or test, got '{other}'"
+            )))
+        }
+    };
+    let options = ImplantOptions {
+        slide,
+        class,
+        seed: args.seed,
+        count: args.count,
+        mpp: args.mpp,
+        part,
+        out: args.out.clone(),
+        mask_downsample: args.mask_downsample,
+        jpeg_quality: args.jpeg_quality,
+    };
+    match synth::implant_into(&options) {
+        Ok(slides) => emit_slides(&slides),
         Err(e) if e.is_usage() => Err(usage(e.to_string())),
         Err(e) => Err(e.into()),
     }

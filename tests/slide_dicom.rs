@@ -4,6 +4,8 @@
 //! (explicit and implicit VR, JPEG and native, TILED_FULL and TILED_SPARSE, labels,
 //! multi-fragment frames), and mutants that must fail cleanly, never panic or hang.
 
+mod common;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,22 +15,8 @@ use rand::{Rng, SeedableRng};
 
 // ---------------------------------------------------------------- real fixture
 
-/// `../shared/fixtures/real` from the crate root, or `$DIRASCOPE_REAL_FIXTURES` (for
-/// git worktrees that do not sit beside `shared/`).
 fn real_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("DIRASCOPE_REAL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/real"));
-    if dir.join("CMU-1-Small-Region-dicom").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: {} has no CMU-1-Small-Region-dicom (real slide fixtures live beside \
-             the project, not in it)",
-            dir.display()
-        );
-        None
-    }
+    common::real_dir("CMU-1-Small-Region-dicom")
 }
 
 const LEVEL0: &str = "CMU-1-Small-Region-dicom/level-0-frames-0-30.dcm";

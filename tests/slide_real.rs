@@ -2,21 +2,14 @@
 //! tifffile), from `../shared/fixtures/real/`. Skips with a printed reason where
 //! that folder is absent (a user's fresh clone has no `../shared`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use dirascope::slide::{self, MppSource, OpenOptions, Rect, SlideFormat};
 
 fn real_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/real");
-    if dir.join("CMU-1-Small-Region.svs").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: {} is absent (real slide fixtures live beside the project, not in it)",
-            dir.display()
-        );
-        None
-    }
+    common::real_dir("CMU-1-Small-Region.svs")
 }
 
 #[test]

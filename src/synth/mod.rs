@@ -10,6 +10,7 @@
 
 mod anatomy;
 mod geojson;
+mod implant;
 mod noise;
 mod output;
 mod render;
@@ -25,6 +26,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 pub use self::anatomy::{Geometry, Region, Site, Variant};
+pub use self::implant::{run as implant_into, ImplantOptions, ImplantTruth};
 pub use self::output::{write_set, write_slide, SlideOutput};
 pub use self::render::{render_rgb, Raster};
 pub use self::stain::StainMatrix;

@@ -35,7 +35,10 @@ pub struct SlideOutput {
     pub masks: PathBuf,
 }
 
-fn io<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> SynthError + 'a {
+pub(super) fn io<'a>(
+    path: &'a Path,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> SynthError + 'a {
     move |source| SynthError::Io {
         path: path.to_path_buf(),
         what,
@@ -70,7 +73,7 @@ pub fn prepare_dir(dir: &Path) -> Result<(), SynthError> {
 }
 
 /// A temporary sibling of `path` (same folder, so the rename is atomic).
-fn temp_name(path: &Path) -> PathBuf {
+pub(super) fn temp_name(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -79,7 +82,7 @@ fn temp_name(path: &Path) -> PathBuf {
 }
 
 /// Removes temporaries if a slide fails half way.
-struct Cleanup(Vec<PathBuf>);
+pub(super) struct Cleanup(pub(super) Vec<PathBuf>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -190,15 +193,7 @@ pub fn write_slide(
     );
     let quality = options.jpeg_quality.unwrap_or(geom.jpeg_quality);
 
-    let tiff = dir.join(format!("{id}.tiff"));
-    let truth_path = dir.join(format!("{id}.truth.json"));
-    let masks_dir = dir.join(format!("{id}.masks"));
-    let (tiff_tmp, truth_tmp, masks_tmp) = (
-        temp_name(&tiff),
-        temp_name(&truth_path),
-        temp_name(&masks_dir),
-    );
-    let mut cleanup = Cleanup(vec![tiff_tmp.clone(), truth_tmp.clone(), masks_tmp.clone()]);
+    let mut files = SlideFiles::new(dir, &id);
 
     let description = format!(
         "dirascope synth phantom|slide_id = {id}|class = {class}|seed = {seed}|MPP = {}|generator_version = {}",
@@ -207,7 +202,7 @@ pub fn write_slide(
     );
     write_tiff(
         &geom,
-        &tiff_tmp,
+        &files.tiff_tmp,
         options.mpp,
         width,
         height,
@@ -222,7 +217,6 @@ pub fn write_slide(
         height.div_ceil(ds),
         ds as f64 * options.mpp,
     );
-    write_masks(&masks_tmp, &masks)?;
     let truth = Truth::new(
         &geom,
         &id,
@@ -234,36 +228,84 @@ pub fn write_slide(
         quality,
         options.artefacts,
     );
-    let json = serde_json::to_string_pretty(&truth).map_err(|e| SynthError::Encode {
-        path: truth_path.clone(),
-        reason: e.to_string(),
-    })?;
-    fs::write(&truth_tmp, json + "\n").map_err(io(&truth_tmp, "cannot write"))?;
+    files.commit(&truth, &masks, width, height)?;
+    Ok(files.output(id, class, seed))
+}
 
-    // Everything is complete: move it into place.
-    if masks_dir.exists() {
-        fs::remove_dir_all(&masks_dir)
-            .map_err(io(&masks_dir, "cannot replace the old masks folder"))?;
+/// The files of one slide (`<id>.tiff`, `<id>.truth.json`, `<id>.masks/`, and
+/// `<id>.geojson` last), written under temporary names and moved into place only
+/// when all are complete; dropped before that, the temporaries are removed.
+pub(super) struct SlideFiles {
+    pub tiff: PathBuf,
+    pub truth: PathBuf,
+    pub masks: PathBuf,
+    geojson: PathBuf,
+    pub tiff_tmp: PathBuf,
+    truth_tmp: PathBuf,
+    masks_tmp: PathBuf,
+    cleanup: Cleanup,
+}
+
+impl SlideFiles {
+    pub fn new(dir: &Path, id: &str) -> SlideFiles {
+        let tiff = dir.join(format!("{id}.tiff"));
+        let truth = dir.join(format!("{id}.truth.json"));
+        let masks = dir.join(format!("{id}.masks"));
+        let (tiff_tmp, truth_tmp, masks_tmp) =
+            (temp_name(&tiff), temp_name(&truth), temp_name(&masks));
+        let cleanup = Cleanup(vec![tiff_tmp.clone(), truth_tmp.clone(), masks_tmp.clone()]);
+        SlideFiles {
+            geojson: dir.join(format!("{id}.geojson")),
+            tiff,
+            truth,
+            masks,
+            tiff_tmp,
+            truth_tmp,
+            masks_tmp,
+            cleanup,
+        }
     }
-    fs::rename(&masks_tmp, &masks_dir).map_err(io(&masks_dir, "cannot rename into place"))?;
-    fs::rename(&tiff_tmp, &tiff).map_err(io(&tiff, "cannot rename into place"))?;
-    fs::rename(&truth_tmp, &truth_path).map_err(io(&truth_path, "cannot rename into place"))?;
-    cleanup.0.clear();
-    super::geojson::write_geojson(
-        &dir.join(format!("{id}.geojson")),
-        &masks,
-        ds,
-        width,
-        height,
-    )?;
-    Ok(SlideOutput {
-        slide_id: id,
-        class,
-        seed,
-        tiff,
-        truth: truth_path,
-        masks: masks_dir,
-    })
+
+    /// What was written, once committed.
+    pub fn output(self, slide_id: String, class: SlideClass, seed: u64) -> SlideOutput {
+        SlideOutput {
+            slide_id,
+            class,
+            seed,
+            tiff: self.tiff,
+            truth: self.truth,
+            masks: self.masks,
+        }
+    }
+
+    /// Writes the masks and truth beside the finished TIFF, moves all three into
+    /// place, then writes the QuPath GeoJSON of the masks.
+    pub fn commit(
+        &mut self,
+        truth: &Truth,
+        masks: &MaskGrid,
+        width: u32,
+        height: u32,
+    ) -> Result<(), SynthError> {
+        write_masks(&self.masks_tmp, masks)?;
+        let json = serde_json::to_string_pretty(truth).map_err(|e| SynthError::Encode {
+            path: self.truth.clone(),
+            reason: e.to_string(),
+        })?;
+        fs::write(&self.truth_tmp, json + "\n").map_err(io(&self.truth_tmp, "cannot write"))?;
+        if self.masks.exists() {
+            fs::remove_dir_all(&self.masks)
+                .map_err(io(&self.masks, "cannot replace the old masks folder"))?;
+        }
+        fs::rename(&self.masks_tmp, &self.masks)
+            .map_err(io(&self.masks, "cannot rename into place"))?;
+        fs::rename(&self.tiff_tmp, &self.tiff)
+            .map_err(io(&self.tiff, "cannot rename into place"))?;
+        fs::rename(&self.truth_tmp, &self.truth)
+            .map_err(io(&self.truth, "cannot rename into place"))?;
+        self.cleanup.0.clear();
+        super::geojson::write_geojson(&self.geojson, masks, truth.mask_downsample, width, height)
+    }
 }
 
 /// Writes the tissue, epidermis and finding masks as PNGs into a fresh folder `dir`.
@@ -296,7 +338,7 @@ pub fn write_set(options: &SynthOptions) -> Result<Vec<SlideOutput>, SynthError>
     Ok(outs)
 }
 
-fn write_manifest(dir: &Path, outs: &[SlideOutput]) -> Result<(), SynthError> {
+pub(super) fn write_manifest(dir: &Path, outs: &[SlideOutput]) -> Result<(), SynthError> {
     let path = dir.join("manifest.csv");
     let tmp = temp_name(&path);
     let mut text = String::from("slide_id,path,class\n");

@@ -58,9 +58,55 @@ pub struct Shader<'a> {
     pub aa: f32,
 }
 
+/// A neutrophil field: cells on a jittered grid of `spacing` µm, present with
+/// probability `occ`; each a pale disc with 3–5 small dark lobes; `aa` the edge width.
+#[inline]
+pub(super) fn neutrophil_at(
+    x: f32,
+    y: f32,
+    spacing: f32,
+    occ: f32,
+    salt: u64,
+    aa: f32,
+) -> Option<Conc> {
+    let (gi, gj) = ((x / spacing).floor() as i64, (y / spacing).floor() as i64);
+    let mut best: Option<Conc> = None;
+    for j in gj - 1..=gj + 1 {
+        for i in gi - 1..=gi + 1 {
+            let hsh = hash2(i, j, salt);
+            if unit(hsh, 0) >= occ {
+                continue;
+            }
+            let cx = (i as f32 + 0.15 + 0.7 * unit(hsh, 1)) * spacing;
+            let cy = (j as f32 + 0.15 + 0.7 * unit(hsh, 2)) * spacing;
+            let (dx, dy) = (x - cx, y - cy);
+            let rc = 4.2 + 1.0 * unit(hsh, 3);
+            if dx * dx + dy * dy > rc * rc {
+                continue;
+            }
+            let h2 = noise::mix(hsh);
+            let n = 3 + (h2 % 3) as usize;
+            let a0 = unit(h2, 1) * std::f32::consts::TAU;
+            let ring = 1.6 + 0.6 * unit(h2, 2);
+            let mut lobe = 0.0f32;
+            for k in 0..n {
+                let a = a0 + k as f32 * (std::f32::consts::TAU * 0.78 / n as f32);
+                let (lx, ly) = (cx + ring * a.cos(), cy + ring * a.sin());
+                let rl = 1.4 + 0.4 * unit(h2, 3);
+                lobe = lobe.max(disc(x - lx, y - ly, rl, aa));
+            }
+            let cell = mixc(c(0.12, 0.22), c(1.55, 0.25), lobe);
+            best = Some(match best {
+                Some(b) if b.h > cell.h => b,
+                _ => cell,
+            });
+        }
+    }
+    best
+}
+
 impl<'a> Shader<'a> {
-    /// A neutrophil field: cells on a jittered grid of `spacing` µm, present with
-    /// probability `occ`; each a pale disc with 3–5 small dark lobes.
+    /// [`neutrophil_at`] with this shader's edge width.
     #[inline]
     pub(super) fn neutrophil(
         &self,
@@ -70,40 +116,7 @@ impl<'a> Shader<'a> {
         occ: f32,
         salt: u64,
     ) -> Option<Conc> {
-        let (gi, gj) = ((x / spacing).floor() as i64, (y / spacing).floor() as i64);
-        let mut best: Option<Conc> = None;
-        for j in gj - 1..=gj + 1 {
-            for i in gi - 1..=gi + 1 {
-                let hsh = hash2(i, j, salt);
-                if unit(hsh, 0) >= occ {
-                    continue;
-                }
-                let cx = (i as f32 + 0.15 + 0.7 * unit(hsh, 1)) * spacing;
-                let cy = (j as f32 + 0.15 + 0.7 * unit(hsh, 2)) * spacing;
-                let (dx, dy) = (x - cx, y - cy);
-                let rc = 4.2 + 1.0 * unit(hsh, 3);
-                if dx * dx + dy * dy > rc * rc {
-                    continue;
-                }
-                let h2 = noise::mix(hsh);
-                let n = 3 + (h2 % 3) as usize;
-                let a0 = unit(h2, 1) * std::f32::consts::TAU;
-                let ring = 1.6 + 0.6 * unit(h2, 2);
-                let mut lobe = 0.0f32;
-                for k in 0..n {
-                    let a = a0 + k as f32 * (std::f32::consts::TAU * 0.78 / n as f32);
-                    let (lx, ly) = (cx + ring * a.cos(), cy + ring * a.sin());
-                    let rl = 1.4 + 0.4 * unit(h2, 3);
-                    lobe = lobe.max(disc(x - lx, y - ly, rl, self.aa));
-                }
-                let cell = mixc(c(0.12, 0.22), c(1.55, 0.25), lobe);
-                best = Some(match best {
-                    Some(b) if b.h > cell.h => b,
-                    _ => cell,
-                });
-            }
-        }
-        best
+        neutrophil_at(x, y, spacing, occ, salt, self.aa)
     }
 
     /// Keratinocytes on a jittered grid in (x, v): returns cytoplasm/border/nucleus.

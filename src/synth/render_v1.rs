@@ -23,7 +23,7 @@ const V03_E: f32 = 0.62;
 /// (vesicular) chromatin, 0 for dense; `hsh` the cell's hash.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn nucleus(
+pub(super) fn nucleus(
     dx: f32,
     dy: f32,
     a: f32,

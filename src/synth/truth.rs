@@ -23,6 +23,19 @@ pub struct MaskGrid {
 impl MaskGrid {
     /// Samples `geom` on a grid of `um_per_px` covering `width_px × height_px` cells.
     pub fn sample(geom: &Geometry, width_px: u32, height_px: u32, um_per_px: f64) -> MaskGrid {
+        MaskGrid::from_fn(width_px, height_px, um_per_px, |x, y| {
+            geom.locate(x, y).flags
+        })
+    }
+
+    /// Samples `flags(x, y)` (µm) at the centre of every cell of a
+    /// `width_px × height_px` grid of `um_per_px`.
+    pub fn from_fn(
+        width_px: u32,
+        height_px: u32,
+        um_per_px: f64,
+        flags: impl Fn(f32, f32) -> u8 + Sync,
+    ) -> MaskGrid {
         let mut bits = vec![0u8; width_px as usize * height_px as usize];
         bits.par_chunks_mut(width_px as usize)
             .enumerate()
@@ -30,7 +43,7 @@ impl MaskGrid {
                 let y = ((j as f64 + 0.5) * um_per_px) as f32;
                 for (i, b) in row.iter_mut().enumerate() {
                     let x = ((i as f64 + 0.5) * um_per_px) as f32;
-                    *b = geom.locate(x, y).flags;
+                    *b = flags(x, y);
                 }
             });
         MaskGrid {
@@ -100,6 +113,10 @@ pub struct Truth {
     pub artefacts: Artefacts,
     /// Where the drawn structures are, in level-0 micrometres.
     pub structures: Structures,
+    /// For `synth --implant-into`: the real slide, its measured stain and every
+    /// implanted structure (absent for phantoms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub implant: Option<super::implant::ImplantTruth>,
 }
 
 /// Positions of the lesions and coils, for reviewers and crops.
@@ -195,6 +212,7 @@ impl Truth {
                     .map(|z| [z.x0.max(0.0), z.x1.min(geom.width_um)])
                     .collect(),
             },
+            implant: None,
         }
     }
 }

@@ -8,6 +8,24 @@ use std::process::{Command, Output, Stdio};
 
 use sha2::Digest;
 
+/// `../shared/fixtures/real` from the crate root, or `$DIRASCOPE_REAL_FIXTURES` (for
+/// git worktrees that do not sit beside `shared/`), when it holds `marker`;
+/// otherwise a printed reason to skip (a user's fresh clone has no `../shared`).
+pub fn real_dir(marker: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("DIRASCOPE_REAL_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/fixtures/real"));
+    if dir.join(marker).exists() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipped: {} has no {marker} (real slide fixtures live beside the project, not in it)",
+            dir.display()
+        );
+        None
+    }
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
