@@ -143,6 +143,14 @@ struct SynthArgs {
     /// slide's own MPP (needed where the file has none).
     #[arg(long, value_name = "SLIDE")]
     implant_into: Option<PathBuf>,
+    /// Render synth 1.0's corneum, epidermis and dermis with this real slide's own
+    /// texture and stain (its train part where training/real_split.toml lists it).
+    #[arg(long, value_name = "SLIDE")]
+    texture_from: Option<PathBuf>,
+    /// MPP of the --texture-from slide where the file has none (and the real split
+    /// does not list it).
+    #[arg(long, value_name = "MPP")]
+    texture_mpp: Option<f64>,
     /// With --implant-into: implant into this part (train or test) of the real split
     /// in training/real_split.toml only; the output is that crop.
     #[arg(long, value_name = "PART")]
@@ -425,6 +433,18 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
         .generator
         .parse()
         .map_err(|e: synth::SynthError| usage(e.to_string()))?;
+    if args.texture_from.is_some() && args.implant_into.is_some() {
+        return Err(usage(
+            "--texture-from and --implant-into do not go together",
+        ));
+    }
+    let texture = match &args.texture_from {
+        Some(slide) => Some(std::sync::Arc::new(
+            synth::TextureBank::from_slide(slide, args.texture_mpp)
+                .map_err(|e| usage(e.to_string()))?,
+        )),
+        None => None,
+    };
     let options = SynthOptions {
         class,
         seed: args.seed,
@@ -442,6 +462,7 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
             ..TileOptions::default()
         }),
         generator,
+        texture,
     };
     match synth::run(&options) {
         // The files are written: a closed pipe only stops the listing.

@@ -304,6 +304,8 @@ pub struct Geometry {
     /// Synth 1.0's per-slide appearance (drawn from its own stream, so the
     /// anatomy of a seed is the same under every generator).
     pub look: Look,
+    /// Real texture for the corneum, epidermis and dermis (`--texture-from`).
+    pub texture: Option<std::sync::Arc<super::texture::TextureBank>>,
 }
 
 /// Per-slide appearance of synth 1.0: section and scanner character, stain
@@ -747,6 +749,7 @@ impl Geometry {
             cell_scale: rng.gen_range(0.92..1.08),
             generator,
             look: Look::sample(&mut ChaCha8Rng::seed_from_u64(0)),
+            texture: None,
         };
         if generator == Generator::V1_0 {
             let mut r1 = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x51_7E_10));

@@ -39,8 +39,8 @@ pub const MAX_PIXELS: u64 = 100_000_000;
 /// Side of the anatomy grid, µm.
 const CELL_UM: f64 = 2.0;
 /// Concentration scale the drawing functions use (synth 1.0's: CMU-1's p95).
-const DRAW_H95: f32 = 0.82;
-const DRAW_E95: f32 = 0.98;
+pub(super) const DRAW_H95: f32 = 0.82;
+pub(super) const DRAW_E95: f32 = 0.98;
 
 /// What `synth --implant-into` needs.
 #[derive(Debug, Clone)]
@@ -168,18 +168,18 @@ struct Implant {
 }
 
 /// The slide's anatomy on a grid of `cell` µm.
-struct Anatomy {
-    cell: f32,
-    w: usize,
-    h: usize,
-    tissue: Vec<bool>,
-    epi: Vec<bool>,
+pub(super) struct Anatomy {
+    pub cell: f32,
+    pub w: usize,
+    pub h: usize,
+    pub tissue: Vec<bool>,
+    pub epi: Vec<bool>,
     d_glass: Vec<f32>,
-    d_epi: Vec<f32>,
+    pub d_epi: Vec<f32>,
     /// Distance into the epidermis from its surface side (glass or corneum).
     d_top: Vec<f32>,
     /// Tissue between the glass and the epidermis: the corneum.
-    corneum: Vec<bool>,
+    pub corneum: Vec<bool>,
     /// Median hematoxylin and eosin of the real epidermis, in drawing units.
     epi_conc: Conc,
     threshold: f32,
@@ -327,11 +327,11 @@ fn percentile(v: &mut [f32], p: f64) -> f32 {
     *x
 }
 
-fn od(i: u8, glass: f32) -> f32 {
+pub(super) fn od(i: u8, glass: f32) -> f32 {
     -((i as f32).max(1.0) / glass).log10()
 }
 
-fn unmix(hv: [f32; 3], ev: [f32; 3], o: [f32; 3]) -> (f32, f32) {
+pub(super) fn unmix(hv: [f32; 3], ev: [f32; 3], o: [f32; 3]) -> (f32, f32) {
     let dot = |a: [f32; 3], b: [f32; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
     let (hh, ee, he) = (dot(hv, hv), dot(ev, ev), dot(hv, ev));
     let (ho, eo) = (dot(hv, o), dot(ev, o));
@@ -448,7 +448,7 @@ fn measure_stain(
 }
 
 /// Finds tissue, epidermis and the distances on a grid of about 2 µm.
-fn find_anatomy(
+pub(super) fn find_anatomy(
     rgb: &[u8],
     w: usize,
     h: usize,
@@ -1396,37 +1396,98 @@ fn composite(
     });
 }
 
-/// The region of the slide to read: the whole level 0 or one part of the real split.
-fn region(
-    options: &ImplantOptions,
-    width: u64,
-    height: u64,
-) -> Result<(Rect, Option<&'static str>), SynthError> {
-    let Some(part) = options.part else {
-        return Ok((Rect::new(0, 0, width as u32, height as u32), None));
+/// Level 0 of a real slide (or one part of the real split) held in memory.
+pub(super) struct RealRegion {
+    pub rgb: Vec<u8>,
+    pub w: usize,
+    pub h: usize,
+    pub mpp: f64,
+    /// Where in the slide's level 0 the pixels come from.
+    pub rect: Rect,
+    pub part: Option<&'static str>,
+}
+
+/// Reads `path`'s level 0, or the `part` of it that training/real_split.toml
+/// gives; the MPP is `mpp` if given, else the file's, else the split's estimate.
+/// `flag` names the option in errors.
+pub(super) fn read_real(
+    path: &Path,
+    mpp: Option<f64>,
+    part: Option<Part>,
+    flag: &str,
+) -> Result<RealRegion, SynthError> {
+    let usage = |m: String| SynthError::Usage(m);
+    let open = OpenOptions {
+        mpp_override: match mpp {
+            Some(m) => Some(
+                Mpp::square(m)
+                    .ok_or_else(|| usage(format!("--mpp must be a positive number, got {m}")))?,
+            ),
+            None => None,
+        },
+        ..OpenOptions::default()
     };
-    let split = RealSplit::load().map_err(|e| SynthError::Usage(e.to_string()))?;
-    let img = split
-        .image(&options.slide)
-        .map_err(|e| SynthError::Usage(format!("{}: --part: {e}", options.slide.display())))?;
-    if img.width as u64 != width || img.height as u64 != height {
-        return Err(SynthError::Usage(format!(
-            "{}: is {width}x{height}, but training/real_split.toml gives {}x{} for {}",
-            options.slide.display(),
-            img.width,
-            img.height,
-            img.file
+    let reader = slide::open(path, &open).map_err(|e| usage(format!("{flag}: {e}")))?;
+    let info = reader.info();
+    let split = RealSplit::load().map_err(|e| usage(e.to_string()))?;
+    let listed = split.image(path).ok();
+    let mpp = info
+        .level_mpp(0)
+        .map(|m| m.mean())
+        .or(listed.map(|i| i.mpp))
+        .ok_or_else(|| {
+            usage(format!(
+                "{}: the slide has no MPP; give --mpp (microns per pixel)",
+                path.display()
+            ))
+        })?;
+    let (width, height) = (info.width(), info.height());
+    let (rect, part) = match part {
+        None => (Rect::new(0, 0, width as u32, height as u32), None),
+        Some(part) => {
+            let img = split
+                .image(path)
+                .map_err(|e| usage(format!("{}: --part: {e}", path.display())))?;
+            if img.width as u64 != width || img.height as u64 != height {
+                return Err(usage(format!(
+                    "{}: is {width}x{height}, but training/real_split.toml gives {}x{} for {}",
+                    path.display(),
+                    img.width,
+                    img.height,
+                    img.file
+                )));
+            }
+            let r = img.part(part);
+            let name = match part {
+                Part::Train => "train",
+                Part::Test => "test",
+            };
+            (
+                Rect::new(r.x0 as i64, r.y0 as i64, r.width(), r.height()),
+                Some(name),
+            )
+        }
+    };
+    let (w, h) = (rect.width as usize, rect.height as usize);
+    if (w as u64) * (h as u64) > MAX_PIXELS {
+        return Err(usage(format!(
+            "{}: {w}x{h} pixels is over the {MAX_PIXELS} that {flag} holds in memory; \
+             crop a region of normal skin first",
+            path.display()
         )));
     }
-    let r = img.part(part);
-    let name = match part {
-        Part::Train => "train",
-        Part::Test => "test",
-    };
-    Ok((
-        Rect::new(r.x0 as i64, r.y0 as i64, r.width(), r.height()),
-        Some(name),
-    ))
+    let rgb = reader
+        .read_region(0, rect)
+        .map_err(|e| usage(format!("{flag}: {e}")))?
+        .into_raw();
+    Ok(RealRegion {
+        rgb,
+        w,
+        h,
+        mpp,
+        rect,
+        part,
+    })
 }
 
 /// Runs `synth --implant-into`: reads the slide once, then writes one implanted
@@ -1459,38 +1520,9 @@ pub fn run(options: &ImplantOptions) -> Result<Vec<SlideOutput>, SynthError> {
         }
     }
     let path = &options.slide;
-    let open = OpenOptions {
-        mpp_override: match options.mpp {
-            Some(m) => Some(Mpp::square(m).ok_or_else(|| {
-                SynthError::Usage(format!("--mpp must be a positive number, got {m}"))
-            })?),
-            None => None,
-        },
-        ..OpenOptions::default()
-    };
-    let reader =
-        slide::open(path, &open).map_err(|e| SynthError::Usage(format!("--implant-into: {e}")))?;
-    let info = reader.info();
-    let mpp = info.level_mpp(0).map(|m| m.mean()).ok_or_else(|| {
-        SynthError::Usage(format!(
-            "{}: the slide has no MPP; give --mpp (microns per pixel)",
-            path.display()
-        ))
-    })?;
-    let (rect, part) = region(options, info.width(), info.height())?;
-    let (w, h) = (rect.width as usize, rect.height as usize);
-    if (w as u64) * (h as u64) > MAX_PIXELS {
-        return Err(SynthError::Usage(format!(
-            "{}: {w}x{h} pixels is over the {} that --implant-into holds in memory; \
-             crop a region of normal skin first",
-            path.display(),
-            MAX_PIXELS
-        )));
-    }
-    let source = reader
-        .read_region(0, rect)
-        .map_err(|e| SynthError::Usage(format!("--implant-into: {e}")))?
-        .into_raw();
+    let real = read_real(path, options.mpp, options.part, "--implant-into")?;
+    let (source, w, h, mpp, rect, part) =
+        (real.rgb, real.w, real.h, real.mpp, real.rect, real.part);
     let (an, stain) = find_anatomy(&source, w, h, mpp, path)?;
     if !an.epi.iter().any(|&e| e) {
         return Err(SynthError::Usage(format!(
@@ -1651,6 +1683,7 @@ fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput,
                 .collect(),
             psoriasiform_zones: Vec::new(),
         },
+        texture_from: None,
         implant: Some(ImplantTruth {
             source: source_name,
             source_region: [

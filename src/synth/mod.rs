@@ -16,6 +16,7 @@ mod output;
 mod render;
 mod render_v1;
 mod stain;
+mod texture;
 mod tiles;
 mod truth;
 
@@ -30,6 +31,7 @@ pub use self::implant::{run as implant_into, ImplantOptions, ImplantTruth};
 pub use self::output::{write_set, write_slide, SlideOutput};
 pub use self::render::{render_rgb, Raster};
 pub use self::stain::StainMatrix;
+pub use self::texture::{TextureBank, TextureSource};
 pub use self::tiles::{export_tiles, TileExport, LABEL_COLUMNS};
 pub use self::truth::{MaskGrid, Truth, TruthFinding};
 
@@ -227,6 +229,8 @@ pub struct SynthOptions {
     pub tiles: Option<TileOptions>,
     /// Which renderer draws the pixels.
     pub generator: Generator,
+    /// Real texture and stain for synth 1.0 (`--texture-from`).
+    pub texture: Option<std::sync::Arc<TextureBank>>,
 }
 
 impl Default for SynthOptions {
@@ -244,6 +248,7 @@ impl Default for SynthOptions {
             jpeg_quality: None,
             tiles: None,
             generator: Generator::default(),
+            texture: None,
         }
     }
 }
@@ -313,6 +318,9 @@ impl SynthOptions {
                 return bad(format!("--jpeg-quality must be between 1 and 100, got {q}"));
             }
         }
+        if self.texture.is_some() && self.generator != Generator::V1_0 {
+            return bad("--texture-from needs --generator 1.0".into());
+        }
         if let Some(t) = &self.tiles {
             let (lo, hi) = limits::TILE_PX;
             if !(lo..=hi).contains(&t.tile_px) {
@@ -337,6 +345,30 @@ impl SynthOptions {
             }
         }
         Ok(())
+    }
+
+    /// The geometry of one slide of this run, with the run's real texture and
+    /// its stain where `--texture-from` gave one.
+    pub fn geometry(
+        &self,
+        class: SlideClass,
+        seed: u64,
+        width_um: f32,
+        height_um: f32,
+    ) -> Geometry {
+        let mut geom = Geometry::build_with(
+            self.generator,
+            class,
+            seed,
+            width_um,
+            height_um,
+            &self.artefacts,
+        );
+        if let Some(t) = &self.texture {
+            geom.stain = t.stain.clone();
+            geom.texture = Some(t.clone());
+        }
+        geom
     }
 
     /// The (class, seed) of every slide this run makes, in order.

@@ -183,14 +183,7 @@ pub fn write_slide(
     let dir = &options.out;
     let (width, height) = pixel_size(options);
     let (w_um, h_um) = (width as f64 * options.mpp, height as f64 * options.mpp);
-    let geom = Geometry::build_with(
-        options.generator,
-        class,
-        seed,
-        w_um as f32,
-        h_um as f32,
-        &options.artefacts,
-    );
+    let geom = options.geometry(class, seed, w_um as f32, h_um as f32);
     let quality = options.jpeg_quality.unwrap_or(geom.jpeg_quality);
 
     let mut files = SlideFiles::new(dir, &id);

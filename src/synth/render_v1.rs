@@ -73,6 +73,22 @@ impl<'a> Shader<'a> {
         if site.region == Region::Glass {
             return c(0.0, 0.0);
         }
+        let real = g.texture.as_ref().and_then(|t| t.shade(site, x, y, g.salt));
+        if let Some(k) = real {
+            // Real texture carries its own section thickness and grain. Where
+            // synth adds cells to the layer (neutrophils, parakeratotic nuclei),
+            // they are drawn over it, with the eosin real nuclei also take up.
+            let cells = site.neh || site.neutro >= 0.3 || site.pk >= 0.05;
+            let drawn = cells.then(|| {
+                let k = self.shade_site(site, x, y);
+                c(k.h * V03_H, k.e * V03_E)
+            });
+            let f = g.fold_factor(x, y);
+            return match drawn {
+                Some(d) if d.h > 0.8 => c(d.h * f, (d.e + 0.35 * d.h) * f),
+                _ => c(k.h * f, k.e * f),
+            };
+        }
         let mut k = match site.region {
             Region::Corneum => self.corneum_v1(site, x, y),
             Region::Granular | Region::Spinous | Region::Basal => self.epidermis_v1(site, x, y),
@@ -96,6 +112,11 @@ impl<'a> Shader<'a> {
         let f = thick * grain * g.fold_factor(x, y);
         k.h *= f;
         k.e *= f;
+        if g.texture.is_some() {
+            // In a real slide's stain, drawn structures take up eosin with the
+            // hematoxylin as its nuclei do (pure hematoxylin shows teal there).
+            k.e += 0.35 * k.h;
+        }
         k
     }
 

@@ -80,14 +80,7 @@ pub fn export_tiles(options: &SynthOptions, t: &TileOptions) -> Result<TileExpor
     let slides = options.slides();
     for &(class, seed) in &slides {
         let id = slide_id(class, seed);
-        let geom = Geometry::build_with(
-            options.generator,
-            class,
-            seed,
-            w_um as f32,
-            h_um as f32,
-            &options.artefacts,
-        );
+        let geom = options.geometry(class, seed, w_um as f32, h_um as f32);
         let sub = format!("tiles/{id}");
         let tile_dir = dir.join(&sub);
         fs::create_dir_all(&tile_dir).map_err(|source| SynthError::Io {

@@ -117,6 +117,9 @@ pub struct Truth {
     /// implanted structure (absent for phantoms).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub implant: Option<super::implant::ImplantTruth>,
+    /// For `synth --texture-from`: the real slide whose texture and stain were used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub texture_from: Option<super::texture::TextureSource>,
 }
 
 /// Positions of the lesions and coils, for reviewers and crops.
@@ -213,6 +216,7 @@ impl Truth {
                     .collect(),
             },
             implant: None,
+            texture_from: geom.texture.as_ref().map(|t| t.source.clone()),
         }
     }
 }
