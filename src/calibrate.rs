@@ -181,6 +181,18 @@ pub fn fit_threshold(
     })
 }
 
+/// `--margin auto`: the widest no-call margin in 0-0.1 (steps of 0.005) whose
+/// fit, from `fit(m)`, still `meets` the targets; None when none does.
+fn widest_margin<F>(
+    fit: impl Fn(f64) -> Option<F>,
+    meets: impl Fn(&F) -> bool,
+) -> Option<(f64, F)> {
+    (0..=20).rev().find_map(|i| {
+        let m = i as f64 * 0.005;
+        fit(m).filter(|f| meets(f)).map(|f| (round3(m), f))
+    })
+}
+
 /// One calibration slide's scores and calls.
 #[derive(Debug, Clone)]
 pub struct CalSlide {
@@ -382,28 +394,16 @@ pub fn calibrate(
     let (margin, (dira, psoriasiform)) = match options.margin {
         MarginChoice::Model => (rule.no_call_margin, fit_both(rule.no_call_margin)?),
         MarginChoice::Fixed(m) => (m, fit_both(m)?),
-        MarginChoice::Auto => {
-            let mut chosen = None;
-            for i in (0..=20).rev() {
-                let m = i as f64 * 0.005;
-                if let Ok(f) = fit_both(m) {
-                    if meets(&f) {
-                        chosen = Some((round3(m), f));
-                        break;
-                    }
-                }
+        MarginChoice::Auto => match widest_margin(|m| fit_both(m).ok(), meets) {
+            Some(c) => c,
+            None => {
+                warnings.push(format!(
+                    "no margin in 0-0.1 reaches the target sensitivity {}; kept the model's {}",
+                    options.target_sensitivity, rule.no_call_margin
+                ));
+                (rule.no_call_margin, fit_both(rule.no_call_margin)?)
             }
-            match chosen {
-                Some(c) => c,
-                None => {
-                    warnings.push(format!(
-                        "no margin in 0-0.1 reaches the target sensitivity {}; kept the model's {}",
-                        options.target_sensitivity, rule.no_call_margin
-                    ));
-                    (rule.no_call_margin, fit_both(rule.no_call_margin)?)
-                }
-            }
-        }
+        },
     };
     for (name, f) in [("DIRA-pattern", &dira), ("psoriasiform", &psoriasiform)] {
         if f.sensitivity() < options.target_sensitivity - 1e-12 {
@@ -748,6 +748,25 @@ mod tests {
         assert_eq!(f.positives_above, 2);
         // Nothing admissible: a negative at 1.0.
         assert!(fit_threshold(&[0.9], &[1.0], 0.03, 1.0).is_none());
+    }
+
+    #[test]
+    fn auto_margin_is_the_widest_band_that_keeps_every_positive_beyond_it() {
+        // Negatives up to 0.50, positives from 0.60: a band of 2m fits in the gap
+        // of 0.10 only for m < 0.05 on the 0.005 threshold grid.
+        let (pos, neg) = ([0.6, 0.7, 0.95], [0.1, 0.3, 0.5]);
+        let fit = |m: f64| fit_threshold(&pos, &neg, m, 1.0);
+        let all = |f: &Fit| f.positives_above == f.positives;
+        let (m, f) = widest_margin(fit, all).unwrap();
+        assert!((m - 0.045).abs() < 1e-9, "{m}");
+        assert_eq!(f.positives_above, 3);
+        assert!(
+            f.threshold - m > 0.5 && f.threshold + m <= 0.6 + 1e-9,
+            "{f:?}"
+        );
+        // Classes that overlap leave no margin at all that meets the target.
+        let fit = |m: f64| fit_threshold(&[0.4, 0.9], &[0.5], m, 1.0);
+        assert!(widest_margin(fit, all).is_none());
     }
 
     #[test]
