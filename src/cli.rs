@@ -813,12 +813,10 @@ fn tiles(args: TilesArgs) -> Result<u8, Failure> {
     let mapping = Mapping::read(&args.mapping).map_err(|e| usage(e.to_string()))?;
     // The tiles follow the model's input; the bundled model is the embedded one.
     let source = crate::model::ModelSource::from_option(args.model.clone());
-    let manifest = crate::model::Model::load_source(&source)
-        .map_err(|e| Failure {
-            code: exit::MODEL,
-            error: e.into(),
-        })?
-        .manifest;
+    let manifest = crate::model::Model::manifest_of(&source).map_err(|e| Failure {
+        code: exit::MODEL,
+        error: e.into(),
+    })?;
     let open = OpenOptions {
         mpp_override: mpp_option(args.mpp)?,
         ..OpenOptions::default()

@@ -193,6 +193,18 @@ impl Model {
         }
     }
 
+    /// Only the manifest of `source`, checked, without loading the ONNX: for
+    /// commands that need the model's tile size and MPP but run no inference.
+    pub fn manifest_of(source: &ModelSource) -> Result<Manifest, ModelError> {
+        match source {
+            ModelSource::Bundled => Manifest::parse(
+                bundled::MANIFEST,
+                &Path::new(bundled::LABEL).join(MANIFEST_FILE),
+            ),
+            ModelSource::Folder(dir) => Manifest::from_file(&dir.join(MANIFEST_FILE)),
+        }
+    }
+
     /// Load and check the model in `dir`, optimised for `batch` tiles a run:
     /// the manifest, the ONNX file's sha256, its external data references
     /// and its input/output shapes.
