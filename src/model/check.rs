@@ -149,7 +149,7 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
     let m = &model.manifest;
     let s = model.engine.summary();
     let mut out = String::new();
-    let _ = writeln!(out, "model      {} {}", m.name, m.version);
+    let _ = writeln!(out, "model      {} {} ({})", m.name, m.version, m.precision);
     let _ = writeln!(out, "source     {source}");
     let _ = writeln!(
         out,

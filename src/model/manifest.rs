@@ -38,6 +38,9 @@ pub struct Manifest {
     pub onnx: String,
     /// Lower-case hex sha256 of the ONNX file; a mismatch is refused.
     pub sha256: String,
+    /// Numeric precision of the graph's weights and activations (default fp32).
+    #[serde(default)]
+    pub precision: Precision,
     /// What the model may be used for (echoed in every report).
     pub intended_use: String,
     /// What the model was trained on (echoed in every report).
@@ -46,6 +49,25 @@ pub struct Manifest {
     pub output: OutputSpec,
     pub aggregation: AggregationSpec,
     pub rule: RuleSpec,
+}
+
+/// Numeric precision of a model's graph: fp32, or int8 (a QDQ graph from
+/// training/quantize.py).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Int8,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        })
+    }
 }
 
 /// What one tile fed to the model looks like.
@@ -440,6 +462,15 @@ min_tissue_tiles = 10
 
     fn parse(text: &str) -> Result<Manifest, ModelError> {
         Manifest::parse(text, Path::new("models/x/model.toml"))
+    }
+
+    #[test]
+    fn precision_defaults_to_fp32_and_reads_int8() {
+        assert_eq!(parse(GOOD).unwrap().precision, Precision::Fp32);
+        let text = GOOD.replacen("sha256 =", "precision = \"int8\"\nsha256 =", 1);
+        assert_eq!(parse(&text).unwrap().precision, Precision::Int8);
+        let bad = GOOD.replacen("sha256 =", "precision = \"int4\"\nsha256 =", 1);
+        assert!(parse(&bad).is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::finding::Finding;
 pub use engine::{OnnxSummary, TractEngine};
-pub use manifest::{Activation, InputSpec, Manifest};
+pub use manifest::{Activation, InputSpec, Manifest, Precision};
 
 /// Manifest file name inside a model folder.
 pub const MANIFEST_FILE: &str = "model.toml";
