@@ -84,6 +84,17 @@ fn bundled_model_checks_out_with_no_argument() {
 }
 
 #[test]
+fn the_int8_option_checks_out_with_its_precision_and_exact_parity() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/dirascope-phantom-v1-int8");
+    check(&dir)
+        .success()
+        .stdout(contains("dirascope-phantom-v1-int8 1.3.0 (int8)"))
+        .stdout(contains("parity     max |tract - onnxruntime| = 0.00e0"));
+    // The fp32 default says so too.
+    check(&fixture()).success().stdout(contains("(fp32)"));
+}
+
+#[test]
 fn one_changed_byte_in_the_onnx_file_is_refused_naming_it() {
     let tmp = copy_model();
     let onnx = tmp.path().join("model.onnx");
