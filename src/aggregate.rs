@@ -36,8 +36,13 @@
 //!     acantholysis with hidradenitis but no pustule.
 //! - `psoriasiform = S`.
 //!
-//! **Call** (after the QC gate, which wins; no tissue tiles gives
-//! `insufficient-tissue`). With thresholds `Td`, `Ts` and margin `m`, a score is
+//! **Call**, in this order of precedence: the QC gate (`qc-fail`, then
+//! `insufficient-tissue`; no tissue tiles also gives `insufficient-tissue`); then,
+//! for a model with an out-of-distribution detector, `out-of-distribution` when
+//! more than its `max_fraction` of the scored tissue tiles have a distance above its
+//! threshold (tissue unlike anything the model was trained on: its pattern scores
+//! mean nothing there); then the pattern calls. `other_reasons` lists the gates
+//! that also applied below the one that won. With thresholds `Td`, `Ts` and margin `m`, a score is
 //! *positive* if `>= T + m`, *negative* if `< T - m`, and in the *no-call band*
 //! otherwise:
 //! - DIRA positive -> `dira-pattern`, whatever the psoriasiform score: the DIRA
@@ -139,6 +144,34 @@ pub struct AggregateParams {
     pub psoriasiform_threshold: f64,
     pub no_call_margin: f64,
     pub evidence_per_finding: usize,
+    /// The out-of-distribution gate, for a model with that output; absent from
+    /// reports of models without one, so their bytes stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood: Option<OodParams>,
+}
+
+/// When tiles and slides count as unlike the model's training data.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OodParams {
+    /// A tile is out of distribution when its distance is above this.
+    pub threshold: f64,
+    /// The slide is, when more than this fraction of its scored tiles are.
+    pub max_fraction: f64,
+}
+
+/// A slide's out-of-distribution measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OodSummary {
+    /// Scored tissue tiles with a distance above the threshold.
+    pub tiles_over: usize,
+    /// `tiles_over` over the scored tissue tiles (0 for none).
+    pub fraction: f64,
+    /// Median distance over the scored tissue tiles.
+    pub median_distance: f64,
+    pub threshold: f64,
+    pub max_fraction: f64,
+    /// Whether the gate applied (`fraction > max_fraction`).
+    pub out_of_distribution: bool,
 }
 
 impl Default for AggregateParams {
@@ -154,6 +187,7 @@ impl Default for AggregateParams {
             psoriasiform_threshold: 0.5,
             no_call_margin: 0.05,
             evidence_per_finding: 8,
+            ood: None,
         }
     }
 }
@@ -166,6 +200,10 @@ pub enum AggregateError {
         classes: String,
         needed: String,
     },
+    #[error(
+        "tile {index} has no out-of-distribution distance, but the model declares an [ood] output"
+    )]
+    MissingOod { index: usize },
     #[error("tile {index} has {got} probabilities but the model has {expected} classes")]
     ProbabilityCount {
         index: usize,
@@ -183,6 +221,8 @@ pub struct TileScore {
     pub tissue_fraction: f64,
     /// One probability per class, in the model's class order.
     pub probabilities: Vec<f32>,
+    /// The model's out-of-distribution distance, where it has that output.
+    pub ood: Option<f32>,
 }
 
 /// The slide's summary of one class.
@@ -226,6 +266,7 @@ pub enum Call {
     NoPustularPattern,
     InsufficientTissue,
     QcFail,
+    OutOfDistribution,
 }
 
 impl Call {
@@ -237,6 +278,7 @@ impl Call {
             Call::NoPustularPattern => "no-pustular-pattern",
             Call::InsufficientTissue => "insufficient-tissue",
             Call::QcFail => "qc-fail",
+            Call::OutOfDistribution => "out-of-distribution",
         }
     }
 }
@@ -269,6 +311,13 @@ pub struct SlideResult {
     pub psoriasiform_band: Band,
     pub call: Call,
     pub call_reason: String,
+    /// Gates that also applied, below the call in precedence (QC, tissue,
+    /// out-of-distribution), each with its reason; absent when none did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_reasons: Vec<String>,
+    /// The out-of-distribution measurement, for a model with a detector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood: Option<OodSummary>,
     pub evidence: Vec<Evidence>,
 }
 
@@ -469,6 +518,9 @@ pub fn aggregate(
                 expected: classes.len(),
             });
         }
+        if params.ood.is_some() && t.ood.is_none() {
+            return Err(AggregateError::MissingOod { index });
+        }
     }
     // Fixed order: by grid position (then by rectangle, for overlapping grids).
     let mut order: Vec<&TileScore> = tiles.iter().collect();
@@ -539,7 +591,9 @@ pub fn aggregate(
         params.psoriasiform_threshold,
         params.no_call_margin,
     );
-    let (call, call_reason) = decide(gate, n, dira_band, psoriasiform_band);
+    let ood = params.ood.map(|o| ood_summary(&order, o));
+    let (call, call_reason, other_reasons) =
+        decide(gate, n, ood.as_ref(), dira_band, psoriasiform_band);
     Ok(SlideResult {
         tiles: n,
         k,
@@ -549,28 +603,97 @@ pub fn aggregate(
         dira_band,
         psoriasiform_band,
         call,
-        call_reason: call_reason.to_string(),
+        call_reason,
+        other_reasons,
+        ood,
         evidence,
     })
 }
 
+/// How many of the scored tiles are over the OOD threshold, and whether that is
+/// more than the slide may have.
+fn ood_summary(order: &[&TileScore], params: OodParams) -> OodSummary {
+    let mut distances: Vec<f64> = order
+        .iter()
+        .map(|t| t.ood.map_or(f64::NAN, f64::from))
+        .collect();
+    distances.sort_by(f64::total_cmp);
+    // NaN (a distance the graph could not compute) counts as unlike the training data.
+    let tiles_over = distances
+        .iter()
+        .filter(|d| d.is_nan() || **d > params.threshold)
+        .count();
+    let n = distances.len();
+    let fraction = if n == 0 {
+        0.0
+    } else {
+        tiles_over as f64 / n as f64
+    };
+    let median_distance = match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => distances[n / 2],
+        _ => 0.5 * (distances[n / 2 - 1] + distances[n / 2]),
+    };
+    OodSummary {
+        tiles_over,
+        fraction,
+        median_distance,
+        threshold: params.threshold,
+        max_fraction: params.max_fraction,
+        out_of_distribution: n > 0 && fraction > params.max_fraction,
+    }
+}
+
+/// The call, its reason, and the gates that also applied below it (precedence:
+/// QC fail, too little tissue, out of distribution, then the pattern rule).
 fn decide(
     gate: Option<Gate>,
     tiles: usize,
+    ood: Option<&OodSummary>,
     dira: Band,
     psoriasiform: Band,
-) -> (Call, &'static str) {
-    use Band::*;
+) -> (Call, String, Vec<String>) {
+    let mut gates: Vec<(Call, String)> = Vec::new();
     match gate {
-        Some(Gate::QcFail) => return (Call::QcFail, "a quality check failed (see qc flags)"),
-        Some(Gate::InsufficientTissue) => {
-            return (Call::InsufficientTissue, "too little tissue (see qc flags)")
+        Some(Gate::QcFail) => {
+            gates.push((Call::QcFail, "a quality check failed (see qc flags)".into()))
         }
+        Some(Gate::InsufficientTissue) => gates.push((
+            Call::InsufficientTissue,
+            "too little tissue (see qc flags)".into(),
+        )),
         None => {}
     }
-    if tiles == 0 {
-        return (Call::InsufficientTissue, "no tile holds enough tissue");
+    if tiles == 0 && gate.is_none() {
+        gates.push((
+            Call::InsufficientTissue,
+            "no tile holds enough tissue".into(),
+        ));
     }
+    if let Some(o) = ood.filter(|o| o.out_of_distribution) {
+        gates.push((
+            Call::OutOfDistribution,
+            format!(
+                "{:.0}% of tissue tiles are unlike the training data ({} of {} over the out-of-distribution threshold {}; the slide limit is {:.0}%)",
+                100.0 * o.fraction,
+                o.tiles_over,
+                tiles,
+                o.threshold,
+                100.0 * o.max_fraction
+            ),
+        ));
+    }
+    let mut gates = gates.into_iter();
+    if let Some((call, reason)) = gates.next() {
+        return (call, reason, gates.map(|(_, r)| r).collect());
+    }
+    let (call, reason) = pattern_call(dira, psoriasiform);
+    (call, reason.to_string(), Vec::new())
+}
+
+/// The pattern rule on the two bands (no gate applied).
+fn pattern_call(dira: Band, psoriasiform: Band) -> (Call, &'static str) {
+    use Band::*;
     match (dira, psoriasiform) {
         (Positive, Negative) => (Call::DiraPattern, "DIRA-pattern score above threshold"),
         (Positive, _) => (
@@ -644,6 +767,7 @@ mod tests {
             level0: Rect::new(col as i64 * 100, row as i64 * 100, 100, 100),
             tissue_fraction: 1.0,
             probabilities: p.to_vec(),
+            ood: None,
         }
     }
 
@@ -655,6 +779,90 @@ mod tests {
             evidence_per_finding: 2,
             ..AggregateParams::default()
         }
+    }
+
+    /// Four DIRA-looking tiles, `over` of them with an OOD distance above 2.0.
+    fn ood_tiles(over: usize) -> Vec<TileScore> {
+        (0..4)
+            .map(|i| TileScore {
+                ood: Some(if i < over { 3.0 } else { 1.0 }),
+                ..tile(i as u32, 0, [0.95, 0.95, 0.95, 0.0])
+            })
+            .collect()
+    }
+
+    fn ood_params(max_fraction: f64) -> AggregateParams {
+        AggregateParams {
+            ood: Some(OodParams {
+                threshold: 2.0,
+                max_fraction,
+            }),
+            ..params()
+        }
+    }
+
+    #[test]
+    fn more_tiles_over_the_ood_threshold_than_allowed_abstain_with_the_share() {
+        let r = aggregate(&classes(), &ood_tiles(3), None, &ood_params(0.5)).unwrap();
+        assert_eq!(r.call, Call::OutOfDistribution);
+        assert!(
+            r.call_reason
+                .starts_with("75% of tissue tiles are unlike the training data (3 of 4"),
+            "{}",
+            r.call_reason
+        );
+        let o = r.ood.unwrap();
+        assert_eq!(
+            (o.tiles_over, o.fraction, o.median_distance),
+            (3, 0.75, 3.0)
+        );
+        // The scores are still computed: a pathologist can see what it would have said.
+        assert!(r.dira_score > 0.9);
+        // At the limit itself the slide is in distribution and the pattern rule calls.
+        let r = aggregate(&classes(), &ood_tiles(2), None, &ood_params(0.5)).unwrap();
+        assert_eq!(r.call, Call::DiraPattern);
+        assert!(!r.ood.unwrap().out_of_distribution);
+        assert!(r.other_reasons.is_empty());
+    }
+
+    #[test]
+    fn qc_and_tissue_gates_come_before_ood_and_every_reason_is_kept() {
+        let r = aggregate(
+            &classes(),
+            &ood_tiles(4),
+            Some(Gate::QcFail),
+            &ood_params(0.5),
+        )
+        .unwrap();
+        assert_eq!(r.call, Call::QcFail);
+        assert_eq!(r.other_reasons.len(), 1);
+        assert!(r.other_reasons[0].starts_with("100% of tissue tiles are unlike"));
+        let r = aggregate(
+            &classes(),
+            &ood_tiles(4),
+            Some(Gate::InsufficientTissue),
+            &ood_params(0.5),
+        )
+        .unwrap();
+        assert_eq!(r.call, Call::InsufficientTissue);
+        assert_eq!(r.other_reasons.len(), 1);
+        // No tissue tiles: insufficient tissue, no OOD verdict on nothing.
+        let r = aggregate(&classes(), &[], None, &ood_params(0.0)).unwrap();
+        assert_eq!(r.call, Call::InsufficientTissue);
+        assert!(r.other_reasons.is_empty());
+    }
+
+    #[test]
+    fn a_model_with_ood_needs_a_distance_on_every_tile() {
+        let mut tiles = ood_tiles(0);
+        tiles[2].ood = None;
+        assert!(matches!(
+            aggregate(&classes(), &tiles, None, &ood_params(0.5)),
+            Err(AggregateError::MissingOod { index: 2 })
+        ));
+        // Without [ood] the distances are ignored and nothing is reported.
+        let r = aggregate(&classes(), &ood_tiles(4), None, &params()).unwrap();
+        assert_eq!((r.call, r.ood), (Call::DiraPattern, None));
     }
 
     #[test]

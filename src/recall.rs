@@ -125,6 +125,9 @@ pub fn read_tiles_csv(path: &Path, classes: &[String]) -> Result<Vec<TileScore>,
         .iter()
         .map(|c| col(c))
         .collect::<Result<Vec<_>, _>>()?;
+    let ood_col = headers
+        .iter()
+        .position(|h| h == crate::report::csv::OOD_COLUMN);
     let mut tiles = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| err(format!("row {}: {e}", i + 2)))?;
@@ -184,6 +187,7 @@ pub fn read_tiles_csv(path: &Path, classes: &[String]) -> Result<Vec<TileScore>,
             ),
             tissue_fraction: number(fixed[6])?,
             probabilities,
+            ood: ood_col.map(number).transpose()?.map(|d| d as f32),
         });
     }
     Ok(tiles)

@@ -20,7 +20,7 @@ use crate::slide::{self, OpenOptions, SlideError, SlideInfo, SlideReader};
 use crate::tiling::{TileGrid, TilingError, TilingOptions};
 use crate::tissue::{self, TissueError, TissueMask, TissueOptions};
 
-pub use crate::pipeline::{ScorerError, ScorerSession, Stage, TileScorer};
+pub use crate::pipeline::{ScorerError, ScorerSession, Stage, TileOutput, TileScorer};
 
 /// Options of one scoring run. `Default`: detected tissue mask, default stage
 /// options, one tile stream worker per usable core, a 1024 px thumbnail for heatmaps, slide
@@ -324,12 +324,14 @@ impl<'a> Scoring<'a> {
             .tiles
             .iter()
             .zip(streamed.probabilities)
-            .map(|(tile, probabilities)| TileScore {
+            .zip(streamed.ood)
+            .map(|((tile, probabilities), ood)| TileScore {
                 col: tile.col,
                 row: tile.row,
                 level0: tile.level0,
                 tissue_fraction: tile.tissue_fraction,
                 probabilities,
+                ood,
             })
             .collect();
         current.set(Stage::Qc);
@@ -635,7 +637,7 @@ pub(crate) mod testing {
         fn batch_size(&self) -> usize {
             self.batch
         }
-        fn score_batch(&self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError> {
+        fn score_batch(&self, tiles: &[RgbImage]) -> Result<Vec<TileOutput>, ScorerError> {
             Ok(tiles
                 .iter()
                 .map(|t| {
@@ -648,7 +650,7 @@ pub(crate) mod testing {
                     }
                     let blue = ((m[2] - m[0]) / 100.0).clamp(0.0, 1.0) as f32;
                     let red = ((m[0] - m[2]) / 60.0).clamp(0.0, 1.0) as f32;
-                    vec![blue, blue, 0.0, red]
+                    vec![blue, blue, 0.0, red].into()
                 })
                 .collect())
         }
@@ -840,7 +842,7 @@ mod tests {
         fn classes(&self) -> &[String] {
             &self.0.classes
         }
-        fn score_batch(&self, _: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError> {
+        fn score_batch(&self, _: &[RgbImage]) -> Result<Vec<TileOutput>, ScorerError> {
             panic!("scorer double panics on purpose")
         }
     }

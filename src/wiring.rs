@@ -5,10 +5,10 @@
 
 use image::RgbImage;
 
-use crate::aggregate::{DiraRule, FindingScore};
+use crate::aggregate::{DiraRule, FindingScore, OodParams};
 use crate::model::manifest::{DiraRuleSpec, FindingScoreSpec, Manifest};
 use crate::model::{self, ClassifierSession, Model, TileClassifier};
-use crate::pipeline::{ScorerError, ScorerSession, TileScorer};
+use crate::pipeline::{ScorerError, ScorerSession, TileOutput, TileScorer};
 use crate::report::ModelInfo;
 use crate::score::ScoreOptions;
 
@@ -83,6 +83,10 @@ pub fn manifest_options(m: &Manifest, mut base: ScoreOptions) -> ScoreOptions {
     base.aggregate.psoriasiform_threshold = m.rule.psoriasiform_threshold;
     base.aggregate.no_call_margin = m.rule.no_call_margin;
     base.qc.min_tiles = m.rule.min_tissue_tiles as usize;
+    base.aggregate.ood = m.ood.as_ref().map(|o| OodParams {
+        threshold: o.threshold,
+        max_fraction: o.max_fraction,
+    });
     base
 }
 
@@ -104,7 +108,7 @@ impl TileScorer for ModelScorer {
     }
 
     /// A one-off session: for single calls, not for the tile stream.
-    fn score_batch(&self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError> {
+    fn score_batch(&self, tiles: &[RgbImage]) -> Result<Vec<TileOutput>, ScorerError> {
         self.session()?.score_batch(tiles)
     }
 
@@ -126,7 +130,7 @@ struct ModelSession<'a> {
 }
 
 impl ScorerSession for ModelSession<'_> {
-    fn score_batch(&mut self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError> {
+    fn score_batch(&mut self, tiles: &[RgbImage]) -> Result<Vec<TileOutput>, ScorerError> {
         let manifest = &self.scorer.model.manifest;
         let per_tile = model::values_per_tile(&manifest.input);
         self.input.resize(per_tile * tiles.len(), 0.0);
@@ -134,10 +138,13 @@ impl ScorerSession for ModelSession<'_> {
             model::preprocess::tile_into(tile, &manifest.input, dst)?;
         }
         let findings = manifest.findings();
-        let probs = self.session.classify(&self.input, tiles.len())?;
-        Ok(probs
+        let scored = self.session.classify(&self.input, tiles.len())?;
+        Ok(scored
             .iter()
-            .map(|p| findings.iter().map(|f| p.get(*f)).collect())
+            .map(|c| TileOutput {
+                probabilities: findings.iter().map(|f| c.probs.get(*f)).collect(),
+                ood: c.ood,
+            })
             .collect())
     }
 }

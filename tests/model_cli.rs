@@ -176,3 +176,81 @@ fn missing_model_folder_is_exit_4_and_bad_usage_is_exit_2() {
         .assert()
         .code(2);
 }
+
+/// The random-weight fixture with an out-of-distribution output (model 2's graph
+/// shape: logits, then `ood`).
+fn ood_fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/model/tiny-random-64-ood")
+}
+
+#[test]
+fn a_model_with_an_ood_output_checks_out_with_its_distance_and_parity() {
+    check(&ood_fixture())
+        .success()
+        .stdout(contains("ood        output 'ood' (mahalanobis)"))
+        .stdout(contains("ood\n"))
+        .stdout(contains(") ok"));
+    check(&fixture())
+        .success()
+        .stdout(contains("ood        none"));
+}
+
+#[test]
+fn an_ood_output_the_onnx_lacks_is_refused_with_exit_4() {
+    // The manifest declares [ood], the graph has only its logits.
+    let tmp = copy_model();
+    let manifest = tmp.path().join("model.toml");
+    let text = fs::read_to_string(&manifest).expect("read manifest");
+    let text = format!(
+        "{text}\n[ood]\noutput = \"ood\"\nmethod = \"mahalanobis\"\nthreshold = 1.0\nmax_fraction = 0.5\n"
+    );
+    fs::write(&manifest, text).expect("write manifest");
+    check(tmp.path())
+        .code(4)
+        .stderr(contains(
+            tmp.path().join("model.onnx").display().to_string(),
+        ))
+        .stderr(contains("'ood'"))
+        .stderr(contains("graph's outputs are: logits"));
+}
+
+#[test]
+fn a_second_output_the_manifest_does_not_declare_is_refused_with_exit_4() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    copy_dir(&ood_fixture(), tmp.path());
+    let manifest = tmp.path().join("model.toml");
+    let text = fs::read_to_string(&manifest).expect("read manifest");
+    let cut = text.find("\n[ood]").expect("[ood] table");
+    fs::write(&manifest, &text[..cut]).expect("write manifest");
+    check(tmp.path())
+        .code(4)
+        .stderr(contains("number of outputs"))
+        .stderr(contains("logits, ood"));
+}
+
+#[test]
+fn a_checkpoint_is_checked_against_its_sha256() {
+    let tmp = copy_model();
+    let ckpt = tmp.path().join("checkpoint.pt");
+    fs::write(&ckpt, b"weights").expect("write checkpoint");
+    let sha = dirascope::model::sha256_hex(b"weights");
+    let manifest = tmp.path().join("model.toml");
+    let text = fs::read_to_string(&manifest).expect("read manifest");
+    let with = |sha: &str| {
+        text.replacen(
+            "sha256 =",
+            &format!("checkpoint = \"checkpoint.pt\"\ncheckpoint_sha256 = \"{sha}\"\nsha256 ="),
+            1,
+        )
+    };
+    fs::write(&manifest, with(&sha)).expect("write manifest");
+    check(tmp.path())
+        .success()
+        .stdout(contains("checkpoint "))
+        .stdout(contains("ok; fine-tune from it"));
+    fs::write(&manifest, with(&"0".repeat(64))).expect("write manifest");
+    check(tmp.path())
+        .code(4)
+        .stderr(contains(ckpt.display().to_string()))
+        .stderr(contains("sha256"));
+}

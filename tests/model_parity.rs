@@ -14,9 +14,11 @@ fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/model/tiny-random-64")
 }
 
-/// The fixture, plus the bundled model where present (reason printed if not).
+/// The fixtures (with and without the OOD output), plus the bundled model where
+/// present (reason printed if not).
 fn models() -> Vec<PathBuf> {
-    let mut dirs = vec![fixture()];
+    let ood = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/model/tiny-random-64-ood");
+    let mut dirs = vec![fixture(), ood];
     let bundled = PathBuf::from(dirascope::model::BUNDLED_MODEL_DIR);
     if bundled.join(MANIFEST_FILE).exists() {
         dirs.push(bundled);
@@ -36,6 +38,7 @@ fn tract_matches_onnxruntime_within_1e_4() {
         let fixture = ParityFixture::load(&model).expect("parity fixture");
         assert_eq!(fixture.spec.tiles, 32);
         assert!(fixture.spec.tolerance <= 1e-4);
+        assert_eq!(fixture.ood.is_some(), model.manifest.ood.is_some());
         let diff = fixture.max_abs_diff(&model).expect("tract runs");
         eprintln!("{}: max |tract - onnxruntime| = {diff:.3e}", dir.display());
         assert!(

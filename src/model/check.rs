@@ -26,6 +26,10 @@ pub struct ParitySpec {
     /// Little-endian f32, `tiles` x classes: onnxruntime's raw outputs
     /// (before the activation).
     pub outputs: String,
+    /// Little-endian f32, one per tile: onnxruntime's OOD distances, for a model
+    /// with that output (`[ood]` in its manifest).
+    #[serde(default)]
+    pub ood_outputs: Option<String>,
     /// Largest absolute difference tract may show against onnxruntime.
     pub tolerance: f32,
     /// Where the tiles came from (free text).
@@ -37,6 +41,8 @@ pub struct ParityFixture {
     pub spec: ParitySpec,
     pub inputs: Vec<f32>,
     pub outputs: Vec<f32>,
+    /// onnxruntime's OOD distances, where the model has that output.
+    pub ood: Option<Vec<f32>>,
 }
 
 impl ParityFixture {
@@ -61,7 +67,10 @@ impl ParityFixture {
             path: spec_path.clone(),
             message: e.message().to_string(),
         })?;
-        for name in [&spec.inputs, &spec.outputs] {
+        for name in [&spec.inputs, &spec.outputs]
+            .into_iter()
+            .chain(spec.ood_outputs.as_ref())
+        {
             if !is_plain_relative(name) {
                 return Err(ModelError::OutsideModelDir {
                     path: spec_path.clone(),
@@ -73,38 +82,78 @@ impl ParityFixture {
         let classes = model.manifest.output.classes.len();
         let inputs = read_f32(&dir.join(&spec.inputs), true, spec.tiles * per_tile)?;
         let outputs = read_f32(&dir.join(&spec.outputs), false, spec.tiles * classes)?;
+        let ood = match (&spec.ood_outputs, model.engine.has_ood()) {
+            (Some(name), true) => Some(read_f32(&dir.join(name), false, spec.tiles)?),
+            (None, false) => None,
+            (Some(_), false) => {
+                return Err(ModelError::ManifestInvalid {
+                    path: spec_path,
+                    field: "ood_outputs".into(),
+                    reason: "is set, but the model declares no [ood] output".into(),
+                })
+            }
+            (None, true) => {
+                return Err(ModelError::ManifestInvalid {
+                    path: spec_path,
+                    field: "ood_outputs".into(),
+                    reason: "is missing: the model has an OOD output, and its parity with onnxruntime must be checked too".into(),
+                })
+            }
+        };
         Ok(ParityFixture {
             spec,
             inputs,
             outputs,
+            ood,
         })
     }
 
-    /// Largest |tract - onnxruntime| over all raw outputs.
+    /// Largest |tract - onnxruntime| over all raw outputs: the logits and, where
+    /// the model has it, the OOD distance.
     pub fn max_abs_diff(&self, model: &Model) -> Result<f32, ModelError> {
         let tract = raw_outputs(model, &self.inputs)?;
-        Ok(tract
-            .iter()
-            .zip(&self.outputs)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max))
+        let largest = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max)
+        };
+        let ood = match (&tract.ood, &self.ood) {
+            (Some(a), Some(b)) => largest(a, b),
+            _ => 0.0,
+        };
+        Ok(largest(&tract.logits, &self.outputs).max(ood))
     }
 }
 
-/// tract's raw outputs (no activation) for `inputs`, batch by batch.
-pub fn raw_outputs(model: &Model, inputs: &[f32]) -> Result<Vec<f32>, ModelError> {
+/// tract's raw outputs for `inputs`, batch by batch: the logits (no activation)
+/// flattened tile by tile, and the OOD distances where the model has them.
+pub fn raw_outputs(model: &Model, inputs: &[f32]) -> Result<FlatOutputs, ModelError> {
     let engine = &model.engine;
     let per_tile = super::values_per_tile(engine.input_spec());
     let batch = engine.batch_size();
-    let mut out = Vec::new();
+    let mut out = FlatOutputs {
+        logits: Vec::new(),
+        ood: engine.has_ood().then(Vec::new),
+    };
     for chunk in inputs.chunks(per_tile * batch) {
         let n = chunk.len() / per_tile;
         let mut padded = chunk.to_vec();
         padded.resize(per_tile * batch, 0.0);
-        let rows = engine.run_raw(&padded)?;
-        out.extend(rows.into_iter().take(n).flatten());
+        let raw = engine.run_raw(&padded)?;
+        out.logits.extend(raw.logits.into_iter().take(n).flatten());
+        if let (Some(all), Some(ood)) = (out.ood.as_mut(), raw.ood) {
+            all.extend(ood.into_iter().take(n));
+        }
     }
     Ok(out)
+}
+
+/// [`raw_outputs`]' result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlatOutputs {
+    pub logits: Vec<f32>,
+    pub ood: Option<Vec<f32>>,
 }
 
 fn read_f32(path: &Path, gzip: bool, expected: usize) -> Result<Vec<f32>, ModelError> {
@@ -157,6 +206,30 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
         model.engine.onnx_path().display(),
         m.sha256
     );
+    if let (Some(file), Some(expected), Some(dir)) =
+        (&m.checkpoint, &m.checkpoint_sha256, source.dir())
+    {
+        let path = dir.join(file);
+        super::confine(dir, &path)?;
+        let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let actual = super::sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(ModelError::ChecksumMismatch {
+                path,
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let _ = writeln!(
+            out,
+            "checkpoint {} (sha256 {} ok; fine-tune from it with training/train.py --init)",
+            path.display(),
+            expected
+        );
+    }
     let _ = writeln!(out, "use        {}", m.intended_use);
     let _ = writeln!(out, "trained on {}", m.training_data);
     let i = &m.input;
@@ -185,6 +258,24 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
     );
     for (key, spec) in &a.per_finding {
         let _ = writeln!(out, "aggregate  {key}: {spec:?}");
+    }
+    if let Some(ood) = &m.ood {
+        let _ = writeln!(
+            out,
+            "ood        output '{}' ({}): a tile is unlike the training data above {}; a slide is out-of-distribution above {:.0}% of its tissue tiles",
+            ood.output,
+            ood.method,
+            ood.threshold,
+            100.0 * ood.max_fraction
+        );
+        if !ood.fitted_on.is_empty() {
+            let _ = writeln!(out, "ood        fitted on {}", ood.fitted_on);
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "ood        none: this model cannot abstain on tissue unlike its training data"
+        );
     }
     let r = &m.rule;
     let _ = writeln!(
@@ -225,19 +316,23 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
     let fixture = ParityFixture::load(&model)?;
     let per_tile = super::values_per_tile(&m.input);
     let n = fixture.spec.tiles.min(model.engine.batch_size());
-    let probs = model.engine.classify(&fixture.inputs[..n * per_tile], n)?;
+    let scored = model.engine.classify(&fixture.inputs[..n * per_tile], n)?;
     let _ = writeln!(
         out,
         "sample     {} tiles from {}: probabilities",
         n, fixture.spec.source
     );
-    let header: Vec<String> = Finding::ALL
+    let mut header: Vec<String> = Finding::ALL
         .iter()
         .map(|f| format!("{:>10.10}", f.key()))
         .collect();
+    if model.engine.has_ood() {
+        header.push(format!("{:>10}", "ood"));
+    }
     let _ = writeln!(out, "  tile {}", header.join(" "));
-    for (t, p) in probs.iter().enumerate() {
-        let cols: Vec<String> = p.0.iter().map(|v| format!("{v:>10.4}")).collect();
+    for (t, c) in scored.iter().enumerate() {
+        let mut cols: Vec<String> = c.probs.0.iter().map(|v| format!("{v:>10.4}")).collect();
+        cols.extend(c.ood.map(|d| format!("{d:>10.4}")));
         let _ = writeln!(out, "  {t:>4} {}", cols.join(" "));
     }
     let diff = fixture.max_abs_diff(&model)?;

@@ -11,7 +11,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use super::manifest::{is_plain_relative, Activation, InputSpec, Manifest};
-use super::{ClassifierSession, Finding, FindingProbs, ModelError, TileClassifier};
+use super::{Classified, ClassifierSession, Finding, FindingProbs, ModelError, TileClassifier};
 
 type Plan = TypedSimplePlan;
 type TileState = TypedSimpleState;
@@ -45,6 +45,9 @@ pub struct TractEngine {
     batch: usize,
     /// `output_to_finding[j]` is the finding of the model's output column j.
     output_to_finding: Vec<Finding>,
+    /// Index among the graph's outputs of the out-of-distribution distance, where
+    /// the manifest declares one (`[ood]`); the logits are output 0.
+    ood_output: Option<usize>,
     activation: Activation,
     onnx_path: PathBuf,
     summary: OnnxSummary,
@@ -79,7 +82,7 @@ impl TractEngine {
         check_external_data(graph, onnx_path, model_dir)?;
         let classes = manifest.findings();
         let mut summary = summarise(&proto, graph);
-        check_declared_shapes(&summary, manifest, onnx_path)?;
+        let ood_output = check_declared_shapes(&summary, manifest, onnx_path)?;
 
         let engine_err = |e: TractError| ModelError::Engine {
             path: onnx_path.to_path_buf(),
@@ -116,6 +119,27 @@ impl TractEngine {
                 found: format!("[{}]", out_shape.join(", ")),
             });
         }
+        if let Some(index) = ood_output {
+            let dims: Vec<String> = typed
+                .output_fact(index)
+                .map_err(engine_err)?
+                .shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            let b = batch.to_string();
+            if dims != [b.clone()] && dims != [b.clone(), "1".to_string()] {
+                return Err(ModelError::ShapeMismatch {
+                    path: onnx_path.to_path_buf(),
+                    what: format!(
+                        "shape of the OOD output '{}' for a batch",
+                        summary.outputs[index].0
+                    ),
+                    expected: format!("[{b}, 1] (one distance per tile)"),
+                    found: format!("[{}]", dims.join(", ")),
+                });
+            }
+        }
         summary.macs_per_tile = count_macs(&typed).map_err(engine_err)? / batch as u64;
         let plan = typed
             .into_optimized()
@@ -126,6 +150,7 @@ impl TractEngine {
             spec: manifest.input.clone(),
             batch,
             output_to_finding: classes,
+            ood_output,
             activation: manifest.output.activation,
             onnx_path: onnx_path.to_path_buf(),
             summary,
@@ -143,10 +168,16 @@ impl TractEngine {
     }
 
     /// Run the raw model (no activation) on exactly `batch_size()` tiles and
-    /// return the raw outputs row by row. For parity checks.
-    pub fn run_raw(&self, batch: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+    /// return the raw outputs row by row, with the OOD distance of each tile where
+    /// the model has that output. For parity checks.
+    pub fn run_raw(&self, batch: &[f32]) -> Result<RawOutputs, ModelError> {
         let mut session = TractSession::new(self)?;
         session.run(batch, self.batch)
+    }
+
+    /// Whether the graph has the out-of-distribution output.
+    pub fn has_ood(&self) -> bool {
+        self.ood_output.is_some()
     }
 }
 
@@ -162,6 +193,14 @@ impl TileClassifier for TractEngine {
     fn session(&self) -> Result<Box<dyn ClassifierSession + '_>, ModelError> {
         Ok(Box::new(TractSession::new(self)?))
     }
+}
+
+/// Raw outputs for a batch: the logits row of each tile, and its OOD distance
+/// where the model has that output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawOutputs {
+    pub logits: Vec<Vec<f32>>,
+    pub ood: Option<Vec<f32>>,
 }
 
 /// One worker's tract state plus a reusable padded input buffer.
@@ -189,7 +228,7 @@ impl<'a> TractSession<'a> {
 
     /// Raw output rows for the first `n` tiles of `batch`, padding the rest
     /// of the fixed-size batch with zeros.
-    fn run(&mut self, batch: &[f32], n: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+    fn run(&mut self, batch: &[f32], n: usize) -> Result<RawOutputs, ModelError> {
         let e = self.engine;
         let px = e.spec.tile_px as usize;
         let per_tile = 3 * px * px;
@@ -226,23 +265,54 @@ impl<'a> TractSession<'a> {
                 message: format!("output has {} values, expected {}", flat.len(), e.batch * k),
             });
         }
-        Ok(flat.chunks(k).take(n).map(|row| row.to_vec()).collect())
+        let logits = flat.chunks(k).take(n).map(|row| row.to_vec()).collect();
+        let ood = match e.ood_output {
+            None => None,
+            Some(index) => {
+                let values: Vec<f32> = outputs
+                    .get(index)
+                    .ok_or_else(|| ModelError::Inference {
+                        message: format!("model produced no output {index} (its OOD distance)"),
+                    })?
+                    .to_plain_array_view::<f32>()
+                    .map_err(inference_err)?
+                    .iter()
+                    .copied()
+                    .collect();
+                if values.len() != e.batch {
+                    return Err(ModelError::Inference {
+                        message: format!(
+                            "OOD output has {} values, expected {}",
+                            values.len(),
+                            e.batch
+                        ),
+                    });
+                }
+                Some(values.into_iter().take(n).collect())
+            }
+        };
+        Ok(RawOutputs { logits, ood })
     }
 }
 
 impl ClassifierSession for TractSession<'_> {
-    fn classify(&mut self, batch: &[f32], n: usize) -> Result<Vec<FindingProbs>, ModelError> {
-        let rows = self.run(batch, n)?;
+    fn classify(&mut self, batch: &[f32], n: usize) -> Result<Vec<Classified>, ModelError> {
+        let raw = self.run(batch, n)?;
         let e = self.engine;
-        Ok(rows
+        Ok(raw
+            .logits
             .into_iter()
-            .map(|mut row| {
+            .enumerate()
+            .map(|(i, mut row)| {
                 activate(e.activation, &mut row);
                 let mut probs = FindingProbs::default();
                 for (value, finding) in row.iter().zip(&e.output_to_finding) {
                     probs.0[finding.index()] = *value;
                 }
-                probs
+                Classified {
+                    probs,
+                    ood: raw.ood.as_ref().map(|d| d[i]),
+                }
             })
             .collect())
     }
@@ -425,11 +495,13 @@ fn summarise(proto: &pb::ModelProto, graph: &pb::GraphProto) -> OnnxSummary {
 
 /// Compare the shapes the ONNX file declares with the manifest. Symbolic
 /// dimensions (e.g. a named batch axis) are accepted; fixed ones must match.
+/// Checks the declared input and outputs against the manifest; returns the index
+/// of the OOD output where the manifest declares one.
 fn check_declared_shapes(
     summary: &OnnxSummary,
     manifest: &Manifest,
     onnx_path: &Path,
-) -> Result<(), ModelError> {
+) -> Result<Option<usize>, ModelError> {
     let mismatch = |what: &str, expected: String, found: String| ModelError::ShapeMismatch {
         path: onnx_path.to_path_buf(),
         what: what.to_string(),
@@ -443,13 +515,34 @@ fn check_declared_shapes(
             summary.inputs.len().to_string(),
         ));
     }
-    if summary.outputs.len() != 1 {
-        return Err(mismatch(
-            "number of outputs",
-            "1".into(),
-            summary.outputs.len().to_string(),
-        ));
-    }
+    let names: Vec<&str> = summary.outputs.iter().map(|(n, _)| n.as_str()).collect();
+    let ood_output = match &manifest.ood {
+        None if names.len() == 1 => None,
+        None => {
+            return Err(mismatch(
+                "number of outputs",
+                "1 (the manifest declares no [ood] output)".into(),
+                format!("{} ({})", names.len(), names.join(", ")),
+            ))
+        }
+        Some(ood) => match names.iter().position(|n| *n == ood.output) {
+            Some(i) if i > 0 && names.len() == 2 => Some(i),
+            Some(0) => {
+                return Err(mismatch(
+                    "first output (the logits)",
+                    "the class logits".into(),
+                    format!("'{}', which [ood] names as the OOD distance", ood.output),
+                ))
+            }
+            _ => {
+                return Err(ModelError::OutputMissing {
+                    path: onnx_path.to_path_buf(),
+                    name: ood.output.clone(),
+                    outputs: names.join(", "),
+                })
+            }
+        },
+    };
     if !summary.input_is_f32 {
         return Err(mismatch(
             "input element type",
@@ -483,7 +576,7 @@ fn check_declared_shapes(
             format!("[{}]", out_dims.join(", ")),
         ));
     }
-    Ok(())
+    Ok(ood_output)
 }
 
 fn count_macs(model: &TypedModel) -> TractResult<u64> {

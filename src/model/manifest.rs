@@ -49,6 +49,35 @@ pub struct Manifest {
     pub output: OutputSpec,
     pub aggregation: AggregationSpec,
     pub rule: RuleSpec,
+    /// The out-of-distribution detector, where the graph has one (`[ood]`).
+    #[serde(default)]
+    pub ood: Option<OodSpec>,
+    /// The PyTorch checkpoint shipped for fine-tuning (relative to the folder),
+    /// with its sha256; `model check` verifies it. Optional, both or neither.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+    #[serde(default)]
+    pub checkpoint_sha256: Option<String>,
+}
+
+/// `[ood]`: the graph's out-of-distribution output and when it makes a slide's
+/// call `out-of-distribution`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OodSpec {
+    /// Name of the ONNX graph output holding one distance per tile (the logits
+    /// are the graph's first output; this one must be another).
+    pub output: String,
+    /// How the distance is computed (free text, e.g. `mahalanobis`).
+    pub method: String,
+    /// A tile is unlike the training data when its distance is above this.
+    pub threshold: f64,
+    /// A slide is out of distribution when more than this fraction of its scored
+    /// tissue tiles are (0..=1).
+    pub max_fraction: f64,
+    /// What the detector and its threshold were fitted on (free text).
+    #[serde(default)]
+    pub fitted_on: String,
 }
 
 /// Numeric precision of a model's graph: fp32, or int8 (a QDQ graph from
@@ -373,6 +402,52 @@ impl Manifest {
                 format!("{} is not in [0, 0.5)", self.rule.no_call_margin),
             ));
         }
+        if let Some(ood) = &self.ood {
+            if ood.output.trim().is_empty() {
+                return Err(invalid("ood.output", "is empty".into()));
+            }
+            if !(ood.threshold.is_finite() && ood.threshold >= 0.0) {
+                return Err(invalid(
+                    "ood.threshold",
+                    format!("{} is not a finite distance >= 0", ood.threshold),
+                ));
+            }
+            if !(0.0..=1.0).contains(&ood.max_fraction) {
+                return Err(invalid(
+                    "ood.max_fraction",
+                    format!("{} is not in [0, 1]", ood.max_fraction),
+                ));
+            }
+        }
+        match (&self.checkpoint, &self.checkpoint_sha256) {
+            (None, None) => {}
+            (Some(file), Some(sha)) => {
+                if !is_plain_relative(file) {
+                    return Err(ModelError::OutsideModelDir {
+                        path: path.to_path_buf(),
+                        reference: file.clone(),
+                    });
+                }
+                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(invalid(
+                        "checkpoint_sha256",
+                        format!("'{sha}' is not 64 hex digits"),
+                    ));
+                }
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "checkpoint_sha256",
+                    "is missing; a checkpoint needs its sha256".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "checkpoint",
+                    "is missing; checkpoint_sha256 names no file".into(),
+                ))
+            }
+        }
         Ok(())
     }
 
@@ -462,6 +537,65 @@ min_tissue_tiles = 10
 
     fn parse(text: &str) -> Result<Manifest, ModelError> {
         Manifest::parse(text, Path::new("models/x/model.toml"))
+    }
+
+    #[test]
+    fn ood_table_is_optional_and_checked() {
+        assert_eq!(parse(GOOD).unwrap().ood, None);
+        let with = |body: &str| format!("{GOOD}\n[ood]\n{body}\n");
+        let ok = parse(&with(
+            "output = \"ood\"\nmethod = \"mahalanobis\"\nthreshold = 1.8\nmax_fraction = 0.25",
+        ))
+        .unwrap();
+        let ood = ok.ood.unwrap();
+        assert_eq!(
+            (ood.output.as_str(), ood.threshold, ood.max_fraction),
+            ("ood", 1.8, 0.25)
+        );
+        for (body, field) in [
+            (
+                "output = \"ood\"\nmethod = \"m\"\nthreshold = 1.0\nmax_fraction = 1.5",
+                "ood.max_fraction",
+            ),
+            (
+                "output = \"ood\"\nmethod = \"m\"\nthreshold = -1.0\nmax_fraction = 0.5",
+                "ood.threshold",
+            ),
+            (
+                "output = \" \"\nmethod = \"m\"\nthreshold = 1.0\nmax_fraction = 0.5",
+                "ood.output",
+            ),
+        ] {
+            match parse(&with(body)) {
+                Err(ModelError::ManifestInvalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        assert!(parse(&with(
+            "output = \"ood\"\nthreshold = 1.0\nmax_fraction = 0.5"
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn checkpoint_needs_its_sha256() {
+        let sha = "ab".repeat(32);
+        let text = GOOD.replacen(
+            "sha256 =",
+            &format!("checkpoint = \"checkpoint.pt\"\ncheckpoint_sha256 = \"{sha}\"\nsha256 ="),
+            1,
+        );
+        assert_eq!(
+            parse(&text).unwrap().checkpoint.as_deref(),
+            Some("checkpoint.pt")
+        );
+        let alone = GOOD.replacen("sha256 =", "checkpoint = \"checkpoint.pt\"\nsha256 =", 1);
+        assert!(parse(&alone).is_err());
+        let outside = text.replace("\"checkpoint.pt\"", "\"../x.pt\"");
+        assert!(matches!(
+            parse(&outside),
+            Err(ModelError::OutsideModelDir { .. })
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use crate::finding::Finding;
-pub use engine::{OnnxSummary, TractEngine};
+pub use engine::{OnnxSummary, RawOutputs, TractEngine};
 pub use manifest::{Activation, InputSpec, Manifest, Precision};
 
 /// Manifest file name inside a model folder.
@@ -82,6 +82,14 @@ pub const DEFAULT_BATCH: usize = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct FindingProbs(pub [f32; 4]);
 
+/// One tile's model output: its probabilities, and its out-of-distribution
+/// distance where the model has that output (`[ood]` in the manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Classified {
+    pub probs: FindingProbs,
+    pub ood: Option<f32>,
+}
+
 impl FindingProbs {
     pub fn get(&self, finding: Finding) -> f32 {
         self.0[finding.index()]
@@ -125,6 +133,12 @@ pub enum ModelError {
         expected: String,
         found: String,
     },
+    #[error("{}: the manifest's [ood] names the graph output '{name}', but the graph's outputs are: {outputs}; export the model with its OOD output or remove [ood]", path.display())]
+    OutputMissing {
+        path: PathBuf,
+        name: String,
+        outputs: String,
+    },
     #[error("{}: tract cannot load or optimise the model: {message}", path.display())]
     Engine { path: PathBuf, message: String },
     #[error("inference failed: {message}")]
@@ -156,7 +170,7 @@ pub trait TileClassifier: Send + Sync {
 
     /// Score up to `batch_size()` tiles (`n` tiles of NCHW f32, back to back)
     /// with a one-off session.
-    fn classify(&self, batch: &[f32], n: usize) -> Result<Vec<FindingProbs>, ModelError> {
+    fn classify(&self, batch: &[f32], n: usize) -> Result<Vec<Classified>, ModelError> {
         self.session()?.classify(batch, n)
     }
 }
@@ -164,7 +178,7 @@ pub trait TileClassifier: Send + Sync {
 /// One worker thread's inference state.
 pub trait ClassifierSession {
     /// Score `n <= batch_size()` tiles laid out NCHW back to back in `batch`.
-    fn classify(&mut self, batch: &[f32], n: usize) -> Result<Vec<FindingProbs>, ModelError>;
+    fn classify(&mut self, batch: &[f32], n: usize) -> Result<Vec<Classified>, ModelError>;
 }
 
 /// Number of f32 values in one preprocessed tile.

@@ -23,8 +23,26 @@ pub use stream::{
 /// Boxed error a scorer returns (the model stage keeps its own error type).
 pub type ScorerError = Box<dyn std::error::Error + Send + Sync>;
 
+/// One tile's scores: a probability per class (in `classes()` order), and the
+/// model's out-of-distribution distance where it has that output.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TileOutput {
+    pub probabilities: Vec<f32>,
+    pub ood: Option<f32>,
+}
+
+impl From<Vec<f32>> for TileOutput {
+    /// Probabilities without an OOD distance.
+    fn from(probabilities: Vec<f32>) -> TileOutput {
+        TileOutput {
+            probabilities,
+            ood: None,
+        }
+    }
+}
+
 /// The seam to the model: a batch of RGB tiles of `tile_px` × `tile_px` at `mpp`
-/// µm/px in, one probability per class per tile out (in `classes()` order).
+/// µm/px in, one [`TileOutput`] per tile out.
 pub trait TileScorer: Send + Sync {
     fn tile_px(&self) -> u32;
     fn mpp(&self) -> f64;
@@ -34,7 +52,7 @@ pub trait TileScorer: Send + Sync {
         16
     }
     /// Scores one batch on its own (a one-off session where the scorer has state).
-    fn score_batch(&self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError>;
+    fn score_batch(&self, tiles: &[RgbImage]) -> Result<Vec<TileOutput>, ScorerError>;
     /// One worker's scoring state, opened once per slide and reused for every batch
     /// the worker scores. Scorers without state need not override it: the default calls
     /// [`TileScorer::score_batch`].
@@ -46,14 +64,14 @@ pub trait TileScorer: Send + Sync {
 /// One worker's scoring state (for a model: its inference state and buffers); it
 /// stays on the thread that opened it.
 pub trait ScorerSession {
-    fn score_batch(&mut self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError>;
+    fn score_batch(&mut self, tiles: &[RgbImage]) -> Result<Vec<TileOutput>, ScorerError>;
 }
 
 /// The session of a scorer without state.
 struct Stateless<'a, S: ?Sized>(&'a S);
 
 impl<S: TileScorer + ?Sized> ScorerSession for Stateless<'_, S> {
-    fn score_batch(&mut self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError> {
+    fn score_batch(&mut self, tiles: &[RgbImage]) -> Result<Vec<TileOutput>, ScorerError> {
         self.0.score_batch(tiles)
     }
 }

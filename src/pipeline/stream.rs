@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
-use super::{ScorerError, ScorerSession, Stage, TileScorer};
+use super::{ScorerError, ScorerSession, Stage, TileOutput, TileScorer};
 use crate::qc;
 use crate::slide::{SlideError, SlideReader};
 use crate::tiling::TileGrid;
@@ -93,11 +93,12 @@ impl StreamTimes {
     }
 }
 
-/// What a stream returns: per tile (source order) its probabilities and Laplacian
-/// variance, and where the time went.
+/// What a stream returns: per tile (source order) its probabilities, OOD distance
+/// (where the model has one) and Laplacian variance, and where the time went.
 #[derive(Debug, Default)]
 pub struct Streamed {
     pub probabilities: Vec<Vec<f32>>,
+    pub ood: Vec<Option<f32>>,
     pub laplacians: Vec<f64>,
     pub times: StreamTimes,
 }
@@ -137,7 +138,7 @@ pub struct TileStream<'a> {
 }
 
 /// One batch's probabilities and Laplacian variances.
-type BatchOutput = (Vec<Vec<f32>>, Vec<f64>);
+type BatchOutput = (Vec<TileOutput>, Vec<f64>);
 /// What one worker scored: (batch index, its output) and its times.
 type WorkerOutput = (Vec<(usize, BatchOutput)>, StreamTimes);
 
@@ -199,11 +200,15 @@ impl<'a> TileStream<'a> {
         }
         let mut streamed = Streamed {
             probabilities: Vec::with_capacity(n),
+            ood: Vec::with_capacity(n),
             laplacians: Vec::with_capacity(n),
             times,
         };
-        for (probs, laps) in by_batch.into_iter().flatten() {
-            streamed.probabilities.extend(probs);
+        for (outputs, laps) in by_batch.into_iter().flatten() {
+            for output in outputs {
+                streamed.probabilities.push(output.probabilities);
+                streamed.ood.push(output.ood);
+            }
             streamed.laplacians.extend(laps);
         }
         Ok(streamed)
@@ -314,12 +319,12 @@ mod tests {
     struct CountingSession<'a>(&'a Counting);
 
     impl ScorerSession for CountingSession<'_> {
-        fn score_batch(&mut self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError> {
+        fn score_batch(&mut self, tiles: &[RgbImage]) -> Result<Vec<TileOutput>, ScorerError> {
             self.0.batches.fetch_add(1, Ordering::Relaxed);
             let keep = tiles.len() - usize::from(self.0.short);
             Ok(tiles[..keep]
                 .iter()
-                .map(|t| vec![t.get_pixel(0, 0).0[0] as f32])
+                .map(|t| vec![t.get_pixel(0, 0).0[0] as f32].into())
                 .collect())
         }
     }
@@ -337,7 +342,7 @@ mod tests {
         fn batch_size(&self) -> usize {
             3
         }
-        fn score_batch(&self, tiles: &[RgbImage]) -> Result<Vec<Vec<f32>>, ScorerError> {
+        fn score_batch(&self, tiles: &[RgbImage]) -> Result<Vec<TileOutput>, ScorerError> {
             CountingSession(self).score_batch(tiles)
         }
         fn session(&self) -> Result<Box<dyn ScorerSession + '_>, ScorerError> {

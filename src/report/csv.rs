@@ -8,6 +8,9 @@ use std::path::Path;
 use super::{sort_failures, write_atomic, FailedSlide, ReportError, SlideReport};
 use crate::aggregate::TileScore;
 
+/// The `tiles.csv` column of the out-of-distribution distance.
+pub const OOD_COLUMN: &str = "ood";
+
 /// Formats a float with 6 decimals (`-0.000000` is written as `0.000000`).
 pub fn f6(v: f64) -> String {
     let s = format!("{v:.6}");
@@ -30,13 +33,18 @@ fn table(header: Vec<String>, rows: Vec<Vec<String>>) -> Result<Vec<u8>, String>
 }
 
 /// One row per scored tile, sorted by grid position: level-0 x, y, width, height,
-/// grid col, row, tissue fraction, one probability column per class.
+/// grid col, row, tissue fraction, one probability column per class, and for a
+/// model with an out-of-distribution output its distance (`ood`).
 pub fn tiles_csv(classes: &[String], tiles: &[TileScore]) -> Result<Vec<u8>, String> {
     let mut header: Vec<String> = ["x", "y", "width", "height", "col", "row", "tissue_fraction"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     header.extend(classes.iter().cloned());
+    let with_ood = tiles.iter().any(|t| t.ood.is_some());
+    if with_ood {
+        header.push(OOD_COLUMN.to_string());
+    }
     let mut sorted: Vec<&TileScore> = tiles.iter().collect();
     sorted.sort_by(|a, b| {
         (a.row, a.col, a.level0.y, a.level0.x).cmp(&(b.row, b.col, b.level0.y, b.level0.x))
@@ -54,6 +62,9 @@ pub fn tiles_csv(classes: &[String], tiles: &[TileScore]) -> Result<Vec<u8>, Str
                 f6(t.tissue_fraction),
             ];
             r.extend(t.probabilities.iter().map(|&p| f6(p as f64)));
+            if with_ood {
+                r.push(t.ood.map(|d| f6(d as f64)).unwrap_or_default());
+            }
             r
         })
         .collect();
@@ -72,13 +83,17 @@ pub fn write_tiles(
     write_atomic(path, &bytes)
 }
 
-/// One row per slide: id, call, pattern scores, each finding's slide score and
-/// positive area, tissue area, tiles, QC flags (`;`-joined), slide path.
+/// One row per slide: id, call, (for a model with an out-of-distribution detector:
+/// the fraction of tissue tiles over its threshold,) pattern scores, each finding's
+/// slide score and positive area, tissue area, tiles, QC flags (`;`-joined), slide
+/// path.
 pub fn summary_csv(reports: &[SlideReport]) -> Result<Vec<u8>, String> {
-    let mut header: Vec<String> = ["slide_id", "call", "dira_score", "psoriasiform_score"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let with_ood = reports.iter().any(|r| r.result.ood.is_some());
+    let mut header: Vec<String> = ["slide_id", "call"].iter().map(|s| s.to_string()).collect();
+    if with_ood {
+        header.push("ood_fraction".to_string());
+    }
+    header.extend(["dira_score", "psoriasiform_score"].map(String::from));
     // Columns follow the first report's classes; all slides share one model.
     let classes: Vec<String> = reports
         .first()
@@ -108,12 +123,17 @@ pub fn summary_csv(reports: &[SlideReport]) -> Result<Vec<u8>, String> {
     let rows = sorted
         .iter()
         .map(|r| {
-            let mut row = vec![
-                r.slide.id.clone(),
-                r.result.call.to_string(),
-                f6(r.result.dira_score),
-                f6(r.result.psoriasiform_score),
-            ];
+            let mut row = vec![r.slide.id.clone(), r.result.call.to_string()];
+            if with_ood {
+                row.push(
+                    r.result
+                        .ood
+                        .as_ref()
+                        .map(|o| f6(o.fraction))
+                        .unwrap_or_default(),
+                );
+            }
+            row.extend([f6(r.result.dira_score), f6(r.result.psoriasiform_score)]);
             for c in &classes {
                 match r.result.findings.iter().find(|f| &f.key == c) {
                     Some(f) => {
@@ -210,6 +230,7 @@ mod tests {
             level0: Rect::new(col as i64 * 10, row as i64 * 10, 10, 10),
             tissue_fraction: 0.5,
             probabilities: p.to_vec(),
+            ood: None,
         };
         let bytes =
             tiles_csv(&classes, &[t(1, 0, [0.25, 1.0]), t(0, 0, [1.0 / 3.0, 0.0])]).unwrap();

@@ -86,6 +86,7 @@ mod tests {
             level0: Rect::new(col as i64 * 100, 0, 100, 100),
             tissue_fraction: 1.0,
             probabilities: p.to_vec(),
+            ood: None,
         };
         let v = feature_collection(
             &classes,

@@ -102,6 +102,7 @@ mod tests {
             level0: Rect::new(500, 0, 500, 500),
             tissue_fraction: 1.0,
             probabilities: vec![1.0],
+            ood: None,
         };
         let out = render(&thumb, 1000, 1000, &[tile], 0, 1.0);
         assert_eq!(out.get_pixel(7, 2).0, [253, 231, 37]);

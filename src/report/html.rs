@@ -142,6 +142,20 @@ pub fn render_index(reports: &[SlideReport], failures: &[FailedSlide]) -> String
         dira,
         failures.len()
     );
+    let abstained: Vec<&str> = sorted
+        .iter()
+        .filter(|r| r.result.call == Call::OutOfDistribution)
+        .map(|r| r.slide.id.as_str())
+        .collect();
+    if !abstained.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p class=\"flag\"><strong>{} of {} slides are unlike the model's training data; it abstained on them (call out-of-distribution): {}.</strong></p>",
+            abstained.len(),
+            sorted.len(),
+            escape(&abstained.join(", "))
+        );
+    }
     if dira > 0 {
         let _ = writeln!(h, "<p class=\"il1rn\">{}</p>", escape(IL1RN_NOTE));
     }
@@ -155,7 +169,7 @@ pub fn render_index(reports: &[SlideReport], failures: &[FailedSlide]) -> String
             "<tr><td class=\"l\"><a href=\"{page}\">{id}</a></td>\
              <td><a href=\"{page}\"><img class=\"small\" src=\"{thumb}\" alt=\"{id}\" loading=\"lazy\"></a></td>\
              <td class=\"l\">{}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td class=\"l {qc_class}\">{}</td></tr>",
-            r.result.call,
+            call_cell(r),
             r.result.dira_score,
             r.result.psoriasiform_score,
             area(r),
@@ -169,6 +183,20 @@ pub fn render_index(reports: &[SlideReport], failures: &[FailedSlide]) -> String
     failures_section(&mut h, failures);
     h.push_str("</body></html>\n");
     h
+}
+
+/// The call, and for a model with an OOD detector the share of tiles unlike its
+/// training data (red when the slide is out of distribution).
+fn call_cell(r: &SlideReport) -> String {
+    match &r.result.ood {
+        Some(o) => format!(
+            "{}<br><small class=\"{}\">{:.0}% of tiles unlike training data</small>",
+            r.result.call,
+            if o.out_of_distribution { "flag" } else { "ok" },
+            100.0 * o.fraction
+        ),
+        None => r.result.call.to_string(),
+    }
 }
 
 fn area(r: &SlideReport) -> String {
@@ -229,6 +257,22 @@ pub fn render_slide(dir: &Path, r: &SlideReport) -> String {
         r.result.call,
         escape(&r.result.call_reason)
     );
+    for reason in &r.result.other_reasons {
+        let _ = writeln!(h, "<p>Also: {}</p>", escape(reason));
+    }
+    if let Some(o) = &r.result.ood {
+        let _ = writeln!(
+            h,
+            "<p class=\"{}\">Out-of-distribution check: {} of {} tissue tiles ({:.1}%) are over the distance threshold {} (median distance {:.2}); the model abstains above {:.0}%.</p>",
+            if o.out_of_distribution { "flag" } else { "ok" },
+            o.tiles_over,
+            r.tiles.scored,
+            100.0 * o.fraction,
+            o.threshold,
+            o.median_distance,
+            100.0 * o.max_fraction
+        );
+    }
     if r.result.call == Call::DiraPattern {
         let _ = writeln!(h, "<p class=\"il1rn\">{}</p>", escape(IL1RN_NOTE));
     }

@@ -77,7 +77,7 @@ pub fn batch_summary(
                 .iter()
                 .map(|f| (f.key.clone(), serde_json::json!(f.score)))
                 .collect();
-            serde_json::json!({
+            let mut slide = serde_json::json!({
                 "slide_id": r.slide.id,
                 "path": r.slide.path,
                 "call": r.result.call.as_str(),
@@ -85,7 +85,11 @@ pub fn batch_summary(
                 "psoriasiform_score": r.result.psoriasiform_score,
                 "findings": findings,
                 "qc_flags": r.qc,
-            })
+            });
+            if let Some(ood) = &r.result.ood {
+                slide["ood_fraction"] = serde_json::json!(ood.fraction);
+            }
+            slide
         })
         .collect();
     let errors: Vec<serde_json::Value> = failures

@@ -152,6 +152,10 @@ pub struct Validation {
     pub labels_without_results: Vec<String>,
     /// label -> call -> count.
     pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
+    /// label -> slides called `out-of-distribution` (the model abstained), counted
+    /// apart from the pattern calls; absent when none was.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub abstained: BTreeMap<String, usize>,
     pub scores: Vec<ScoreMetrics>,
     /// Tile-level AUROC per finding against phantom truth masks (`--truth`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,6 +230,14 @@ pub fn validate(
             .entry(r.call.clone())
             .or_default() += 1;
     }
+    let abstained: BTreeMap<String, usize> = confusion
+        .iter()
+        .filter_map(|(label, calls)| {
+            calls
+                .get(crate::aggregate::Call::OutOfDistribution.as_str())
+                .map(|n| (label.clone(), *n))
+        })
+        .collect();
     let scores = score_metrics(&joined, options, resampling, &patient_index);
     let strata_names: BTreeSet<&str> = joined
         .iter()
@@ -256,6 +268,7 @@ pub fn validate(
         unlabelled_slides,
         labels_without_results,
         confusion,
+        abstained,
         scores,
         tile_truth: None,
         strata,
@@ -416,6 +429,20 @@ pub fn markdown(v: &Validation) -> String {
             let _ = write!(s, " {} |", row.get(*c).copied().unwrap_or(0));
         }
         let _ = writeln!(s);
+    }
+    if !v.abstained.is_empty() {
+        let total: usize = v.abstained.values().sum();
+        let by_label: Vec<String> = v
+            .abstained
+            .iter()
+            .map(|(label, n)| format!("{label} {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\n## Abstentions\n\n{total} of {} slides were called out-of-distribution: the model abstained, their tissue being unlike its training data ({}). They are counted apart from the pattern calls above; the score metrics below still include their scores.",
+            v.slides_evaluated,
+            by_label.join(", ")
+        );
     }
     let _ = writeln!(s, "\n## Scores\n");
     let _ = writeln!(

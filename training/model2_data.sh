@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Training and held-out tiles for model 2 (issue 13): synth 1.0 phantoms at source
+# MPP 1.0, 0.5 and 0.25 (finer sources area-downsampled to the model's 224 px at
+# 1.0 um/px, as the pipeline resamples a slide), phantoms textured from the real
+# train parts (--texture-from), and lesions implanted into the real train parts
+# (--implant-into --part train; the implant slides' lesion-free tiles are the real
+# negatives). Held out: synth 1.0 seeds never trained on at each MPP, and implants
+# into the real test parts. The real test parts are never trained on.
+#
+#   training/model2_data.sh OUT_DIR [PHASE...]
+#
+# Phases: train, held (default both). Needs a release build (DIRASCOPE=path
+# overrides) and Python with training/requirements.txt (PYTHON=path overrides).
+#
+# Seeds (disjoint from every other set in the project; see training/protocol.sh):
+#   train  3000-3999     held-out  910000-910999
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${DIRASCOPE:-target/release/dirascope}
+PY=${PYTHON:-python3}
+OUT=${1:?usage: training/model2_data.sh OUT_DIR [train|held]...}
+shift
+PHASES=${*:-train held}
+REAL=${REAL:-../shared/fixtures/real}
+CMU="$REAL/CMU-1-Small-Region.svs"
+PD="$REAL/skin-normal-10x-public-domain.jpg"
+MAPPING=fixtures/annotations/phantom-mapping.toml
+mkdir -p "$OUT"
+
+step() {
+    local start=$SECONDS
+    echo "== $*"
+    "$@"
+    echo "== took $((SECONDS - start)) s"
+}
+
+# synth tiles at source MPP $mpp (224 um tiles), downsampled to 1.0 um/px when finer.
+phantoms() {
+    local name=$1 mpp=$2
+    shift 2
+    local px
+    px=$(awk -v m="$mpp" 'BEGIN { printf "%d", 224 / m + 0.5 }')
+    if [ -s "$OUT/$name/labels.csv" ]; then echo "== $name exists"; return; fi
+    if [ "$px" = 224 ]; then
+        step "$B" synth "$@" --tiles --tile-px 224 --tile-mpp 1.0 --out "$OUT/$name"
+    else
+        step "$B" synth "$@" --tiles --tile-px "$px" --tile-mpp "$mpp" --out "$OUT/$name-$px"
+        step "$PY" training/downsample_export.py "$OUT/$name-$px" "$OUT/$name"
+        rm -rf "${OUT:?}/$name-$px"
+    fi
+}
+
+# Lesions implanted into one part of a real image, one slide a seed (a seed whose
+# plan finds no place for a lesion is skipped), then labelled tiles from their GeoJSON.
+implants() {
+    local name=$1 part=$2 first=$3 per_class=$4 image=$5
+    shift 5
+    if [ -s "$OUT/$name/labels.csv" ]; then echo "== $name exists"; return; fi
+    local slides="$OUT/$name-slides"
+    mkdir -p "$slides"
+    local class seed made
+    for class in dira pustular-psoriasis psoriasis normal; do
+        made=0
+        seed=$first
+        while [ "$made" -lt "$per_class" ] && [ "$seed" -lt $((first + 4 * per_class + 40)) ]; do
+            if "$B" synth --implant-into "$image" "$@" --part "$part" --class "$class" \
+                --seed "$seed" --out "$slides" >/dev/null 2>"$slides/.err"; then
+                made=$((made + 1))
+            fi
+            seed=$((seed + 1))
+        done
+        echo "== $name: $made $class implants"
+        first=$((first + 100))
+    done
+    rm -f "$slides/manifest.csv"
+    step "$B" tiles --slides "$slides" --annotations "$slides" --mapping "$MAPPING" \
+        --out "$OUT/$name" --threads 2
+}
+
+for phase in $PHASES; do
+    case $phase in
+        train)
+            phantoms train-mixed-1.0 1.0 --count 40 --seed 3000
+            phantoms train-dira-1.0 1.0 --class dira --count 24 --seed 3100
+            phantoms train-mixed-0.5 0.5 --count 12 --seed 3200
+            phantoms train-dira-0.5 0.5 --class dira --count 8 --seed 3300
+            phantoms train-dira-0.25 0.25 --class dira --count 3 --seed 3350
+            phantoms train-tex-cmu 1.0 --count 16 --seed 3400 --texture-from "$CMU"
+            phantoms train-tex-pd 1.0 --count 16 --seed 3500 --texture-from "$PD" --texture-mpp 0.75
+            implants train-implant-cmu train 3600 6 "$CMU"
+            implants train-implant-pd train 4000 6 "$PD" --mpp 0.75
+            ;;
+        held)
+            phantoms held-mixed-1.0 1.0 --count 8 --seed 910000
+            phantoms held-dira-1.0 1.0 --class dira --count 4 --seed 910100
+            phantoms held-mixed-0.5 0.5 --count 8 --seed 910000
+            phantoms held-dira-0.5 0.5 --class dira --count 4 --seed 910100
+            phantoms held-mixed-0.25 0.25 --count 4 --seed 910000
+            phantoms held-dira-0.25 0.25 --class dira --count 4 --seed 910100
+            implants held-implant-cmu test 910600 4 "$CMU"
+            implants held-implant-pd test 911000 4 "$PD" --mpp 0.75
+            ;;
+        *) echo "unknown phase $phase" >&2; exit 2 ;;
+    esac
+done
+echo "model 2 data in $OUT after $SECONDS s"
