@@ -21,6 +21,8 @@
 #   B        dirascope binary (default target/debug/dirascope)
 #   DATA     where sets and runs go (default /tmp/dirascope-protocol)
 #   MODEL    model folder scored with (default models/dirascope-phantom-v1)
+#   GENERATOR  synth renderer of the phantoms (default 0.3, what model 1.x was
+#            trained on; 1.0 for model 2)
 #   SCALE    fraction of the full slide counts (default 1 = the protocol; each
 #            stratum keeps at least 4 slides, one per class)
 #   ONLY     space-separated stratum names to render (default: all)
@@ -104,7 +106,7 @@ score() {
     "$PY" training/protocol_tables.py labels "$DATA/$set" >"$DATA/$set-labels.csv"
     # One score run over every stratum, so summary.csv lists them all (a rerun reuses
     # the slides already scored).
-    "$B" score "$DATA/$set"/*/ --out "$DATA/$set-scored" --threads "$THREADS" >/dev/null
+    "$B" score "$DATA/$set"/*/ --model "$MODEL" --out "$DATA/$set-scored" --threads "$THREADS" >/dev/null
 }
 
 calibrate() {

@@ -27,7 +27,7 @@ use super::noise::{self, hash2, unit};
 use super::output::{prepare_dir, write_manifest, SlideFiles};
 use super::render::{c, disc, ellipse, mixc, neutrophil_at, Conc};
 use super::render_v1::nucleus;
-use super::truth::{MaskGrid, Structures, Truth, TruthFinding};
+use super::truth::{finding_records, round6, MaskGrid, Structures, Truth};
 use super::{Artefacts, Finding, SlideClass, SlideOutput, StainMatrix, SynthError, Variant};
 use crate::real_split::{Part, RealSplit};
 use crate::slide::writer::{PyramidWriter, TileCompression, WriterOptions};
@@ -1620,22 +1620,17 @@ fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput,
         f
     });
 
-    let findings: Vec<TruthFinding> = Finding::ALL
-        .iter()
-        .map(|f| {
-            let area = masks.area_mm2(super::mask_bit(*f));
-            TruthFinding {
-                key: f.key(),
-                present: area > 0.0,
-                area_mm2: (area * 1e6).round() / 1e6,
-                lesions: implants
-                    .iter()
-                    .filter(|p| p.kind.finding() == Some(*f))
-                    .count(),
-                mask: format!("{id}.masks/{}.png", f.key()),
-            }
-        })
-        .collect();
+    let findings = finding_records(
+        &id,
+        &masks,
+        |_| true,
+        |f| {
+            implants
+                .iter()
+                .filter(|p| p.kind.finding() == Some(f))
+                .count()
+        },
+    );
     let s = ctx.stain;
     let truth = Truth {
         generator: "dirascope synth --implant-into",
@@ -1652,8 +1647,8 @@ fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput,
         mask_downsample: ds,
         mask_width: mw,
         mask_height: mh,
-        tissue_area_mm2: (masks.area_mm2(TISSUE) * 1e6).round() / 1e6,
-        epidermis_area_mm2: (masks.area_mm2(EPIDERMIS) * 1e6).round() / 1e6,
+        tissue_area_mm2: round6(masks.area_mm2(TISSUE)),
+        epidermis_area_mm2: round6(masks.area_mm2(EPIDERMIS)),
         findings_present: findings
             .iter()
             .filter(|f| f.present)

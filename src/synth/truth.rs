@@ -148,27 +148,19 @@ impl Truth {
         jpeg_quality: u8,
         artefacts: Artefacts,
     ) -> Truth {
-        let findings: Vec<TruthFinding> = Finding::ALL
-            .iter()
-            .map(|f| {
-                let area = masks.area_mm2(mask_bit(*f));
-                let lesions = match f {
-                    Finding::SubcornealPustule => geom.pustules.len(),
-                    Finding::Acantholysis => geom.clefts.len(),
-                    Finding::NeutrophilicEccrineHidradenitis => {
-                        geom.coils.iter().filter(|c| c.inflamed).count()
-                    }
-                    Finding::Psoriasiform => geom.zones.len(),
-                };
-                TruthFinding {
-                    key: f.key(),
-                    present: geom.has(mask_bit(*f)) && area > 0.0,
-                    area_mm2: round6(area),
-                    lesions,
-                    mask: format!("{slide_id}.masks/{}.png", f.key()),
+        let findings = finding_records(
+            slide_id,
+            masks,
+            |f| geom.has(mask_bit(f)),
+            |f| match f {
+                Finding::SubcornealPustule => geom.pustules.len(),
+                Finding::Acantholysis => geom.clefts.len(),
+                Finding::NeutrophilicEccrineHidradenitis => {
+                    geom.coils.iter().filter(|c| c.inflamed).count()
                 }
-            })
-            .collect();
+                Finding::Psoriasiform => geom.zones.len(),
+            },
+        );
         Truth {
             generator: "dirascope synth",
             generator_version: geom.generator.version(),
@@ -221,6 +213,30 @@ impl Truth {
     }
 }
 
-fn round6(v: f64) -> f64 {
+/// One record per finding, in the fixed order, from the masks: present when
+/// `drawn(finding)` and its mask covers any area; `lesions(finding)` counts them.
+pub(crate) fn finding_records(
+    slide_id: &str,
+    masks: &MaskGrid,
+    drawn: impl Fn(Finding) -> bool,
+    lesions: impl Fn(Finding) -> usize,
+) -> Vec<TruthFinding> {
+    Finding::ALL
+        .iter()
+        .map(|&f| {
+            let area = masks.area_mm2(mask_bit(f));
+            TruthFinding {
+                key: f.key(),
+                present: drawn(f) && area > 0.0,
+                area_mm2: round6(area),
+                lesions: lesions(f),
+                mask: format!("{slide_id}.masks/{}.png", f.key()),
+            }
+        })
+        .collect()
+}
+
+/// Areas in truth.json: rounded to 6 decimals (1 µm² in mm²).
+pub(crate) fn round6(v: f64) -> f64 {
     (v * 1e6).round() / 1e6
 }
