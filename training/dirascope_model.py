@@ -99,14 +99,127 @@ def fold_batchnorm(model: TileNet) -> nn.Module:
     return out.eval()
 
 
-def export_onnx(model: TileNet, path: Path, tile_px: int) -> None:
-    """Export with BN folded, opset 13, a symbolic batch axis."""
+# -- out-of-distribution detector ------------------------------------------------
+#
+# Mahalanobis distance of the penultimate features (the pooled 128 channels) to
+# per-group Gaussians with one shared covariance (Lee et al., NeurIPS 2018), fitted
+# on the training tiles. Groups: tiles with no finding, and tiles positive for each
+# finding (a tile goes to the finding it is most covered by). The graph's second
+# output `ood` is the distance to the nearest group, divided by sqrt(D) so that
+# in-distribution tiles sit near 1 whatever the feature width:
+#     ood = sqrt(min_g (f - mu_g)^T Sigma^-1 (f - mu_g) / D)
+
+OOD_GROUPS = ["none"] + FINDINGS
+
+
+def ood_groups(fracs: np.ndarray, pos_frac: float = 0.01) -> np.ndarray:
+    """Group index per tile: 0 for no finding at or above `pos_frac`, else
+    1 + the finding with the largest coverage."""
+    best = fracs.argmax(axis=1)
+    return np.where(fracs.max(axis=1) >= pos_frac, best + 1, 0)
+
+
+def fit_mahalanobis(feats: np.ndarray, groups: np.ndarray, shrink: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """Group means (G x D, groups without tiles get the overall mean) and W (D x D)
+    with (f - mu) Sigma^-1 (f - mu)^T = |(f - mu) W|^2: W is the Cholesky factor of
+    the precision of the pooled within-group covariance, shrunk toward its mean
+    variance by `shrink` so that dead or collinear channels stay invertible."""
+    feats = feats.astype(np.float64)
+    d = feats.shape[1]
+    means = np.tile(feats.mean(axis=0), (len(OOD_GROUPS), 1))
+    centred = np.empty_like(feats)
+    for g in range(len(OOD_GROUPS)):
+        sel = groups == g
+        if sel.any():
+            means[g] = feats[sel].mean(axis=0)
+            centred[sel] = feats[sel] - means[g]
+    cov = centred.T @ centred / max(1, len(feats) - len(OOD_GROUPS))
+    cov = (1 - shrink) * cov + shrink * np.trace(cov) / d * np.eye(d)
+    w = np.linalg.cholesky(np.linalg.inv(cov))
+    return means.astype(np.float32), w.astype(np.float32)
+
+
+class WithOod(nn.Module):
+    """A folded net with the OOD distance as a second output. `taps`: conv
+    layer indices (0-based) whose pooled ReLU outputs are prepended to the
+    penultimate features for the OOD distance, as `features(..., taps)` does
+    (Lee et al.'s feature ensemble; none by default)."""
+
+    def __init__(self, folded: nn.Module, means: np.ndarray, w: np.ndarray, taps: tuple[int, ...] = ()):
+        super().__init__()
+        self.body = nn.Sequential(folded[0], folded[1], folded[2])
+        self.head = folded[3]
+        # In the folded stack conv i is module 2i and its ReLU module 2i + 1;
+        # tap -1 is the (preprocessed) input itself: its per-channel mean and std.
+        self.tap_at = sorted(2 * i + 1 for i in taps if i >= 0)
+        self.tap_input = -1 in taps
+        w_t = torch.from_numpy(w)
+        self.register_buffer("w", w_t)
+        self.register_buffer("mu_w", torch.from_numpy(means) @ w_t)
+        self.dims = float(w.shape[0])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.tap_at or self.tap_input:
+            tapped = input_stats(x) if self.tap_input else []
+            h = x
+            for j, m in enumerate(self.body[0]):
+                h = m(h)
+                if j in self.tap_at:
+                    tapped.append(h.mean(dim=(2, 3)))
+            f = self.body[2](self.body[1](h))
+            logits = self.head(f)
+            f_ood = torch.cat(tapped + [f], dim=1)
+        else:
+            f = self.body(x)
+            logits = self.head(f)
+            f_ood = f
+        z = f_ood @ self.w
+        d2 = ((z.unsqueeze(1) - self.mu_w.unsqueeze(0)) ** 2).sum(dim=2)
+        ood = torch.sqrt(d2.min(dim=1, keepdim=True).values / self.dims)
+        return logits, ood
+
+
+def input_stats(x: torch.Tensor) -> list[torch.Tensor]:
+    """Per-channel mean and standard deviation of the preprocessed tile: its
+    colour, which a stain-augmented network's features are built to ignore."""
+    m = x.mean(dim=(2, 3))
+    c = x - m[:, :, None, None]
+    sd = torch.sqrt((c * c).mean(dim=(2, 3)) + 1e-6)
+    return [m, sd]
+
+
+def features(model: TileNet, x: torch.Tensor, taps: tuple[int, ...] = ()) -> torch.Tensor:
+    """Penultimate features (pooled, before dropout and head); with `taps`
+    (conv layer indices), the pooled ReLU outputs of those layers first, and
+    with tap -1 the input's per-channel mean and std before them."""
+    if not taps:
+        return model.pool(model.features(x)).flatten(1)
+    # In the unfolded stack conv i is module 3i, its BN 3i + 1, its ReLU 3i + 2.
+    tap_at = sorted(3 * i + 2 for i in taps if i >= 0)
+    tapped = input_stats(x) if -1 in taps else []
+    h = x
+    for j, m in enumerate(model.features):
+        h = m(h)
+        if j in tap_at:
+            tapped.append(h.mean(dim=(2, 3)))
+    return torch.cat(tapped + [model.pool(h).flatten(1)], dim=1)
+
+
+def export_onnx(model: TileNet, path: Path, tile_px: int, ood: tuple[np.ndarray, np.ndarray] | None = None,
+                ood_taps: tuple[int, ...] = ()) -> None:
+    """Export with BN folded, opset 13, a symbolic batch axis. With `ood` (group
+    means and W from `fit_mahalanobis`) the graph has a second output `ood`
+    (`ood_taps`: the layers `features` tapped for them)."""
     folded = fold_batchnorm(model)
+    names = ["logits"]
+    if ood is not None:
+        folded = WithOod(folded, *ood, taps=tuple(ood_taps)).eval()
+        names.append("ood")
     dummy = torch.zeros(1, 3, tile_px, tile_px)
     kwargs = dict(
         input_names=["tiles"],
-        output_names=["logits"],
-        dynamic_axes={"tiles": {0: "batch"}, "logits": {0: "batch"}},
+        output_names=names,
+        dynamic_axes={"tiles": {0: "batch"}, **{n: {0: "batch"} for n in names}},
         opset_version=13,
         do_constant_folding=True,
     )
@@ -164,10 +277,12 @@ def write_manifest(
     tile_threshold: float = 0.5,
     intended_use: str = "research use only; trained on phantom slides; not a diagnostic device",
     aggregation_and_rule: str | None = None,
+    ood: dict | None = None,
 ) -> None:
     """`aggregation_and_rule`: the `[aggregation]` and `[rule]` tables as TOML
     text (a retrained model keeps the calibrated ones); default placeholders
-    otherwise."""
+    otherwise. `ood`: the graph's OOD output, {"threshold", "max_fraction",
+    "fitted_on"}, written as the `[ood]` table."""
     sha = sha256_file(folder / "model.onnx")
     classes = ", ".join(json.dumps(f) for f in FINDINGS)
     tail = aggregation_and_rule if aggregation_and_rule is not None else DEFAULT_AGGREGATION_AND_RULE.format(
@@ -195,6 +310,22 @@ activation = "sigmoid"
 classes = [{classes}]
 
 {tail}"""
+    if ood is not None:
+        text = text.rstrip("\n") + f"""
+
+[ood]
+# Out-of-distribution detector in the graph (second output): the Mahalanobis
+# distance of the tile's features (fitted_on names them) to the nearest of the
+# training tiles' group Gaussians, over sqrt(feature count). A tile is unlike the training
+# data above `threshold` (the 99th percentile of held-out in-distribution tiles);
+# a slide is called out-of-distribution when more than `max_fraction` of its
+# tissue tiles are.
+output = "ood"
+method = "mahalanobis"
+threshold = {ood["threshold"]:.4f}
+max_fraction = {ood["max_fraction"]}
+fitted_on = {json.dumps(ood["fitted_on"])}
+"""
     (folder / "model.toml").write_text(text)
 
 
@@ -223,17 +354,24 @@ def write_parity(folder: Path, inputs: np.ndarray, source: str, tolerance: float
     pdir = folder / "parity"
     pdir.mkdir(parents=True, exist_ok=True)
     sess = ort_session(folder / "model.onnx", threads=1)
-    outs = sess.run(None, {"tiles": inputs.astype(np.float32)})[0].astype("<f4")
+    results = sess.run(None, {"tiles": inputs.astype(np.float32)})
+    outs = results[0].astype("<f4")
     with gzip.GzipFile(pdir / "inputs.f32.gz", "wb", compresslevel=9, mtime=0) as f:
         f.write(inputs.astype("<f4").tobytes())
     (pdir / "outputs.f32").write_bytes(outs.tobytes())
+    ood_line = ""
+    if len(results) > 1:
+        (pdir / "ood.f32").write_bytes(results[1].astype("<f4").tobytes())
+        ood_line = 'ood_outputs = "ood.f32"\n'
+    else:
+        (pdir / "ood.f32").unlink(missing_ok=True)
     (pdir / "parity.toml").write_text(
         f"""# Parity fixture: {len(inputs)} preprocessed tiles and onnxruntime's raw outputs.
 # Written by training/ at export; tests/model_parity.rs runs tract on the same tensors.
 tiles = {len(inputs)}
 inputs = "inputs.f32.gz"
 outputs = "outputs.f32"
-tolerance = {tolerance}
+{ood_line}tolerance = {tolerance}
 source = {json.dumps(source)}
 """
     )

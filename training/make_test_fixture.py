@@ -13,7 +13,11 @@ import torch
 
 import dirascope_model as dm
 
-OUT = Path(__file__).resolve().parent.parent / "fixtures" / "model" / "tiny-random-64"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "model"
+OUT = FIXTURES / "tiny-random-64"
+# The same network with the out-of-distribution output (model 2's graph shape):
+# Mahalanobis distance fitted on the 32 random tiles' features.
+OUT_OOD = FIXTURES / "tiny-random-64-ood"
 
 
 def main() -> None:
@@ -40,6 +44,25 @@ def main() -> None:
         intended_use="tests only: random weights, scores nothing; not a diagnostic device",
     )
     dm.write_parity(OUT, inputs, source="random uint8 tiles (test fixture)")
+
+    OUT_OOD.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        feats = dm.features(model, torch.from_numpy(inputs)).numpy()
+    groups = np.arange(len(feats)) % len(dm.OOD_GROUPS)
+    dm.export_onnx(model, OUT_OOD / "model.onnx", 64, ood=dm.fit_mahalanobis(feats, groups, shrink=0.5))
+    dm.write_manifest(
+        OUT_OOD,
+        name="tiny-random-64-ood",
+        version="0.0.0",
+        tile_px=64,
+        mpp=4.0,
+        mean=dm.DEFAULT_MEAN,
+        std=dm.DEFAULT_STD,
+        training_data="none: random weights; a test fixture for the OOD output and its checks",
+        intended_use="tests only: random weights, scores nothing; not a diagnostic device",
+        ood={"threshold": 1.0, "max_fraction": 0.5, "fitted_on": "the 32 random parity tiles"},
+    )
+    dm.write_parity(OUT_OOD, inputs, source="random uint8 tiles (test fixture)")
 
 
 if __name__ == "__main__":

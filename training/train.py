@@ -131,6 +131,34 @@ def real_negative_tiles(svs: Path, tile_px: int, mpp: float, part: str, stride_f
     return np.stack(out) if out else np.empty((0, tile_px, tile_px, 3), np.uint8), src_mpp
 
 
+def real_part_tiles(path: Path, tile_px: int, mpp: float, which: str, stride_frac: float = 0.5) -> np.ndarray:
+    """Tissue tiles (mean RGB < 215 on at least half the tile) from the `which`
+    part ("train" or "test") of a real image named in training/real_split.toml,
+    resampled from its MPP there to the model's."""
+    import real_split
+
+    if path.suffix.lower() in (".svs", ".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tf:
+            arr = tf.pages[0].asarray()[..., :3]
+    else:
+        arr = np.asarray(Image.open(path).convert("RGB"))
+    x0, y0, x1, y1 = real_split.part(path.name, which)
+    crop = np.ascontiguousarray(arr[y0:y1, x0:x1])
+    scale = real_split.mpp(path.name) / mpp
+    h, w = crop.shape[:2]
+    arr = np.asarray(Image.fromarray(crop).resize((round(w * scale), round(h * scale)), Image.Resampling.BOX))
+    step = max(1, int(tile_px * stride_frac))
+    out = []
+    for y in range(0, arr.shape[0] - tile_px + 1, step):
+        for x in range(0, arr.shape[1] - tile_px + 1, step):
+            t = arr[y : y + tile_px, x : x + tile_px]
+            if (t.mean(axis=2) < 215).mean() >= 0.5:
+                out.append(t)
+    return np.stack(out) if out else np.empty((0, tile_px, tile_px, 3), np.uint8)
+
+
 # -- augmentation -----------------------------------------------------------
 
 
@@ -141,9 +169,81 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+# Reference H&E stain vectors (Ruifrok & Johnston, optical density per RGB
+# channel), the basis of the Macenko-style perturbation below.
+H_VEC = torch.tensor([0.65, 0.70, 0.29])
+E_VEC = torch.tensor([0.07, 0.99, 0.11])
+
+
+def _stain_basis(h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """(B,3) H and E vectors -> (B,3,3) rows h, e, h x e, each unit length."""
+    h = h / h.norm(dim=1, keepdim=True)
+    e = e / e.norm(dim=1, keepdim=True)
+    r = torch.cross(h, e, dim=1)
+    return torch.stack([h, e, r / r.norm(dim=1, keepdim=True)], dim=1)
+
+
+def _rotate_small(v: torch.Tensor, max_deg: float, gen: torch.Generator) -> torch.Tensor:
+    """Rotate each (B,3) vector by up to `max_deg` degrees about a random axis
+    orthogonal to it (Rodrigues), keeping it non-negative (a stain absorbs)."""
+    b = v.shape[0]
+    v = v / v.norm(dim=1, keepdim=True)
+    axis = torch.randn(b, 3, generator=gen)
+    axis = axis - (axis * v).sum(1, keepdim=True) * v
+    axis = axis / axis.norm(dim=1, keepdim=True).clamp(min=1e-6)
+    ang = torch.deg2rad(max_deg * (2 * torch.rand(b, 1, generator=gen) - 1))
+    out = v * torch.cos(ang) + torch.cross(axis, v, dim=1) * torch.sin(ang)
+    return out.clamp(min=0.01)
+
+
+def stain_matrices(b: int, gen: torch.Generator, max_deg: float = 6.0, conc_sd: float = 0.15) -> torch.Tensor:
+    """Per-sample (B,3,3) maps in optical density, row-vector convention
+    (od' = od @ T): unmix into H and E concentrations with the reference
+    vectors, jitter each concentration (scale exp(N(0, conc_sd))), and mix back
+    with H and E vectors rotated by up to `max_deg` degrees (Macenko-style
+    stain vector perturbation; the residual channel is kept)."""
+    ref = _stain_basis(H_VEC.expand(b, 3), E_VEC.expand(b, 3))
+    new = _stain_basis(_rotate_small(H_VEC.expand(b, 3), max_deg, gen), _rotate_small(E_VEC.expand(b, 3), max_deg, gen))
+    alpha = torch.exp(conc_sd * torch.randn(b, 3, generator=gen))
+    alpha[:, 2] = 1.0
+    return torch.linalg.inv(ref) @ torch.diag_embed(alpha) @ new
+
+
+def rescale(x: torch.Tensor, factor: float, gen: torch.Generator) -> torch.Tensor:
+    """Resize the batch by `factor` and crop (randomly) or reflect-pad
+    (centred) back to its size: the scale of another scanner or an MPP off by
+    that factor."""
+    _, _, h, w = x.shape
+    n = max(8, round(h * factor))
+    if n == h:
+        return x
+    y = F.interpolate(x, size=(n, n), mode="bilinear", align_corners=False, antialias=factor < 1)
+    if n > h:
+        oy, ox = (int(torch.randint(0, n - h + 1, (1,), generator=gen)) for _ in range(2))
+        return y[:, :, oy : oy + h, ox : ox + w]
+    p0 = (h - n) // 2
+    return F.pad(y, (p0, h - n - p0, p0, h - n - p0), mode="reflect")
+
+
+def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """Re-compress each tile as JPEG at `quality` (PIL, 4:2:0 chroma)."""
+    import io
+
+    u8 = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = np.empty_like(u8)
+    for i, t in enumerate(u8):
+        buf = io.BytesIO()
+        Image.fromarray(t).save(buf, format="JPEG", quality=quality)
+        buf.seek(0)
+        out[i] = np.asarray(Image.open(buf).convert("RGB"))
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, lab: bool = False) -> torch.Tensor:
     """x: (B,3,H,W) float in 0..1 -> augmented, still 0..1. Dihedral flips,
-    stain jitter in optical density, brightness/contrast, blur and noise."""
+    stain jitter in optical density, brightness/contrast, blur and noise.
+    `lab` adds what differs between labs (model 2): Macenko-style stain vector
+    perturbation, scale +-15% and JPEG re-compression (quality 50-95)."""
     b = x.shape[0]
     if torch.rand(1, generator=gen) < 0.5:
         x = x.flip(3)
@@ -151,10 +251,17 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         x = x.flip(2)
     if torch.rand(1, generator=gen) < 0.5:
         x = x.transpose(2, 3)
+    if lab and torch.rand(1, generator=gen) < 0.5:
+        # One scale per batch (cheap); half the batches keep the native scale.
+        x = rescale(x, float(0.85 + 0.30 * torch.rand(1, generator=gen)), gen)
     # Stain: OD = -log(I); mix channels with a random near-identity matrix
     # and scale/offset per channel (strong: labs differ a lot).
     od = -torch.log(x.clamp(1.0 / 255, 1.0))
     mix = torch.eye(3).expand(b, 3, 3) + 0.12 * torch.randn(b, 3, 3, generator=gen)
+    if lab:
+        # Row-vector stain map composed with the (column-convention) jitter:
+        # one 3x3 per sample, so the perturbation costs nothing extra.
+        mix = mix @ stain_matrices(b, gen).transpose(1, 2)
     scale = torch.exp(0.25 * torch.randn(b, 3, 1, 1, generator=gen))
     offset = 0.04 * torch.randn(b, 3, 1, 1, generator=gen)
     od = torch.einsum("bij,bjhw->bihw", mix, od) * scale + offset * (od > 0.05)
@@ -175,7 +282,11 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), ky, groups=3)
     # Sensor noise.
     x = x + (0.03 * torch.rand(b, 1, 1, 1, generator=gen)) * torch.randn(x.shape, generator=gen)
-    return x.clamp(0.0, 1.0)
+    x = x.clamp(0.0, 1.0)
+    if lab and torch.rand(1, generator=gen) < 0.3:
+        # The scanner's (or the export's) JPEG, last, as in a real file.
+        x = jpeg(x, int(torch.randint(50, 96, (1,), generator=gen)))
+    return x
 
 
 def normalise(x01: torch.Tensor, mean, std) -> torch.Tensor:
@@ -216,13 +327,51 @@ def slide_bootstrap_ci(scores, labels, slides, reps: int = 1000, seed: int = 202
 
 
 def predict(model: torch.nn.Module, tiles_u8: np.ndarray, mean, std, batch: int = 64) -> np.ndarray:
+    return predict_with_features(model, tiles_u8, mean, std, batch)[0]
+
+
+def predict_with_features(model: dm.TileNet, tiles_u8: np.ndarray, mean, std, batch: int = 64,
+                          taps: tuple[int, ...] = ()):
+    """Probabilities (N,4) and the OOD detector's features (N,D): penultimate,
+    after the pooled outputs of the `taps` layers if any; eval mode, no augmentation."""
     model.eval()
-    out = []
+    probs, feats = [], []
+    d_last = model.head.in_features
     with torch.no_grad():
         for i in range(0, len(tiles_u8), batch):
             x = torch.from_numpy(dm.preprocess(tiles_u8[i : i + batch], mean, std))
-            out.append(torch.sigmoid(model(x)).numpy())
-    return np.concatenate(out) if out else np.empty((0, 4), np.float32)
+            f = dm.features(model, x, taps)
+            feats.append(f.numpy())
+            probs.append(torch.sigmoid(model.head(f[:, -d_last:])).numpy())
+    if not probs:
+        return np.empty((0, 4), np.float32), np.empty((0, 0), np.float32)
+    return np.concatenate(probs), np.concatenate(feats)
+
+
+def ood_distance(feats: np.ndarray, means: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The graph's `ood` output in numpy: sqrt(min over groups of the
+    Mahalanobis distance squared / D)."""
+    z = feats.astype(np.float64) @ w.astype(np.float64)
+    mu = means.astype(np.float64) @ w.astype(np.float64)
+    d2 = ((z[:, None, :] - mu[None, :, :]) ** 2).sum(axis=2)
+    return np.sqrt(d2.min(axis=1) / w.shape[0])
+
+
+def ood_feature_desc(taps) -> str:
+    parts = (["input colour (per-channel mean and std)"] if -1 in taps else []) + (
+        [f"pooled conv layers {[t for t in taps if t >= 0]}"] if any(t >= 0 for t in taps) else [])
+    return " + ".join(parts + ["penultimate features"])
+
+
+def ood_summary(dist: np.ndarray, threshold: float) -> dict:
+    return {
+        "tiles": int(len(dist)),
+        "p50": float(np.percentile(dist, 50)),
+        "p90": float(np.percentile(dist, 90)),
+        "p99": float(np.percentile(dist, 99)),
+        "max": float(dist.max()),
+        "fraction_above_threshold": float((dist > threshold).mean()),
+    }
 
 
 def evaluate(probs: np.ndarray, fracs: np.ndarray, pos_frac, slides: np.ndarray | None = None) -> dict:
@@ -275,16 +424,44 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--real-negatives", type=Path, default=None, help="real normal-skin slide (e.g. CMU-1-Small-Region.svs)")
+    ap.add_argument("--real-train-parts", type=Path, nargs="*", default=[],
+                    help="real normal-skin images named in training/real_split.toml: tissue tiles of their train "
+                         "parts are negatives (repeated --real-repeat times); their test parts are evaluated")
     ap.add_argument("--real-repeat", type=int, default=1,
                     help="repeat each real negative tile this many times per epoch (augmentation varies the copies)")
     ap.add_argument("--name", default="dirascope-phantom-v1")
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--limit", type=int, default=None, help="load at most this many tiles per export (smoke tests)")
+    ap.add_argument("--export-weight", nargs="*", default=[], metavar="NAME=W",
+                    help="sample the tiles of the training export whose folder name is NAME W times as often "
+                         "(e.g. the few real-tissue implant tiles)")
+    ap.add_argument("--lab-augment", action="store_true",
+                    help="also augment for what differs between labs: Macenko-style stain vector perturbation, "
+                         "scale +-15%%, JPEG re-compression (model 2)")
+    ap.add_argument("--ood", action="store_true",
+                    help="fit the out-of-distribution detector (Mahalanobis distance of the penultimate features to "
+                         "per-group Gaussians of the training tiles) and export it as the graph's second output `ood`; "
+                         "its threshold is a percentile of the pooled held-out tiles' distances (needs --heldout)")
+    ap.add_argument("--ood-percentile", type=float, default=99.0,
+                    help="threshold = this percentile of the held-out in-distribution tiles' OOD distances")
+    ap.add_argument("--ood-max-fraction", type=float, default=0.25,
+                    help="a slide is out-of-distribution when more than this fraction of its tissue tiles are over the threshold")
+    ap.add_argument("--ood-shrink", type=float, default=0.01, help="covariance shrinkage toward its mean variance")
+    ap.add_argument("--ood-taps", default="",
+                    help="comma-separated conv layer indices (0-based) whose pooled outputs join the penultimate "
+                         "features for the OOD distance (default: penultimate only)")
+    ap.add_argument("--ood-heldout-desc", default=None,
+                    help="what the held-out sets are, for the manifest's [ood] fitted_on (default: their names)")
+    ap.add_argument("--rule-from", type=Path, default=None,
+                    help="a model folder whose [aggregation] and [rule] tables start this one's "
+                         "(when --out has no model.toml yet)")
+    ap.add_argument("--intended-use", default=None, help="the manifest's intended_use (default: write_manifest's)")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from a model folder (its checkpoint.pt) or a checkpoint file; "
                          "with --minutes 0: evaluate and export only")
     args = ap.parse_args()
 
+    ood_taps = tuple(int(t) for t in args.ood_taps.split(",") if t.strip())
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -307,6 +484,15 @@ def main() -> None:
         if n_real:
             tiles = np.concatenate([tiles, real])
             fracs = np.concatenate([fracs, np.zeros((n_real, 4), np.float32)])
+    real_parts_used = []
+    for path in args.real_train_parts:
+        rt = real_part_tiles(path, args.tile_px, args.mpp, "train", 0.25)
+        real_parts_used.append(f"{len(rt)} from {path.name}")
+        rt = np.repeat(rt, max(1, args.real_repeat), axis=0)
+        if len(rt):
+            tiles = np.concatenate([tiles, rt])
+            fracs = np.concatenate([fracs, np.zeros((len(rt), 4), np.float32)])
+            n_real += len(rt)
     y, mask = targets_and_mask(fracs, pos_frac)
     print(f"loaded {n_synth} phantom tiles from seeds {train_seeds[0]}..{train_seeds[-1]} "
           f"({len(train_seeds)} slides) + {n_real} real negatives in {time.time() - t0:.0f}s")
@@ -327,6 +513,14 @@ def main() -> None:
         if pos_rate[k] > 0:
             boost = min(20.0, max(1.0, 0.2 / pos_rate[k]))
             weights = np.where(y[:, k] > 0, np.maximum(weights, boost), weights)
+    export_of = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)] + [np.full(n_real, -1)])
+    for item in args.export_weight:
+        key, _, value = item.partition("=")
+        hit = [i for i, d in enumerate(args.train) if d.name == key]
+        if not hit or not value:
+            raise SystemExit(f"--export-weight {item!r}: expected NAME=W with NAME a --train folder's name")
+        for i in hit:
+            weights[export_of == i] *= float(value)
     weights /= weights.sum()
 
     init_dir = None
@@ -379,7 +573,7 @@ def main() -> None:
         for b in range(steps_per_epoch):
             idx = order[b * args.batch : (b + 1) * args.batch]
             x = torch.from_numpy(tiles[idx]).permute(0, 3, 1, 2).float() / 255.0
-            x = normalise(augment(x, gen), mean, std)
+            x = normalise(augment(x, gen, lab=args.lab_augment), mean, std)
             logits = model(x)
             yt = torch.from_numpy(y[idx])
             mt = torch.from_numpy(mask[idx])
@@ -426,6 +620,8 @@ def main() -> None:
         "train_cpu_seconds": round(train_cpu_seconds, 1),
         "torch_threads": args.threads,
         "torch_version": str(torch.__version__),
+        "lab_augment": args.lab_augment,
+        "export_weight": args.export_weight,
         "history": history,
     }
     if args.init and step == 0 and "run" in ckpt:
@@ -456,12 +652,15 @@ def main() -> None:
 
     parity_tiles = None
     heldout_probs = {}
+    heldout_feats: dict[str, np.ndarray] = {}
     for name, dirs in parse_heldout(args.heldout):
         h_tiles, h_fracs, h_seeds, h_slides = load_exports(dirs, args.tile_px, args.mpp, args.limit)
         overlap = sorted(set(int(s) for s in h_seeds) & set(train_seeds))
         if overlap:
             raise SystemExit(f"{name}: held-out seeds overlap training seeds: {overlap[:5]}")
-        probs = predict(model, h_tiles, mean, std)
+        probs, h_feats = predict_with_features(model, h_tiles, mean, std, taps=ood_taps)
+        if args.ood:
+            heldout_feats[name] = h_feats
         res = evaluate(probs, h_fracs, pos_frac, h_slides)
         res_1pct = evaluate(probs, h_fracs, 0.01)
         metrics["heldout"][name] = {
@@ -499,18 +698,88 @@ def main() -> None:
         }
         print("real normal skin (unseen half):", metrics["real_normal"])
 
+    if args.real_train_parts:
+        metrics["real_test_parts"] = {}
+        for path in args.real_train_parts:
+            rt = real_part_tiles(path, args.tile_px, args.mpp, "test", 0.25)
+            rp = predict(model, rt, mean, std)
+            metrics["real_test_parts"][path.name] = {
+                "tiles": len(rt),
+                "fraction_above_0.5": {k: float((rp[:, i] > 0.5).mean()) if len(rp) else None for i, k in enumerate(dm.FINDINGS)},
+                "max_prob": {k: float(rp[:, i].max()) if len(rp) else None for i, k in enumerate(dm.FINDINGS)},
+            }
+            print(f"real test part of {path.name}:", metrics["real_test_parts"][path.name])
+
+    ood = None
+    ood_manifest = None
+    if args.ood:
+        if not heldout_feats:
+            raise SystemExit("--ood needs --heldout: the threshold is set on held-out in-distribution tiles")
+        t_ood = time.time()
+        _, train_feats = predict_with_features(model, tiles, mean, std, batch=128, taps=ood_taps)
+        groups = dm.ood_groups(fracs)
+        ood = dm.fit_mahalanobis(train_feats, groups, shrink=args.ood_shrink)
+        train_dist = ood_distance(train_feats, *ood)
+        held_dist = {k: ood_distance(f, *ood) for k, f in heldout_feats.items()}
+        pooled = np.concatenate(list(held_dist.values()))
+        threshold = round(float(np.percentile(pooled, args.ood_percentile)), 4)
+        held_desc = args.ood_heldout_desc or ", ".join(
+            f"{k} ({len(v)} tiles)" for k, v in held_dist.items())
+        fitted_on = (
+            f"Gaussians: {ood_feature_desc(ood_taps)} "
+            f"of the {len(tiles)} training tiles "
+            f"(groups {', '.join(f'{g} {int((groups == i).sum())}' for i, g in enumerate(dm.OOD_GROUPS))}), "
+            f"shared covariance shrunk {args.ood_shrink}; threshold: {args.ood_percentile:g}th percentile of "
+            f"{len(pooled)} held-out in-distribution tiles: {held_desc}"
+        )
+        ood_manifest = {"threshold": threshold, "max_fraction": args.ood_max_fraction, "fitted_on": fitted_on}
+        metrics["ood"] = {
+            "method": "mahalanobis",
+            "features": int(train_feats.shape[1]),
+            "taps": list(ood_taps),
+            "feature_desc": ood_feature_desc(ood_taps),
+            "groups": {g: int((groups == i).sum()) for i, g in enumerate(dm.OOD_GROUPS)},
+            "shrink": args.ood_shrink,
+            "percentile": args.ood_percentile,
+            "threshold": ood_manifest["threshold"],
+            "max_fraction": args.ood_max_fraction,
+            "fitted_on": fitted_on,
+            "train": ood_summary(train_dist, threshold),
+            "heldout_pooled": ood_summary(pooled, threshold),
+            "heldout": {k: ood_summary(v, threshold) for k, v in held_dist.items()},
+        }
+        print(f"OOD: threshold {threshold:.4f} ({args.ood_percentile:g}th percentile of {len(pooled)} held-out tiles), "
+              f"fitted in {time.time() - t_ood:.0f}s")
+        for k, v in [("train", metrics["ood"]["train"])] + list(metrics["ood"]["heldout"].items()):
+            print(f"    {k:>12}: {v['tiles']} tiles, p50 {v['p50']:.3f} p90 {v['p90']:.3f} p99 {v['p99']:.3f} "
+                  f"max {v['max']:.3f}, over threshold {100 * v['fraction_above_threshold']:.2f}%")
+
     # Export, manifest, parity.
     model.eval()
-    dm.export_onnx(model, args.out / "model.onnx", args.tile_px)
-    data_desc = (
-        f"{n_synth} phantom tiles from `dirascope synth --tiles` (seeds {train_seeds[0]}..{train_seeds[-1]}, "
-        f"{len(train_seeds)} slides, all classes)"
-        + (f" + {n_real} real normal-skin tiles from {args.real_negatives.name} as negatives" if n_real else "")
-        + "; see MODEL_CARD.md"
-    )
+    dm.export_onnx(model, args.out / "model.onnx", args.tile_px, ood=ood, ood_taps=ood_taps)
+    # Tiles from `dirascope tiles` (annotated slides, e.g. lesions implanted into
+    # real tissue) have class "annotated"; synth tiles carry the phantom's class.
+    n_annot = sum(1 for p in parts for c in p[3] if c == "annotated")
+    phantom_seeds = sorted(set(int(s) for p in parts for s, c in zip(p[2], p[3]) if c != "annotated"))
+    annot_slides = len(set(r["slide_id"] for p in parts for r, c in zip(p[4], p[3]) if c == "annotated"))
+    desc_parts = []
+    if n_synth - n_annot:
+        desc_parts.append(
+            f"{n_synth - n_annot} phantom tiles from `dirascope synth --tiles` (seeds {phantom_seeds[0]}..{phantom_seeds[-1]}, "
+            f"{len(phantom_seeds)} slides, all classes)")
+    if n_annot:
+        desc_parts.append(f"{n_annot} tiles of {annot_slides} annotated slides (`dirascope tiles`; lesions implanted "
+                          f"into the train parts of real normal skin, their lesion-free tiles real negatives)")
+    if n_real:
+        src = ([args.real_negatives.name] if args.real_negatives else []) + real_parts_used
+        desc_parts.append(f"{n_real} real normal-skin tiles (with repeats) as negatives: {', '.join(src)} "
+                          f"(train parts, x{args.real_repeat})")
+    data_desc = " + ".join(desc_parts) + "; see MODEL_CARD.md"
     # A retrained model keeps the folder's calibrated [aggregation] and [rule]
     # tables (with their comments); recalibrate them for the new weights.
     old_manifest = args.out / "model.toml"
+    if not old_manifest.is_file() and args.rule_from is not None:
+        old_manifest = args.rule_from / "model.toml"
     if not old_manifest.is_file() and init_dir is not None:
         # A fine-tuned folder starts from its parent's aggregation and rule.
         old_manifest = init_dir / "model.toml"
@@ -519,6 +788,9 @@ def main() -> None:
         old_text = old_manifest.read_text()
         if "[aggregation]" in old_text:
             kept_tail = old_text[old_text.index("[aggregation]"):]
+            if "\n[ood]" in kept_tail:
+                # write_manifest writes the [ood] table (last) afresh.
+                kept_tail = kept_tail[: kept_tail.index("\n[ood]")].rstrip("\n") + "\n"
             print(f"kept [aggregation] and [rule] of {old_manifest}: recalibrate them for this model")
     dm.write_manifest(
         args.out,
@@ -530,6 +802,8 @@ def main() -> None:
         mean=mean,
         std=std,
         training_data=data_desc,
+        ood=ood_manifest,
+        **({"intended_use": args.intended_use} if args.intended_use else {}),
     )
     if parity_tiles is None:
         parity_tiles = tiles[np.linspace(0, len(tiles) - 1, 32).astype(int)]
@@ -540,7 +814,17 @@ def main() -> None:
     torch_out = model(torch.from_numpy(inputs)).detach().numpy()
     ort_out = np.frombuffer((args.out / "parity" / "outputs.f32").read_bytes(), "<f4").reshape(-1, 4)
     metrics["export_torch_vs_onnxruntime_max_abs"] = float(np.abs(torch_out - ort_out).max())
+    if ood is not None:
+        with torch.no_grad():
+            parity_feats = dm.features(model, torch.from_numpy(inputs), ood_taps).numpy()
+        ort_ood = np.frombuffer((args.out / "parity" / "ood.f32").read_bytes(), "<f4")
+        metrics["export_ood_numpy_vs_onnxruntime_max_abs"] = float(
+            np.abs(ood_distance(parity_feats, *ood) - ort_ood).max())
+        print(f"OOD output: numpy vs onnxruntime max abs {metrics['export_ood_numpy_vs_onnxruntime_max_abs']:.2e}")
     metrics["sha256"] = dm.sha256_file(args.out / "model.onnx")
+    if (args.out / "checkpoint.pt").is_file():
+        # model.toml refuses unknown keys, so the checkpoint's hash lives here.
+        metrics["checkpoint_sha256"] = dm.sha256_file(args.out / "checkpoint.pt")
     metrics["history"] = run["history"]
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"wrote {args.out} in {time.time() - t0:.0f}s total; torch vs onnxruntime max abs "
