@@ -613,11 +613,10 @@ pub fn aggregate(
 /// How many of the scored tiles are over the OOD threshold, and whether that is
 /// more than the slide may have.
 fn ood_summary(order: &[&TileScore], params: OodParams) -> OodSummary {
-    let mut distances: Vec<f64> = order
+    let distances: Vec<f64> = order
         .iter()
         .map(|t| t.ood.map_or(f64::NAN, f64::from))
         .collect();
-    distances.sort_by(f64::total_cmp);
     // NaN (a distance the graph could not compute) counts as unlike the training data.
     let tiles_over = distances
         .iter()
@@ -629,15 +628,10 @@ fn ood_summary(order: &[&TileScore], params: OodParams) -> OodSummary {
     } else {
         tiles_over as f64 / n as f64
     };
-    let median_distance = match n {
-        0 => 0.0,
-        _ if n % 2 == 1 => distances[n / 2],
-        _ => 0.5 * (distances[n / 2 - 1] + distances[n / 2]),
-    };
     OodSummary {
         tiles_over,
         fraction,
-        median_distance,
+        median_distance: crate::qc::median(&distances).unwrap_or(0.0),
         threshold: params.threshold,
         max_fraction: params.max_fraction,
         out_of_distribution: n > 0 && fraction > params.max_fraction,

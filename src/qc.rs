@@ -242,7 +242,8 @@ impl QcReport {
     }
 }
 
-fn median(values: &[f64]) -> Option<f64> {
+/// Median of the finite values, or `None` when there are none.
+pub(crate) fn median(values: &[f64]) -> Option<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;

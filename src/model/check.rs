@@ -215,14 +215,7 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
             path: path.clone(),
             source,
         })?;
-        let actual = super::sha256_hex(&bytes);
-        if !actual.eq_ignore_ascii_case(expected) {
-            return Err(ModelError::ChecksumMismatch {
-                path,
-                expected: expected.clone(),
-                actual,
-            });
-        }
+        super::check_sha256(&path, &bytes, expected)?;
         let _ = writeln!(
             out,
             "checkpoint {} (sha256 {} ok; fine-tune from it with training/train.py --init)",

@@ -103,13 +103,7 @@ impl TractEngine {
             .and_then(|m| m.into_typed())
             .and_then(|m| m.into_decluttered())
             .map_err(engine_err)?;
-        let out_shape: Vec<String> = typed
-            .output_fact(0)
-            .map_err(engine_err)?
-            .shape
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let out_shape = output_dims(&typed, 0).map_err(engine_err)?;
         let want = vec![batch.to_string(), classes.len().to_string()];
         if out_shape != want {
             return Err(ModelError::ShapeMismatch {
@@ -120,13 +114,7 @@ impl TractEngine {
             });
         }
         if let Some(index) = ood_output {
-            let dims: Vec<String> = typed
-                .output_fact(index)
-                .map_err(engine_err)?
-                .shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect();
+            let dims = output_dims(&typed, index).map_err(engine_err)?;
             let b = batch.to_string();
             if dims != [b.clone()] && dims != [b.clone(), "1".to_string()] {
                 return Err(ModelError::ShapeMismatch {
@@ -577,6 +565,16 @@ fn check_declared_shapes(
         ));
     }
     Ok(ood_output)
+}
+
+/// The dimensions of output `index` of the typed graph, as text.
+fn output_dims(model: &TypedModel, index: usize) -> TractResult<Vec<String>> {
+    Ok(model
+        .output_fact(index)?
+        .shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect())
 }
 
 fn count_macs(model: &TypedModel) -> TractResult<u64> {

@@ -266,14 +266,7 @@ impl Model {
         onnx_path: &Path,
         batch: usize,
     ) -> Result<Model, ModelError> {
-        let actual = sha256_hex(bytes);
-        if !actual.eq_ignore_ascii_case(&manifest.sha256) {
-            return Err(ModelError::ChecksumMismatch {
-                path: onnx_path.to_path_buf(),
-                expected: manifest.sha256.clone(),
-                actual,
-            });
-        }
+        check_sha256(onnx_path, bytes, &manifest.sha256)?;
         let engine = TractEngine::load(bytes, onnx_path, source.dir(), &manifest, batch)?;
         Ok(Model {
             source,
@@ -306,6 +299,19 @@ pub fn confine(dir: &Path, file: &Path) -> Result<(), ModelError> {
         });
     }
     Ok(())
+}
+
+/// Refuses `bytes` (the file at `path`) unless their sha256 is `expected`.
+pub fn check_sha256(path: &Path, bytes: &[u8], expected: &str) -> Result<(), ModelError> {
+    let actual = sha256_hex(bytes);
+    if actual.eq_ignore_ascii_case(expected) {
+        return Ok(());
+    }
+    Err(ModelError::ChecksumMismatch {
+        path: path.to_path_buf(),
+        expected: expected.to_string(),
+        actual,
+    })
 }
 
 /// Lower-case hex sha256 of `bytes`.
