@@ -120,11 +120,82 @@ pub(crate) fn decode_jpeg_chunk(
     rows: usize,
     limits: &Limits,
 ) -> Result<Vec<u8>, JpegError> {
-    let decoded = match jpeg::decode(stream, colour, limits.max_tile_pixels) {
+    decode_jpeg_chunk_with(stream, None, colour, width, rows, limits)
+}
+
+/// A TIFF page's JPEGTables: parsed once for the exact decoder (when they
+/// parse), the bytes kept for the fallback decoder, which needs them spliced in.
+#[derive(Clone)]
+pub(crate) struct SharedTables {
+    parsed: Option<jpeg::Tables>,
+    raw: Vec<u8>,
+}
+
+impl std::fmt::Debug for SharedTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SharedTables({} bytes, parsed: {})",
+            self.raw.len(),
+            self.parsed.is_some()
+        )
+    }
+}
+
+impl SharedTables {
+    pub(crate) fn new(raw: Vec<u8>) -> SharedTables {
+        SharedTables {
+            parsed: jpeg::Tables::parse(&raw).ok(),
+            raw,
+        }
+    }
+}
+
+/// `tables` followed by `stream` as one stream: the tables' EOI and the
+/// stream's SOI dropped (what a decoder without shared tables needs). Returns
+/// `stream` unchanged where either is not a JPEG stream.
+pub(crate) fn splice_tables(tables: &[u8], stream: &[u8]) -> Vec<u8> {
+    if tables.len() < 4 || stream.len() < 2 || stream[..2] != [0xFF, 0xD8] {
+        return stream.to_vec();
+    }
+    let t_end = if tables.ends_with(&[0xFF, 0xD9]) {
+        tables.len() - 2
+    } else {
+        tables.len()
+    };
+    let mut s = Vec::with_capacity(t_end + stream.len());
+    s.extend_from_slice(&tables[..t_end]);
+    s.extend_from_slice(&stream[2..]);
+    s
+}
+
+/// [`decode_jpeg_chunk`] for a tile of a page with shared JPEGTables.
+pub(crate) fn decode_jpeg_chunk_with(
+    stream: &[u8],
+    tables: Option<&SharedTables>,
+    colour: JpegColour,
+    width: usize,
+    rows: usize,
+    limits: &Limits,
+) -> Result<Vec<u8>, JpegError> {
+    let max = limits.max_tile_pixels;
+    let attempt = match tables {
+        None => jpeg::decode(stream, colour, max),
+        Some(SharedTables {
+            parsed: Some(parsed),
+            ..
+        }) => jpeg::decode_with(stream, parsed, colour, max),
+        // Tables that do not parse alone: spliced, as any reader would.
+        Some(t) => jpeg::decode(&splice_tables(&t.raw, stream), colour, max),
+    };
+    let decoded = match attempt {
         Ok(decoded) => decoded,
         Err(JpegFault::TooLarge(pixels)) => return Err(JpegError::TooLarge(pixels)),
         Err(JpegFault::Bad(reason)) => return Err(JpegError::Bad(reason)),
-        Err(JpegFault::Unsupported(_)) => decode_with_jpeg_decoder(stream, colour, limits)?,
+        Err(JpegFault::Unsupported(_)) => match tables {
+            None => decode_with_jpeg_decoder(stream, colour, limits)?,
+            Some(t) => decode_with_jpeg_decoder(&splice_tables(&t.raw, stream), colour, limits)?,
+        },
     };
     let (jw, jh, channels) = (decoded.width, decoded.height, decoded.channels);
     let pixels = decoded.pixels;

@@ -11,6 +11,8 @@
 //! [`JpegFault::Unsupported`] and the caller hands it to another decoder. It never
 //! panics on malformed input and allocates only after checking the frame size.
 
+use std::sync::Arc;
+
 use super::grid::JpegColour;
 
 /// A decoded frame: `width * height * channels` samples, channels 1 (grey) or 3 (RGB).
@@ -50,7 +52,44 @@ const NATURAL_ORDER: [usize; 80] = [
 
 /// Decodes one complete JPEG stream (tables included).
 pub(crate) fn decode(stream: &[u8], colour: JpegColour, max_pixels: u64) -> Result<Decoded> {
-    let mut parser = Parser::new(stream);
+    decode_with(stream, &Tables::default(), colour, max_pixels)
+}
+
+/// The quantisation and Huffman tables of a tables-only stream (a TIFF page's
+/// JPEGTables), parsed once and shared by every tile of the page instead of
+/// being spliced into each tile's stream and parsed again.
+#[derive(Default, Clone)]
+pub(crate) struct Tables {
+    quant: [Option<[u16; 64]>; 4],
+    dc: [Option<Arc<Huffman>>; 4],
+    ac: [Option<Arc<Huffman>>; 4],
+}
+
+impl Tables {
+    /// Parses an abbreviated stream (SOI, DQT/DHT segments, EOI).
+    pub(crate) fn parse(stream: &[u8]) -> Result<Tables> {
+        let mut parser = Parser::new(stream, &Tables::default());
+        parser.run(0)?;
+        if parser.frame.is_some() || parser.scans > 0 {
+            return bad("shared tables hold image data");
+        }
+        Ok(Tables {
+            quant: parser.quant,
+            dc: parser.dc,
+            ac: parser.ac,
+        })
+    }
+}
+
+/// Decodes one JPEG stream whose missing tables come from `tables` (tables the
+/// stream defines itself replace them, as they would after a splice).
+pub(crate) fn decode_with(
+    stream: &[u8],
+    tables: &Tables,
+    colour: JpegColour,
+    max_pixels: u64,
+) -> Result<Decoded> {
+    let mut parser = Parser::new(stream, tables);
     parser.run(max_pixels)?;
     let frame = match parser.frame.take() {
         Some(f) if parser.scans > 0 => f,
@@ -153,8 +192,8 @@ struct Parser<'a> {
     data: &'a [u8],
     pos: usize,
     quant: [Option<[u16; 64]>; 4],
-    dc: [Option<Huffman>; 4],
-    ac: [Option<Huffman>; 4],
+    dc: [Option<Arc<Huffman>>; 4],
+    ac: [Option<Arc<Huffman>>; 4],
     restart_interval: usize,
     frame: Option<Frame>,
     scans: usize,
@@ -163,13 +202,13 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
-    fn new(data: &'a [u8]) -> Parser<'a> {
+    fn new(data: &'a [u8], tables: &Tables) -> Parser<'a> {
         Parser {
             data,
             pos: 0,
-            quant: [None; 4],
-            dc: [None, None, None, None],
-            ac: [None, None, None, None],
+            quant: tables.quant,
+            dc: tables.dc.clone(),
+            ac: tables.ac.clone(),
             restart_interval: 0,
             frame: None,
             scans: 0,
@@ -307,7 +346,7 @@ impl<'a> Parser<'a> {
             if class > 1 || id > 3 || total > 256 || seg.len() < 17 + total {
                 return bad("malformed DHT segment");
             }
-            let table = Huffman::new(&counts, seg[17..17 + total].to_vec())?;
+            let table = Arc::new(Huffman::new(&counts, seg[17..17 + total].to_vec())?);
             if class == 0 {
                 self.dc[id] = Some(table);
             } else {
@@ -1028,6 +1067,59 @@ mod tests {
             let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
             assert!(max <= 4 && mean < 0.5, "{name}: max {max}, mean {mean:.3}");
         }
+    }
+
+    /// A full stream as a TIFF writer splits it: a tables-only stream (SOI,
+    /// every DQT and DHT, EOI) and the abbreviated rest (SOI, the other segments
+    /// and the scan data).
+    fn split_tables(stream: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let (mut tables, mut rest) = (vec![0xFF, 0xD8], vec![0xFF, 0xD8]);
+        let mut pos = 2;
+        while pos + 4 <= stream.len() {
+            let marker = stream[pos + 1];
+            let len = u16::from_be_bytes([stream[pos + 2], stream[pos + 3]]) as usize;
+            let seg = &stream[pos..pos + 2 + len];
+            if marker == 0xDA {
+                rest.extend_from_slice(&stream[pos..]);
+                break;
+            }
+            if marker == 0xDB || marker == 0xC4 {
+                tables.extend_from_slice(seg);
+            } else {
+                rest.extend_from_slice(seg);
+            }
+            pos += 2 + len;
+        }
+        tables.extend_from_slice(&[0xFF, 0xD9]);
+        (tables, rest)
+    }
+
+    #[test]
+    fn tables_parsed_once_decode_every_abbreviated_stream_as_the_whole_stream() {
+        for name in ["ycbcr-420-q90-77x53", "ycbcr-422-q70-restart-rows-301x67"] {
+            let (stream, _) = fixture(name);
+            let whole = decode(&stream, JpegColour::FromStream, 1 << 20).unwrap();
+            let (tables, rest) = split_tables(&stream);
+            assert!(rest.len() < stream.len() && tables.len() > 100, "{name}");
+            // The abbreviated stream alone lacks its tables.
+            assert!(
+                decode(&rest, JpegColour::FromStream, 1 << 20).is_err(),
+                "{name}"
+            );
+            let shared = Tables::parse(&tables).unwrap();
+            for _ in 0..2 {
+                let d = decode_with(&rest, &shared, JpegColour::FromStream, 1 << 20).unwrap();
+                assert_eq!((d.width, d.height), (whole.width, whole.height), "{name}");
+                assert_eq!(d.pixels, whole.pixels, "{name}");
+            }
+            // A stream that carries its own tables uses them over the shared ones.
+            let other = Tables::parse(&split_tables(&fixture("ycbcr-444-q95-77x53").0).0).unwrap();
+            let d = decode_with(&stream, &other, JpegColour::FromStream, 1 << 20).unwrap();
+            assert_eq!(d.pixels, whole.pixels, "{name}");
+        }
+        // Image data where only tables belong is refused.
+        let (stream, _) = fixture("ycbcr-420-q90-77x53");
+        assert!(Tables::parse(&stream).is_err());
     }
 
     #[test]

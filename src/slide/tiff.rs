@@ -13,7 +13,10 @@ use std::sync::Arc;
 use image::RgbImage;
 
 use super::cache::ChunkCache;
-use super::grid::{check_region, copy_region, decode_jpeg_chunk, ChunkGrid, JpegColour, JpegError};
+use super::grid::{
+    check_region, copy_region, decode_jpeg_chunk_with, ChunkGrid, JpegColour, JpegError,
+    SharedTables,
+};
 use super::metadata::{self, MppSource};
 use super::{
     read_exact_at, AssociatedInfo, LevelInfo, Limits, Mpp, OpenOptions, Rect, SlideError,
@@ -277,7 +280,7 @@ struct Page {
     photometric: u16,
     samples: u16,
     predictor: u16,
-    jpeg_tables: Option<Vec<u8>>,
+    jpeg_tables: Option<SharedTables>,
     description: String,
     subfile_type: u64,
     x_resolution: Option<(f64, f64, u16)>,
@@ -604,7 +607,7 @@ fn read_page(tf: &TiffFile, entries: &HashMap<u16, Entry>) -> Result<Page, Slide
         return Err(tf.format_err("tile/strip arrays shorter than the image needs"));
     }
     let jpeg_tables = match entries.get(&TAG_JPEG_TABLES) {
-        Some(e) => Some(tf.value_bytes(TAG_JPEG_TABLES, e)?),
+        Some(e) => Some(SharedTables::new(tf.value_bytes(TAG_JPEG_TABLES, e)?)),
         None => None,
     };
     let description = match entries.get(&TAG_DESCRIPTION) {
@@ -845,7 +848,7 @@ fn unpack_bits(data: &[u8], limit: usize) -> Vec<u8> {
     out
 }
 
-/// JPEG-compressed chunk: splice in the shared JPEGTables, decode with the colour
+/// JPEG-compressed chunk: with the page's shared JPEGTables (parsed once), decode with the colour
 /// transform the photometric interpretation says (RGB tiles are not YCbCr).
 fn decode_jpeg(
     tf: &TiffFile,
@@ -855,26 +858,20 @@ fn decode_jpeg(
     rows: usize,
     index: usize,
 ) -> Result<Vec<u8>, SlideError> {
-    let stream: Vec<u8> = match &page.jpeg_tables {
-        Some(tables) if tables.len() >= 4 && data.len() >= 2 && data[..2] == [0xFF, 0xD8] => {
-            let mut s = Vec::with_capacity(tables.len() + data.len());
-            let t_end = if tables.ends_with(&[0xFF, 0xD9]) {
-                tables.len() - 2
-            } else {
-                tables.len()
-            };
-            s.extend_from_slice(&tables[..t_end]);
-            s.extend_from_slice(&data[2..]);
-            s
-        }
-        _ => data.to_vec(),
-    };
     let colour = match page.photometric {
         2 => JpegColour::Rgb,
         6 => JpegColour::YCbCr,
         _ => JpegColour::FromStream,
     };
-    decode_jpeg_chunk(&stream, colour, width, rows, &tf.limits).map_err(|e| match e {
+    decode_jpeg_chunk_with(
+        data,
+        page.jpeg_tables.as_ref(),
+        colour,
+        width,
+        rows,
+        &tf.limits,
+    )
+    .map_err(|e| match e {
         JpegError::TooLarge(pixels) => tf.limit_err(
             format!("JPEG tile {index} pixels"),
             pixels,
