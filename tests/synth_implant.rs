@@ -132,9 +132,10 @@ fn implants_line_up_with_their_masks_and_leave_every_other_pixel_as_it_was() {
             drawn += differs as usize;
         }
         let key = f["key"].as_str().unwrap();
-        // Psoriasiform change marks the whole changed stretch of epidermis, whose
-        // own cells are left real: only its rete and corneum are drawn.
-        let floor = if key == "psoriasiform" { 0.05 } else { 0.9 };
+        // Every finding's mask is what was drawn, psoriasiform change included
+        // (its rete, capillaries and parakeratosis; the real epidermis of the
+        // stretch is not marked).
+        let floor = 0.9;
         assert!(n > 0, "{key}: empty mask");
         assert!(
             drawn as f64 >= floor * n as f64,
@@ -285,4 +286,50 @@ fn a_slide_without_epidermis_or_outside_the_split_is_refused_naming_it() {
     assert_eq!(run.status.code(), Some(2), "{err}");
     assert!(err.contains("real_split.toml"), "{err}");
     assert!(!out.join("dira-implant-0.tiff").exists());
+}
+
+#[test]
+fn an_acantholytic_cleft_is_an_open_space_with_rounded_cells_floating_in_it() {
+    let Some(dir) = real_dir() else { return };
+    let src = dir.join("CMU-1-Small-Region.svs");
+    let out = tempfile::tempdir().unwrap();
+    let args = ["--class", "dira", "--seed", "3604", "--part", "train"];
+    implant(&src, &args, out.path(), "2");
+    let slide_path = out.path().join("dira-implant-3604.tiff");
+    let (px, w, h) = pixels(&slide_path);
+    let truth: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("dira-implant-3604.truth.json")).unwrap(),
+    )
+    .unwrap();
+    let ds = truth["mask_downsample"].as_u64().unwrap() as usize;
+    let glass = truth["implant"]["stain"]["glass"].as_array().unwrap();
+    let glass_lum = glass.iter().map(|v| v.as_f64().unwrap()).sum::<f64>() / 3.0;
+    let f = truth["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == "acantholysis")
+        .unwrap();
+    assert!(f["present"].as_bool().unwrap(), "seed 3604 draws clefts");
+    let (mask, mw, _) = grey(&out.path().join(f["mask"].as_str().unwrap()));
+    let (mut n, mut clear, mut cells) = (0usize, 0usize, 0usize);
+    for (k, &m) in mask.iter().enumerate() {
+        let (x, y) = (
+            (k % mw as usize) * ds + ds / 2,
+            (k / mw as usize) * ds + ds / 2,
+        );
+        if m == 0 || x >= w as usize || y >= h as usize {
+            continue;
+        }
+        let q = (y * w as usize + x) * 3;
+        let lum = px[q..q + 3].iter().map(|&v| v as f64).sum::<f64>() / 3.0;
+        n += 1;
+        clear += (lum > glass_lum - 30.0) as usize;
+        cells += (lum < glass_lum - 80.0) as usize;
+    }
+    eprintln!("cleft: {n} mask cells, {clear} clear, {cells} cells");
+    assert!(n > 50, "{n}");
+    // Mostly open space (the cleft), but not empty: acantholytic cells float in it.
+    assert!(clear as f64 > 0.35 * n as f64, "{clear} of {n} clear");
+    assert!(cells as f64 > 0.1 * n as f64, "{cells} of {n} cells");
 }

@@ -993,6 +993,13 @@ fn keratinocyte(x: f32, y: f32, spacing: f32, salt: u64, aa: f32, base: Conc) ->
     mixc(cyto, c(best.1 * 0.95, 0.5 * base.e), best.0)
 }
 
+/// A neutrophil of synth's field ([`neutrophil_at`]) in the real slide's tone:
+/// lobes at about the real nuclei's hematoxylin with some eosin (purple, not
+/// the navy of pure hematoxylin), cytoplasm a little pinker.
+fn neutrophil(x: f32, y: f32, spacing: f32, occ: f32, salt: u64, aa: f32) -> Option<Conc> {
+    neutrophil_at(x, y, spacing, occ, salt, aa).map(|k| c(0.72 * k.h, k.e + 0.08 + 0.12 * k.h))
+}
+
 /// Local coordinates: along the surface (u) and along the inward normal (v).
 #[inline]
 fn local(p: &Implant, x: f32, y: f32) -> (f32, f32) {
@@ -1023,53 +1030,59 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
             let serum = c(0.06 + 0.05 * fib, 0.28 + 0.22 * fib + 0.3 * strand);
             let r2 = (u / p.a).powi(2) + (v / p.b).powi(2);
             let occ = 0.97 - 0.3 * r2.min(1.0);
-            let k = neutrophil_at(x, y, 7.0, occ, salt ^ 2, aa).unwrap_or(serum);
+            let k = neutrophil(x, y, 7.0, occ, salt ^ 2, aa).unwrap_or(serum);
             // A little of the real tissue shows through, as in a section of finite thickness.
             Some((0.9 * cov, k))
         }
         Kind::Cleft => {
             let (u, v) = local(p, x, y);
-            let wob = 1.0 + 0.15 * (2.0 * noise::value(u / 20.0, 0.5, salt) - 1.0);
-            let cov = ellipse(u, v, p.a * wob, p.b, 1.0, 0.0, aa);
+            // A torn, irregular border, not a drawn ellipse.
+            let wob = 1.0
+                + 0.22 * (2.0 * noise::value(u / 18.0, 0.5, salt) - 1.0)
+                + 0.12 * (2.0 * noise::value(u / 5.0, v / 5.0, salt ^ 6) - 1.0);
+            let cov = ellipse(u, v, p.a * wob, p.b * wob, 1.0, 0.0, aa);
             if cov <= 0.0 {
                 return None;
             }
-            let clear = c(0.02, 0.08 + 0.14 * noise::value(x / 6.0, y / 6.0, salt ^ 3));
-            // Acantholytic cells: rounded, dense eosinophilic, condensed nuclei.
-            let sp = 11.0;
+            // The cleft is an empty space (a little serum) with acantholytic cells
+            // floating in it, drawn as synth 1.0 draws them: rounded, dense
+            // eosinophilic cytoplasm, a large condensed nucleus, some neutrophils.
+            let mut out = c(
+                0.005,
+                0.01 + 0.04 * noise::value(x / 6.0, y / 6.0, salt ^ 3),
+            );
+            let sp = 14.0;
             let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
-            let mut out = clear;
             for j in gj - 1..=gj + 1 {
                 for i in gi - 1..=gi + 1 {
                     let hsh = hash2(i, j, salt ^ 4);
-                    if unit(hsh, 0) > 0.75 {
+                    if unit(hsh, 0) > 0.6 {
                         continue;
                     }
                     let cx = (i as f32 + 0.2 + 0.6 * unit(hsh, 1)) * sp;
                     let cy = (j as f32 + 0.2 + 0.6 * unit(hsh, 2)) * sp;
                     let (cu, cv) = local(p, cx, cy);
-                    if (cu / p.a).powi(2) + (cv / p.b).powi(2) > 0.6 {
+                    if (cu / p.a).powi(2) + (cv / p.b).powi(2) > 0.85 {
                         continue;
                     }
-                    let rc = 4.0 + 2.5 * unit(hsh, 3);
+                    let rc = 4.6 + 2.0 * unit(hsh, 3);
                     let (ex, ey) = (x - cx, y - cy);
                     let th = ey.atan2(ex);
-                    let wob = 1.0 + 0.1 * (3.0 * th + 6.3 * unit(hsh, 6)).sin();
+                    let wob = 1.0 + 0.08 * (3.0 * th + 6.3 * unit(hsh, 6)).sin();
                     let cell = disc(ex, ey, rc * wob, aa);
                     if cell <= 0.0 {
                         continue;
                     }
-                    let rn = 1.5 + 0.9 * unit(hsh, 4);
+                    let rn = rc * (0.38 + 0.12 * unit(hsh, 4));
                     let (nx, ny) = (
-                        0.25 * rc * (unit(hsh, 7) - 0.5),
-                        0.25 * rc * (unit(hsh, 8) - 0.5),
+                        0.3 * rc * (unit(hsh, 7) - 0.5),
+                        0.3 * rc * (unit(hsh, 8) - 0.5),
                     );
-                    let halo = 0.5 * disc(ex - nx, ey - ny, rn + 0.8, aa);
                     let nu = nucleus(
                         ex - nx,
                         ey - ny,
                         rn,
-                        rn * 0.85,
+                        rn * 0.9,
                         0.0,
                         0.15,
                         0.0,
@@ -1079,12 +1092,14 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
                         x,
                         y,
                     );
-                    let grain = 0.85 + 0.3 * noise::value(x / 1.2, y / 1.2, salt ^ 5);
-                    let cyto = c(0.15, (0.65 + 0.35 * unit(hsh, 5)) * grain);
-                    let mut k = mixc(cyto, c(0.1, 0.35), halo);
-                    k = mixc(k, c(nu.1 * 1.2, 0.3), nu.0);
+                    let grain = 0.9 + 0.2 * noise::value(x / 1.2, y / 1.2, salt ^ 5);
+                    let cyto = c(0.14, (0.5 + 0.2 * unit(hsh, 5)) * grain);
+                    let k = mixc(cyto, c(nu.1 * 1.5, 0.17), nu.0);
                     out = mixc(out, k, cell);
                 }
+            }
+            if let Some(n) = neutrophil(x, y, 17.0, 0.2, salt ^ 9, aa) {
+                out = n;
             }
             Some((cov, out))
         }
@@ -1095,7 +1110,7 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
                 // The inflamed halo: neutrophils over the real dermis.
                 if inflamed {
                     let occ = 0.3 * (1.0 - (d - p.a - 6.0) / (p.reach - p.a - 6.0)).max(0.0);
-                    return neutrophil_at(x, y, 10.0, occ, salt ^ 5, aa).map(|k| (1.0, k));
+                    return neutrophil(x, y, 10.0, occ, salt ^ 5, aa).map(|k| (1.0, k));
                 }
                 return None;
             }
@@ -1158,7 +1173,7 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
             }
             if inflamed {
                 let occ = if in_tubule { 0.15 } else { 0.45 };
-                if let Some(n) = neutrophil_at(x, y, 9.0, occ, salt ^ 10, aa) {
+                if let Some(n) = neutrophil(x, y, 9.0, occ, salt ^ 10, aa) {
                     return Some((body, n));
                 }
             }
@@ -1183,7 +1198,7 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
                     let (ma, mb) = (14.0 + 10.0 * unit(hsh, 1), 5.0 + 3.0 * unit(hsh, 2));
                     let mv = 0.5 * (dg - de);
                     if unit(hsh, 0) < 0.7 && (mu / ma).powi(2) + (mv / mb).powi(2) < 1.0 {
-                        if let Some(n) = neutrophil_at(x, y, 7.5, 0.85, salt ^ 12, aa) {
+                        if let Some(n) = neutrophil(x, y, 7.5, 0.85, salt ^ 12, aa) {
                             return Some((fade, n));
                         }
                     }
@@ -1319,13 +1334,11 @@ fn mask_bits(p: &Implant, an: &Anatomy, x: f32, y: f32) -> u8 {
             (u / p.a).powi(2) + (v / p.b).powi(2) <= 1.0
         }
         Kind::Coil { .. } => (dx * dx + dy * dy).sqrt() <= p.a + 10.0,
-        Kind::Psoriasiform { .. } => {
-            // The changed stretch: its epidermis, corneum and rete zone.
-            let (de, dg) = (an.d_epi_at(x, y), an.d_glass_at(x, y));
-            an.epi_at(x, y)
-                || an.corneum_at(x, y)
-                || (an.d_top_at(x, y) >= de + 25.0 && de < 200.0 && dg > 0.0)
-        }
+        // What was drawn: the elongated rete, the papillary capillaries, the
+        // parakeratosis and Munro microabscesses. The stretch's own epidermis is
+        // the real, normal one and is not marked, so a tile of real epidermis
+        // alone never teaches "psoriasiform".
+        Kind::Psoriasiform { .. } => shade(p, an, x, y, 1.0).is_some_and(|(a, _)| a > 0.25),
         _ => false,
     };
     if inside {
