@@ -284,6 +284,10 @@ def write_manifest(
     otherwise. `ood`: the graph's OOD output, {"threshold", "max_fraction",
     "fitted_on"}, written as the `[ood]` table."""
     sha = sha256_file(folder / "model.onnx")
+    # The PyTorch checkpoint shipped for fine-tuning, with its hash (model check verifies it).
+    ckpt = folder / "checkpoint.pt"
+    ckpt_lines = (f'checkpoint = "checkpoint.pt"\ncheckpoint_sha256 = "{sha256_file(ckpt)}"\n'
+                  if ckpt.is_file() else "")
     classes = ", ".join(json.dumps(f) for f in FINDINGS)
     tail = aggregation_and_rule if aggregation_and_rule is not None else DEFAULT_AGGREGATION_AND_RULE.format(
         tile_threshold=tile_threshold
@@ -293,7 +297,7 @@ name = {json.dumps(name)}
 version = {json.dumps(version)}
 onnx = "model.onnx"
 sha256 = "{sha}"
-intended_use = {json.dumps(intended_use)}
+{ckpt_lines}intended_use = {json.dumps(intended_use)}
 training_data = {json.dumps(training_data)}
 
 [input]

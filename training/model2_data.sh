@@ -9,11 +9,14 @@
 #
 #   training/model2_data.sh OUT_DIR [PHASE...]
 #
-# Phases: train, held (default both). Needs a release build (DIRASCOPE=path
+# Phases: train, held (default both); train2, held2: implants in the newer
+# look (more DIRA and psoriasiform slides; held2 the same seeds as held);
+# oodcal: held-out tiles that set the OOD threshold only. Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
 # Seeds (disjoint from every other set in the project; see training/protocol.sh):
-#   train  3000-3999     held-out  910000-910999
+#   train  3000-3999, implants 4000-4399 and (train2) 5000-8999
+#   held-out  910000-913999, OOD threshold 914000-915999
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${DIRASCOPE:-target/release/dirascope}
@@ -51,26 +54,37 @@ phantoms() {
 }
 
 # Lesions implanted into one part of a real image, one slide a seed (a seed whose
-# plan finds no place for a lesion is skipped), then labelled tiles from their GeoJSON.
+# plan finds no place for a lesion is skipped), then labelled tiles from their
+# GeoJSON. COUNTS is one number for every class or CLASS:N,... (seeds of each
+# class from FIRST, FIRST+STRIDE, ...; the class is salted into the plan).
 implants() {
-    local name=$1 part=$2 first=$3 per_class=$4 image=$5
+    local name=$1 part=$2 first=$3 counts=$4 image=$5
     shift 5
     if [ -s "$OUT/$name/labels.csv" ]; then echo "== $name exists"; return; fi
     local slides="$OUT/$name-slides"
     mkdir -p "$slides"
-    local class seed made
-    for class in dira pustular-psoriasis psoriasis normal; do
+    if [[ "$counts" =~ ^[0-9]+$ ]]; then
+        counts="dira:$counts,pustular-psoriasis:$counts,psoriasis:$counts,normal:$counts"
+    fi
+    local entry class n seed made stride=100
+    for entry in ${counts//,/ }; do
+        n=${entry#*:}
+        [ $((4 * n + 40)) -gt "$stride" ] && stride=$(((4 * n + 40 + 99) / 100 * 100))
+    done
+    for entry in ${counts//,/ }; do
+        class=${entry%%:*}
+        n=${entry#*:}
         made=0
         seed=$first
-        while [ "$made" -lt "$per_class" ] && [ "$seed" -lt $((first + 4 * per_class + 40)) ]; do
+        while [ "$made" -lt "$n" ] && [ "$seed" -lt $((first + 4 * n + 40)) ]; do
             if "$B" synth --implant-into "$image" "$@" --part "$part" --class "$class" \
                 --seed "$seed" --out "$slides" >/dev/null 2>"$slides/.err"; then
                 made=$((made + 1))
             fi
             seed=$((seed + 1))
         done
-        echo "== $name: $made $class implants"
-        first=$((first + 100))
+        echo "== $name: $made $class implants (seeds from $first)"
+        first=$((first + stride))
     done
     rm -f "$slides/manifest.csv"
     step "$B" tiles --slides "$slides" --annotations "$slides" --mapping "$MAPPING" \
@@ -99,6 +113,32 @@ for phase in $PHASES; do
             phantoms held-dira-0.25 0.25 --class dira --count 4 --seed 910100
             implants held-implant-cmu test 910600 4 "$CMU"
             implants held-implant-pd test 911000 4 "$PD" --mpp 0.75
+            ;;
+        # Implants drawn since the clefts became empty spaces with floating
+        # cells and the neutrophils took the real nuclei's tone (the look above
+        # is kept reproducible by the binary that drew it): many more DIRA and
+        # psoriasiform slides, so acantholysis on real tissue is learned.
+        train2)
+            implants train2-implant-cmu train 5000 \
+                dira:60,pustular-psoriasis:25,psoriasis:25,normal:10 "$CMU"
+            implants train2-implant-pd train 7000 \
+                dira:60,pustular-psoriasis:25,psoriasis:25,normal:10 "$PD" --mpp 0.75
+            ;;
+        held2)
+            implants held2-implant-cmu test 910600 4 "$CMU"
+            implants held2-implant-pd test 911000 4 "$PD" --mpp 0.75
+            implants held2-implant-cmu-extra test 912000 dira:12 "$CMU"
+            implants held2-implant-pd-extra test 913000 dira:12 "$PD" --mpp 0.75
+            ;;
+        # Held-out tiles that only set the OOD threshold (train.py
+        # --ood-threshold-from), so the rates reported on the held-out sets
+        # above are not measured on the tiles the threshold was set on.
+        oodcal)
+            phantoms oodcal-mixed-1.0 1.0 --count 4 --seed 914000
+            phantoms oodcal-dira-0.5 0.5 --class dira --count 4 --seed 914100
+            phantoms oodcal-mixed-0.25 0.25 --count 4 --seed 914200
+            implants oodcal-implant-cmu test 914600 2 "$CMU"
+            implants oodcal-implant-pd test 915000 2 "$PD" --mpp 0.75
             ;;
         *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac

@@ -15,7 +15,7 @@ AUROCs recorded in the folder's metrics.json.
     python training/ood_cases.py models/dirascope-v2 --data DATA [--json OUT.json]
 
 DATA holds the held-out tile exports of training/model2_data.sh (held-mixed-1.0,
-held-dira-1.0, ..., held-implant-cmu, held-implant-pd). The real images are
+held-dira-1.0, ..., held2-implant-cmu, held2-implant-pd). The real images are
 read from ../shared/fixtures/real/ and cut by training/real_split.toml; only
 their test parts are used.
 """
@@ -162,6 +162,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
     ap.add_argument("--data", type=Path, required=True, help="folder of model2_data.sh's held-out exports")
+    ap.add_argument("--implants", nargs="*", default=["held2-implant-cmu", "held2-implant-pd"],
+                    help="held-out implant exports in DATA (model2_data.sh held2: the current implant look)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--real-stride", type=int, default=56, help="tile stride on the real test parts (px at the model's MPP)")
     ap.add_argument("--restain-tiles", type=int, default=600, help="held-out 1.0 tiles (tissue >= 0.5) to re-stain and blur")
@@ -193,7 +195,7 @@ def main() -> None:
         dirs = [d for d in dirs if (d / "labels.csv").is_file()]
         tiles = np.concatenate([load_export_tiles(d, px)[0] for d in dirs]) if dirs else np.empty((0, px, px, 3), np.uint8)
         record(f"held-out phantoms, source MPP {m}", "in", tiles, "all exported tiles (tissue >= 0.1)")
-    for name in ("held-implant-cmu", "held-implant-pd"):
+    for name in args.implants:
         d = args.data / name
         tiles = load_export_tiles(d, px)[0] if (d / "labels.csv").is_file() else np.empty((0, px, px, 3), np.uint8)
         record(f"held-out implants ({name})", "in", tiles, "implants into the real test part")

@@ -450,6 +450,9 @@ def main() -> None:
     ap.add_argument("--ood-taps", default="",
                     help="comma-separated conv layer indices (0-based) whose pooled outputs join the penultimate "
                          "features for the OOD distance (default: penultimate only)")
+    ap.add_argument("--ood-threshold-from", nargs="*", default=None, metavar="NAME",
+                    help="held-out sets (by NAME) whose tiles set the threshold (default: all); the others only "
+                         "report their rates, so a threshold is not judged on the tiles it was set on")
     ap.add_argument("--ood-heldout-desc", default=None,
                     help="what the held-out sets are, for the manifest's [ood] fitted_on (default: their names)")
     ap.add_argument("--rule-from", type=Path, default=None,
@@ -721,10 +724,15 @@ def main() -> None:
         ood = dm.fit_mahalanobis(train_feats, groups, shrink=args.ood_shrink)
         train_dist = ood_distance(train_feats, *ood)
         held_dist = {k: ood_distance(f, *ood) for k, f in heldout_feats.items()}
-        pooled = np.concatenate(list(held_dist.values()))
+        fit_from = args.ood_threshold_from or list(held_dist)
+        unknown = [k for k in fit_from if k not in held_dist]
+        if unknown:
+            raise SystemExit(f"--ood-threshold-from: no held-out set named {', '.join(unknown)} "
+                             f"(sets: {', '.join(held_dist)})")
+        pooled = np.concatenate([held_dist[k] for k in fit_from])
         threshold = round(float(np.percentile(pooled, args.ood_percentile)), 4)
         held_desc = args.ood_heldout_desc or ", ".join(
-            f"{k} ({len(v)} tiles)" for k, v in held_dist.items())
+            f"{k} ({len(held_dist[k])} tiles)" for k in fit_from)
         fitted_on = (
             f"Gaussians: {ood_feature_desc(ood_taps)} "
             f"of the {len(tiles)} training tiles "
@@ -745,6 +753,7 @@ def main() -> None:
             "max_fraction": args.ood_max_fraction,
             "fitted_on": fitted_on,
             "train": ood_summary(train_dist, threshold),
+            "threshold_from": fit_from,
             "heldout_pooled": ood_summary(pooled, threshold),
             "heldout": {k: ood_summary(v, threshold) for k, v in held_dist.items()},
         }
@@ -823,7 +832,7 @@ def main() -> None:
         print(f"OOD output: numpy vs onnxruntime max abs {metrics['export_ood_numpy_vs_onnxruntime_max_abs']:.2e}")
     metrics["sha256"] = dm.sha256_file(args.out / "model.onnx")
     if (args.out / "checkpoint.pt").is_file():
-        # model.toml refuses unknown keys, so the checkpoint's hash lives here.
+        # Also in model.toml (checkpoint_sha256), where model check verifies it.
         metrics["checkpoint_sha256"] = dm.sha256_file(args.out / "checkpoint.pt")
     metrics["history"] = run["history"]
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
