@@ -28,6 +28,11 @@ fn models() -> Vec<PathBuf> {
             bundled.display()
         );
     }
+    // The model 2 candidate (not the default): logits and its OOD output.
+    let v2 = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/dirascope-v2");
+    if v2.join(MANIFEST_FILE).exists() {
+        dirs.push(v2);
+    }
     dirs
 }
 
