@@ -93,6 +93,9 @@ def main() -> None:
     text = re.sub(r'^name = "(.*)"', r'name = "\1-int8"', text, count=1, flags=re.M)
     text = re.sub(r'^(onnx = .*)$', r'\1\nprecision = "int8"', text, count=1, flags=re.M)
     (args.out / "model.toml").write_text(text)
+    if (args.model / "checkpoint.pt").is_file():
+        # The fp32 checkpoint the manifest names (and hashes): what fine-tuning starts from.
+        shutil.copyfile(args.model / "checkpoint.pt", args.out / "checkpoint.pt")
     if (args.out / "parity").exists():
         shutil.rmtree(args.out / "parity")
     parity_in = np.frombuffer(__import__("gzip").open(args.model / "parity" / "inputs.f32.gz").read(), "<f4")
