@@ -355,7 +355,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("dirascope: error: {:#}", f.error);
+            eprintln!("dirascope: error: {}", error_chain(&f.error));
             ExitCode::from(f.code)
         }
     }
@@ -727,6 +727,21 @@ fn validate(args: ValidateArgs) -> Result<u8, Failure> {
     }
     emit(&validate::markdown(&v))?;
     Ok(exit::OK)
+}
+
+/// The error and its causes, `: `-joined, each cause left out where the text
+/// before it already says it (many errors put their source in their own message,
+/// and anyhow's `{:#}` would print it twice).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut out = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn model_check(model_dir: Option<PathBuf>) -> Result<u8, Failure> {

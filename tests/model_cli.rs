@@ -253,4 +253,11 @@ fn a_checkpoint_is_checked_against_its_sha256() {
         .code(4)
         .stderr(contains(ckpt.display().to_string()))
         .stderr(contains("sha256"));
+    // A checkpoint the manifest names but the folder lacks: named, the reason once.
+    fs::remove_file(&ckpt).expect("remove checkpoint");
+    let out = check(tmp.path()).code(4).get_output().stderr.clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains(&ckpt.display().to_string()), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
 }
