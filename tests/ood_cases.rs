@@ -75,14 +75,22 @@ fn save_png(image: &RgbImage, path: &Path) {
     image.save(path).expect("write png");
 }
 
+/// Scores `slide` at `mpp` into `out`: it must be flagged and called out-of-distribution.
+fn assert_called_out_of_distribution(what: &str, slide: &Path, mpp: f64, out: &Path) {
+    let (fraction, flagged, call) = verdict(&score(slide, Some(mpp), out));
+    eprintln!(
+        "{what}: {:.0}% of tiles over, call {call}",
+        100.0 * fraction
+    );
+    assert!(flagged, "{what} not flagged: {fraction}");
+    assert_eq!(call, "out-of-distribution", "{what}");
+}
+
 #[test]
 fn an_immunostain_is_out_of_distribution() {
     let work = tempfile::tempdir().unwrap();
     let slide = common::root().join("fixtures/ood/ihc-dab-hematoxylin.jpg");
-    let (fraction, flagged, call) = verdict(&score(&slide, Some(2.0), work.path()));
-    eprintln!("IHC: {:.0}% of tiles over, call {call}", 100.0 * fraction);
-    assert!(flagged, "IHC not flagged: {fraction}");
-    assert_eq!(call, "out-of-distribution");
+    assert_called_out_of_distribution("IHC", &slide, 2.0, work.path());
 }
 
 #[test]
@@ -173,10 +181,7 @@ fn a_phantom_restained_off_h_and_e_is_out_of_distribution() {
         &restain(&held_out_normal_at_1um(&work.path().join("p"))),
         &path,
     );
-    let (fraction, flagged, call) = verdict(&score(&path, Some(1.0), &work.path().join("out")));
-    eprintln!("re-stained: {:.0}% over, call {call}", 100.0 * fraction);
-    assert!(flagged, "re-stained phantom not flagged: {fraction}");
-    assert_eq!(call, "out-of-distribution");
+    assert_called_out_of_distribution("re-stained phantom", &path, 1.0, &work.path().join("out"));
 }
 
 #[test]

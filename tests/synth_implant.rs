@@ -45,6 +45,12 @@ fn pixels(path: &Path) -> (Vec<u8>, u32, u32) {
     (img.into_raw(), w, h)
 }
 
+/// An implant run's truth.json for slide `id`.
+fn truth(out: &Path, id: &str) -> Value {
+    let text = std::fs::read_to_string(out.join(format!("{id}.truth.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 fn grey(path: &Path) -> (Vec<u8>, u32, u32) {
     let img = image::open(path).expect("mask png").to_luma8();
     let (w, h) = img.dimensions();
@@ -60,10 +66,7 @@ fn implants_line_up_with_their_masks_and_leave_every_other_pixel_as_it_was() {
     let (before, w, h) = pixels(&src);
     let (after, w2, h2) = pixels(&out.path().join("dira-implant-3.tiff"));
     assert_eq!((w, h), (w2, h2));
-    let truth: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.path().join("dira-implant-3.truth.json")).unwrap(),
-    )
-    .unwrap();
+    let truth = truth(out.path(), "dira-implant-3");
     let mpp = truth["mpp"].as_f64().unwrap();
     assert!((mpp - 0.499).abs() < 1e-9);
     let implants = truth["implant"]["implants"].as_array().unwrap();
@@ -170,10 +173,7 @@ fn the_stain_blended_in_is_the_slides_own_as_the_python_measurement_gives_it() {
     let out = tempfile::tempdir().unwrap();
     let args = ["--part", "train", "--class", "normal", "--seed", "1"];
     implant(&src, &args, out.path(), "2");
-    let truth: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.path().join("normal-implant-1.truth.json")).unwrap(),
-    )
-    .unwrap();
+    let truth = truth(out.path(), "normal-implant-1");
     // The train part only: rows above 1484 (training/real_split.toml).
     assert_eq!(truth["height"].as_u64(), Some(1484));
     assert_eq!(truth["implant"]["part"].as_str(), Some("train"));
@@ -297,10 +297,7 @@ fn an_acantholytic_cleft_is_an_open_space_with_rounded_cells_floating_in_it() {
     implant(&src, &args, out.path(), "2");
     let slide_path = out.path().join("dira-implant-3604.tiff");
     let (px, w, h) = pixels(&slide_path);
-    let truth: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.path().join("dira-implant-3604.truth.json")).unwrap(),
-    )
-    .unwrap();
+    let truth = truth(out.path(), "dira-implant-3604");
     let ds = truth["mask_downsample"].as_u64().unwrap() as usize;
     let glass = truth["implant"]["stain"]["glass"].as_array().unwrap();
     let glass_lum = glass.iter().map(|v| v.as_f64().unwrap()).sum::<f64>() / 3.0;

@@ -154,7 +154,7 @@ impl SharedTables {
 /// `tables` followed by `stream` as one stream: the tables' EOI and the
 /// stream's SOI dropped (what a decoder without shared tables needs). Returns
 /// `stream` unchanged where either is not a JPEG stream.
-pub(crate) fn splice_tables(tables: &[u8], stream: &[u8]) -> Vec<u8> {
+fn splice_tables(tables: &[u8], stream: &[u8]) -> Vec<u8> {
     if tables.len() < 4 || stream.len() < 2 || stream[..2] != [0xFF, 0xD8] {
         return stream.to_vec();
     }
@@ -179,23 +179,21 @@ pub(crate) fn decode_jpeg_chunk_with(
     limits: &Limits,
 ) -> Result<Vec<u8>, JpegError> {
     let max = limits.max_tile_pixels;
-    let attempt = match tables {
-        None => jpeg::decode(stream, colour, max),
-        Some(SharedTables {
-            parsed: Some(parsed),
-            ..
-        }) => jpeg::decode_with(stream, parsed, colour, max),
-        // Tables that do not parse alone: spliced, as any reader would.
-        Some(t) => jpeg::decode(&splice_tables(&t.raw, stream), colour, max),
+    // The stream with the tables spliced in, for a decoder that cannot take
+    // them parsed (tables that do not parse alone; the fallback decoder).
+    let whole = || match tables {
+        None => std::borrow::Cow::Borrowed(stream),
+        Some(t) => std::borrow::Cow::Owned(splice_tables(&t.raw, stream)),
+    };
+    let attempt = match tables.and_then(|t| t.parsed.as_ref()) {
+        Some(parsed) => jpeg::decode_with(stream, parsed, colour, max),
+        None => jpeg::decode(&whole(), colour, max),
     };
     let decoded = match attempt {
         Ok(decoded) => decoded,
         Err(JpegFault::TooLarge(pixels)) => return Err(JpegError::TooLarge(pixels)),
         Err(JpegFault::Bad(reason)) => return Err(JpegError::Bad(reason)),
-        Err(JpegFault::Unsupported(_)) => match tables {
-            None => decode_with_jpeg_decoder(stream, colour, limits)?,
-            Some(t) => decode_with_jpeg_decoder(&splice_tables(&t.raw, stream), colour, limits)?,
-        },
+        Err(JpegFault::Unsupported(_)) => decode_with_jpeg_decoder(&whole(), colour, limits)?,
     };
     let (jw, jh, channels) = (decoded.width, decoded.height, decoded.channels);
     let pixels = decoded.pixels;
