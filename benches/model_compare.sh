@@ -11,7 +11,10 @@
 #   - the limit: multiply-adds a tile over the FMA peak (tiles/s a core), the decode
 #     lower bound (one thread reading and resampling a phantom slide's tiles), the
 #     stream's limit with both, and the fraction of each that tract and the whole
-#     stream reach.
+#     stream reach;
+#   - where the time goes: tract's time, multiply-adds and fraction of the peak per
+#     layer (cargo bench model_layers) and onnxruntime's per-node kernel times
+#     (ort_bench.py --layers), one tile on one thread, so a gap can be named by layer.
 #   benches/model_compare.sh [MODEL_DIR] [--profile dev]
 # env: PYTHON (default training/.venv/bin/python), DIRASCOPE_BENCH_* (see
 # benches/model_throughput.rs).
@@ -24,7 +27,7 @@ batch="${DIRASCOPE_BENCH_BATCH:-1}" # dirascope scores one tile per run (model::
 py="${PYTHON:-training/.venv/bin/python}"
 bench() { cargo bench --profile "$profile" --bench "$@" 2>/dev/null; }
 # Build first, at low priority, so the timed runs below start on a built tree.
-nice -n 10 cargo bench --profile "$profile" --bench fma_peak --bench model_throughput --no-run 2>&1 | tail -n 1
+nice -n 10 cargo bench --profile "$profile" --bench fma_peak --bench model_throughput --bench model_layers --no-run 2>&1 | tail -n 1
 echo "note: shared machine; other jobs may run during this script, so compare ratios from one run"
 peak=$(bench fma_peak)
 tract=$(DIRASCOPE_BENCH_BATCH=$batch bench model_throughput -- "$dir")
@@ -54,3 +57,5 @@ awk -v g="$gmacs" -v m="${macs%(}" -v d="${decode:-0}" -v t1="$t1" -v o1="$o1" -
     printf "whole stream: %.1f tiles/s with 1 worker (%.0f%% of its limit), %.1f with 2 (%.2fx 1 worker)\n", s1, 100*s1/slim, s2, (s1 > 0 ? s2/s1 : 0);
   }
 }'
+DIRASCOPE_FMA_PEAK_G="$gmacs" bench model_layers -- "$dir"
+"$py" training/ort_bench.py "$dir" --layers 300

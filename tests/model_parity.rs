@@ -104,3 +104,29 @@ fn manifests_name_the_four_findings_and_say_not_diagnostic() {
         assert_eq!(m.findings().len(), 4);
     }
 }
+
+#[test]
+fn the_layer_profile_accounts_for_every_multiply_add_and_names_each_conv() {
+    // benches/model_layers.rs reads where the time goes from this profile: each
+    // of the bundled graph's seven convolutions must be one row carrying its own
+    // multiply-adds, and the rows must add up to the engine's count a tile.
+    let bundled = PathBuf::from(dirascope::model::BUNDLED_MODEL_DIR);
+    let model = Model::load_with_batch(&bundled, 1).expect("bundled model loads at batch 1");
+    let fixture = ParityFixture::load(&model).expect("parity fixture");
+    let per_tile = dirascope::model::values_per_tile(model.engine.input_spec());
+    let layers = model
+        .engine
+        .profile_layers(&fixture.inputs[..per_tile], 3)
+        .expect("profile runs");
+    let convs: Vec<_> = layers
+        .iter()
+        .filter(|l| l.name.ends_with("/Conv"))
+        .collect();
+    assert_eq!(convs.len(), 7, "{layers:#?}");
+    for conv in &convs {
+        assert!(conv.macs >= 5_000_000 && conv.seconds > 0.0, "{conv:?}");
+        assert!(conv.ops.contains("MatMul"), "{conv:?}");
+    }
+    let total: u64 = layers.iter().map(|l| l.macs).sum();
+    assert_eq!(total, model.engine.summary().macs_per_tile);
+}

@@ -51,6 +51,22 @@ pub struct TractEngine {
     activation: Activation,
     onnx_path: PathBuf,
     summary: OnnxSummary,
+    /// Multiply-adds a tile of each ONNX node that has any, in graph order.
+    layer_macs: Vec<(String, u64)>,
+}
+
+/// One ONNX node's share of a tile's inference: the plan nodes tract turned it
+/// into (pad, matrix product, activation...), their time and its multiply-adds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerTime {
+    /// The ONNX node's name.
+    pub name: String,
+    /// The plan's operators for it, in order ("Pad+OptMatMul+OptMaxByScalar").
+    pub ops: String,
+    /// Mean seconds a tile.
+    pub seconds: f64,
+    /// Multiply-adds a tile (0 for reshapes, pools, activations).
+    pub macs: u64,
 }
 
 impl TractEngine {
@@ -128,7 +144,8 @@ impl TractEngine {
                 });
             }
         }
-        summary.macs_per_tile = count_macs(&typed).map_err(engine_err)? / batch as u64;
+        let layer_macs = layer_macs(&typed, batch).map_err(engine_err)?;
+        summary.macs_per_tile = layer_macs.iter().map(|(_, macs)| macs).sum();
         let plan = typed
             .into_optimized()
             .and_then(|m| m.into_runnable())
@@ -142,7 +159,77 @@ impl TractEngine {
             activation: manifest.output.activation,
             onnx_path: onnx_path.to_path_buf(),
             summary,
+            layer_macs,
         })
+    }
+
+    /// Where a tile's inference time goes: each ONNX node's plan nodes timed over
+    /// `passes` runs of `batch` (exactly `batch_size()` tiles), after one warm-up
+    /// run, in graph order. For `benches/model_layers.rs`: the timing wrapper adds a
+    /// clock read per plan node, so the sum is a little above a plain run's time.
+    pub fn profile_layers(
+        &self,
+        batch: &[f32],
+        passes: usize,
+    ) -> Result<Vec<LayerTime>, ModelError> {
+        let px = self.spec.tile_px as usize;
+        let input = Tensor::from_shape(&[self.batch, 3, px, px], batch).map_err(inference_err)?;
+        let mut state = TileState::new(&self.plan).map_err(inference_err)?;
+        state
+            .run(tvec!(input.clone().into()))
+            .map_err(inference_err)?;
+        // Plan node name -> the ONNX node it came from: the longest ONNX name that
+        // prefixes it ("/0/0.0/Conv.pad" -> "/0/0.0/Conv"); other nodes stand alone.
+        let owner = |plan_name: &str| -> String {
+            self.layer_macs
+                .iter()
+                .map(|(name, _)| name)
+                .filter(|name| {
+                    plan_name == name.as_str() || plan_name.starts_with(&format!("{name}."))
+                })
+                .max_by_key(|name| name.len())
+                .cloned()
+                .unwrap_or_else(|| plan_name.to_string())
+        };
+        let mut layers: Vec<LayerTime> = Vec::new();
+        for _ in 0..passes {
+            state
+                .run_plan_with_eval(
+                    tvec!(input.clone().into()),
+                    |ctx, op_state, node, inputs| {
+                        let start = std::time::Instant::now();
+                        let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                        let seconds = start.elapsed().as_secs_f64();
+                        let name = owner(&node.name);
+                        let op = node.op().name().to_string();
+                        match layers.iter_mut().find(|l| l.name == name) {
+                            Some(layer) => {
+                                layer.seconds += seconds;
+                                if !layer.ops.split('+').any(|o| o == op) {
+                                    layer.ops = format!("{}+{op}", layer.ops);
+                                }
+                            }
+                            None => layers.push(LayerTime {
+                                macs: self
+                                    .layer_macs
+                                    .iter()
+                                    .find(|(n, _)| *n == name)
+                                    .map_or(0, |(_, m)| *m),
+                                name,
+                                ops: op,
+                                seconds,
+                            }),
+                        }
+                        out
+                    },
+                )
+                .map_err(inference_err)?;
+        }
+        let per_tile = (passes * self.batch).max(1) as f64;
+        for layer in &mut layers {
+            layer.seconds /= per_tile;
+        }
+        Ok(layers)
     }
 
     /// What the ONNX file declares, with parameter and MAC counts.
@@ -577,18 +664,22 @@ fn output_dims(model: &TypedModel, index: usize) -> TractResult<Vec<String>> {
         .collect())
 }
 
-fn count_macs(model: &TypedModel) -> TractResult<u64> {
-    let mut total: u64 = 0;
+/// Multiply-adds a tile of each node of `model` (run on `batch` tiles) that has any.
+fn layer_macs(model: &TypedModel, batch: usize) -> TractResult<Vec<(String, u64)>> {
+    let mut layers = Vec::new();
     for id in model.eval_order()? {
         let node = model.node(id);
         let inputs = model.node_input_facts(id)?;
-        for (cost, count) in node.op.cost(&inputs)? {
-            if matches!(cost, tract_onnx::tract_core::ops::Cost::FMA(_)) {
-                total += count.to_i64().unwrap_or(0).max(0) as u64;
-            }
-        }
+        let macs: u64 = node
+            .op
+            .cost(&inputs)?
+            .iter()
+            .filter(|(cost, _)| matches!(cost, tract_onnx::tract_core::ops::Cost::FMA(_)))
+            .map(|(_, count)| count.to_i64().unwrap_or(0).max(0) as u64)
+            .sum();
+        layers.push((node.name.clone(), macs / batch as u64));
     }
-    Ok(total)
+    Ok(layers)
 }
 
 #[cfg(test)]

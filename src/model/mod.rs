@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use crate::finding::Finding;
-pub use engine::{OnnxSummary, RawOutputs, TractEngine};
+pub use engine::{LayerTime, OnnxSummary, RawOutputs, TractEngine};
 pub use manifest::{Activation, InputSpec, Manifest, Precision};
 
 /// Manifest file name inside a model folder.
