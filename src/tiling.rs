@@ -314,50 +314,57 @@ pub fn resample_area(src: &RgbImage, window: [f64; 4], out_w: u32, out_h: u32) -
     let (sw, sh) = src.dimensions();
     let xs = weights(wx, ww, out_w, sw);
     let ys = weights(wy, wh, out_h, sh);
-    // Horizontal pass into f32 rows, then vertical.
-    let mut rows = vec![0f32; sh as usize * out_w as usize * 3];
+    let row_len = out_w as usize * 3;
     let raw = src.as_raw();
-    let needed_rows: Vec<bool> = {
-        let mut n = vec![false; sh as usize];
-        for taps in &ys {
-            for &(i, _) in taps {
-                n[i as usize] = true;
-            }
-        }
-        n
-    };
-    for y in 0..sh as usize {
+    // Horizontal pass into f32 rows of out_w pixels, only for the source rows the
+    // vertical pass reads.
+    let mut needed_rows = vec![false; sh as usize];
+    for &(i, _) in ys.iter().flatten() {
+        needed_rows[i as usize] = true;
+    }
+    let mut rows = vec![0f32; sh as usize * row_len];
+    for (y, row) in rows.chunks_exact_mut(row_len).enumerate() {
         if !needed_rows[y] {
             continue;
         }
         let line = &raw[y * sw as usize * 3..(y + 1) * sw as usize * 3];
-        for (ox, taps) in xs.iter().enumerate() {
-            let mut acc = [0f32; 3];
+        for (taps, acc) in xs.iter().zip(row.chunks_exact_mut(3)) {
             for &(i, w) in taps {
                 let p = &line[i as usize * 3..i as usize * 3 + 3];
-                for c in 0..3 {
-                    acc[c] += p[c] as f32 * w;
-                }
+                acc[0] += p[0] as f32 * w;
+                acc[1] += p[1] as f32 * w;
+                acc[2] += p[2] as f32 * w;
             }
-            let at = (y * out_w as usize + ox) * 3;
-            rows[at..at + 3].copy_from_slice(&acc);
         }
     }
-    let mut out = RgbImage::new(out_w, out_h);
-    for (oy, taps) in ys.iter().enumerate() {
-        for ox in 0..out_w as usize {
-            let mut acc = [0f32; 3];
-            for &(i, w) in taps {
-                let at = (i as usize * out_w as usize + ox) * 3;
-                for c in 0..3 {
-                    acc[c] += rows[at + c] * w;
-                }
+    // Vertical pass, a whole output row at a time: the row is the weighted sum of
+    // its source rows, tap by tap in order (so each value is summed in the same order
+    // as a per-pixel loop, and the loop over the row vectorises).
+    let mut out = vec![0u8; out_h as usize * row_len];
+    let mut acc = vec![0f32; row_len];
+    for (taps, out_row) in ys.iter().zip(out.chunks_exact_mut(row_len)) {
+        acc.fill(0.0);
+        for &(i, w) in taps {
+            let row = &rows[i as usize * row_len..(i as usize + 1) * row_len];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v * w;
             }
-            let px = acc.map(|v| v.round().clamp(0.0, 255.0) as u8);
-            out.put_pixel(ox as u32, oy as u32, image::Rgb(px));
+        }
+        for (o, &a) in out_row.iter_mut().zip(&acc) {
+            *o = round_to_u8(a);
         }
     }
-    out
+    RgbImage::from_raw(out_w, out_h, out).expect("buffer sized out_w * out_h * 3")
+}
+
+/// `v.round().clamp(0.0, 255.0) as u8` without a call to libm's `roundf` (the
+/// baseline x86-64 target has no rounding instruction): for v >= 0, round half away
+/// from zero is floor(v + 0.5), computed exactly in f64 and floored by truncation.
+fn round_to_u8(v: f32) -> u8 {
+    if v <= 0.0 {
+        return 0; // also -0.0; NaN cannot occur (weights and pixels are finite)
+    }
+    (v as f64 + 0.5).min(255.0) as u8
 }
 
 /// For each of `n` output pixels over `[start, start + len)`, the source pixels it
@@ -401,6 +408,64 @@ mod tests {
     use super::*;
     use crate::slide::{LevelInfo, MppSource, SlideFormat};
     use proptest::prelude::*;
+
+    /// The per-pixel loops resample_area had before its vertical pass went row by
+    /// row; the rewrite must give the same bytes (goldens depend on them).
+    fn resample_area_per_pixel(
+        src: &RgbImage,
+        window: [f64; 4],
+        out_w: u32,
+        out_h: u32,
+    ) -> RgbImage {
+        let [wx, wy, ww, wh] = window;
+        let (sw, sh) = src.dimensions();
+        let xs = weights(wx, ww, out_w, sw);
+        let ys = weights(wy, wh, out_h, sh);
+        // Horizontal pass into f32 rows, then vertical.
+        let mut rows = vec![0f32; sh as usize * out_w as usize * 3];
+        let raw = src.as_raw();
+        let needed_rows: Vec<bool> = {
+            let mut n = vec![false; sh as usize];
+            for taps in &ys {
+                for &(i, _) in taps {
+                    n[i as usize] = true;
+                }
+            }
+            n
+        };
+        for y in 0..sh as usize {
+            if !needed_rows[y] {
+                continue;
+            }
+            let line = &raw[y * sw as usize * 3..(y + 1) * sw as usize * 3];
+            for (ox, taps) in xs.iter().enumerate() {
+                let mut acc = [0f32; 3];
+                for &(i, w) in taps {
+                    let p = &line[i as usize * 3..i as usize * 3 + 3];
+                    for c in 0..3 {
+                        acc[c] += p[c] as f32 * w;
+                    }
+                }
+                let at = (y * out_w as usize + ox) * 3;
+                rows[at..at + 3].copy_from_slice(&acc);
+            }
+        }
+        let mut out = RgbImage::new(out_w, out_h);
+        for (oy, taps) in ys.iter().enumerate() {
+            for ox in 0..out_w as usize {
+                let mut acc = [0f32; 3];
+                for &(i, w) in taps {
+                    let at = (i as usize * out_w as usize + ox) * 3;
+                    for c in 0..3 {
+                        acc[c] += rows[at + c] * w;
+                    }
+                }
+                let px = acc.map(|v| v.round().clamp(0.0, 255.0) as u8);
+                out.put_pixel(ox as u32, oy as u32, image::Rgb(px));
+            }
+        }
+        out
+    }
 
     fn info(w: u64, h: u64, mpp: Option<f64>, levels: u32) -> SlideInfo {
         SlideInfo {
@@ -644,10 +709,30 @@ mod tests {
             let wy = fy * (sh as f64 - 0.5).max(0.0) * 0.5;
             let window = [wx, wy, sw as f64 - wx, sh as f64 - wy];
             let fast = resample_area(&src, window, ow, oh);
+            let before = resample_area_per_pixel(&src, window, ow, oh);
+            prop_assert_eq!(fast.as_raw(), before.as_raw());
             let slow = reference(&src, window, ow, oh);
             for (a, b) in fast.as_raw().iter().zip(&slow) {
                 prop_assert!((*a as f64 - b).abs() <= 1.0, "{} vs {}", a, b);
             }
+        }
+    }
+
+    #[test]
+    fn rounding_to_u8_matches_round_then_clamp() {
+        let mut values: Vec<f32> = (0..=300 * 1024).map(|k| k as f32 / 1024.0).collect();
+        // Each half-way point and the floats on either side of it.
+        for k in 0..300 {
+            let half = k as f32 + 0.5;
+            values.extend([
+                half,
+                f32::from_bits(half.to_bits() - 1),
+                f32::from_bits(half.to_bits() + 1),
+            ]);
+        }
+        values.extend([-0.0, -0.4, -3.0, 0.49999997, 254.5, 255.49998, 1e9]);
+        for v in values {
+            assert_eq!(round_to_u8(v), v.round().clamp(0.0, 255.0) as u8, "{v}");
         }
     }
 
