@@ -528,7 +528,16 @@ def main():
             raise SystemExit(f"unknown aggregation method {method['method']!r} for {key}")
     p, a = score["subcorneal_pustule"], score["acantholysis"]
     hid, pso = score["neutrophilic_eccrine_hidradenitis"], score["psoriasiform"]
-    dira = math.sqrt(max(p, 0.0) * max(a, hid, 0.0))
+    # The manifest's DIRA rule (src/aggregate.rs dira_score): "two-of-three" is the
+    # second highest of the three findings, "pustule-and-one" (the default)
+    # sqrt(pustule * max(acantholysis, hidradenitis)).
+    rule = manifest.get("rule", {}).get("dira_rule", "pustule-and-one")
+    if rule == "two-of-three":
+        dira = sorted((max(v, 0.0) for v in (p, a, hid)), reverse=True)[1]
+    elif rule == "pustule-and-one":
+        dira = math.sqrt(max(p, 0.0) * max(a, hid, 0.0))
+    else:
+        raise SystemExit(f"unknown dira_rule {rule!r}")
     with open(args.out, "w") as f:
         f.write(",".join(["x", "y", "width", "height", "col", "row", "tissue_fraction", *classes]) + "\n")
         for (col, row, (x, y, w, h), frac), pr in zip(tiles, probs):
