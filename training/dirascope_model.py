@@ -47,6 +47,10 @@ ARCHS: dict[str, list[tuple[int, int, int]]] = {
     "patchify": [(4, 32, 4), (3, 32, 1), (3, 64, 2), (3, 64, 1), (3, 128, 2), (3, 128, 1), (3, 192, 2)],
     # As plain-s2 with narrower middle stages.
     "slim-s2": [(3, 16, 2), (3, 24, 2), (3, 32, 2), (3, 48, 1), (3, 64, 2), (3, 96, 1), (3, 128, 2)],
+    # slim-s2 with its first two 3x3 stride-2 convs (3 -> 16 -> 24 channels, 16.3 M
+    # multiply-adds, half of tract's time a tile: benches/model_layers.rs) replaced by
+    # one 4x4 stride-4 patchify stem to 24 channels (3.6 M), as ConvNeXt's stem.
+    "slim-p4": [(4, 24, 4), (3, 32, 2), (3, 48, 1), (3, 64, 2), (3, 96, 1), (3, 128, 2)],
 }
 
 
