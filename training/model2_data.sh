@@ -11,12 +11,14 @@
 #
 # Phases: train, held (default both); train2, held2: implants in the newer
 # look (more DIRA and psoriasiform slides; held2 the same seeds as held);
-# oodcal: held-out tiles that set the OOD threshold only. Needs a release build (DIRASCOPE=path
+# oodcal: held-out tiles that set the OOD threshold only; held3: a bigger
+# held-out implant set (80 slides per real test part, half DIRA), because held2
+# had 10 acantholysis-positive tiles, too few for an AUROC to mean much. Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
 # Seeds (disjoint from every other set in the project; see training/protocol.sh):
 #   train  3000-3999, implants 4000-4399 and (train2) 5000-8999
-#   held-out  910000-913999, OOD threshold 914000-915999
+#   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${DIRASCOPE:-target/release/dirascope}
@@ -139,6 +141,12 @@ for phase in $PHASES; do
             phantoms oodcal-mixed-0.25 0.25 --count 4 --seed 914200
             implants oodcal-implant-cmu test 914600 2 "$CMU"
             implants oodcal-implant-pd test 915000 2 "$PD" --mpp 0.75
+            ;;
+        held3)
+            implants held3-implant-cmu test 916000 \
+                dira:40,pustular-psoriasis:16,psoriasis:16,normal:8 "$CMU"
+            implants held3-implant-pd test 918000 \
+                dira:40,pustular-psoriasis:16,psoriasis:16,normal:8 "$PD" --mpp 0.75
             ;;
         *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
