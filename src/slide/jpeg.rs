@@ -842,23 +842,137 @@ fn idct_block(coef: &[i16; 64], quant: &[u16; 64], out: &mut [u8], stride: usize
     }
 }
 
-/// A component's samples, `blocks_w * 8` wide, `blocks_h * 8` high.
+/// A component's samples, `blocks_w * 8` wide, `blocks_h * 8` high. On x86-64
+/// CPUs with AVX2 the same code is compiled a second time with AVX2 enabled, so
+/// the eight-lane IDCT (`idct_block_lanes`) runs eight 32-bit lanes to a register.
 fn idct_plane(c: &Component) -> Vec<u8> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { idct_plane_avx2(c) };
+    }
+    idct_plane_with_lanes(c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn idct_plane_avx2(c: &Component) -> Vec<u8> {
+    idct_plane_with_lanes(c)
+}
+
+#[inline(always)]
+fn idct_plane_with_lanes(c: &Component) -> Vec<u8> {
     let stride = c.blocks_w * 8;
     let mut plane = vec![0u8; stride * c.blocks_h * 8];
     let quant = c.quant.unwrap_or([0; 64]);
     for by in 0..c.blocks_h {
         for bx in 0..c.blocks_w {
             let at = by * 8 * stride + bx * 8;
-            idct_block(
-                &c.coefs[by * c.blocks_w + bx],
-                &quant,
-                &mut plane[at..],
-                stride,
-            );
+            let coef = &c.coefs[by * c.blocks_w + bx];
+            if !idct_block_lanes(coef, &quant, &mut plane[at..], stride) {
+                idct_block(coef, &quant, &mut plane[at..], stride);
+            }
         }
     }
     plane
+}
+
+/// Eight 32-bit lanes: one value of each of eight columns (or rows) of a block.
+type Lanes = [i32; 8];
+
+#[inline(always)]
+fn lanes(f: impl FnMut(usize) -> i32) -> Lanes {
+    std::array::from_fn(f)
+}
+
+/// Largest input either pass of the 32-bit IDCT takes exactly. The largest
+/// intermediate of `idct_1d` is at most 61,214 times its largest input (the
+/// largest sum of absolute coefficients over its linear forms), and 32,767 x
+/// 61,214 plus descale's rounding term stays below 2^31, so with inputs within
+/// +-32,767 no 32-bit intermediate overflows and the result is the 64-bit one.
+const LANES_MAX_INPUT: i32 = 32_767;
+
+/// `idct_1d` on eight columns (or rows) at once, lane by lane, in 32 bits.
+#[inline(always)]
+fn idct_1d_lanes(i: &[Lanes; 8]) -> [Lanes; 8] {
+    const C: fn(i64) -> i32 = |c| c as i32;
+    let [i0, i1, i2, i3, i4, i5, i6, i7] = i;
+    let z1 = lanes(|k| (i2[k] + i6[k]) * C(FIX_0_541196100));
+    let tmp2 = lanes(|k| z1[k] - i6[k] * C(FIX_1_847759065));
+    let tmp3 = lanes(|k| z1[k] + i2[k] * C(FIX_0_765366865));
+    let tmp0 = lanes(|k| (i0[k] + i4[k]) << CONST_BITS);
+    let tmp1 = lanes(|k| (i0[k] - i4[k]) << CONST_BITS);
+    let tmp10 = lanes(|k| tmp0[k] + tmp3[k]);
+    let tmp13 = lanes(|k| tmp0[k] - tmp3[k]);
+    let tmp11 = lanes(|k| tmp1[k] + tmp2[k]);
+    let tmp12 = lanes(|k| tmp1[k] - tmp2[k]);
+
+    let (t0, t1, t2, t3) = (i7, i5, i3, i1);
+    let z5 = lanes(|k| (t0[k] + t2[k] + t1[k] + t3[k]) * C(FIX_1_175875602));
+    let z1 = lanes(|k| -(t0[k] + t3[k]) * C(FIX_0_899976223));
+    let z2 = lanes(|k| -(t1[k] + t2[k]) * C(FIX_2_562915447));
+    let z3 = lanes(|k| -(t0[k] + t2[k]) * C(FIX_1_961570560) + z5[k]);
+    let z4 = lanes(|k| -(t1[k] + t3[k]) * C(FIX_0_390180644) + z5[k]);
+    let t0 = lanes(|k| t0[k] * C(FIX_0_298631336) + (z1[k] + z3[k]));
+    let t1 = lanes(|k| t1[k] * C(FIX_2_053119869) + (z2[k] + z4[k]));
+    let t2 = lanes(|k| t2[k] * C(FIX_3_072711026) + (z2[k] + z3[k]));
+    let t3 = lanes(|k| t3[k] * C(FIX_1_501321110) + (z1[k] + z4[k]));
+    [
+        lanes(|k| tmp10[k] + t3[k]),
+        lanes(|k| tmp11[k] + t2[k]),
+        lanes(|k| tmp12[k] + t1[k]),
+        lanes(|k| tmp13[k] + t0[k]),
+        lanes(|k| tmp13[k] - t0[k]),
+        lanes(|k| tmp12[k] - t1[k]),
+        lanes(|k| tmp11[k] - t2[k]),
+        lanes(|k| tmp10[k] - t3[k]),
+    ]
+}
+
+/// `idct_block` with 32-bit lanes, all eight columns and then all eight rows at
+/// once, so the compiler vectorises it. The same arithmetic as the 64-bit path
+/// (a column whose AC coefficients are all zero gives `dc << PASS1_BITS` either
+/// way), exact while every input to a pass is within `LANES_MAX_INPUT`; returns
+/// false without writing anything when one is not (never in a valid 8-bit
+/// stream), and the caller runs `idct_block`.
+#[inline(always)]
+fn idct_block_lanes(coef: &[i16; 64], quant: &[u16; 64], out: &mut [u8], stride: usize) -> bool {
+    // libjpeg multiplies as 16-bit `short`s promoted to int: at most 2^30.
+    let rows: [Lanes; 8] = std::array::from_fn(|r| {
+        lanes(|c| (coef[r * 8 + c] as i32).wrapping_mul(quant[r * 8 + c] as i16 as i32))
+    });
+    let widest = |block: &[Lanes; 8]| block.iter().flatten().map(|v| v.unsigned_abs()).max();
+    if widest(&rows).unwrap_or(0) > LANES_MAX_INPUT as u32 {
+        return false;
+    }
+    // Columns: lane c is column c; output r is row r of the work block.
+    let pass1 = idct_1d_lanes(&rows);
+    let half1 = 1 << (CONST_BITS - PASS1_BITS - 1);
+    let ws: [Lanes; 8] =
+        std::array::from_fn(|r| lanes(|c| (pass1[r][c] + half1) >> (CONST_BITS - PASS1_BITS)));
+    if widest(&ws).unwrap_or(0) > LANES_MAX_INPUT as u32 {
+        return false;
+    }
+    // Rows: transpose so lane r is row r and input k is column k.
+    let cols: [Lanes; 8] = std::array::from_fn(|k| lanes(|r| ws[r][k]));
+    let pass2 = idct_1d_lanes(&cols);
+    let shift = CONST_BITS + PASS1_BITS + 3;
+    let half2 = 1 << (shift - 1);
+    // `range_limit` lane by lane (the same bit operations in 32 bits), then the
+    // 8x8 transpose back to rows as bytes.
+    let limited: [Lanes; 8] = std::array::from_fn(|k| {
+        lanes(|r| {
+            let v = (pass2[k][r] + half2) >> shift;
+            ((((v & 1023) ^ 512) - 512) + 128).clamp(0, 255)
+        })
+    });
+    for r in 0..8 {
+        let line = &mut out[r * stride..r * stride + 8];
+        for (k, px) in line.iter_mut().enumerate() {
+            *px = limited[k][r] as u8;
+        }
+    }
+    true
 }
 
 /// A component brought to `w x h`: libjpeg-turbo's fancy (triangle) upsampling for 2x
@@ -1169,6 +1283,91 @@ mod tests {
                 }
                 if let Ok(d) = decode(&s, JpegColour::FromStream, 1 << 20) {
                     assert_eq!(d.pixels.len(), d.width * d.height * d.channels);
+                }
+            }
+        }
+    }
+
+    /// Random blocks in three regimes (the span of a valid 8-bit stream, wider, the
+    /// whole i16 range with any quantiser): the 32-bit lane IDCT, compiled both
+    /// plainly (the block call) and with AVX2 where the CPU has it (the plane call),
+    /// writes exactly what the 64-bit path writes, or declines and writes nothing.
+    #[test]
+    fn the_lane_idct_gives_the_64_bit_result_or_declines() {
+        let mut seed = 99u64;
+        let mut next = |m: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        let (mut ran, mut declined) = (0, 0);
+        let mut blocks = Vec::new();
+        let mut quants = Vec::new();
+        for n in 0..30_000 {
+            // Dequantised values within +-1024 (an 8-bit stream's DCT range),
+            // +-8192, or anything i16 x u16 gives.
+            let (limit, qmax) = match n % 3 {
+                0 => (1024, 255),
+                1 => (8192, 255),
+                _ => (1 << 30, 65535),
+            };
+            let sparse = next(2) == 0; // most real blocks have few AC coefficients
+            let quant: [u16; 64] = std::array::from_fn(|_| 1 + next(qmax) as u16);
+            let coef: [i16; 64] = std::array::from_fn(|k| {
+                if sparse && k > 0 && next(8) != 0 {
+                    return 0;
+                }
+                let span = (limit / quant[k] as i64).clamp(1, 32768);
+                (next(2 * span as u64) as i64 - span).clamp(-32768, 32767) as i16
+            });
+            let (mut want, mut got) = ([0u8; 64], [0u8; 64]);
+            idct_block(&coef, &quant, &mut want, 8);
+            if idct_block_lanes(&coef, &quant, &mut got, 8) {
+                assert_eq!(got, want, "block {n}");
+                ran += 1;
+            } else {
+                assert_eq!(got, [0u8; 64], "block {n} declined but wrote");
+                declined += 1;
+            }
+            if n % 3 == 0 {
+                blocks.push(coef);
+                quants.push(quant);
+            }
+        }
+        assert!(
+            ran > 10_000 && declined > 1_000,
+            "{ran} ran, {declined} declined"
+        );
+        // The plane path (AVX2 on this CPU if it has it), one quantiser a plane.
+        for (chunk, quant) in blocks.chunks(40).zip(&quants) {
+            let c = Component {
+                id: 1,
+                h: 1,
+                v: 1,
+                quant_id: 0,
+                quant: Some(*quant),
+                blocks_w: 8,
+                blocks_h: 5,
+                coefs: chunk.to_vec(),
+                width: 64,
+                height: 40,
+            };
+            if c.coefs.len() < 40 {
+                continue;
+            }
+            let plane = idct_plane(&c);
+            for (b, coef) in c.coefs.iter().enumerate() {
+                let mut want = [0u8; 64];
+                idct_block(coef, quant, &mut want, 8);
+                let (bx, by) = (b % 8, b / 8);
+                for r in 0..8 {
+                    let at = (by * 8 + r) * 64 + bx * 8;
+                    assert_eq!(
+                        plane[at..at + 8],
+                        want[r * 8..r * 8 + 8],
+                        "block {b} row {r}"
+                    );
                 }
             }
         }
