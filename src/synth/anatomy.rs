@@ -209,6 +209,9 @@ pub struct Site {
     pub neh: bool,
     /// Distance to the nearest eccrine tubule's outer edge, µm (large when none near).
     pub tubule_dist: f32,
+    /// What the site would be without the coil it lies in (dermis or fat), so the
+    /// coil's stroma can fade into it; the same as `region` outside coils.
+    pub under: Region,
 }
 
 impl Site {
@@ -226,6 +229,7 @@ impl Site {
             sub: 0,
             neh: false,
             tubule_dist: f32::MAX,
+            under: Region::Glass,
         }
     }
 }
@@ -1102,6 +1106,7 @@ impl Geometry {
         } else {
             Region::Reticular
         };
+        site.under = site.region;
         for (ci, c) in self.coils.iter().enumerate() {
             let d = (x - c.x).hypot(y - c.y);
             if d < c.r + NEH_HALO_UM {

@@ -417,9 +417,20 @@ impl<'a> Shader<'a> {
         let g = self.geom;
         let coil = &g.coils[s.item as usize];
         if s.region == Region::CoilStroma {
-            // Loose stroma between the tubules, continuous with the dermis.
-            let k = self.dermis_v1(s, x, y);
-            return c(k.h, k.e * 0.75);
+            // Thin loose stroma against each tubule that fades, by the distance to
+            // the nearest tubule, into what the coil sits in (dermis or fat): no
+            // edge where the stroma region ends, and no pink disc over fat.
+            let under = Site {
+                region: s.under,
+                ..*s
+            };
+            let around = match s.under {
+                Region::Fat => self.fat_v1(x, y),
+                _ => self.dermis_v1(&under, x, y),
+            };
+            let fib = noise::value(x / 4.0, y / 1.6, g.salt ^ 0xC7 ^ s.item as u64);
+            let loose = c(0.03, g.look.collagen_e * (0.22 + 0.2 * fib));
+            return mixc(loose, around, noise::smoothstep(0.5, 5.0, s.tubule_dist));
         }
         let t = &coil.tubules[s.sub as usize];
         let (dx, dy) = (x - t.x, y - t.y);
@@ -496,6 +507,51 @@ mod tests {
             render_rgb(&old, r, 0, 100, 64, 64),
             render_rgb(&new, r, 0, 100, 64, 64)
         );
+    }
+
+    #[test]
+    fn a_coil_in_fat_has_no_stroma_disc_past_a_thin_sheath() {
+        // The stroma around each tubule fades into what the coil sits in: past
+        // its sheath, a coil's stroma over fat shades as that fat does, not as
+        // collagen (the pink disc of every tubule in fat before).
+        use crate::synth::anatomy::Region;
+        use crate::synth::render::Shader;
+        let a = Artefacts::default();
+        let mut checked = 0;
+        for seed in 0..12 {
+            let g = Geometry::build_with(
+                Generator::V1_0,
+                SlideClass::Normal,
+                seed,
+                1600.0,
+                1600.0,
+                &a,
+            );
+            let shader = Shader { geom: &g, aa: 0.25 };
+            for coil in g.coils.iter().filter(|c| !c.inflamed) {
+                let mut y = coil.y - coil.r;
+                while y < coil.y + coil.r {
+                    let mut x = coil.x - coil.r;
+                    while x < coil.x + coil.r {
+                        let site = g.locate(x, y);
+                        if site.region == Region::CoilStroma && site.under == Region::Fat {
+                            let k = shader.coil_v1(&site, x, y);
+                            if site.tubule_dist > 5.0 {
+                                let bare = shader.fat_v1(x, y);
+                                assert!(
+                                    (k.h - bare.h).abs() < 1e-4 && (k.e - bare.e).abs() < 1e-4,
+                                    "seed {seed} ({x}, {y}): {k:?} against fat {bare:?}"
+                                );
+                                checked += 1;
+                            }
+                        }
+                        x += 1.5;
+                    }
+                    y += 1.5;
+                }
+            }
+        }
+        assert!(checked > 200, "only {checked} stroma points over fat");
     }
 
     #[test]
