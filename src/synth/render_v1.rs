@@ -94,9 +94,7 @@ impl<'a> Shader<'a> {
             Region::Granular | Region::Spinous | Region::Basal => self.epidermis_v1(site, x, y),
             Region::Papillary | Region::Reticular => self.dermis_v1(site, x, y),
             Region::Fat => self.fat_v1(x, y),
-            Region::TubuleCells | Region::TubuleLumen | Region::CoilStroma
-                if !g.coils[site.item as usize].inflamed =>
-            {
+            Region::TubuleCells | Region::TubuleLumen | Region::CoilStroma => {
                 self.coil_v1(site, x, y)
             }
             _ => {
@@ -411,11 +409,23 @@ impl<'a> Shader<'a> {
         out
     }
 
-    /// A normal eccrine coil: irregular tubules of cuboidal cells with pale
-    /// cytoplasm and basal nuclei, lumens of varied size, ducts darker.
+    /// A neutrophil of an inflamed coil, in synth 1.0's tone (as the other
+    /// neutrophils it draws through synth 0.3's cell).
+    fn coil_neutrophil(&self, x: f32, y: f32, spacing: f32, occ: f32, salt: u64) -> Option<Conc> {
+        self.neutrophil(x, y, spacing, occ, salt)
+            .map(|n| c(n.h * V03_H, n.e * V03_E))
+    }
+
+    /// An eccrine coil: irregular tubules of cuboidal cells with pale cytoplasm and
+    /// basal nuclei, lumens of varied size, ducts darker. An inflamed coil
+    /// (neutrophilic eccrine hidradenitis) is the same coil drawn the same way,
+    /// with neutrophils in its stroma, lumens and epithelium, vacuolated cells
+    /// and pyknotic nuclei on top, so that the drawing style never tells a
+    /// normal coil from an inflamed one: only the inflammation does.
     fn coil_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
         let g = self.geom;
         let coil = &g.coils[s.item as usize];
+        let nsalt = g.salt ^ 0xC9 ^ ((s.item as u64) << 24);
         if s.region == Region::CoilStroma {
             // Thin loose stroma against each tubule that fades, by the distance to
             // the nearest tubule, into what the coil sits in (dermis or fat): no
@@ -430,7 +440,13 @@ impl<'a> Shader<'a> {
             };
             let fib = noise::value(x / 4.0, y / 1.6, g.salt ^ 0xC7 ^ s.item as u64);
             let loose = c(0.03, g.look.collagen_e * (0.22 + 0.2 * fib));
-            return mixc(loose, around, noise::smoothstep(0.5, 5.0, s.tubule_dist));
+            let out = mixc(loose, around, noise::smoothstep(0.5, 5.0, s.tubule_dist));
+            if coil.inflamed {
+                if let Some(n) = self.coil_neutrophil(x, y, 10.0, 0.6, nsalt ^ 1) {
+                    return n;
+                }
+            }
+            return out;
         }
         let t = &coil.tubules[s.sub as usize];
         let (dx, dy) = (x - t.x, y - t.y);
@@ -439,6 +455,11 @@ impl<'a> Shader<'a> {
         let tsalt = g.salt ^ 0xC1 ^ ((s.item as u64) << 20) ^ s.sub as u64;
         let lumen = t.lumen * (0.6 + 0.9 * noise::value(ang * 1.2 + 7.0, 0.5, tsalt));
         if d < lumen {
+            if coil.inflamed {
+                if let Some(n) = self.coil_neutrophil(x, y, 9.0, 0.35, nsalt ^ 2) {
+                    return n;
+                }
+            }
             return c(0.0, 0.03);
         }
         let mut out = if t.duct {
@@ -446,6 +467,10 @@ impl<'a> Shader<'a> {
         } else {
             c(0.16, 0.26 + 0.12 * noise::value(x / 3.0, y / 3.0, tsalt))
         };
+        if coil.inflamed && noise::value(x / 2.2, y / 2.2, nsalt ^ 3) > 0.6 {
+            // Vacuolar change of the secretory cells.
+            out = c(out.h * 0.3, out.e * 0.3);
+        }
         // Nuclei near the basement membrane, one per cell around the tubule.
         let rm = lumen + 0.62 * (t.r - lumen);
         let n = ((std::f32::consts::TAU * rm) / 7.5).round().max(5.0);
@@ -456,7 +481,13 @@ impl<'a> Shader<'a> {
                 - std::f32::consts::PI;
             let rr = lumen + (t.r - lumen) * (0.35 + 0.5 * unit(hsh, 1));
             let (nx, ny) = (t.x + rr * ac.cos(), t.y + rr * ac.sin());
-            let r = 2.4 + 0.7 * unit(hsh, 2);
+            // An inflamed coil's cells: some nuclei shrunken and dark (pyknotic).
+            let pyknotic = coil.inflamed && unit(hsh, 3) < 0.3;
+            let r = if pyknotic {
+                1.6 + 0.3 * unit(hsh, 2)
+            } else {
+                2.4 + 0.7 * unit(hsh, 2)
+            };
             let (cv, hv) = nucleus(
                 x - nx,
                 y - ny,
@@ -472,7 +503,13 @@ impl<'a> Shader<'a> {
                 y,
             );
             if cv > 0.0 {
-                out = mixc(out, c(g.look.nuc_h * hv, 0.3), cv);
+                let dark = if pyknotic { 1.5 } else { 1.0 };
+                out = mixc(out, c(g.look.nuc_h * hv * dark, 0.3), cv);
+            }
+        }
+        if coil.inflamed {
+            if let Some(n) = self.coil_neutrophil(x, y, 13.0, 0.25, nsalt ^ 4) {
+                return n;
             }
         }
         out
@@ -552,6 +589,64 @@ mod tests {
             }
         }
         assert!(checked > 200, "only {checked} stroma points over fat");
+    }
+
+    #[test]
+    fn an_inflamed_coil_is_drawn_as_a_normal_one_apart_from_the_inflammation() {
+        // Where an inflamed coil shows no neutrophil, vacuole or pyknotic nucleus,
+        // its pixels are exactly those of the same coil not inflamed: the drawing
+        // style must not be a shortcut to hidradenitis (it was synth 0.3's shader).
+        use crate::synth::anatomy::Region;
+        use crate::synth::render::Shader;
+        let a = Artefacts::default();
+        let (mut same, mut total) = (0usize, 0usize);
+        for seed in 0..40 {
+            let inflamed =
+                Geometry::build_with(Generator::V1_0, SlideClass::Dira, seed, 1600.0, 1600.0, &a);
+            let Some(ci) = inflamed.coils.iter().position(|c| c.inflamed) else {
+                continue;
+            };
+            let mut normal = inflamed.clone();
+            normal.coils[ci].inflamed = false;
+            let (si, sn) = (
+                Shader {
+                    geom: &inflamed,
+                    aa: 0.25,
+                },
+                Shader {
+                    geom: &normal,
+                    aa: 0.25,
+                },
+            );
+            let coil = &inflamed.coils[ci];
+            let mut y = coil.y - coil.r;
+            while y < coil.y + coil.r {
+                let mut x = coil.x - coil.r;
+                while x < coil.x + coil.r {
+                    let site = inflamed.locate(x, y);
+                    let in_coil = matches!(
+                        site.region,
+                        Region::TubuleCells | Region::TubuleLumen | Region::CoilStroma
+                    );
+                    if in_coil && site.item as usize == ci {
+                        let (ki, kn) = (si.shade(x, y), sn.shade(x, y));
+                        total += 1;
+                        if ki.h == kn.h && ki.e == kn.e {
+                            same += 1;
+                        }
+                    }
+                    x += 2.0;
+                }
+                y += 2.0;
+            }
+        }
+        assert!(total > 1000, "only {total} coil points");
+        let frac = same as f64 / total as f64;
+        // Neutrophils, vacuoles and pyknosis change some points, not most.
+        assert!(
+            (0.4..0.95).contains(&frac),
+            "{same} of {total} points unchanged"
+        );
     }
 
     #[test]
