@@ -1,7 +1,10 @@
 //! Builds `docs/phantoms.png`: one row per fixture phantom with its overview, a
 //! colour map of its masks, and full-resolution crops of its main findings.
 //!
-//! Usage: `cargo run --example contact_sheet -- fixtures/phantoms docs/phantoms.png`.
+//! Usage: `cargo run --example contact_sheet -- fixtures/phantoms docs/phantoms.png
+//! [--real IMAGE MPP X,Y X,Y]`. With `--real`, a last row shows a real image at the
+//! phantoms' resolution: its overview, then crops centred at the two points (its
+//! own pixels; epidermis, then dermis) resampled from its MPP to the phantoms'.
 //! Row layout: overview | mask map (grey tissue, light epidermis, red pustule, green
 //! acantholysis, blue hidradenitis, yellow psoriasiform) | epidermal crop | the same
 //! crop with mask outlines | deep-dermis crop (eccrine coil where there is one).
@@ -192,7 +195,79 @@ fn main() -> Result<()> {
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)?;
     }
+    if let Some(i) = args.iter().position(|a| a == "--real") {
+        let field = |k: usize| {
+            args.get(i + k)
+                .ok_or_else(|| anyhow!("--real needs IMAGE MPP X,Y X,Y"))
+        };
+        let mpp_of_phantoms = ids
+            .first()
+            .and_then(|id| std::fs::read(dir.join(format!("{id}.truth.json"))).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|t| t["mpp"].as_f64())
+            .unwrap_or(0.5);
+        let point = |k: usize| -> Result<(f64, f64)> {
+            let (x, y) = field(k)?
+                .split_once(',')
+                .ok_or_else(|| anyhow!("--real: a point is X,Y"))?;
+            Ok((x.parse()?, y.parse()?))
+        };
+        let row = real_row(
+            Path::new(field(1)?),
+            field(2)?.parse()?,
+            mpp_of_phantoms,
+            [point(3)?, point(4)?],
+        )?;
+        let mut taller = RgbImage::from_pixel(
+            sheet.width().max(row.width()),
+            sheet.height() + ROW_H + PAD,
+            Rgb([255, 255, 255]),
+        );
+        imageops::replace(&mut taller, &sheet, 0, 0);
+        imageops::replace(&mut taller, &row, 0, sheet.height() as i64);
+        sheet = taller;
+    }
     sheet.save(&out)?;
     println!("{} rows -> {}", rows.len(), out.display());
     Ok(())
+}
+
+/// A real image's row: overview | blank (no masks) | crop at `points[0]` | blank |
+/// crop at `points[1]`, each crop `ROW_H` px at `mpp_to` (so the same micrometres per
+/// pixel as the phantoms' crops), area-resampled from the image at `mpp_from`.
+fn real_row(path: &Path, mpp_from: f64, mpp_to: f64, points: [(f64, f64); 2]) -> Result<RgbImage> {
+    let image = image::open(path)
+        .with_context(|| path.display().to_string())?
+        .to_rgb8();
+    let (w, h) = image.dimensions();
+    let overview = imageops::resize(&image, ROW_H * w / h, ROW_H, imageops::FilterType::Triangle);
+    let side = ROW_H as f64 * mpp_to / mpp_from;
+    let crop = |(x, y): (f64, f64)| {
+        dirascope::tiling::resample_area(
+            &image,
+            [x - side / 2.0, y - side / 2.0, side, side],
+            ROW_H,
+            ROW_H,
+        )
+    };
+    // Blanks as wide as the phantom rows' mask map and outline panels, so the
+    // crops fall under the phantoms' crops (the phantoms are 4:3, as is the image
+    // this is made for; a wider image shifts them).
+    let no_map = RgbImage::from_pixel(overview.width(), ROW_H, Rgb([255, 255, 255]));
+    let no_outline = RgbImage::from_pixel(ROW_H, ROW_H, Rgb([255, 255, 255]));
+    let panels = [
+        overview,
+        no_map,
+        crop(points[0]),
+        no_outline,
+        crop(points[1]),
+    ];
+    let width: u32 = panels.iter().map(|p| p.width() + PAD).sum();
+    let mut row = RgbImage::from_pixel(width, ROW_H, Rgb([255, 255, 255]));
+    let mut x = 0;
+    for p in &panels {
+        imageops::replace(&mut row, p, x as i64, 0);
+        x += p.width() + PAD;
+    }
+    Ok(row)
 }
