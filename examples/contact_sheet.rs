@@ -176,15 +176,7 @@ fn main() -> Result<()> {
             Some(f) => crop_at(f)?.0,
             None => RgbImage::from_pixel(ROW_H, ROW_H, Rgb([255, 255, 255])),
         };
-        let panels = [overview, map, crop_a, outlined, crop_b];
-        let width: u32 = panels.iter().map(|p| p.width() + PAD).sum();
-        let mut row = RgbImage::from_pixel(width, ROW_H, Rgb([255, 255, 255]));
-        let mut x = 0;
-        for p in &panels {
-            imageops::replace(&mut row, p, x as i64, 0);
-            x += p.width() + PAD;
-        }
-        rows.push(row);
+        rows.push(side_by_side(&[overview, map, crop_a, outlined, crop_b]));
     }
     let width = rows.iter().map(|r| r.width()).max().unwrap_or(1);
     let height = rows.len() as u32 * (ROW_H + PAD);
@@ -262,12 +254,17 @@ fn real_row(path: &Path, mpp_from: f64, mpp_to: f64, points: [(f64, f64); 2]) ->
         no_outline,
         crop(points[1]),
     ];
+    Ok(side_by_side(&panels))
+}
+
+/// Panels left to right, `PAD` apart, on a white row `ROW_H` high.
+fn side_by_side(panels: &[RgbImage]) -> RgbImage {
     let width: u32 = panels.iter().map(|p| p.width() + PAD).sum();
     let mut row = RgbImage::from_pixel(width, ROW_H, Rgb([255, 255, 255]));
     let mut x = 0;
-    for p in &panels {
+    for p in panels {
         imageops::replace(&mut row, p, x as i64, 0);
         x += p.width() + PAD;
     }
-    Ok(row)
+    row
 }
