@@ -13,11 +13,13 @@
 # look (more DIRA and psoriasiform slides; held2 the same seeds as held);
 # oodcal: held-out tiles that set the OOD threshold only; held3: a bigger
 # held-out implant set (80 slides per real test part, half DIRA), because held2
-# had 10 acantholysis-positive tiles, too few for an AUROC to mean much. Needs a release build (DIRASCOPE=path
+# had 10 acantholysis-positive tiles, too few for an AUROC to mean much;
+# train3: 120 more DIRA implants per real train part, for acantholysis on real
+# tissue (implant acantholysis was model 2's weakest figure). Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
 # Seeds (disjoint from every other set in the project; see training/protocol.sh):
-#   train  3000-3999, implants 4000-4399 and (train2) 5000-8999
+#   train  3000-3999, implants 4000-4399, (train2) 5000-8999, (train3) 9000-10999
 #   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -141,6 +143,10 @@ for phase in $PHASES; do
             phantoms oodcal-mixed-0.25 0.25 --count 4 --seed 914200
             implants oodcal-implant-cmu test 914600 2 "$CMU"
             implants oodcal-implant-pd test 915000 2 "$PD" --mpp 0.75
+            ;;
+        train3)
+            implants train3-implant-cmu train 9000 dira:120 "$CMU"
+            implants train3-implant-pd train 10000 dira:120 "$PD" --mpp 0.75
             ;;
         held3)
             implants held3-implant-cmu test 916000 \

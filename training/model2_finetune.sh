@@ -7,7 +7,8 @@
 # oodcal sets only, so the OOD rates reported on the held-out sets are not
 # measured on the tiles the threshold was set on.
 #
-#   training/model2_finetune.sh DATA OUT [STEPS] [INIT]     (env REAL_REPEAT, default 30; PSORIASIFORM_POS_FRAC, default 0.01; VERSION)
+#   training/model2_finetune.sh DATA OUT [STEPS] [INIT]     (env REAL_REPEAT, default 30; PSORIASIFORM_POS_FRAC, default 0.01; VERSION;
+#   EXTRA_TRAIN: more export names under DATA, e.g. "train3-implant-cmu train3-implant-pd", each weighted EXTRA_WEIGHT, default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -20,7 +21,9 @@ REAL=${REAL:-../shared/fixtures/real}
     --train "$D/train-mixed-1.0" "$D/train-dira-1.0" "$D/train-mixed-0.5" "$D/train-dira-0.5" \
         "$D/train-dira-0.25" "$D/train-tex-cmu" "$D/train-tex-pd" \
         "$D/train2-implant-cmu" "$D/train2-implant-pd" \
+        ${EXTRA_TRAIN:+$(for e in $EXTRA_TRAIN; do printf '%s ' "$D/$e"; done)} \
     --export-weight train2-implant-cmu=3 train2-implant-pd=2 \
+        ${EXTRA_TRAIN:+$(for e in $EXTRA_TRAIN; do printf '%s ' "$e=${EXTRA_WEIGHT:-2}"; done)} \
     --real-train-parts "$REAL/CMU-1-Small-Region.svs" "$REAL/skin-normal-10x-public-domain.jpg" \
     --real-repeat "${REAL_REPEAT:-30}" --lab-augment \
     --heldout "held-1.0=$D/held-mixed-1.0,$D/held-dira-1.0" \
