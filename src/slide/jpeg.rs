@@ -727,12 +727,16 @@ impl Frame {
             .map(|(c, plane)| upsample(c, plane, self.max_h / c.h, self.max_v / c.v, w, h))
             .collect();
         let mut pixels = vec![0u8; w * h * 3];
-        let tables = (output == Output::YCbCr).then(YccTables::new);
-        for (i, px) in pixels.chunks_exact_mut(3).enumerate() {
-            let (a, b, c) = (full[0][i], full[1][i], full[2][i]);
-            match &tables {
-                Some(t) => px.copy_from_slice(&t.rgb(a, b, c)),
-                None => px.copy_from_slice(&[a, b, c]),
+        if output == Output::YCbCr {
+            ycc_to_rgb(&full[0], &full[1], &full[2], &mut pixels);
+        } else {
+            for (((px, &a), &b), &c) in pixels
+                .chunks_exact_mut(3)
+                .zip(&full[0])
+                .zip(&full[1])
+                .zip(&full[2])
+            {
+                px.copy_from_slice(&[a, b, c]);
             }
         }
         Decoded {
@@ -1036,6 +1040,53 @@ fn upsample(c: &Component, plane: &[u8], fx: usize, fy: usize, w: usize, h: usiz
     out
 }
 
+/// YCbCr to interleaved RGB as libjpeg's jdcolor.c does it, eight pixels at a time
+/// (compiled a second time with AVX2 where the CPU has it, as the IDCT is).
+fn ycc_to_rgb(y: &[u8], cb: &[u8], cr: &[u8], rgb: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { ycc_to_rgb_avx2(y, cb, cr, rgb) };
+    }
+    ycc_to_rgb_with_lanes(y, cb, cr, rgb)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn ycc_to_rgb_avx2(y: &[u8], cb: &[u8], cr: &[u8], rgb: &mut [u8]) {
+    ycc_to_rgb_with_lanes(y, cb, cr, rgb)
+}
+
+/// The arithmetic behind `YccTables`, lane by lane in 32 bits (every product fits:
+/// at most 116,130 x 128): each entry of a table is this expression at its index,
+/// so the pixels are the tables' pixels (tested over every Y, Cb and Cr).
+#[inline(always)]
+fn ycc_to_rgb_with_lanes(y: &[u8], cb: &[u8], cr: &[u8], rgb: &mut [u8]) {
+    const HALF: i32 = 1 << 15;
+    let (cr_r, cb_b, cr_g, cb_g) = YccTables::fixed();
+    let eight = y.len() / 8 * 8;
+    for (((ys, cbs), crs), out) in y[..eight]
+        .chunks_exact(8)
+        .zip(cb.chunks_exact(8))
+        .zip(cr.chunks_exact(8))
+        .zip(rgb.chunks_exact_mut(24))
+    {
+        let yv = lanes(|k| ys[k] as i32);
+        let xb = lanes(|k| cbs[k] as i32 - 128);
+        let xr = lanes(|k| crs[k] as i32 - 128);
+        let r = lanes(|k| (yv[k] + ((cr_r * xr[k] + HALF) >> 16)).clamp(0, 255));
+        let g = lanes(|k| (yv[k] + ((-cb_g * xb[k] + HALF - cr_g * xr[k]) >> 16)).clamp(0, 255));
+        let b = lanes(|k| (yv[k] + ((cb_b * xb[k] + HALF) >> 16)).clamp(0, 255));
+        for (k, px) in out.chunks_exact_mut(3).enumerate() {
+            px.copy_from_slice(&[r[k] as u8, g[k] as u8, b[k] as u8]);
+        }
+    }
+    let tables = YccTables::new();
+    for (i, px) in rgb.chunks_exact_mut(3).enumerate().skip(eight) {
+        px.copy_from_slice(&tables.rgb(y[i], cb[i], cr[i]));
+    }
+}
+
 /// libjpeg's jdcolor.c tables: 16 fraction bits, rounded as it rounds them.
 struct YccTables {
     cr_r: [i32; 256],
@@ -1045,6 +1096,13 @@ struct YccTables {
 }
 
 impl YccTables {
+    /// The four constants in 16 fraction bits, rounded as libjpeg's FIX rounds:
+    /// Cr to R, Cb to B, Cr to G, Cb to G (the last two subtracted).
+    fn fixed() -> (i32, i32, i32, i32) {
+        let fix = |x: f64| (x * 65536.0 + 0.5) as i32;
+        (fix(1.40200), fix(1.77200), fix(0.71414), fix(0.34414))
+    }
+
     fn new() -> YccTables {
         const SCALE: u32 = 16;
         const HALF: i64 = 1 << (SCALE - 1);
@@ -1370,6 +1428,39 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The colour conversion in lanes gives the tables' pixel for every Y, Cb and Cr.
+    #[test]
+    fn lane_colour_conversion_matches_the_tables_everywhere() {
+        let tables = YccTables::new();
+        let cb: Vec<u8> = (0..65536u32).map(|i| (i >> 8) as u8).collect();
+        let cr: Vec<u8> = (0..65536u32).map(|i| i as u8).collect();
+        let mut rgb = vec![0u8; 65536 * 3];
+        for y in 0..=255u8 {
+            // 65,533 pixels: the last five go through the table path.
+            let n = 65533;
+            let ys = vec![y; n];
+            ycc_to_rgb(&ys, &cb[..n], &cr[..n], &mut rgb[..n * 3]);
+            for i in 0..n {
+                assert_eq!(
+                    rgb[i * 3..i * 3 + 3],
+                    tables.rgb(y, cb[i], cr[i]),
+                    "y {y} cb {} cr {}",
+                    cb[i],
+                    cr[i]
+                );
+            }
+        }
+        // And the three last (Cb, Cr) pairs through the lanes, at a shifted start.
+        let ys = vec![77u8; 16];
+        ycc_to_rgb(&ys, &cb[65520..], &cr[65520..], &mut rgb[..48]);
+        for i in 0..16 {
+            assert_eq!(
+                rgb[i * 3..i * 3 + 3],
+                tables.rgb(77, cb[65520 + i], cr[65520 + i])
+            );
         }
     }
 
