@@ -1106,7 +1106,7 @@ impl YccTables {
     fn new() -> YccTables {
         const SCALE: u32 = 16;
         const HALF: i64 = 1 << (SCALE - 1);
-        let fix = |x: f64| (x * (1i64 << SCALE) as f64 + 0.5) as i64;
+        let (cr_r, cb_b, cr_g, cb_g) = YccTables::fixed();
         let mut t = YccTables {
             cr_r: [0; 256],
             cb_b: [0; 256],
@@ -1115,10 +1115,10 @@ impl YccTables {
         };
         for i in 0..256usize {
             let x = i as i64 - 128;
-            t.cr_r[i] = ((fix(1.40200) * x + HALF) >> SCALE) as i32;
-            t.cb_b[i] = ((fix(1.77200) * x + HALF) >> SCALE) as i32;
-            t.cr_g[i] = (-fix(0.71414) * x) as i32;
-            t.cb_g[i] = (-fix(0.34414) * x + HALF) as i32;
+            t.cr_r[i] = ((cr_r as i64 * x + HALF) >> SCALE) as i32;
+            t.cb_b[i] = ((cb_b as i64 * x + HALF) >> SCALE) as i32;
+            t.cr_g[i] = (-(cr_g as i64) * x) as i32;
+            t.cb_g[i] = (-(cb_g as i64) * x + HALF) as i32;
         }
         t
     }
