@@ -192,6 +192,10 @@ impl TractEngine {
                 .unwrap_or_else(|| plan_name.to_string())
         };
         let mut layers: Vec<LayerTime> = Vec::new();
+        // Plan node id -> index in `layers`, filled the first time a node runs, so
+        // the name matching above happens once per node, not once per node a pass.
+        let mut layer_of_node: std::collections::HashMap<usize, usize> =
+            std::collections::HashMap::new();
         for _ in 0..passes {
             state
                 .run_plan_with_eval(
@@ -200,26 +204,34 @@ impl TractEngine {
                         let start = std::time::Instant::now();
                         let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
                         let seconds = start.elapsed().as_secs_f64();
-                        let name = owner(&node.name);
-                        let op = node.op().name().to_string();
-                        match layers.iter_mut().find(|l| l.name == name) {
-                            Some(layer) => {
-                                layer.seconds += seconds;
-                                if !layer.ops.split('+').any(|o| o == op) {
-                                    layer.ops = format!("{}+{op}", layer.ops);
+                        let index = *layer_of_node.entry(node.id).or_insert_with(|| {
+                            let name = owner(&node.name);
+                            let op = node.op().name().to_string();
+                            match layers.iter().position(|l| l.name == name) {
+                                Some(index) => {
+                                    let layer = &mut layers[index];
+                                    if !layer.ops.split('+').any(|o| o == op) {
+                                        layer.ops = format!("{}+{op}", layer.ops);
+                                    }
+                                    index
+                                }
+                                None => {
+                                    let macs = self
+                                        .layer_macs
+                                        .iter()
+                                        .find(|(n, _)| *n == name)
+                                        .map_or(0, |(_, m)| *m);
+                                    layers.push(LayerTime {
+                                        name,
+                                        ops: op,
+                                        macs,
+                                        seconds: 0.0,
+                                    });
+                                    layers.len() - 1
                                 }
                             }
-                            None => layers.push(LayerTime {
-                                macs: self
-                                    .layer_macs
-                                    .iter()
-                                    .find(|(n, _)| *n == name)
-                                    .map_or(0, |(_, m)| *m),
-                                name,
-                                ops: op,
-                                seconds,
-                            }),
-                        }
+                        });
+                        layers[index].seconds += seconds;
                         out
                     },
                 )
