@@ -1063,7 +1063,7 @@ unsafe fn ycc_to_rgb_avx2(y: &[u8], cb: &[u8], cr: &[u8], rgb: &mut [u8]) {
 #[inline(always)]
 fn ycc_to_rgb_with_lanes(y: &[u8], cb: &[u8], cr: &[u8], rgb: &mut [u8]) {
     const HALF: i32 = 1 << 15;
-    let (cr_r, cb_b, cr_g, cb_g) = YccTables::fixed();
+    let (cr_r, cb_b, cr_g, cb_g) = ycc_constants();
     let eight = y.len() / 8 * 8;
     for (((ys, cbs), crs), out) in y[..eight]
         .chunks_exact(8)
@@ -1081,13 +1081,26 @@ fn ycc_to_rgb_with_lanes(y: &[u8], cb: &[u8], cr: &[u8], rgb: &mut [u8]) {
             px.copy_from_slice(&[r[k] as u8, g[k] as u8, b[k] as u8]);
         }
     }
-    let tables = YccTables::new();
     for (i, px) in rgb.chunks_exact_mut(3).enumerate().skip(eight) {
-        px.copy_from_slice(&tables.rgb(y[i], cb[i], cr[i]));
+        let (yv, xb, xr) = (y[i] as i32, cb[i] as i32 - 128, cr[i] as i32 - 128);
+        let r = (yv + ((cr_r * xr + HALF) >> 16)).clamp(0, 255);
+        let g = (yv + ((-cb_g * xb + HALF - cr_g * xr) >> 16)).clamp(0, 255);
+        let b = (yv + ((cb_b * xb + HALF) >> 16)).clamp(0, 255);
+        px.copy_from_slice(&[r as u8, g as u8, b as u8]);
     }
 }
 
-/// libjpeg's jdcolor.c tables: 16 fraction bits, rounded as it rounds them.
+/// The four YCbCr constants in 16 fraction bits, rounded as libjpeg's FIX rounds:
+/// Cr to R, Cb to B, Cr to G, Cb to G (the last two subtracted).
+fn ycc_constants() -> (i32, i32, i32, i32) {
+    let fix = |x: f64| (x * 65536.0 + 0.5) as i32;
+    (fix(1.40200), fix(1.77200), fix(0.71414), fix(0.34414))
+}
+
+/// libjpeg's jdcolor.c tables: 16 fraction bits, rounded as it rounds them. The
+/// decoder computes the same entries on the fly (`ycc_to_rgb_with_lanes`); the
+/// tables stay as the reference the tests hold it to.
+#[cfg(test)]
 struct YccTables {
     cr_r: [i32; 256],
     cb_b: [i32; 256],
@@ -1095,18 +1108,12 @@ struct YccTables {
     cb_g: [i32; 256],
 }
 
+#[cfg(test)]
 impl YccTables {
-    /// The four constants in 16 fraction bits, rounded as libjpeg's FIX rounds:
-    /// Cr to R, Cb to B, Cr to G, Cb to G (the last two subtracted).
-    fn fixed() -> (i32, i32, i32, i32) {
-        let fix = |x: f64| (x * 65536.0 + 0.5) as i32;
-        (fix(1.40200), fix(1.77200), fix(0.71414), fix(0.34414))
-    }
-
     fn new() -> YccTables {
         const SCALE: u32 = 16;
         const HALF: i64 = 1 << (SCALE - 1);
-        let (cr_r, cb_b, cr_g, cb_g) = YccTables::fixed();
+        let (cr_r, cb_b, cr_g, cb_g) = ycc_constants();
         let mut t = YccTables {
             cr_r: [0; 256],
             cb_b: [0; 256],
