@@ -316,17 +316,16 @@ pub fn resample_area(src: &RgbImage, window: [f64; 4], out_w: u32, out_h: u32) -
     let ys = weights(wy, wh, out_h, sh);
     let row_len = out_w as usize * 3;
     let raw = src.as_raw();
-    // Horizontal pass into f32 rows of out_w pixels, only for the source rows the
-    // vertical pass reads.
-    let mut needed_rows = vec![false; sh as usize];
-    for &(i, _) in ys.iter().flatten() {
-        needed_rows[i as usize] = true;
-    }
-    let mut rows = vec![0f32; sh as usize * row_len];
-    for (y, row) in rows.chunks_exact_mut(row_len).enumerate() {
-        if !needed_rows[y] {
-            continue;
-        }
+    // Horizontal pass into f32 rows of out_w pixels, for the band of source rows the
+    // vertical pass reads (area taps cover a contiguous band, edges clamped into it).
+    let first = ys.iter().flatten().map(|&(i, _)| i as usize).min();
+    let last = ys.iter().flatten().map(|&(i, _)| i as usize).max();
+    let (first, band) = match (first, last) {
+        (Some(first), Some(last)) => (first, first..last + 1),
+        _ => (0, 0..0), // no output rows
+    };
+    let mut rows = vec![0f32; band.len() * row_len];
+    for (y, row) in band.zip(rows.chunks_exact_mut(row_len)) {
         let line = &raw[y * sw as usize * 3..(y + 1) * sw as usize * 3];
         for (taps, acc) in xs.iter().zip(row.chunks_exact_mut(3)) {
             for &(i, w) in taps {
@@ -345,7 +344,8 @@ pub fn resample_area(src: &RgbImage, window: [f64; 4], out_w: u32, out_h: u32) -
     for (taps, out_row) in ys.iter().zip(out.chunks_exact_mut(row_len)) {
         acc.fill(0.0);
         for &(i, w) in taps {
-            let row = &rows[i as usize * row_len..(i as usize + 1) * row_len];
+            let at = i as usize - first;
+            let row = &rows[at * row_len..(at + 1) * row_len];
             for (a, &v) in acc.iter_mut().zip(row) {
                 *a += v * w;
             }
