@@ -884,9 +884,27 @@ fn idct_plane_with_lanes(c: &Component) -> Vec<u8> {
 /// Eight 32-bit lanes: one value of each of eight columns (or rows) of a block.
 type Lanes = [i32; 8];
 
+/// Eight lanes from `f(0..8)`. A plain loop, not `std::array::from_fn`: that one
+/// stayed out of line in the AVX2 copies (a call and a stack round trip for every
+/// eight values: `try_from_fn` was 13.6% of `cargo bench --bench read_slide` in
+/// perf).
 #[inline(always)]
-fn lanes(f: impl FnMut(usize) -> i32) -> Lanes {
-    std::array::from_fn(f)
+fn lanes(mut f: impl FnMut(usize) -> i32) -> Lanes {
+    let mut out = [0; 8];
+    for (k, v) in out.iter_mut().enumerate() {
+        *v = f(k);
+    }
+    out
+}
+
+/// Eight rows of lanes from `f(0..8)`, as `lanes` builds one.
+#[inline(always)]
+fn lane_rows(mut f: impl FnMut(usize) -> Lanes) -> [Lanes; 8] {
+    let mut out = [[0; 8]; 8];
+    for (k, v) in out.iter_mut().enumerate() {
+        *v = f(k);
+    }
+    out
 }
 
 /// Largest input either pass of the 32-bit IDCT takes exactly. The largest
@@ -942,7 +960,7 @@ fn idct_1d_lanes(i: &[Lanes; 8]) -> [Lanes; 8] {
 #[inline(always)]
 fn idct_block_lanes(coef: &[i16; 64], quant: &[u16; 64], out: &mut [u8], stride: usize) -> bool {
     // libjpeg multiplies as 16-bit `short`s promoted to int: at most 2^30.
-    let rows: [Lanes; 8] = std::array::from_fn(|r| {
+    let rows: [Lanes; 8] = lane_rows(|r| {
         lanes(|c| (coef[r * 8 + c] as i32).wrapping_mul(quant[r * 8 + c] as i16 as i32))
     });
     let widest = |block: &[Lanes; 8]| block.iter().flatten().map(|v| v.unsigned_abs()).max();
@@ -953,18 +971,18 @@ fn idct_block_lanes(coef: &[i16; 64], quant: &[u16; 64], out: &mut [u8], stride:
     let pass1 = idct_1d_lanes(&rows);
     let half1 = 1 << (CONST_BITS - PASS1_BITS - 1);
     let ws: [Lanes; 8] =
-        std::array::from_fn(|r| lanes(|c| (pass1[r][c] + half1) >> (CONST_BITS - PASS1_BITS)));
+        lane_rows(|r| lanes(|c| (pass1[r][c] + half1) >> (CONST_BITS - PASS1_BITS)));
     if widest(&ws).unwrap_or(0) > LANES_MAX_INPUT as u32 {
         return false;
     }
     // Rows: transpose so lane r is row r and input k is column k.
-    let cols: [Lanes; 8] = std::array::from_fn(|k| lanes(|r| ws[r][k]));
+    let cols: [Lanes; 8] = lane_rows(|k| lanes(|r| ws[r][k]));
     let pass2 = idct_1d_lanes(&cols);
     let shift = CONST_BITS + PASS1_BITS + 3;
     let half2 = 1 << (shift - 1);
     // `range_limit` lane by lane (the same bit operations in 32 bits), then the
     // 8x8 transpose back to rows as bytes.
-    let limited: [Lanes; 8] = std::array::from_fn(|k| {
+    let limited: [Lanes; 8] = lane_rows(|k| {
         lanes(|r| {
             let v = (pass2[k][r] + half2) >> shift;
             ((((v & 1023) ^ 512) - 512) + 128).clamp(0, 255)
@@ -1024,20 +1042,77 @@ fn upsample(c: &Component, plane: &[u8], fx: usize, fy: usize, w: usize, h: usiz
         // 3/4 of the nearer column and 1/4 of the farther one; libjpeg alternates the
         // rounding bias between the two outputs of each input column.
         let (shift, bias_left, bias_right) = if fy == 2 { (4, 8, 7) } else { (2, 1, 2) };
-        let last = cw - 1;
-        for j in 0..cw {
-            let this = 3 * sums[j];
-            let left = (this + sums[j.saturating_sub(1)] + bias_left) >> shift;
-            let right = (this + sums[(j + 1).min(last)] + bias_right) >> shift;
-            if 2 * j < w {
-                line[2 * j] = left as u8;
-            }
-            if 2 * j + 1 < w {
-                line[2 * j + 1] = right as u8;
-            }
-        }
+        widen_row(&sums, line, shift, bias_left, bias_right);
     }
     out
+}
+
+/// One row of horizontal fancy upsampling: input column j gives outputs 2j and
+/// 2j + 1 (3/4 of it and 1/4 of its left or right neighbour, edges repeated).
+/// Interior columns go eight at a time in lanes (compiled again with AVX2 where
+/// the CPU has it), the edges and the rest one by one: the same arithmetic.
+fn widen_row(sums: &[i32], line: &mut [u8], shift: i32, bias_left: i32, bias_right: i32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { widen_row_avx2(sums, line, shift, bias_left, bias_right) };
+    }
+    widen_row_with_lanes(sums, line, shift, bias_left, bias_right)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn widen_row_avx2(
+    sums: &[i32],
+    line: &mut [u8],
+    shift: i32,
+    bias_left: i32,
+    bias_right: i32,
+) {
+    widen_row_with_lanes(sums, line, shift, bias_left, bias_right)
+}
+
+#[inline(always)]
+fn widen_row_with_lanes(
+    sums: &[i32],
+    line: &mut [u8],
+    shift: i32,
+    bias_left: i32,
+    bias_right: i32,
+) {
+    let cw = sums.len();
+    let w = line.len();
+    let last = cw - 1;
+    let one = |line: &mut [u8], j: usize| {
+        let this = 3 * sums[j];
+        let left = (this + sums[j.saturating_sub(1)] + bias_left) >> shift;
+        let right = (this + sums[(j + 1).min(last)] + bias_right) >> shift;
+        if 2 * j < w {
+            line[2 * j] = left as u8;
+        }
+        if 2 * j + 1 < w {
+            line[2 * j + 1] = right as u8;
+        }
+    };
+    // Columns 1..last have both neighbours and both outputs inside the row
+    // (2j + 1 <= 2 * cw - 3 < w, as w >= 2 * cw - 1).
+    let mut j = 1;
+    while j + 8 <= last {
+        let prev = &sums[j - 1..j + 7];
+        let this = &sums[j..j + 8];
+        let next = &sums[j + 1..j + 9];
+        let left = lanes(|k| (3 * this[k] + prev[k] + bias_left) >> shift);
+        let right = lanes(|k| (3 * this[k] + next[k] + bias_right) >> shift);
+        for (k, pair) in line[2 * j..2 * j + 16].chunks_exact_mut(2).enumerate() {
+            pair[0] = left[k] as u8;
+            pair[1] = right[k] as u8;
+        }
+        j += 8;
+    }
+    one(line, 0);
+    for j in j.max(1)..cw {
+        one(line, j);
+    }
 }
 
 /// YCbCr to interleaved RGB as libjpeg's jdcolor.c does it, eight pixels at a time
@@ -1161,6 +1236,40 @@ mod tests {
             return d.pixels.clone();
         }
         d.pixels.iter().flat_map(|&g| [g, g, g]).collect()
+    }
+
+    /// The lane path of horizontal fancy upsampling writes what one-column-at-a-time
+    /// arithmetic writes, for every row width around the lane groups, odd and even
+    /// output widths, both rounding modes and sums over their whole range.
+    #[test]
+    fn lane_upsampling_matches_column_by_column() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |bound: u32| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as i32
+        };
+        for cw in 3..60usize {
+            for w in [2 * cw - 1, 2 * cw] {
+                for (shift, bias_left, bias_right, top) in [(4, 8, 7, 1021), (2, 1, 2, 256)] {
+                    let sums: Vec<i32> = (0..cw).map(|_| next(top)).collect();
+                    let mut want = vec![0u8; w];
+                    for j in 0..cw {
+                        let this = 3 * sums[j];
+                        let left = (this + sums[j.saturating_sub(1)] + bias_left) >> shift;
+                        let right = (this + sums[(j + 1).min(cw - 1)] + bias_right) >> shift;
+                        want[2 * j] = left as u8;
+                        if 2 * j + 1 < w {
+                            want[2 * j + 1] = right as u8;
+                        }
+                    }
+                    let mut got = vec![0u8; w];
+                    widen_row(&sums, &mut got, shift, bias_left, bias_right);
+                    assert_eq!(got, want, "cw {cw} w {w} shift {shift}");
+                }
+            }
+        }
     }
 
     #[test]
