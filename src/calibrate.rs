@@ -91,6 +91,8 @@ pub enum CalibrateError {
         margin: f64,
         highest: f64,
     },
+    #[error("{path}: its slides were scored with different tile overlaps ({overlaps} px); a rule holds at one overlap, so calibrate on a run scored with one")]
+    MixedOverlaps { path: PathBuf, overlaps: String },
     #[error("{0}: exists and is not empty; calibrate writes a new model folder")]
     OutExists(PathBuf),
     #[error("{path}: {reason}")]
@@ -111,6 +113,7 @@ impl CalibrateError {
             CalibrateError::MissingClasses { .. }
                 | CalibrateError::UnknownLabel { .. }
                 | CalibrateError::OutExists(_)
+                | CalibrateError::MixedOverlaps { .. }
                 | CalibrateError::Labels(_)
         )
     }
@@ -215,6 +218,10 @@ pub struct Calibration {
     pub dira_rule: &'static str,
     pub margin_before: f64,
     pub margin: f64,
+    /// The tile overlap of the source folder and of the run fitted on (the new
+    /// folder's).
+    pub overlap_before: u32,
+    pub overlap_px: u32,
     pub dira_before: f64,
     pub psoriasiform_before: f64,
     pub dira: Fit,
@@ -274,6 +281,14 @@ impl Calibration {
             format!("{:.3}", self.margin_before),
             format!("{:.3}", self.margin),
         );
+        if self.overlap_px != self.overlap_before {
+            line(
+                &mut s,
+                "aggregation.overlap_px",
+                self.overlap_before.to_string(),
+                self.overlap_px.to_string(),
+            );
+        }
         let _ = writeln!(
             s,
             "  DIRA at or above T + m: {}/{} DIRA slides; non-DIRA slides at or above T - m: {}/{}",
@@ -329,7 +344,7 @@ pub fn calibrate(
     let needed = CLASSES.join(", ");
     let mut slides = Vec::new();
     for s in &run.slides {
-        source.check(&s.report)?;
+        source.check_except_overlap(&s.report)?;
         let Some(&label) = by_id.get(s.report.slide.id.as_str()) else {
             continue;
         };
@@ -345,6 +360,23 @@ pub fn calibrate(
         let r = recall::rescore(s, &params)?;
         slides.push((s, label.to_string(), params, r));
     }
+    // The rule is fitted at the overlap the run was scored with, and the new
+    // folder declares it.
+    let overlaps: BTreeSet<u32> = slides
+        .iter()
+        .map(|s| s.0.report.audit.configuration.tiling.overlap_px)
+        .collect();
+    if overlaps.len() > 1 {
+        return Err(CalibrateError::MixedOverlaps {
+            path: results.to_path_buf(),
+            overlaps: overlaps
+                .iter()
+                .map(|o| o.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let overlap_px = overlaps.first().copied().unwrap_or(0);
     let present: BTreeSet<&str> = slides.iter().map(|s| s.1.as_str()).collect();
     let missing: Vec<&str> = CLASSES
         .iter()
@@ -448,6 +480,8 @@ pub fn calibrate(
         dira_rule: source.params(&slides[0].0.report).dira_rule.as_str(),
         margin_before: rule.no_call_margin,
         margin,
+        overlap_before: source.manifest.aggregation.overlap_px,
+        overlap_px,
         dira_before: rule.dira_threshold,
         psoriasiform_before: rule.psoriasiform_threshold,
         dira,
@@ -556,6 +590,14 @@ fn write_model_folder(
         ("no_call_margin", c.margin),
     ] {
         text = set_toml_value(&text, "rule", key, &format!("{v}"));
+    }
+    if c.overlap_px != c.overlap_before {
+        text = set_toml_value(
+            &text,
+            "aggregation",
+            "overlap_px",
+            &c.overlap_px.to_string(),
+        );
     }
     let stamp = "# Thresholds fitted by dirascope calibrate";
     text = text

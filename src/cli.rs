@@ -180,9 +180,10 @@ pub struct ScoreArgs {
     /// Keep tiles with at least this fraction of tissue (default: the model manifest's).
     #[arg(long, value_name = "F")]
     pub min_tissue: Option<f64>,
-    /// Overlap between neighbouring tiles, in model pixels.
-    #[arg(long, value_name = "PX", default_value_t = 0)]
-    pub overlap: u32,
+    /// Overlap between neighbouring tiles, in model pixels (default: the model
+    /// manifest's, the overlap its rule was fitted at; 0 for the bundled model).
+    #[arg(long, value_name = "PX")]
+    pub overlap: Option<u32>,
     /// Use this PNG as the tissue mask instead of detecting one (aspect must match the slide).
     #[arg(long, value_name = "PNG")]
     pub tissue_mask: Option<PathBuf>,
@@ -238,7 +239,9 @@ impl ScoreArgs {
             return Err(usage("--threads must be at least 1"));
         }
         o.threads = Some(crate::pipeline::resolve_threads(self.threads));
-        o.overlap_px = self.overlap;
+        if let Some(px) = self.overlap {
+            o.overlap_px = px;
+        }
         o.tissue_mask = self.tissue_mask.clone();
         Ok(o)
     }

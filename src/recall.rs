@@ -231,6 +231,25 @@ impl RuleSource {
 
     /// Refuses a slide scored by other weights or with other tiling or QC settings.
     pub fn check(&self, r: &SlideReport) -> Result<(), RecallError> {
+        self.check_except_overlap(r)?;
+        let (run, here) = (
+            r.audit.configuration.tiling.overlap_px,
+            self.manifest.aggregation.overlap_px,
+        );
+        if run != here {
+            return Err(RecallError::OtherTiling {
+                model: self.dir.clone(),
+                what: "aggregation.overlap_px (the tiling overlap its rule was fitted at)",
+                run: format!("{run} px"),
+                here: format!("{here} px"),
+            });
+        }
+        Ok(())
+    }
+
+    /// `check` without the tiling overlap: `calibrate` fits a rule at the overlap
+    /// the run was scored with and writes that overlap into the new folder.
+    pub fn check_except_overlap(&self, r: &SlideReport) -> Result<(), RecallError> {
         if !r.model.sha256.eq_ignore_ascii_case(&self.onnx_sha256) {
             return Err(RecallError::OtherWeights {
                 model: self.dir.clone(),

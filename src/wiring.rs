@@ -52,6 +52,7 @@ impl ModelScorer {
 /// `calibrate` use it without loading the ONNX graph).
 pub fn manifest_options(m: &Manifest, mut base: ScoreOptions) -> ScoreOptions {
     base.min_tissue = m.aggregation.min_tissue;
+    base.overlap_px = m.aggregation.overlap_px;
     base.aggregate.top_k_fraction = m.aggregation.top_k_fraction;
     base.aggregate.top_k_min = m.aggregation.top_k_min as usize;
     base.aggregate.finding_scores = m

@@ -89,6 +89,13 @@ fn calibrate(labels: &Path) -> Command {
     cmd
 }
 
+/// `dirascope recall RUN --model MODEL`.
+fn recall(run: &Path, model: &Path) -> Command {
+    let mut cmd = dirascope();
+    cmd.arg("recall").arg(run).arg("--model").arg(model);
+    cmd
+}
+
 const PHANTOMS: [(&str, &str); 4] = [
     ("dira-3", "dira"),
     ("normal-4", "normal"),
@@ -100,11 +107,7 @@ const PHANTOMS: [(&str, &str); 4] = [
 fn recall_under_the_same_rule_changes_no_call_and_no_score() {
     let dir = tempfile::tempdir().unwrap();
     let run = copy_of_run(dir.path());
-    dirascope()
-        .arg("recall")
-        .arg(&run)
-        .arg("--model")
-        .arg(root().join("models/dirascope-phantom-v1"))
+    recall(&run, &root().join("models/dirascope-phantom-v1"))
         .assert()
         .success()
         .stdout(contains("recalled 4 slides").and(contains("0 calls changed")));
@@ -145,11 +148,7 @@ fn recall_under_another_rule_rewrites_reports_and_summary() {
             .join("\n")
             .replace("[rule]\n", "[rule]\ndira_rule = \"two-of-three\"\n")
     });
-    dirascope()
-        .arg("recall")
-        .arg(&run)
-        .arg("--model")
-        .arg(&model)
+    recall(&run, &model)
         .assert()
         .success()
         .stdout(contains("dira-3: dira-pattern ->"));
@@ -171,11 +170,7 @@ fn recall_refuses_a_model_with_other_weights() {
     let dir = tempfile::tempdir().unwrap();
     let run = copy_of_run(dir.path());
     let before = std::fs::read(run.join("dira-3/report.json")).unwrap();
-    dirascope()
-        .arg("recall")
-        .arg(&run)
-        .arg("--model")
-        .arg(root().join("fixtures/model/tiny-random-64"))
+    recall(&run, &root().join("fixtures/model/tiny-random-64"))
         .assert()
         .code(4)
         .stderr(contains("sha256"));
@@ -183,11 +178,7 @@ fn recall_refuses_a_model_with_other_weights() {
         std::fs::read(run.join("dira-3/report.json")).unwrap(),
         before
     );
-    dirascope()
-        .arg("recall")
-        .arg(dir.path())
-        .arg("--model")
-        .arg(root().join("models/dirascope-phantom-v1"))
+    recall(dir.path(), &root().join("models/dirascope-phantom-v1"))
         .assert()
         .code(2)
         .stderr(contains("summary.csv"));
@@ -238,13 +229,7 @@ fn calibrate_writes_a_new_model_folder_and_says_what_changed() {
     }
     // The new folder is a model folder recall accepts (same ONNX).
     let run = copy_of_run(dir.path());
-    dirascope()
-        .arg("recall")
-        .arg(&run)
-        .arg("--model")
-        .arg(&new)
-        .assert()
-        .success();
+    recall(&run, &new).assert().success();
     // A second calibrate into the same folder is refused.
     calibrate(&labels)
         .arg("--out")
@@ -265,4 +250,67 @@ fn calibrate_names_a_missing_class_and_exits_2() {
         .code(2)
         .stderr(contains("none labelled pustular-psoriasis"));
     assert!(!dir.path().join("new").exists());
+}
+
+/// A rule fitted on overlapping tiles travels with its overlap: calibrate on a run
+/// scored with `--overlap` writes it into the new folder, `score` with that folder
+/// tiles with it by default, and `recall` refuses a run scored with another
+/// overlap (its tiles are other tiles), naming the field.
+#[test]
+fn a_rule_fitted_on_overlapping_tiles_keeps_its_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run-overlap");
+    dirascope()
+        .arg("score")
+        .arg(root().join("fixtures/phantoms"))
+        .args(["--overlap", "112", "--out"])
+        .arg(&run)
+        .assert()
+        .success();
+    let labels = labels(dir.path(), &PHANTOMS);
+    let new = dir.path().join("fitted-at-112");
+    dirascope()
+        .args(["calibrate", "--results"])
+        .arg(&run)
+        .arg("--labels")
+        .arg(&labels)
+        .arg("--model")
+        .arg(root().join("models/dirascope-phantom-v1"))
+        .arg("--out")
+        .arg(&new)
+        .assert()
+        .success()
+        .stdout(contains("aggregation.overlap_px"));
+    let toml = std::fs::read_to_string(new.join("model.toml")).unwrap();
+    assert!(toml.contains("overlap_px = 112"), "{toml}");
+
+    // The bundled run (no overlap) under the new folder: refused, nothing rewritten.
+    let plain = copy_of_run(dir.path());
+    let before = std::fs::read(plain.join("dira-3/report.json")).unwrap();
+    recall(&plain, &new)
+        .assert()
+        .code(4)
+        .stderr(contains("overlap_px").and(contains("0 px there, 112 px here")));
+    assert_eq!(
+        std::fs::read(plain.join("dira-3/report.json")).unwrap(),
+        before
+    );
+    // The overlapping run under its own folder is accepted.
+    recall(&run, &new).assert().success();
+    // Scoring with the new folder tiles at its overlap without being told.
+    let again = dir.path().join("again");
+    dirascope()
+        .arg("score")
+        .arg(root().join("fixtures/phantoms/dira-3.tiff"))
+        .arg("--model")
+        .arg(&new)
+        .arg("--out")
+        .arg(&again)
+        .assert()
+        .success();
+    let r = report(&again, "dira-3");
+    assert_eq!(
+        r["audit"]["configuration"]["tiling"]["overlap_px"], 112,
+        "{r}"
+    );
 }

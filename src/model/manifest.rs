@@ -165,6 +165,12 @@ pub struct AggregationSpec {
     pub tile_threshold: f64,
     /// Default minimum tissue fraction for a tile to be scored.
     pub min_tissue: f64,
+    /// Default overlap between neighbouring tiles, in model pixels (`--overlap`
+    /// overrides it). The rule's thresholds hold at the overlap they were fitted
+    /// at: `calibrate` writes the overlap of the run it fitted on, and `recall`
+    /// refuses a run scored with another. Optional; 0 (tiles edge to edge).
+    #[serde(default)]
+    pub overlap_px: u32,
     /// Findings whose slide score is not `method`'s, by finding key (a TOML table
     /// `[aggregation.per_finding]`, e.g. `acantholysis = { method = "top-n-mean",
     /// n = 2 }`). Optional; findings not listed use `method`.
@@ -395,6 +401,15 @@ impl Manifest {
             if !(0.0..=1.0).contains(&value) {
                 return Err(invalid(field, format!("{value} is not in [0, 1]")));
             }
+        }
+        if agg.overlap_px >= self.input.tile_px {
+            return Err(invalid(
+                "aggregation.overlap_px",
+                format!(
+                    "{} is not below the tile size {} px",
+                    agg.overlap_px, self.input.tile_px
+                ),
+            ));
         }
         if !(0.0..0.5).contains(&self.rule.no_call_margin) {
             return Err(invalid(
@@ -671,6 +686,21 @@ min_tissue_tiles = 10
             let err = parse(&GOOD.replace(from, to)).unwrap_err();
             assert!(err.to_string().contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn the_tile_overlap_defaults_to_none_and_stays_below_the_tile() {
+        assert_eq!(parse(GOOD).unwrap().aggregation.overlap_px, 0);
+        let at = |px: u32| {
+            GOOD.replace(
+                "min_tissue = 0.5\n",
+                &format!("min_tissue = 0.5\noverlap_px = {px}\n"),
+            )
+        };
+        assert_eq!(parse(&at(112)).unwrap().aggregation.overlap_px, 112);
+        let tile = parse(GOOD).unwrap().input.tile_px;
+        let err = parse(&at(tile)).unwrap_err();
+        assert!(err.to_string().contains("aggregation.overlap_px"), "{err}");
     }
 
     #[test]
