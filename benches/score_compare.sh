@@ -58,8 +58,10 @@ compare() {
     local label=$1 path=$2 out=$dir/run/$3
     rm -rf "$out" && mkdir -p "$out"
     cat "$path" > /dev/null # same page cache state for both
+    # --overlap 0: the reference tiles edge to edge, so both score the same tiles
+    # (model 1.5.0's rule declares overlap_px = 112, four times the tiles).
     /usr/bin/time -v -o "$out/rust.time" "$bin" score "$path" --out "$out/rust" \
-        --model "$model" --threads "$threads" > "$out/rust.log" 2>&1
+        --model "$model" --threads "$threads" --overlap 0 > "$out/rust.log" 2>&1
     /usr/bin/time -v -o "$out/python.time" "$py" benches/compare/reference_pipeline.py \
         "$path" "$model" --out "$out/python.csv" --threads "$threads" > "$out/python.log" 2>&1
     "$py" benches/compare/compare_runs.py --label "$label" --slide "$path" --model "$model" \

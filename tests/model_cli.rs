@@ -88,7 +88,7 @@ fn the_int8_option_checks_out_with_its_precision_and_exact_parity() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/dirascope-phantom-v1-int8");
     check(&dir)
         .success()
-        .stdout(contains("dirascope-phantom-v1-int8 1.4.0 (int8)"))
+        .stdout(contains("dirascope-phantom-v1-int8 1.5.0 (int8)"))
         .stdout(contains("parity     max |tract - onnxruntime| = 0.00e0"));
     // The fp32 default says so too.
     check(&fixture()).success().stdout(contains("(fp32)"));

@@ -253,9 +253,10 @@ fn calibrate_names_a_missing_class_and_exits_2() {
 }
 
 /// A rule fitted on overlapping tiles travels with its overlap: calibrate on a run
-/// scored with `--overlap` writes it into the new folder, `score` with that folder
-/// tiles with it by default, and `recall` refuses a run scored with another
-/// overlap (its tiles are other tiles), naming the field.
+/// scored with another `--overlap` than the bundled folder's (112 px) writes it into
+/// the new folder, `score` with that folder tiles with it by default, and `recall`
+/// refuses a run scored with another overlap (its tiles are other tiles), naming
+/// the field.
 #[test]
 fn a_rule_fitted_on_overlapping_tiles_keeps_its_overlap() {
     let dir = tempfile::tempdir().unwrap();
@@ -263,12 +264,12 @@ fn a_rule_fitted_on_overlapping_tiles_keeps_its_overlap() {
     dirascope()
         .arg("score")
         .arg(root().join("fixtures/phantoms"))
-        .args(["--overlap", "112", "--out"])
+        .args(["--overlap", "56", "--out"])
         .arg(&run)
         .assert()
         .success();
     let labels = labels(dir.path(), &PHANTOMS);
-    let new = dir.path().join("fitted-at-112");
+    let new = dir.path().join("fitted-at-56");
     dirascope()
         .args(["calibrate", "--results"])
         .arg(&run)
@@ -282,15 +283,16 @@ fn a_rule_fitted_on_overlapping_tiles_keeps_its_overlap() {
         .success()
         .stdout(contains("aggregation.overlap_px"));
     let toml = std::fs::read_to_string(new.join("model.toml")).unwrap();
-    assert!(toml.contains("overlap_px = 112"), "{toml}");
+    assert!(toml.contains("overlap_px = 56"), "{toml}");
 
-    // The bundled run (no overlap) under the new folder: refused, nothing rewritten.
+    // The bundled run (at the bundled 112 px) under the new folder: refused,
+    // nothing rewritten.
     let plain = copy_of_run(dir.path());
     let before = std::fs::read(plain.join("dira-3/report.json")).unwrap();
     recall(&plain, &new)
         .assert()
         .code(4)
-        .stderr(contains("overlap_px").and(contains("0 px there, 112 px here")));
+        .stderr(contains("overlap_px").and(contains("112 px there, 56 px here")));
     assert_eq!(
         std::fs::read(plain.join("dira-3/report.json")).unwrap(),
         before
@@ -310,7 +312,7 @@ fn a_rule_fitted_on_overlapping_tiles_keeps_its_overlap() {
         .success();
     let r = report(&again, "dira-3");
     assert_eq!(
-        r["audit"]["configuration"]["tiling"]["overlap_px"], 112,
+        r["audit"]["configuration"]["tiling"]["overlap_px"], 56,
         "{r}"
     );
 }

@@ -246,8 +246,8 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
     let a = &m.aggregation;
     let _ = writeln!(
         out,
-        "aggregate  {:?}: top {} of tiles (min {}), tile threshold {}, min tissue {}",
-        a.method, a.top_k_fraction, a.top_k_min, a.tile_threshold, a.min_tissue
+        "aggregate  {:?}: top {} of tiles (min {}), tile threshold {}, min tissue {}, tile overlap {} px",
+        a.method, a.top_k_fraction, a.top_k_min, a.tile_threshold, a.min_tissue, a.overlap_px
     );
     for (key, spec) in &a.per_finding {
         let _ = writeln!(out, "aggregate  {key}: {spec:?}");
