@@ -15,12 +15,14 @@
 # held-out implant set (80 slides per real test part, half DIRA), because held2
 # had 10 acantholysis-positive tiles, too few for an AUROC to mean much;
 # train3: 120 more DIRA implants per real train part, for acantholysis on real
-# tissue (implant acantholysis was model 2's weakest figure). Needs a release build (DIRASCOPE=path
+# tissue (implant acantholysis was model 2's weakest figure); held4: held3's
+# design on fresh seeds, for a model chosen on held3. Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
 # Seeds (disjoint from every other set in the project; see training/protocol.sh):
 #   train  3000-3999, implants 4000-4399, (train2) 5000-8999, (train3) 9000-10999
-#   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999
+#   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999,
+#   held4 920000-923999
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${DIRASCOPE:-target/release/dirascope}
@@ -152,6 +154,14 @@ for phase in $PHASES; do
             implants held3-implant-cmu test 916000 \
                 dira:40,pustular-psoriasis:16,psoriasis:16,normal:8 "$CMU"
             implants held3-implant-pd test 918000 \
+                dira:40,pustular-psoriasis:16,psoriasis:16,normal:8 "$PD" --mpp 0.75
+            ;;
+        # Rendered after model 2.3.0 was chosen and measured once for it (the
+        # real-tissue implant figures of its card); held3 had been used to choose.
+        held4)
+            implants held4-implant-cmu test 920000 \
+                dira:40,pustular-psoriasis:16,psoriasis:16,normal:8 "$CMU"
+            implants held4-implant-pd test 922000 \
                 dira:40,pustular-psoriasis:16,psoriasis:16,normal:8 "$PD" --mpp 0.75
             ;;
         *) echo "unknown phase $phase" >&2; exit 2 ;;

@@ -14,6 +14,8 @@
 #   val      seeds 810000-819999  (validation: run once, after the rule is fixed)
 #   val2     seeds 820000-829999  (RESERVED for model 2's validation: do not render
 #                                  or look at it before model 2 and its rule exist)
+#   val3     seeds 830000-839999  (model 2.3's validation, synth 1.1: val2 was
+#                                  spent on 2.2.0; run once after its rule exists)
 # Seeds used elsewhere and never here: training 1000-2107, held-out tiles
 # 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039.
 #
@@ -70,7 +72,8 @@ base_seed() {
         cal) echo 800000 ;;
         val) echo 810000 ;;
         val2) echo 820000 ;;
-        *) echo "unknown set '$1' (cal, val, val2)" >&2; exit 2 ;;
+        val3) echo 830000 ;;
+        *) echo "unknown set '$1' (cal, val, val2, val3)" >&2; exit 2 ;;
     esac
 }
 

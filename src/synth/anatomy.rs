@@ -163,6 +163,72 @@ pub struct BlurBand {
     pub sigma_um: f32,
 }
 
+/// Synth 1.1: a stretch of epidermis cut tangentially through its rete ridges, as
+/// sections of normal skin often are. The ridges merge into a broad slab of
+/// epidermis `depth` µm below the plate, and the dermal papillae between them show
+/// as round islands of papillary dermis inside it, each with a capillary. Not a
+/// finding: it is drawn only where no psoriasiform change is, so the model learns
+/// that islands of papillae alone are not psoriasiform hyperplasia.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tangential {
+    pub x0: f32,
+    pub x1: f32,
+    /// Thickness of the slab below the plate (the tips of the papillae), µm.
+    pub depth: f32,
+    /// Papillae: `x` µm, `y` µm below the plate, radius `r`; sorted by `x`.
+    pub islands: Vec<Circle>,
+    /// Salt of the slab's undulating lower edge.
+    pub salt: u64,
+}
+
+/// Ramp of a tangential stretch at each end, µm.
+const TANGENTIAL_RAMP_UM: f32 = 60.0;
+
+impl Tangential {
+    /// Signed distance (+ inside the epidermis) at `x`, `dv` µm below the plate.
+    fn sdf(&self, x: f32, dv: f32) -> f32 {
+        let bottom = self.depth * (0.7 + 0.6 * noise::value(x / 70.0, 0.5, self.salt));
+        let mut best = bottom - dv;
+        let start = self.islands.partition_point(|c| c.x < x - 40.0);
+        for c in &self.islands[start..] {
+            if c.x > x + 40.0 {
+                break;
+            }
+            best = best.min((x - c.x).hypot(dv - c.y) - c.r);
+        }
+        best
+    }
+
+    fn weight(&self, x: f32) -> f32 {
+        trapezoid(x, self.x0, self.x1, TANGENTIAL_RAMP_UM)
+    }
+}
+
+/// Synth 1.1: tissue-marking dye on the cut margins (left, right, deep), as a
+/// grossing bench inks a specimen: a patchy, granular band a few µm into the tissue
+/// and just past its edge. Each inked margin has its own colour.
+#[derive(Debug, Clone, Serialize)]
+pub struct MarginInk {
+    /// OD per RGB channel of the dye on the left, right and deep margin, if inked.
+    pub sides: [Option<[f32; 3]>; 3],
+    /// How far into the tissue the band reaches, µm.
+    pub width: f32,
+    /// Share of each margin's length the dye covers, 0..1.
+    pub cover: f32,
+    /// Scale of the gaps along the margin, µm.
+    pub patch_um: f32,
+}
+
+/// Tissue-marking dyes as optical density per RGB channel (base 10) at full strength.
+const INKS: [[f32; 3]; 6] = [
+    [0.75, 0.22, 0.30], // green-teal
+    [0.95, 0.95, 0.90], // black
+    [0.85, 0.55, 0.15], // blue
+    [0.05, 0.15, 0.70], // yellow
+    [0.05, 0.45, 0.85], // orange
+    [0.10, 0.75, 0.60], // red
+];
+
 /// What occupies a point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Region {
@@ -301,6 +367,10 @@ pub struct Geometry {
     pub pen: Option<Pen>,
     pub fold: Option<Fold>,
     pub blur_band: Option<BlurBand>,
+    /// Synth 1.1's tangentially cut stretch of epidermis, if any.
+    pub tangential: Option<Tangential>,
+    /// Synth 1.1's margin ink, if any.
+    pub ink: Option<MarginInk>,
     /// Cell density and size multipliers for this slide (biological variation).
     pub cell_scale: f32,
     /// Which renderer draws this slide.
@@ -750,6 +820,8 @@ impl Geometry {
             pen: None,
             fold: None,
             blur_band: None,
+            tangential: None,
+            ink: None,
             cell_scale: rng.gen_range(0.92..1.08),
             generator,
             look: Look::sample(&mut ChaCha8Rng::seed_from_u64(0)),
@@ -881,6 +953,57 @@ impl Geometry {
                 tortuous: true,
             });
         }
+        if generator == Generator::V1_0 {
+            // Synth 1.1's section character, from its own stream (every draw above is
+            // unchanged, so a seed keeps its lesions and the finding masks).
+            let mut r2 = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x7A_11_6E));
+            geom.tangential = geom.draw_tangential(&mut r2, lo, hi);
+            if let Some(t) = &geom.tangential {
+                let caps: Vec<Vessel> = t
+                    .islands
+                    .iter()
+                    .map(|c| {
+                        let col = geom.column(c.x);
+                        let y = col.surface + col.corneum + col.granular + col.plate + c.y;
+                        let r = (c.r * r2.gen_range(0.2..0.3)).clamp(3.0, 6.0);
+                        Vessel {
+                            x: c.x,
+                            y,
+                            rx: r,
+                            ry: r * r2.gen_range(0.7..1.0),
+                            angle: r2.gen_range(0.0..std::f32::consts::PI),
+                            wall: 1.5,
+                            tortuous: false,
+                        }
+                    })
+                    .collect();
+                geom.vessels.extend(caps);
+            }
+            if r2.gen_bool(0.45) {
+                let mut sides = [None; 3];
+                let main = INKS[r2.gen_range(0..INKS.len())];
+                for side in sides.iter_mut() {
+                    if r2.gen_bool(0.7) {
+                        let od = if r2.gen_bool(0.75) {
+                            main
+                        } else {
+                            INKS[r2.gen_range(0..INKS.len())]
+                        };
+                        let k = r2.gen_range(0.5..1.2);
+                        *side = Some([od[0] * k, od[1] * k, od[2] * k]);
+                    }
+                }
+                if sides.iter().all(Option::is_none) {
+                    sides[r2.gen_range(0..3)] = Some(main);
+                }
+                geom.ink = Some(MarginInk {
+                    sides,
+                    width: r2.gen_range(4.0..16.0),
+                    cover: r2.gen_range(0.35..0.95),
+                    patch_um: r2.gen_range(60.0..240.0),
+                });
+            }
+        }
         let mut index = SpatialIndex::new(w, h, 200.0);
         for (i, v) in geom.vessels.iter().enumerate() {
             let r = v.rx.max(v.ry) + 6.0;
@@ -981,6 +1104,19 @@ impl Geometry {
     /// of the plate (the tips of the dermal papillae).
     #[inline]
     fn dej_sdf(&self, x: f32, v: f32, top: f32) -> f32 {
+        let ridges = self.ridge_sdf(x, v, top);
+        match &self.tangential {
+            Some(t) if x > t.x0 - TANGENTIAL_RAMP_UM && x < t.x1 + TANGENTIAL_RAMP_UM => {
+                let w = t.weight(x);
+                ridges + (t.sdf(x, v - top) - ridges) * w
+            }
+            _ => ridges,
+        }
+    }
+
+    /// [`Self::dej_sdf`] of the rete ridges alone.
+    #[inline]
+    fn ridge_sdf(&self, x: f32, v: f32, top: f32) -> f32 {
         let mut best = top - v;
         if v <= top - BASAL_UM * 3.0 {
             return best;
@@ -1106,6 +1242,12 @@ impl Geometry {
         } else {
             Region::Reticular
         };
+        if let Some(t) = &self.tangential {
+            // A papilla cut across inside the slab is papillary dermis, however deep.
+            if site.region == Region::Papillary && v < plate_top + t.depth && t.weight(x) > 0.5 {
+                site.v = site.v.min(plate_top);
+            }
+        }
         site.under = site.region;
         for (ci, c) in self.coils.iter().enumerate() {
             let d = (x - c.x).hypot(y - c.y);
@@ -1177,6 +1319,113 @@ impl Geometry {
             PSORIASIFORM => !self.zones.is_empty(),
             _ => false,
         }
+    }
+
+    /// A tangential stretch on 40% of slides, where the epidermis has room for it
+    /// clear of psoriasiform zones (their ramps included).
+    fn draw_tangential(&self, rng: &mut ChaCha8Rng, lo: f32, hi: f32) -> Option<Tangential> {
+        if !rng.gen_bool(0.4) {
+            return None;
+        }
+        let len = rng.gen_range(250.0f32..700.0);
+        let x0 = rng.gen_range(lo..(hi - len).max(lo + 1.0));
+        let x1 = (x0 + len).min(hi);
+        let clear = |x: f32| self.ps_weight(x) == 0.0;
+        let mut x = x0 - 140.0;
+        while x <= x1 + 140.0 {
+            if !clear(x) {
+                return None;
+            }
+            x += 10.0;
+        }
+        let depth = rng.gen_range(60.0f32..160.0);
+        let spacing = rng.gen_range(70.0f32..130.0);
+        let radius = rng.gen_range(15.0f32..27.0);
+        let mut islands = Vec::new();
+        let mut row = 0;
+        let mut cy = radius + 8.0;
+        while cy < depth - radius {
+            let shift = if row % 2 == 1 { spacing * 0.5 } else { 0.0 };
+            let mut cx = x0 - TANGENTIAL_RAMP_UM + shift;
+            while cx < x1 + TANGENTIAL_RAMP_UM {
+                let r = radius * rng.gen_range(0.7..1.3);
+                let (jx, jy) = (rng.gen_range(-0.35..0.35), rng.gen_range(-0.3..0.3));
+                if rng.gen_bool(0.8) {
+                    islands.push(Circle {
+                        x: cx + spacing * jx,
+                        y: (cy + spacing * jy).max(r + 4.0),
+                        r,
+                    });
+                }
+                cx += spacing;
+            }
+            cy += spacing * 0.8;
+            row += 1;
+        }
+        islands.sort_by(|a, b| a.x.total_cmp(&b.x));
+        Some(Tangential {
+            x0,
+            x1,
+            depth,
+            islands,
+            salt: rng.gen(),
+        })
+    }
+
+    /// Extra OD of margin ink at (x, y) µm, if the margins were inked.
+    #[inline]
+    pub fn ink_od(&self, x: f32, y: f32) -> [f32; 3] {
+        let Some(ink) = &self.ink else {
+            return [0.0; 3];
+        };
+        let mut od = [0.0f32; 3];
+        for (k, side) in ink.sides.iter().enumerate() {
+            let Some(colour) = side else { continue };
+            let (d, along, within) = match k {
+                0 => {
+                    let d = x - self.left.at(y);
+                    (
+                        d,
+                        y,
+                        y > self.surface.at(x) - 3.0 && y < self.bottom.at(x) + 3.0,
+                    )
+                }
+                1 => {
+                    let d = self.right.at(y) - x;
+                    (
+                        d,
+                        y,
+                        y > self.surface.at(x) - 3.0 && y < self.bottom.at(x) + 3.0,
+                    )
+                }
+                _ => {
+                    let d = self.bottom.at(x) - y;
+                    (
+                        d,
+                        x,
+                        x > self.left.at(y) - 3.0 && x < self.right.at(y) + 3.0,
+                    )
+                }
+            };
+            if !within || d < -3.0 || d > ink.width * 1.4 {
+                continue;
+            }
+            let salt = self.salt ^ (0x1C0 + k as u64);
+            let gap = noise::value(along / ink.patch_um, 0.5, salt);
+            let patch = noise::smoothstep(1.0 - ink.cover - 0.08, 1.0 - ink.cover + 0.08, gap);
+            let reach = ink.width * (0.7 + 0.6 * noise::value(along / 25.0, 1.5, salt ^ 1));
+            let profile = if d < 0.0 {
+                1.0 - noise::smoothstep(0.0, 3.0, -d)
+            } else {
+                1.0 - noise::smoothstep(reach * 0.5, reach, d)
+            };
+            let grain = 0.45 + 0.55 * noise::value(x / 1.6, y / 1.6, salt ^ 2);
+            let a = patch * profile * grain;
+            for c in 0..3 {
+                od[c] += colour[c] * a;
+            }
+        }
+        od
     }
 
     /// Extra OD of pen ink at (x, y) µm, if a pen mark was drawn.

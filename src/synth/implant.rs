@@ -1690,6 +1690,8 @@ fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput,
                 })
                 .collect(),
             psoriasiform_zones: Vec::new(),
+            tangential: None,
+            margin_ink: None,
         },
         texture_from: None,
         implant: Some(ImplantTruth {

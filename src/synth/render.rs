@@ -726,7 +726,8 @@ pub fn render_rgb(
                 hc += (wh[at] - hc) * t;
                 ec += (we[at] - ec) * t;
             }
-            let rgb = stain.rgb(hc, ec, geom.pen_od(x, y));
+            let (pen, ink) = (geom.pen_od(x, y), geom.ink_od(x, y));
+            let rgb = stain.rgb(hc, ec, [pen[0] + ink[0], pen[1] + ink[1], pen[2] + ink[2]]);
             let hsh = hash2(px, py, nsalt);
             let lum = (unit(hsh, 0) + unit(hsh, 1) - 1.0) * geom.noise_sigma * 2.4;
             for c in 0..3 {

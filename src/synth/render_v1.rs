@@ -532,12 +532,28 @@ mod tests {
 
     #[test]
     fn both_generators_share_anatomy_and_masks_but_not_pixels() {
+        // Finding and tissue masks are the same for a seed; the epidermis differs
+        // only where synth 1.1 cut a stretch tangentially.
+        let strip =
+            |m: &MaskGrid| -> Vec<u8> { m.bits.iter().map(|b| b & !EPIDERMIS_BIT).collect() };
+        let mut tangential = 0;
+        for class in SlideClass::ALL {
+            for seed in 1..6 {
+                let (old, new) = pair(class, seed);
+                let (m0, m1) = (
+                    MaskGrid::sample(&old, 200, 150, 8.0),
+                    MaskGrid::sample(&new, 200, 150, 8.0),
+                );
+                assert_eq!(strip(&m0), strip(&m1), "{class} seed {seed}");
+                if new.tangential.is_none() {
+                    assert_eq!(m0.bits, m1.bits, "{class} seed {seed}");
+                } else {
+                    tangential += 1;
+                }
+            }
+        }
+        assert!(tangential > 0, "no tangential stretch in 20 slides");
         let (old, new) = pair(SlideClass::Dira, 7);
-        let (m0, m1) = (
-            MaskGrid::sample(&old, 200, 150, 8.0),
-            MaskGrid::sample(&new, 200, 150, 8.0),
-        );
-        assert_eq!(m0.bits, m1.bits);
         assert_ne!(old.stain, new.stain);
         let r = Raster::new(1.0);
         assert_ne!(
@@ -687,10 +703,122 @@ mod tests {
         }
     }
 
+    /// A synth 1.1 slide of `class` (1.6 x 1.2 mm) whose geometry passes `pick`.
+    fn find(class: SlideClass, pick: impl Fn(&Geometry) -> bool) -> Geometry {
+        (1..200)
+            .map(|seed| pair(class, seed).1)
+            .find(|g| pick(g))
+            .expect("a seed with the structure in 200")
+    }
+
+    #[test]
+    fn a_tangential_stretch_shows_papillae_as_islands_with_capillaries_and_no_psoriasiform_mask() {
+        use crate::synth::anatomy::Region;
+        let g = find(SlideClass::Normal, |g| g.tangential.is_some());
+        let t = g.tangential.as_ref().unwrap();
+        let (mut islands, mut capillaries) = (0, 0);
+        let mut x = t.x0 + 10.0;
+        while x < t.x1 - 10.0 {
+            // Down the column: epidermis, then a papilla, then epidermis again.
+            let mut seen = Vec::new();
+            let mut y = 0.0;
+            while y < 600.0 {
+                let s = g.locate(x, y);
+                assert_eq!(
+                    s.flags & crate::synth::anatomy::PSORIASIFORM,
+                    0,
+                    "x {x} y {y}"
+                );
+                let epi = matches!(s.region, Region::Spinous | Region::Basal);
+                let papilla = matches!(
+                    s.region,
+                    Region::Papillary | Region::VesselLumen | Region::VesselWall
+                );
+                capillaries += (s.region == Region::VesselLumen) as usize;
+                if seen.last() != Some(&epi) && (epi || papilla) {
+                    seen.push(epi);
+                }
+                y += 1.0;
+            }
+            if seen.windows(3).any(|w| w == [true, false, true]) {
+                islands += 1;
+            }
+            x += 5.0;
+        }
+        assert!(
+            islands > 10,
+            "{islands} columns cross a papilla inside the epidermis"
+        );
+        assert!(capillaries > 0);
+        // Without the stretch the same slide's epidermis has no islands there.
+        let mut plain = g.clone();
+        plain.tangential = None;
+        let mid = 0.5 * (t.x0 + t.x1);
+        let deep = (0..600)
+            .map(|y| plain.locate(mid, y as f32).region)
+            .filter(|r| matches!(r, Region::Spinous | Region::Basal))
+            .count();
+        let slab = (0..600)
+            .map(|y| g.locate(mid, y as f32).region)
+            .filter(|r| matches!(r, Region::Spinous | Region::Basal))
+            .count();
+        assert!(slab > deep, "slab {slab} µm of epidermis, plain {deep}");
+    }
+
+    #[test]
+    fn margin_ink_colours_only_a_band_at_the_inked_margins() {
+        let g = find(SlideClass::Psoriasis, |g| {
+            g.ink
+                .as_ref()
+                .is_some_and(|i| i.sides[0].is_some() && i.cover > 0.7)
+        });
+        let ink = g.ink.as_ref().unwrap();
+        let r = Raster::new(1.0);
+        let mut plain = g.clone();
+        plain.ink = None;
+        // A strip across the left margin, halfway down the tissue.
+        let y0 = (0.5 * (g.surface.at(g.left.base) + g.bottom.at(g.left.base))) as i64;
+        let x0 = (g.left.base - 40.0) as i64;
+        let (w, h) = (160usize, 400usize);
+        let (a, b) = (
+            render_rgb(&g, r, x0, y0, w, h),
+            render_rgb(&plain, r, x0, y0, w, h),
+        );
+        let mut changed = 0;
+        for j in 0..h {
+            let y = (y0 + j as i64) as f32 + 0.5;
+            for i in 0..w {
+                let x = (x0 + i as i64) as f32 + 0.5;
+                let at = (j * w + i) * 3;
+                if a[at..at + 3] != b[at..at + 3] {
+                    changed += 1;
+                    let d = x - g.left.at(y);
+                    assert!(
+                        d > -4.0 && d < ink.width * 1.4 + 1.0,
+                        "ink {d} µm from the margin"
+                    );
+                }
+            }
+        }
+        assert!(changed > 200, "{changed} pixels inked");
+        // synth 0.3 never inks.
+        let old = Geometry::build_with(
+            Generator::V0_3,
+            SlideClass::Psoriasis,
+            g.seed,
+            1600.0,
+            1200.0,
+            &crate::synth::Artefacts::default(),
+        );
+        assert!(old.ink.is_none() && old.tangential.is_none());
+    }
+
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0.0".parse::<Generator>().unwrap(), Generator::V1_0);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_0);
+        assert_eq!("1.1.0".parse::<Generator>().unwrap(), Generator::V1_0);
+        assert!("1.0.0".parse::<Generator>().unwrap_err().is_usage());
         assert_eq!(
             Generator::default().version(),
             crate::synth::GENERATOR_VERSION

@@ -133,6 +133,14 @@ pub struct Structures {
     pub coils: Vec<(f32, f32, f32, bool)>,
     /// Psoriasiform zones: x from, x to (µm; clipped to the slide).
     pub psoriasiform_zones: Vec<[f32; 2]>,
+    /// Synth 1.1: the stretch of epidermis cut tangentially (x from, x to, slab
+    /// depth below the plate, µm), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tangential: Option<[f32; 3]>,
+    /// Synth 1.1: the margin ink (OD per RGB channel on the left, right and deep
+    /// margins, band width µm), if the margins were inked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub margin_ink: Option<super::anatomy::MarginInk>,
 }
 
 impl Truth {
@@ -206,6 +214,8 @@ impl Truth {
                     .iter()
                     .map(|z| [z.x0.max(0.0), z.x1.min(geom.width_um)])
                     .collect(),
+                tangential: geom.tangential.as_ref().map(|t| [t.x0, t.x1, t.depth]),
+                margin_ink: geom.ink.clone(),
             },
             implant: None,
             texture_from: geom.texture.as_ref().map(|t| t.source.clone()),
