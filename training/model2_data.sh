@@ -9,6 +9,9 @@
 #
 #   training/model2_data.sh OUT_DIR [PHASE...]
 #
+# SKIP: names of phantom or implant sets not to render (model 2.3's fine-tune on synth 1.1
+# skipped the costly finer-MPP sets but DIRA at 0.5; see its model card).
+#
 # Phases: train, held (default both); train2, held2: implants in the newer
 # look (more DIRA and psoriasiform slides; held2 the same seeds as held);
 # oodcal: held-out tiles that set the OOD threshold only; held3: a bigger
@@ -50,6 +53,7 @@ phantoms() {
     local px
     px=$(awk -v m="$mpp" 'BEGIN { printf "%d", 224 / m + 0.5 }')
     if [ -s "$OUT/$name/labels.csv" ]; then echo "== $name exists"; return; fi
+    if grep -qw -- "$name" <<<"${SKIP:-}"; then echo "== $name skipped (SKIP)"; return; fi
     if [ "$px" = 224 ]; then
         step "$B" synth "$@" --tiles --tile-px 224 --tile-mpp 1.0 --out "$OUT/$name"
     else
@@ -67,6 +71,7 @@ implants() {
     local name=$1 part=$2 first=$3 counts=$4 image=$5
     shift 5
     if [ -s "$OUT/$name/labels.csv" ]; then echo "== $name exists"; return; fi
+    if grep -qw -- "$name" <<<"${SKIP:-}"; then echo "== $name skipped (SKIP)"; return; fi
     local slides="$OUT/$name-slides"
     mkdir -p "$slides"
     if [[ "$counts" =~ ^[0-9]+$ ]]; then
