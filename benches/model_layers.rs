@@ -5,6 +5,10 @@
 //! multiply-adds/s; `benches/model_compare.sh` passes it) each layer's fraction
 //! of that peak too. `model_compare.sh` prints onnxruntime's own per-node times
 //! beside it, which says which layers make tract slower than onnxruntime.
+//! Every pass runs the same input tensor, so a layer that reads the graph input
+//! directly can look cheaper here than in the tile stream (a stem rewritten as a
+//! 1x1 convolution showed 0.23 ms here and cost about 1 ms a tile in the stream):
+//! `model_throughput` is the figure to trust for the whole model.
 //!
 //!     cargo bench --bench model_layers -- [MODEL_DIR]
 //!
