@@ -316,6 +316,16 @@ pub fn resample_area(src: &RgbImage, window: [f64; 4], out_w: u32, out_h: u32) -
     let ys = weights(wy, wh, out_h, sh);
     let row_len = out_w as usize * 3;
     let raw = src.as_raw();
+    if let (Some(x0), Some(y0)) = (whole_pixel_crop(&xs), whole_pixel_crop(&ys)) {
+        // Every output pixel is one source pixel at weight 1 (a level at the model's
+        // MPP on whole-pixel offsets): the sums below would return it unchanged.
+        let mut out = Vec::with_capacity(out_h as usize * row_len);
+        for y in y0..y0 + out_h as usize {
+            let start = (y * sw as usize + x0) * 3;
+            out.extend_from_slice(&raw[start..start + row_len]);
+        }
+        return RgbImage::from_raw(out_w, out_h, out).expect("buffer sized out_w * out_h * 3");
+    }
     // Horizontal pass into f32 rows of out_w pixels, for the band of source rows the
     // vertical pass reads (area taps cover a contiguous band, edges clamped into it).
     let first = ys.iter().flatten().map(|&(i, _)| i as usize).min();
@@ -325,15 +335,29 @@ pub fn resample_area(src: &RgbImage, window: [f64; 4], out_w: u32, out_h: u32) -
         _ => (0, 0..0), // no output rows
     };
     let mut rows = vec![0f32; band.len() * row_len];
+    // The horizontal taps in one flat list (`x_ends[o]`: where output o's end).
+    let x_taps: Vec<(u32, f32)> = xs.iter().flatten().copied().collect();
+    let x_ends: Vec<usize> = xs
+        .iter()
+        .scan(0, |end, t| {
+            *end += t.len();
+            Some(*end)
+        })
+        .collect();
     for (y, row) in band.zip(rows.chunks_exact_mut(row_len)) {
         let line = &raw[y * sw as usize * 3..(y + 1) * sw as usize * 3];
-        for (taps, acc) in xs.iter().zip(row.chunks_exact_mut(3)) {
-            for &(i, w) in taps {
+        let mut begin = 0;
+        for (&end, acc) in x_ends.iter().zip(row.chunks_exact_mut(3)) {
+            // Summed in registers from 0.0, tap by tap, then stored once.
+            let mut a = [0f32; 3];
+            for &(i, w) in &x_taps[begin..end] {
                 let p = &line[i as usize * 3..i as usize * 3 + 3];
-                acc[0] += p[0] as f32 * w;
-                acc[1] += p[1] as f32 * w;
-                acc[2] += p[2] as f32 * w;
+                a[0] += p[0] as f32 * w;
+                a[1] += p[1] as f32 * w;
+                a[2] += p[2] as f32 * w;
             }
+            acc.copy_from_slice(&a);
+            begin = end;
         }
     }
     // Vertical pass, a whole output row at a time: the row is the weighted sum of
@@ -360,11 +384,21 @@ pub fn resample_area(src: &RgbImage, window: [f64; 4], out_w: u32, out_h: u32) -
 /// `v.round().clamp(0.0, 255.0) as u8` without a call to libm's `roundf` (the
 /// baseline x86-64 target has no rounding instruction): for v >= 0, round half away
 /// from zero is floor(v + 0.5), computed exactly in f64 and floored by truncation.
+/// Branch-free so the loop over a row vectorises: for v <= 0, v + 0.5 <= 0.5
+/// truncates (or clamps) to 0 as well (NaN cannot occur: weights and pixels are
+/// finite).
 fn round_to_u8(v: f32) -> u8 {
-    if v <= 0.0 {
-        return 0; // also -0.0; NaN cannot occur (weights and pixels are finite)
-    }
-    (v as f64 + 0.5).min(255.0) as u8
+    (v as f64 + 0.5).clamp(0.0, 255.0) as u8
+}
+
+/// Where every output pixel takes exactly one source pixel at weight 1 and
+/// consecutive outputs take consecutive sources: the first source index.
+fn whole_pixel_crop(taps: &[Vec<(u32, f32)>]) -> Option<usize> {
+    let first = taps.first()?.first()?.0;
+    taps.iter()
+        .zip(first..)
+        .all(|(t, i)| t.as_slice() == [(i, 1.0)])
+        .then_some(first as usize)
 }
 
 /// For each of `n` output pixels over `[start, start + len)`, the source pixels it
@@ -716,6 +750,32 @@ mod tests {
                 prop_assert!((*a as f64 - b).abs() <= 1.0, "{} vs {}", a, b);
             }
         }
+    }
+
+    /// Whole-pixel windows at scale 1 are copied as crops; windows that reach past
+    /// the source (edge pixels repeated) or sit at a fractional offset are not.
+    #[test]
+    fn whole_pixel_windows_copy_the_same_bytes_the_sums_give() {
+        let src = RgbImage::from_fn(37, 29, |x, y| {
+            image::Rgb([(x * 7 + y) as u8, (x * y) as u8, (x ^ (3 * y)) as u8])
+        });
+        for window in [
+            [0.0, 0.0, 37.0, 29.0],
+            [5.0, 3.0, 20.0, 17.0],
+            [17.0, 12.0, 20.0, 17.0], // ends exactly at the source's edge
+            [20.0, 15.0, 20.0, 17.0], // reaches past it: clamped
+            [5.25, 3.0, 20.0, 17.0],  // fractional offset
+            [-2.0, 0.0, 20.0, 17.0],  // starts before it
+        ] {
+            let (ow, oh) = (window[2] as u32, window[3] as u32);
+            let fast = resample_area(&src, window, ow, oh);
+            let before = resample_area_per_pixel(&src, window, ow, oh);
+            assert_eq!(fast.as_raw(), before.as_raw(), "{window:?}");
+        }
+        let xs = weights(5.0, 20.0, 20, 37);
+        assert_eq!(whole_pixel_crop(&xs), Some(5));
+        assert_eq!(whole_pixel_crop(&weights(20.0, 20.0, 20, 37)), None);
+        assert_eq!(whole_pixel_crop(&weights(5.0, 40.0, 20, 37)), None);
     }
 
     #[test]
