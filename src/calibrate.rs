@@ -544,6 +544,20 @@ pub fn set_toml_value(text: &str, section: &str, key: &str, value: &str) -> Stri
     out.join("\n") + "\n"
 }
 
+/// The comment lines of the TOML `[rule]` section of `text`.
+fn rule_comments(text: &str) -> Vec<&str> {
+    let mut in_rule = false;
+    text.lines()
+        .filter(|l| {
+            let t = l.trim();
+            if t.starts_with('[') {
+                in_rule = t == "[rule]";
+            }
+            in_rule && t.starts_with('#')
+        })
+        .collect()
+}
+
 fn write_err(path: &Path, e: impl std::fmt::Display) -> CalibrateError {
     CalibrateError::Write {
         path: path.to_path_buf(),
@@ -600,14 +614,28 @@ fn write_model_folder(
         );
     }
     let stamp = "# Thresholds fitted by dirascope calibrate";
+    let inherited = "# Other comments in this section predate this calibration";
+    // Hand-written notes in [rule] describe the source's thresholds, not these: say so.
+    let notes = rule_comments(&text)
+        .iter()
+        .any(|l| !l.starts_with(stamp) && !l.starts_with(inherited));
+    let heading = format!(
+        "[rule]\n{stamp} on {} slides (calibration/calibration.md).{}",
+        c.slides.len(),
+        if notes {
+            format!(
+                "\n{inherited} (source version {}): its thresholds replaced the ones they describe.",
+                c.version_before
+            )
+        } else {
+            String::new()
+        }
+    );
     text = text
         .lines()
-        .filter(|l| !l.starts_with(stamp))
+        .filter(|l| !l.starts_with(stamp) && !l.starts_with(inherited))
         .map(|l| match l.trim() {
-            "[rule]" => format!(
-                "[rule]\n{stamp} on {} slides (calibration/calibration.md).",
-                c.slides.len()
-            ),
+            "[rule]" => heading.clone(),
             _ => l.to_string(),
         })
         .collect::<Vec<_>>()

@@ -207,6 +207,20 @@ fn calibrate_writes_a_new_model_folder_and_says_what_changed() {
             .to_string()
     };
     assert_ne!(version(&toml), version(&bundled), "{toml}");
+    // The bundled [rule] notes describe its own thresholds: the copy says whose they are.
+    let stamp = toml
+        .lines()
+        .skip_while(|l| *l != "[rule]")
+        .take(3)
+        .collect::<Vec<_>>();
+    assert!(
+        stamp[1].starts_with("# Thresholds fitted by dirascope calibrate on 4 slides"),
+        "{toml}"
+    );
+    assert!(
+        stamp[2].contains("predate this calibration (source version 1.5.0)"),
+        "{toml}"
+    );
     for f in [
         "calibration.md",
         "scores.csv",
