@@ -17,6 +17,7 @@
 #   benches/score_compare.sh [--no-deflate]
 # env: DIRASCOPE_COMPARE_DIR (cache and outputs, default target/score-compare),
 #      DIRASCOPE_COMPARE_THREADS (2), DIRASCOPE_COMPARE_MM (15), DIRASCOPE_COMPARE_SEED (7),
+#      DIRASCOPE_COMPARE_OVERLAP (0: tiles edge to edge; 112 is the bundled rule's own),
 #      PYTHON (benches/compare/.venv/bin/python; see benches/compare/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ dir=${DIRASCOPE_COMPARE_DIR:-target/score-compare}
 threads=${DIRASCOPE_COMPARE_THREADS:-2}
 mm=${DIRASCOPE_COMPARE_MM:-15}
 seed=${DIRASCOPE_COMPARE_SEED:-7}
+overlap=${DIRASCOPE_COMPARE_OVERLAP:-0}
 model=models/dirascope-phantom-v1
 py=${PYTHON:-benches/compare/.venv/bin/python}
 deflate=yes
@@ -58,12 +60,13 @@ compare() {
     local label=$1 path=$2 out=$dir/run/$3
     rm -rf "$out" && mkdir -p "$out"
     cat "$path" > /dev/null # same page cache state for both
-    # --overlap 0: the reference tiles edge to edge, so both score the same tiles
-    # (model 1.5.0's rule declares overlap_px = 112, four times the tiles).
+    # Both tile with the same overlap: 0 (edge to edge) unless DIRASCOPE_COMPARE_OVERLAP
+    # says otherwise (model 1.5.0's rule declares overlap_px = 112, four times the tiles).
     /usr/bin/time -v -o "$out/rust.time" "$bin" score "$path" --out "$out/rust" \
-        --model "$model" --threads "$threads" --overlap 0 > "$out/rust.log" 2>&1
+        --model "$model" --threads "$threads" --overlap "$overlap" > "$out/rust.log" 2>&1
     /usr/bin/time -v -o "$out/python.time" "$py" benches/compare/reference_pipeline.py \
-        "$path" "$model" --out "$out/python.csv" --threads "$threads" > "$out/python.log" 2>&1
+        "$path" "$model" --out "$out/python.csv" --threads "$threads" --overlap "$overlap" \
+        > "$out/python.log" 2>&1
     "$py" benches/compare/compare_runs.py --label "$label" --slide "$path" --model "$model" \
         --rust-dir "$out/rust/dira-$seed" --rust-time "$out/rust.time" \
         --python-csv "$out/python.csv" --python-log "$out/python.log" \

@@ -326,18 +326,22 @@ def choose_level(slide, model_mpp):
     return level, (w0 / max(lw, 1), h0 / max(lh, 1))
 
 
-def build_grid(slide, mask, sx, sy, tile_px, model_mpp, min_tissue):
-    """TileGrid::build: level, geometry, and the tiles with tissue fraction >= min_tissue."""
+def build_grid(slide, mask, sx, sy, tile_px, model_mpp, min_tissue, overlap_px=0):
+    """TileGrid::build: level, geometry, and the tiles with tissue fraction >= min_tissue.
+    Tiles overlap their neighbours by overlap_px model pixels (0: edge to edge)."""
     mpp = slide.mpp
     w0, h0 = slide.size(0)
     level, ds = choose_level(slide, model_mpp)
     tile_x, tile_y = tile_px * model_mpp / mpp[0], tile_px * model_mpp / mpp[1]
-    cols, rows = grid_count(w0, tile_x, tile_x), grid_count(h0, tile_y, tile_y)
+    step = (tile_px - overlap_px) / tile_px
+    stride_x, stride_y = tile_x * step, tile_y * step
+    cols, rows = grid_count(w0, tile_x, stride_x), grid_count(h0, tile_y, stride_y)
     tiles = []
     for row in range(rows):
         for col in range(cols):
-            x0, y0 = rust_round_int(col * tile_x), rust_round_int(row * tile_y)
-            x1, y1 = rust_round_int(col * tile_x + tile_x), rust_round_int(row * tile_y + tile_y)
+            x0, y0 = rust_round_int(col * stride_x), rust_round_int(row * stride_y)
+            x1 = rust_round_int(col * stride_x + tile_x)
+            y1 = rust_round_int(row * stride_y + tile_y)
             rect = (x0, y0, max(x1 - x0, 1), max(y1 - y0, 1))
             frac = fraction_in(mask, sx, sy, *rect)
             if frac >= min_tissue:
@@ -419,6 +423,11 @@ def main():
     ap.add_argument("--out", required=True, help="per-tile probabilities (CSV)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument(
+        "--overlap", type=int, default=0,
+        help="model pixels each tile shares with its neighbours (dirascope score --overlap); "
+        "default 0, edge to edge",
+    )
     args = ap.parse_args()
     t_total = time.perf_counter()
     times = collections.defaultdict(float)
@@ -453,7 +462,11 @@ def main():
     times["tissue"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    level, ds, tiles = build_grid(slide, mask, sx, sy, tile_px, model_mpp, float(agg["min_tissue"]))
+    if not 0 <= args.overlap < tile_px:
+        raise SystemExit(f"--overlap {args.overlap}: must be at least 0 and below the tile ({tile_px} px)")
+    level, ds, tiles = build_grid(
+        slide, mask, sx, sy, tile_px, model_mpp, float(agg["min_tissue"]), args.overlap
+    )
     times["grid"] = time.perf_counter() - t
 
     lock = threading.Lock()
