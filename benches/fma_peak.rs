@@ -59,7 +59,7 @@ fn cpu_name() -> String {
 type Kernel = fn(u64) -> f32;
 
 /// The widest FMA this CPU runs: (name, f32 lanes, a kernel for each of `CHAINS`).
-fn widest() -> (&'static str, usize, [Kernel; 3]) {
+fn widest() -> (&'static str, usize, [Kernel; CHAINS.len()]) {
     #[cfg(target_arch = "x86_64")]
     {
         use x86::{avx2, avx512};

@@ -335,7 +335,8 @@ pub fn resample_area(src: &RgbImage, window: [f64; 4], out_w: u32, out_h: u32) -
         _ => (0, 0..0), // no output rows
     };
     let mut rows = vec![0f32; band.len() * row_len];
-    // The horizontal taps in one flat list (`x_ends[o]`: where output o's end).
+    // The horizontal taps in one flat list; output o's taps end at `x_ends[o]` and
+    // start where output o - 1's end.
     let x_taps: Vec<(u32, f32)> = xs.iter().flatten().copied().collect();
     let x_ends: Vec<usize> = xs
         .iter()
