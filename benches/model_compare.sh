@@ -4,10 +4,12 @@
 # are compared). Prints:
 #   - the CPU and its one-core FMA peak (benches/fma_peak.rs: the widest vector unit
 #     it has, detected at run time);
-#   - tract through the product's tile stream (cargo bench model_throughput: one
-#     session per worker, preprocessing included) and onnxruntime (training/
-#     ort_bench.py, preprocessed tiles) on the same parity tiles at batch 1, with 1
-#     and 2 workers / threads, and their ratio;
+#   - the model stage through the product's tile stream (cargo bench model_throughput:
+#     one session per worker, preprocessing included; the first convolutions in
+#     dirascope's own kernel where the graph and CPU allow, src/model/stem.rs, the rest
+#     in tract), the same with the whole graph in tract (DIRASCOPE_STEM=tract, "tract
+#     alone") and onnxruntime (training/ort_bench.py, preprocessed tiles) on the same
+#     parity tiles at batch 1, with 1 and 2 workers / threads, and their ratio;
 #   - the limit: multiply-adds a tile over the FMA peak (tiles/s a core), the decode
 #     lower bound (one thread reading and resampling a phantom slide's tiles), the
 #     stream's limit with both, and the fraction of each that tract and the whole
@@ -31,8 +33,10 @@ nice -n 10 cargo bench --profile "$profile" --bench fma_peak --bench model_throu
 echo "note: shared machine; other jobs may run during this script, so compare ratios from one run"
 peak=$(bench fma_peak)
 tract=$(DIRASCOPE_BENCH_BATCH=$batch bench model_throughput -- "$dir")
+# The same without dirascope's stem kernel (src/model/stem.rs): the whole graph in tract.
+alone=$(DIRASCOPE_STEM=tract DIRASCOPE_BENCH_BATCH=$batch DIRASCOPE_BENCH_SLIDE=none bench model_throughput -- "$dir" | sed 's/^tract /tract-alone /')
 ort=$("$py" training/ort_bench.py "$dir" --batch "$batch" --threads 1 2 | grep "^onnxruntime")
-echo "$peak"; echo "$tract"; echo "$ort"
+echo "$peak"; echo "$tract"; echo "$alone"; echo "$ort"
 field() { awk -v key="$2" '{for(i=1;i<=NF;i++) if($i==key) print $(i-1)}' <<< "$1" | head -n 1; }
 rate_at() { grep -E "$2 $3:" <<< "$1" | head -n 1; }
 for t in 1 2; do
@@ -44,13 +48,14 @@ gmacs=$(field "$(grep '^fma peak' <<< "$peak")" G)
 macs=$(awk '{for(i=1;i<=NF;i++) if($i=="M" && $(i+1)=="MACs/tile,") print $(i-1)}' <<< "$tract" | head -n 1)
 decode=$(field "$(grep '^decode' <<< "$tract")" ms/tile)
 t1=$(field "$(rate_at "$tract" '^tract .* workers' 1)" tiles/s)
+a1=$(field "$(rate_at "$alone" '^tract-alone .* workers' 1)" tiles/s)
 o1=$(field "$(rate_at "$ort" 'threads' 1)" tiles/s)
 s1=$(field "$(rate_at "$tract" '^stream .* workers' 1)" tiles/s)
 s2=$(field "$(rate_at "$tract" '^stream .* workers' 2)" tiles/s)
-awk -v g="$gmacs" -v m="${macs%(}" -v d="${decode:-0}" -v t1="$t1" -v o1="$o1" -v s1="${s1:-0}" -v s2="${s2:-0}" 'BEGIN{
+awk -v g="$gmacs" -v m="${macs%(}" -v d="${decode:-0}" -v t1="$t1" -v a1="${a1:-0}" -v o1="$o1" -v s1="${s1:-0}" -v s2="${s2:-0}" 'BEGIN{
   m = m + 0; lim = g * 1e3 / m;
   printf "limit: %.1f M multiply-adds a tile / %.1f G/s one-core FMA peak = %.0f tiles/s a core for the model\n", m, g, lim;
-  printf "fraction of that limit on one core: tract %.0f%% (%.1f tiles/s), onnxruntime %.0f%% (%.1f tiles/s)\n", 100*t1/lim, t1, 100*o1/lim, o1;
+  printf "fraction of that limit on one core: dirascope (stem kernel + tract) %.0f%% (%.1f tiles/s), tract alone %.0f%% (%.1f tiles/s), onnxruntime %.0f%% (%.1f tiles/s)\n", 100*t1/lim, t1, 100*a1/lim, a1, 100*o1/lim, o1;
   if (d > 0) {
     slim = 1 / (1/lim + d/1e3);
     printf "decode lower bound: %.3f ms a tile (read and resample, one thread); stream limit %.0f tiles/s a core\n", d, slim;

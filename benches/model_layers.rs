@@ -5,7 +5,10 @@
 //! multiply-adds/s; `benches/model_compare.sh` passes it) each layer's fraction
 //! of that peak too. `model_compare.sh` prints onnxruntime's own per-node times
 //! beside it, which says which layers make tract slower than onnxruntime.
-//! Every pass runs the same input tensor, so a layer that reads the graph input
+//! Where the first convolutions run in dirascope's own kernel (`src/model/stem.rs`)
+//! they are listed first, as "dirascope stem"; `DIRASCOPE_STEM=tract` lists the
+//! whole graph as tract runs it.
+//! Every pass runs the same input tile, so a layer that reads the graph input
 //! directly can look cheaper here than in the tile stream (a stem rewritten as a
 //! 1x1 convolution showed 0.23 ms here and cost about 1 ms a tile in the stream):
 //! `model_throughput` is the figure to trust for the whole model.

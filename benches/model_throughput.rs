@@ -77,6 +77,7 @@ fn main() -> BenchResult<()> {
         let per_tile = dirascope::model::values_per_tile(&spec);
         let macs = model.engine.summary().macs_per_tile;
         let name = model.manifest.name.clone();
+        println!("engine {name}: {}", model.engine.describe());
         let mut tiles = Vec::new();
         while tiles.len() < 64 {
             for t in fixture.inputs.chunks(per_tile) {

@@ -89,7 +89,9 @@ fn the_int8_option_checks_out_with_its_precision_and_exact_parity() {
     check(&dir)
         .success()
         .stdout(contains("dirascope-phantom-v1-int8 1.5.0 (int8)"))
-        .stdout(contains("parity     max |tract - onnxruntime| = 0.00e0"));
+        .stdout(contains(
+            "parity     max |dirascope - onnxruntime| = 0.00e0",
+        ));
     // The fp32 default says so too.
     check(&fixture()).success().stdout(contains("(fp32)"));
 }

@@ -108,7 +108,8 @@ impl ParityFixture {
         })
     }
 
-    /// Largest |tract - onnxruntime| over all raw outputs: the logits and, where
+    /// Largest |dirascope - onnxruntime| (tract, and the stem kernel where it
+    /// runs: `stem.rs`) over all raw outputs: the logits and, where
     /// the model has it, the OOD distance.
     pub fn max_abs_diff(&self, model: &Model) -> Result<f32, ModelError> {
         let tract = raw_outputs(model, &self.inputs)?;
@@ -290,6 +291,7 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
         s.macs_per_tile as f64 / 1e6,
         2.0 * s.macs_per_tile as f64 / 1e6
     );
+    let _ = writeln!(out, "engine     {}", model.engine.describe());
     let Some(dir) = source.dir() else {
         let _ = writeln!(
             out,
@@ -336,7 +338,7 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
     };
     let _ = writeln!(
         out,
-        "parity     max |tract - onnxruntime| = {diff:.2e} over {} tiles (tolerance {:.0e}) {verdict}",
+        "parity     max |dirascope - onnxruntime| = {diff:.2e} over {} tiles (tolerance {:.0e}) {verdict}",
         fixture.spec.tiles, fixture.spec.tolerance
     );
     Ok(out)

@@ -11,6 +11,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use super::manifest::{is_plain_relative, Activation, InputSpec, Manifest};
+use super::stem::{self, Stem, StemScratch};
 use super::{Classified, ClassifierSession, Finding, FindingProbs, ModelError, TileClassifier};
 
 type Plan = TypedSimplePlan;
@@ -53,6 +54,9 @@ pub struct TractEngine {
     summary: OnnxSummary,
     /// Multiply-adds a tile of each ONNX node that has any, in graph order.
     layer_macs: Vec<(String, u64)>,
+    /// The leading convolutions run by `stem.rs` before tract, where the graph
+    /// and the CPU allow it.
+    stem: Option<Stem>,
 }
 
 /// One ONNX node's share of a tile's inference: the plan nodes tract turned it
@@ -80,12 +84,31 @@ impl TractEngine {
         manifest: &Manifest,
         batch: usize,
     ) -> Result<TractEngine, ModelError> {
+        TractEngine::load_with_stem(
+            bytes,
+            onnx_path,
+            model_dir,
+            manifest,
+            batch,
+            stem::enabled(),
+        )
+    }
+
+    /// As [`TractEngine::load`]; `use_stem` false runs the whole graph in tract.
+    fn load_with_stem(
+        bytes: &[u8],
+        onnx_path: &Path,
+        model_dir: Option<&Path>,
+        manifest: &Manifest,
+        batch: usize,
+        use_stem: bool,
+    ) -> Result<TractEngine, ModelError> {
         let batch = batch.max(1);
         let not_onnx = |reason: String| ModelError::NotOnnx {
             path: onnx_path.to_path_buf(),
             reason,
         };
-        let proto = onnx()
+        let mut proto = onnx()
             .proto_model_for_read(&mut &bytes[..])
             .map_err(|e| not_onnx(format!("protobuf does not decode: {e}")))?;
         let graph = proto
@@ -105,6 +128,11 @@ impl TractEngine {
             message: format!("{e:#}"),
         };
         let dir = model_dir.and_then(|d| d.to_str());
+        let px = manifest.input.tile_px as usize;
+        let stem = use_stem.then(|| Stem::detect(graph, 3, px)).flatten();
+        if let Some(stem) = &stem {
+            stem.rewrite(&mut proto);
+        }
         let parsed = onnx().parse(&proto, dir).map_err(engine_err)?;
         if !parsed.unresolved_inputs.is_empty() {
             return Err(not_onnx(format!(
@@ -112,11 +140,18 @@ impl TractEngine {
                 parsed.unresolved_inputs
             )));
         }
-        let px = manifest.input.tile_px as usize;
-        let typed = parsed
-            .model
-            .with_input_fact(0, f32::fact([batch, 3, px, px]).into())
-            .and_then(|m| m.into_typed())
+        let mut model = parsed.model;
+        let tiles = f32::fact([batch, 3, px, px]).into();
+        match &stem {
+            None => model.set_input_fact(0, tiles),
+            Some(stem) if stem.keeps_tiles() => model
+                .set_input_fact(0, tiles)
+                .and_then(|_| model.set_input_fact(1, f32::fact(stem.cut_shape(batch)).into())),
+            Some(stem) => model.set_input_fact(0, f32::fact(stem.cut_shape(batch)).into()),
+        }
+        .map_err(engine_err)?;
+        let typed = model
+            .into_typed()
             .and_then(|m| m.into_decluttered())
             .map_err(engine_err)?;
         let out_shape = output_dims(&typed, 0).map_err(engine_err)?;
@@ -144,7 +179,11 @@ impl TractEngine {
                 });
             }
         }
-        let layer_macs = layer_macs(&typed, batch).map_err(engine_err)?;
+        let mut layer_macs = layer_macs(&typed, batch).map_err(engine_err)?;
+        if let Some(stem) = &stem {
+            let ahead = stem.layers.iter().map(|l| (l.name.clone(), l.macs()));
+            layer_macs.splice(0..0, ahead);
+        }
         summary.macs_per_tile = layer_macs.iter().map(|(_, macs)| macs).sum();
         let plan = typed
             .into_optimized()
@@ -160,7 +199,28 @@ impl TractEngine {
             onnx_path: onnx_path.to_path_buf(),
             summary,
             layer_macs,
+            stem,
         })
+    }
+
+    /// Which code runs the graph, for `model check`.
+    pub fn describe(&self) -> String {
+        let tract = "tract";
+        match &self.stem {
+            None if stem::enabled() => format!("{tract} (the whole graph)"),
+            None => format!("{tract} (the whole graph; DIRASCOPE_STEM=tract or no AVX2 and FMA)"),
+            Some(stem) => format!(
+                "first {} convolutions ({:.1} M multiply-adds) in dirascope's AVX2 kernel, the rest in {tract}",
+                stem.layers.len(),
+                stem.macs() as f64 / 1e6
+            ),
+        }
+    }
+
+    /// How many leading convolutions run in dirascope's own kernel (`stem.rs`)
+    /// rather than in tract: 0 where the graph or the CPU does not allow it.
+    pub fn layers_before_tract(&self) -> usize {
+        self.stem.as_ref().map_or(0, |s| s.layers.len())
     }
 
     /// Where a tile's inference time goes: each ONNX node's plan nodes timed over
@@ -172,12 +232,13 @@ impl TractEngine {
         batch: &[f32],
         passes: usize,
     ) -> Result<Vec<LayerTime>, ModelError> {
-        let px = self.spec.tile_px as usize;
-        let input = Tensor::from_shape(&[self.batch, 3, px, px], batch).map_err(inference_err)?;
+        let (mut scratch, mut cut) = (StemScratch::default(), Vec::new());
         let mut state = TileState::new(&self.plan).map_err(inference_err)?;
         state
-            .run(tvec!(input.clone().into()))
+            .run(self.inputs(batch, &mut scratch, &mut cut, None)?)
             .map_err(inference_err)?;
+        let stem_layers = self.layers_before_tract();
+        let mut stem_seconds = vec![0.0; stem_layers];
         // Plan node name -> the ONNX node it came from: the longest ONNX name that
         // prefixes it ("/0/0.0/Conv.pad" -> "/0/0.0/Conv"); other nodes stand alone.
         let owner = |plan_name: &str| -> String {
@@ -197,45 +258,56 @@ impl TractEngine {
         let mut layer_of_node: std::collections::HashMap<usize, usize> =
             std::collections::HashMap::new();
         for _ in 0..passes {
+            let inputs = self.inputs(batch, &mut scratch, &mut cut, Some(&mut stem_seconds))?;
             state
-                .run_plan_with_eval(
-                    tvec!(input.clone().into()),
-                    |ctx, op_state, node, inputs| {
-                        let start = std::time::Instant::now();
-                        let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
-                        let seconds = start.elapsed().as_secs_f64();
-                        let index = *layer_of_node.entry(node.id).or_insert_with(|| {
-                            let name = owner(&node.name);
-                            let op = node.op().name().to_string();
-                            match layers.iter().position(|l| l.name == name) {
-                                Some(index) => {
-                                    let layer = &mut layers[index];
-                                    if !layer.ops.split('+').any(|o| o == op) {
-                                        layer.ops = format!("{}+{op}", layer.ops);
-                                    }
-                                    index
+                .run_plan_with_eval(inputs, |ctx, op_state, node, inputs| {
+                    let start = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    let seconds = start.elapsed().as_secs_f64();
+                    let index = *layer_of_node.entry(node.id).or_insert_with(|| {
+                        let name = owner(&node.name);
+                        let op = node.op().name().to_string();
+                        match layers.iter().position(|l| l.name == name) {
+                            Some(index) => {
+                                let layer = &mut layers[index];
+                                if !layer.ops.split('+').any(|o| o == op) {
+                                    layer.ops = format!("{}+{op}", layer.ops);
                                 }
-                                None => {
-                                    let macs = self
-                                        .layer_macs
-                                        .iter()
-                                        .find(|(n, _)| *n == name)
-                                        .map_or(0, |(_, m)| *m);
-                                    layers.push(LayerTime {
-                                        name,
-                                        ops: op,
-                                        macs,
-                                        seconds: 0.0,
-                                    });
-                                    layers.len() - 1
-                                }
+                                index
                             }
-                        });
-                        layers[index].seconds += seconds;
-                        out
-                    },
-                )
+                            None => {
+                                let macs = self
+                                    .layer_macs
+                                    .iter()
+                                    .find(|(n, _)| *n == name)
+                                    .map_or(0, |(_, m)| *m);
+                                layers.push(LayerTime {
+                                    name,
+                                    ops: op,
+                                    macs,
+                                    seconds: 0.0,
+                                });
+                                layers.len() - 1
+                            }
+                        }
+                    });
+                    layers[index].seconds += seconds;
+                    out
+                })
                 .map_err(inference_err)?;
+        }
+        if let Some(stem) = &self.stem {
+            let ahead = stem
+                .layers
+                .iter()
+                .zip(&stem_seconds)
+                .map(|(l, s)| LayerTime {
+                    name: l.name.clone(),
+                    ops: "dirascope stem (direct conv + ReLU)".into(),
+                    macs: l.macs(),
+                    seconds: *s,
+                });
+            layers.splice(0..0, ahead);
         }
         let per_tile = (passes * self.batch).max(1) as f64;
         for layer in &mut layers {
@@ -260,6 +332,29 @@ impl TractEngine {
     pub fn run_raw(&self, batch: &[f32]) -> Result<RawOutputs, ModelError> {
         let mut session = TractSession::new(self)?;
         session.run(batch, self.batch)
+    }
+
+    /// tract's inputs for `values` (exactly `batch_size()` tiles): the tiles, or the
+    /// stem's output computed here (beside the tiles where the graph reads both).
+    fn inputs(
+        &self,
+        values: &[f32],
+        scratch: &mut StemScratch,
+        cut: &mut Vec<f32>,
+        seconds: Option<&mut [f64]>,
+    ) -> Result<TVec<TValue>, ModelError> {
+        let px = self.spec.tile_px as usize;
+        let tiles = || Tensor::from_shape(&[self.batch, 3, px, px], values).map_err(inference_err);
+        let Some(stem) = &self.stem else {
+            return Ok(tvec!(tiles()?.into()));
+        };
+        stem.run(values, self.batch, scratch, cut, seconds);
+        let cut = Tensor::from_shape(&stem.cut_shape(self.batch), cut).map_err(inference_err)?;
+        Ok(if stem.keeps_tiles() {
+            tvec!(tiles()?.into(), cut.into())
+        } else {
+            tvec!(cut.into())
+        })
     }
 
     /// Whether the graph has the out-of-distribution output.
@@ -290,11 +385,14 @@ pub struct RawOutputs {
     pub ood: Option<Vec<f32>>,
 }
 
-/// One worker's tract state plus a reusable padded input buffer.
+/// One worker's tract state plus reusable buffers: the padded input, and the
+/// stem's scratch and output.
 struct TractSession<'a> {
     engine: &'a TractEngine,
     state: TileState,
     padded: Vec<f32>,
+    stem_scratch: StemScratch,
+    stem_out: Vec<f32>,
 }
 
 fn inference_err(e: TractError) -> ModelError {
@@ -310,6 +408,8 @@ impl<'a> TractSession<'a> {
             engine,
             state,
             padded: Vec::new(),
+            stem_scratch: StemScratch::default(),
+            stem_out: Vec::new(),
         })
     }
 
@@ -336,8 +436,8 @@ impl<'a> TractSession<'a> {
             self.padded.resize(e.batch * per_tile, 0.0);
             &self.padded
         };
-        let input = Tensor::from_shape(&[e.batch, 3, px, px], values).map_err(inference_err)?;
-        let outputs = self.state.run(tvec!(input.into())).map_err(inference_err)?;
+        let inputs = e.inputs(values, &mut self.stem_scratch, &mut self.stem_out, None)?;
+        let outputs = self.state.run(inputs).map_err(inference_err)?;
         let out = outputs
             .first()
             .ok_or_else(|| ModelError::Inference {
@@ -712,6 +812,65 @@ mod tests {
                 ..Default::default()
             }],
             ..Default::default()
+        }
+    }
+
+    /// Every model folder in the repository scores its parity tiles the same with the
+    /// first convolutions in `stem.rs` as with the whole graph in tract (float
+    /// rounding apart), logits and OOD distances; the folders whose graphs begin
+    /// with the stem's layers use it, the int8 one (QDQ first) does not.
+    #[test]
+    fn the_stem_kernel_gives_tracts_outputs_on_every_bundled_folder() {
+        if !stem::enabled() {
+            println!("skipped: no AVX2 and FMA here (or DIRASCOPE_STEM=tract): the whole graph runs in tract");
+            return;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        for (folder, layers_here) in [
+            ("dirascope-phantom-v1", 3),
+            ("dirascope-v2", 3),
+            ("dirascope-phantom-v1-int8", 0),
+        ] {
+            let dir = root.join(folder);
+            let model = crate::model::Model::load_with_batch(&dir, 4).expect("model loads");
+            let fixture = crate::model::check::ParityFixture::load(&model).expect("parity tiles");
+            let onnx = model.manifest.onnx_path(&dir);
+            let bytes = std::fs::read(&onnx).expect("onnx");
+            let load = |use_stem| {
+                TractEngine::load_with_stem(&bytes, &onnx, Some(&dir), &model.manifest, 4, use_stem)
+                    .expect("engine loads")
+            };
+            let (with, without) = (load(true), load(false));
+            assert_eq!(with.layers_before_tract(), layers_here, "{folder}");
+            assert_eq!(without.layers_before_tract(), 0, "{folder}");
+            assert_eq!(
+                with.summary().macs_per_tile,
+                without.summary().macs_per_tile,
+                "{folder}"
+            );
+            let per_tile = crate::model::values_per_tile(&model.manifest.input);
+            for batch in fixture.inputs.chunks_exact(4 * per_tile).take(2) {
+                let (a, b) = (
+                    with.run_raw(batch).unwrap(),
+                    without.run_raw(batch).unwrap(),
+                );
+                let (a_flat, b_flat): (Vec<f32>, Vec<f32>) = (a.logits.concat(), b.logits.concat());
+                let worst = a_flat
+                    .iter()
+                    .zip(&b_flat)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f32::max);
+                assert!(worst <= 1e-4, "{folder}: logits differ by {worst}");
+                assert_eq!(a.ood.is_some(), b.ood.is_some(), "{folder}");
+                if let (Some(x), Some(y)) = (a.ood, b.ood) {
+                    let worst = x
+                        .iter()
+                        .zip(&y)
+                        .map(|(p, q)| (p - q).abs() / q.abs().max(1.0))
+                        .fold(0.0, f32::max);
+                    assert!(worst <= 1e-4, "{folder}: OOD distances differ by {worst}");
+                }
+            }
         }
     }
 

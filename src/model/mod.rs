@@ -7,6 +7,7 @@ pub mod check;
 pub mod engine;
 pub mod manifest;
 pub mod preprocess;
+pub mod stem;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,818 @@
+//! The first convolutions of a tile, run here instead of in tract, for speed.
+//!
+//! tract runs every convolution as an im2col gather and a matrix product. For the
+//! thin convolutions at the top of the bundled models (3 -> 16 and 16 -> 24
+//! channels, 3x3, stride 2, on 224 and 112 px planes) the gather is most of the
+//! cost: they took 1.2 and 1.1 ms a tile, 9% and 20% of the machine's FMA peak,
+//! two thirds of a tile's inference (`benches/model_layers.rs`). Here they run as
+//! direct convolutions: each input row is split into its even and odd columns (so
+//! a stride-2 tap reads eight consecutive outputs' inputs with one load), then each
+//! output row is summed for four output channels and sixteen output columns at a
+//! time in eight AVX2 registers, and written already split for the next layer.
+//! Layers run row by row, each as soon as the rows it reads exist, so a layer's
+//! input is a few rows in a ring ([`RING`]) that stays in cache. Same products,
+//! summed in another order: outputs move only by float rounding (parity with
+//! onnxruntime is checked by the parity tests and `dirascope model check`).
+//!
+//! Applies where the CPU has AVX2 and FMA and the graph begins with such a layer:
+//! a plain `Conv` (3x3, stride 2, pads 1, group 1, no dilation, weights and bias
+//! inline) reading the tile input, read only by a `Relu`; the layers of the same
+//! shape that follow, each reading the last one's `Relu`, are taken too, up to
+//! [`MAX_LAYERS`]. Other graphs (the int8 folder starts with QDQ nodes) and other
+//! CPUs run entirely in tract, as does every graph when `DIRASCOPE_STEM=tract` is
+//! set (for comparisons).
+
+use tract_onnx::pb;
+
+/// How many leading layers run here at most: the bundled models' leading chain of
+/// stride-2 layers is three long (their fourth layer has stride 1). Taking the
+/// third too (24 -> 32 channels) gave 1.1x the tiles/s of taking two
+/// (`model_throughput`, one worker, three runs each, alternating, AMD EPYC).
+pub const MAX_LAYERS: usize = 3;
+
+/// Output channels summed together in the kernel.
+const CO: usize = 4;
+/// Eight-float registers of output columns summed together (16 columns).
+const XG: usize = 2;
+/// Floats in an AVX2 register.
+const LANES: usize = 8;
+/// Padded input rows a layer's column planes hold, in turn. An output row reads
+/// three (`2 oy` to `2 oy + 2`); layers run row by row (`Stem::run`), so the two
+/// rows written for the next output row may reuse the slots of the two the last
+/// one read first. Four rows keep each layer's planes within L1 and L2 (a whole
+/// 112 x 112 x 16 plane set is twice a core's L2).
+const RING: usize = 4;
+
+/// ONNX element type code for float32.
+const ONNX_FLOAT: i32 = 1;
+
+/// Whether leading layers may run here: the CPU has AVX2 and FMA, and
+/// `DIRASCOPE_STEM` is not `tract`.
+pub fn enabled() -> bool {
+    std::env::var("DIRASCOPE_STEM").map_or(true, |v| v != "tract") && cpu_has_kernel()
+}
+
+fn cpu_has_kernel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One 3x3 stride-2 convolution with pads 1, its bias and a ReLU, on planes of
+/// `h` x `w`; weights regrouped by blocks of [`CO`] output channels.
+#[derive(Debug, Clone)]
+pub struct StemLayer {
+    /// The ONNX `Conv` node's name.
+    pub name: String,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    /// `[cout / CO][cin][3 * 3][CO]`, zero for the channels past `cout`.
+    weights: Vec<f32>,
+    /// One per output channel, zero past `cout`.
+    bias: Vec<f32>,
+}
+
+impl StemLayer {
+    /// A layer from ONNX's `[cout][cin][3][3]` weights and `cout` biases.
+    fn new(name: String, cin: usize, h: usize, w: usize, weights: &[f32], bias: &[f32]) -> Self {
+        let cout = bias.len();
+        let blocks = cout.div_ceil(CO);
+        let mut packed = vec![0.0; blocks * cin * 9 * CO];
+        for o in 0..cout {
+            for c in 0..cin {
+                for k in 0..9 {
+                    packed[(((o / CO) * cin + c) * 9 + k) * CO + o % CO] =
+                        weights[(o * cin + c) * 9 + k];
+                }
+            }
+        }
+        let mut padded_bias = bias.to_vec();
+        padded_bias.resize(blocks * CO, 0.0);
+        StemLayer {
+            name,
+            cin,
+            cout,
+            h,
+            w,
+            weights: packed,
+            bias: padded_bias,
+        }
+    }
+
+    /// Output rows and columns: `(n + 2 - 3) / 2 + 1`.
+    pub fn out_hw(&self) -> (usize, usize) {
+        ((self.h - 1) / 2 + 1, (self.w - 1) / 2 + 1)
+    }
+
+    /// Input rows output row `oy` reads (pads aside): up to row `2 oy + 1`.
+    fn rows_read(&self, oy: usize) -> usize {
+        (2 * oy + 2).min(self.h)
+    }
+
+    /// Zeros in padded row `row`'s slot of every channel's column planes.
+    fn zero_row(&self, even: &mut [f32], odd: &mut [f32], row: usize) {
+        let pw = self.plane_w();
+        for c in 0..self.cin {
+            let at = self.row_at(c, row);
+            even[at..][..pw].fill(0.0);
+            odd[at..][..pw].fill(0.0);
+        }
+    }
+
+    /// Values a tile in and out.
+    fn in_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+
+    fn out_len(&self) -> usize {
+        let (oh, ow) = self.out_hw();
+        self.cout * oh * ow
+    }
+
+    /// Multiply-adds a tile.
+    pub fn macs(&self) -> u64 {
+        (self.out_len() * self.cin * 9) as u64
+    }
+
+    /// Width of a column plane: the output columns rounded up to whole kernel
+    /// steps, plus room for the odd plane's one-column shift and a step's overrun.
+    fn plane_w(&self) -> usize {
+        let (_, ow) = self.out_hw();
+        ow.div_ceil(LANES * XG) * LANES * XG + LANES
+    }
+
+    /// Values of one column plane set: [`RING`] rows of each input channel.
+    fn planes_len(&self) -> usize {
+        self.cin * RING * self.plane_w()
+    }
+
+    /// Where padded input row `row` (input row `row - 1`) of channel `c` starts in
+    /// the column planes: rows take turns in [`RING`] slots.
+    fn row_at(&self, c: usize, row: usize) -> usize {
+        (c * RING + row % RING) * self.plane_w()
+    }
+}
+
+/// The leading layers of a graph that run here, and where tract takes over.
+#[derive(Debug, Clone)]
+pub struct Stem {
+    pub layers: Vec<StemLayer>,
+    /// The tensor tract reads instead (the last layer's `Relu` output).
+    cut: String,
+    /// Its shape for one tile: `[channels, rows, columns]`.
+    cut_shape: [usize; 3],
+    /// Whether other nodes read the tile input too (it is then fed beside the cut).
+    keeps_tiles: bool,
+    /// The ONNX nodes (each layer's `Conv` and `Relu`) the rewrite removes.
+    nodes: Vec<String>,
+}
+
+/// Per-worker buffers: each layer's even and odd column planes. Their pads are
+/// zeroed once and never written.
+#[derive(Debug, Default)]
+pub struct StemScratch {
+    planes: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Where a layer writes: the next layer's column planes, or the cut (NCHW).
+enum Output<'a> {
+    Planes {
+        layer: &'a StemLayer,
+        even: &'a mut [f32],
+        odd: &'a mut [f32],
+    },
+    Nchw {
+        out: &'a mut [f32],
+        /// The layer's output rows and columns.
+        hw: (usize, usize),
+    },
+}
+
+impl Stem {
+    /// The leading layers of `graph` that can run here, for tiles of `channels` x
+    /// `px` x `px`; `None` where the graph does not begin with one.
+    pub fn detect(graph: &pb::GraphProto, channels: usize, px: usize) -> Option<Stem> {
+        let tiles = first_real_input(graph)?;
+        let readers = |name: &str| -> Vec<&pb::NodeProto> {
+            graph
+                .node
+                .iter()
+                .filter(|n| n.input.iter().any(|i| i == name))
+                .collect()
+        };
+        let is_output = |name: &str| graph.output.iter().any(|o| o.name == name);
+        let mut layers = Vec::new();
+        let mut nodes = Vec::new();
+        let (mut input, mut cin, mut size) = (tiles.name.clone(), channels, px);
+        while layers.len() < MAX_LAYERS {
+            let conv = match readers(&input).as_slice() {
+                [conv] => *conv,
+                // The tile input may have other readers (input statistics); only
+                // the conv's reader chain must be its own.
+                many if layers.is_empty() => match many
+                    .iter()
+                    .filter(|n| n.op_type == "Conv")
+                    .collect::<Vec<_>>()
+                    .as_slice()
+                {
+                    [conv] => **conv,
+                    _ => break,
+                },
+                _ => break,
+            };
+            let Some((weights, bias)) = plain_conv(graph, conv, &input, cin) else {
+                break;
+            };
+            let conv_out = conv.output.first()?;
+            let conv_readers = readers(conv_out);
+            let [relu] = conv_readers.as_slice() else {
+                break;
+            };
+            if relu.op_type != "Relu" || relu.input.len() != 1 || is_output(conv_out) {
+                break;
+            }
+            let relu_out = relu.output.first()?;
+            if is_output(relu_out) {
+                break;
+            }
+            let layer = StemLayer::new(conv.name.clone(), cin, size, size, &weights, &bias);
+            (input, cin, size) = (relu_out.clone(), layer.cout, layer.out_hw().0);
+            nodes.push(conv.name.clone());
+            nodes.push(relu.name.clone());
+            layers.push(layer);
+        }
+        let last = layers.last()?;
+        let (oh, ow) = last.out_hw();
+        let keeps_tiles = readers(&tiles.name).len() > 1;
+        Some(Stem {
+            cut_shape: [last.cout, oh, ow],
+            layers,
+            cut: input,
+            keeps_tiles,
+            nodes,
+        })
+    }
+
+    /// Values a tile of the tensor tract reads.
+    pub fn cut_len(&self) -> usize {
+        self.cut_shape.iter().product()
+    }
+
+    /// Shape of that tensor for `batch` tiles.
+    pub fn cut_shape(&self, batch: usize) -> [usize; 4] {
+        let [c, h, w] = self.cut_shape;
+        [batch, c, h, w]
+    }
+
+    /// Whether tract still reads the tiles themselves (input 0; the cut is input 1).
+    pub fn keeps_tiles(&self) -> bool {
+        self.keeps_tiles
+    }
+
+    /// Multiply-adds a tile of the layers run here.
+    pub fn macs(&self) -> u64 {
+        self.layers.iter().map(StemLayer::macs).sum()
+    }
+
+    /// `proto` without the layers run here: the cut becomes a graph input (in the
+    /// tiles' place, or beside them where other nodes read them).
+    pub fn rewrite(&self, proto: &mut pb::ModelProto) {
+        let Some(graph) = proto.graph.as_mut() else {
+            return;
+        };
+        let Some(tiles) = first_real_input(graph).cloned() else {
+            return;
+        };
+        graph.node.retain(|n| !self.nodes.contains(&n.name));
+        let mut cut = tiles.clone();
+        cut.name = self.cut.clone();
+        if let Some(pb::type_proto::Value::TensorType(t)) =
+            cut.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            t.elem_type = ONNX_FLOAT;
+            if let Some(shape) = t.shape.as_mut() {
+                shape.dim.truncate(1);
+                for value in self.cut_shape {
+                    shape.dim.push(pb::tensor_shape_proto::Dimension {
+                        value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(
+                            value as i64,
+                        )),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        if self.keeps_tiles {
+            graph.input.push(cut);
+        } else if let Some(slot) = graph.input.iter_mut().find(|i| i.name == tiles.name) {
+            *slot = cut;
+        }
+    }
+
+    /// Run the layers on the first `n` tiles of `tiles` (NCHW, back to back) into
+    /// `out` (`n * cut_len()` values). `seconds`, where given, gains each layer's time.
+    pub fn run(
+        &self,
+        tiles: &[f32],
+        n: usize,
+        scratch: &mut StemScratch,
+        out: &mut Vec<f32>,
+        mut seconds: Option<&mut [f64]>,
+    ) {
+        let first = &self.layers[0];
+        assert!(tiles.len() >= n * first.in_len(), "stem input too short");
+        assert!(cpu_has_kernel(), "stem layers need AVX2 and FMA");
+        if scratch.planes.len() != self.layers.len() {
+            scratch.planes = self
+                .layers
+                .iter()
+                .map(|l| (vec![0.0; l.planes_len()], vec![0.0; l.planes_len()]))
+                .collect();
+        }
+        out.clear();
+        out.resize(n * self.cut_len(), 0.0);
+        let last = self.layers.len() - 1;
+        for (t, dst) in out.chunks_exact_mut(self.cut_len()).enumerate() {
+            let tile = &tiles[t * first.in_len()..][..first.in_len()];
+            // Row by row, each layer as soon as the rows it reads are done, so the
+            // rows a layer writes are read again while they are still in cache
+            // (a tile's planes are larger than a core's L2).
+            let mut done = vec![0; self.layers.len()];
+            let mut split = 0;
+            // The top pad row of every layer's input; the bottom one once the
+            // rows above it are written.
+            for (layer, (even, odd)) in self.layers.iter().zip(&mut scratch.planes) {
+                layer.zero_row(even, odd, 0);
+            }
+            while done[last] < self.layers[last].out_hw().0 {
+                let i = (0..=last)
+                    .rev()
+                    .find(|&i| {
+                        let layer = &self.layers[i];
+                        done[i] < layer.out_hw().0
+                            && (i == 0 || layer.rows_read(done[i]) <= done[i - 1])
+                    })
+                    .unwrap_or(0);
+                let layer = &self.layers[i];
+                let start = seconds.is_some().then(std::time::Instant::now);
+                let (mine, next) = scratch.planes.split_at_mut(i + 1);
+                let (even, odd) = &mut mine[i];
+                if i == 0 && split < layer.rows_read(done[0]) {
+                    let rows = split..layer.rows_read(done[0]);
+                    split_columns(layer, tile, even, odd, rows.clone());
+                    split = rows.end;
+                    if split == layer.h {
+                        layer.zero_row(even, odd, layer.h + 1);
+                    }
+                }
+                // Layer i writes layer i + 1's planes, or the cut.
+                let output = match (next.first_mut(), self.layers.get(i + 1)) {
+                    (Some((next_even, next_odd)), Some(next_layer)) => Output::Planes {
+                        layer: next_layer,
+                        even: next_even,
+                        odd: next_odd,
+                    },
+                    _ => Output::Nchw {
+                        out: &mut *dst,
+                        hw: layer.out_hw(),
+                    },
+                };
+                conv(layer, even, odd, output, done[i]);
+                done[i] += 1;
+                if let (Some((next_even, next_odd)), Some(next_layer)) =
+                    (next.first_mut(), self.layers.get(i + 1))
+                {
+                    if done[i] == next_layer.h {
+                        next_layer.zero_row(next_even, next_odd, next_layer.h + 1);
+                    }
+                }
+                if let (Some(seconds), Some(start)) = (seconds.as_deref_mut(), start) {
+                    seconds[i] += start.elapsed().as_secs_f64();
+                }
+            }
+        }
+    }
+}
+
+/// The first layer's input split into its column planes.
+fn split_columns(
+    layer: &StemLayer,
+    input: &[f32],
+    even: &mut [f32],
+    odd: &mut [f32],
+    rows: std::ops::Range<usize>,
+) {
+    assert!(rows.end <= layer.h, "stem input rows");
+    assert_eq!(input.len(), layer.in_len(), "stem layer input");
+    assert_eq!(even.len(), layer.planes_len(), "stem column planes");
+    assert_eq!(odd.len(), layer.planes_len(), "stem column planes");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `Stem::run` checked that the CPU has AVX2 and FMA.
+    unsafe {
+        split_columns_avx2(layer, input, even, odd, rows)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("Stem::detect is only called where the kernel runs");
+}
+
+/// Output row `oy` of a layer's convolution, from its column planes into `output`.
+fn conv(layer: &StemLayer, even: &[f32], odd: &[f32], output: Output, oy: usize) {
+    assert!(oy < layer.out_hw().0, "stem output row");
+    assert_eq!(even.len(), layer.planes_len(), "stem column planes");
+    assert_eq!(odd.len(), layer.planes_len(), "stem column planes");
+    match &output {
+        Output::Nchw { out, hw } => {
+            assert_eq!(*hw, layer.out_hw());
+            assert_eq!(out.len(), layer.out_len(), "stem layer output");
+        }
+        Output::Planes {
+            layer: next,
+            even,
+            odd,
+        } => {
+            assert_eq!(
+                (next.cin, next.h, next.w),
+                (layer.cout, layer.out_hw().0, layer.out_hw().1)
+            );
+            assert_eq!(even.len(), next.planes_len(), "next column planes");
+            assert_eq!(odd.len(), next.planes_len(), "next column planes");
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `Stem::run` checked that the CPU has AVX2 and FMA; the lengths the
+    // kernel indexes by are the ones asserted above and in the kernel.
+    unsafe {
+        conv_avx2(layer, even, odd, output, oy)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("Stem::detect is only called where the kernel runs");
+}
+
+/// Input rows `rows` into their row slots: even columns (`even[j] = row[2j]`) and
+/// odd columns (`odd[j + 1] = row[2j + 1]`, so that `odd[j]` is column `2j - 1`).
+/// The columns past the row's end stay zero (the right pad, never written); the
+/// pad rows above and below are zeroed by `Stem::run`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn split_columns_avx2(
+    layer: &StemLayer,
+    input: &[f32],
+    even: &mut [f32],
+    odd: &mut [f32],
+    rows: std::ops::Range<usize>,
+) {
+    use std::arch::x86_64::*;
+    let (h, w, pw) = (layer.h, layer.w, layer.plane_w());
+    let whole = w / 16 * 16;
+    for c in 0..layer.cin {
+        for y in rows.clone() {
+            let row = &input[(c * h + y) * w..][..w];
+            let at = layer.row_at(c, y + 1);
+            let e = &mut even[at..][..pw];
+            let o = &mut odd[at..][..pw];
+            for j in (0..whole).step_by(16) {
+                let a = _mm256_loadu_ps(row[j..][..8].as_ptr());
+                let b = _mm256_loadu_ps(row[j + 8..][..8].as_ptr());
+                let (ev, od) = split_lanes(a, b);
+                _mm256_storeu_ps(e[j / 2..][..8].as_mut_ptr(), ev);
+                _mm256_storeu_ps(o[j / 2 + 1..][..8].as_mut_ptr(), od);
+            }
+            for x in whole..w {
+                if x.is_multiple_of(2) {
+                    e[x / 2] = row[x];
+                } else {
+                    o[x / 2 + 1] = row[x];
+                }
+            }
+        }
+    }
+}
+
+/// The convolution over the column planes: output row `oy` reads padded rows
+/// `2 oy + ky`; tap `kx` of output column `x` is input column `2x + kx - 1`, that
+/// is `odd[x]`, `even[x]` and `odd[x + 1]`. Bias, sums, then the ReLU.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn conv_avx2(layer: &StemLayer, even: &[f32], odd: &[f32], mut output: Output, oy: usize) {
+    use std::arch::x86_64::*;
+    let (pw, cin) = (layer.plane_w(), layer.cin);
+    let (oh, ow) = layer.out_hw();
+    // The furthest a load reaches: the last channel's last row slot, the last
+    // column step, the odd plane's shift, eight lanes.
+    let step = LANES * XG;
+    let last_step = (ow - 1) / step * step;
+    let reach = (cin * RING - 1) * pw + last_step + (XG - 1) * LANES + 1 + LANES;
+    assert!(
+        reach <= even.len() && reach <= odd.len(),
+        "stem plane reads in bounds"
+    );
+    let (even, odd) = (even.as_ptr(), odd.as_ptr());
+    let mut spill = [0f32; LANES * XG];
+    let zero = _mm256_setzero_ps();
+    for x0 in (0..ow).step_by(step) {
+        for block in 0..layer.cout.div_ceil(CO) {
+            let mut acc = [[zero; XG]; CO];
+            for (co, row) in acc.iter_mut().enumerate() {
+                *row = [_mm256_set1_ps(layer.bias[block * CO + co]); XG];
+            }
+            let weights = layer.weights[block * cin * 9 * CO..][..cin * 9 * CO].as_ptr();
+            for c in 0..cin {
+                for ky in 0..3 {
+                    let at = layer.row_at(c, 2 * oy + ky) + x0;
+                    let (e, o) = (even.add(at), odd.add(at));
+                    for kx in 0..3 {
+                        let tap = match kx {
+                            0 => o,
+                            1 => e,
+                            _ => o.add(1),
+                        };
+                        let w = weights.add((c * 9 + ky * 3 + kx) * CO);
+                        let mut v = [zero; XG];
+                        for (g, v) in v.iter_mut().enumerate() {
+                            *v = _mm256_loadu_ps(tap.add(g * LANES));
+                        }
+                        for (co, row) in acc.iter_mut().enumerate() {
+                            let wv = _mm256_broadcast_ss(&*w.add(co));
+                            for (a, v) in row.iter_mut().zip(&v) {
+                                *a = _mm256_fmadd_ps(wv, *v, *a);
+                            }
+                        }
+                    }
+                }
+            }
+            for (co, row) in acc.iter().enumerate().take(layer.cout - block * CO) {
+                let relu = row.map(|a| _mm256_max_ps(a, zero));
+                let channel = block * CO + co;
+                let whole = x0 + step <= ow;
+                match &mut output {
+                    Output::Nchw { out, .. } if whole => {
+                        let dst = &mut out[(channel * oh + oy) * ow + x0..][..step];
+                        for (g, v) in relu.iter().enumerate() {
+                            _mm256_storeu_ps(dst[g * LANES..].as_mut_ptr(), *v);
+                        }
+                    }
+                    Output::Planes {
+                        layer: next,
+                        even,
+                        odd,
+                    } if whole => {
+                        // Sixteen columns from x0 (even): their even and odd
+                        // columns, as `split_columns_avx2` splits a row.
+                        let at = next.row_at(channel, oy + 1) + x0 / 2;
+                        let (ev, od) = split_lanes(relu[0], relu[1]);
+                        _mm256_storeu_ps(even[at..][..LANES].as_mut_ptr(), ev);
+                        _mm256_storeu_ps(odd[at + 1..][..LANES].as_mut_ptr(), od);
+                    }
+                    _ => {
+                        for (g, v) in relu.iter().enumerate() {
+                            _mm256_storeu_ps(spill[g * LANES..].as_mut_ptr(), *v);
+                        }
+                        for x in x0..ow {
+                            output.put(channel, oy, x, spill[x - x0]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Output<'_> {
+    /// One output value, at channel `c`, row `y`, column `x` of the layer's output.
+    fn put(&mut self, c: usize, y: usize, x: usize, value: f32) {
+        match self {
+            Output::Nchw { out, hw: (h, w) } => out[(c * *h + y) * *w + x] = value,
+            Output::Planes { layer, even, odd } => {
+                let at = layer.row_at(c, y + 1) + x / 2;
+                if x.is_multiple_of(2) {
+                    even[at] = value;
+                } else {
+                    odd[at + 1] = value;
+                }
+            }
+        }
+    }
+}
+
+/// Sixteen consecutive values (`a` then `b`) as their eight even-indexed and
+/// eight odd-indexed values, in order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn split_lanes(
+    a: std::arch::x86_64::__m256,
+    b: std::arch::x86_64::__m256,
+) -> (std::arch::x86_64::__m256, std::arch::x86_64::__m256) {
+    use std::arch::x86_64::*;
+    // The shuffle interleaves 128-bit halves (a0 a2 b0 b2 | a4 a6 b4 b6); the
+    // permute puts a's four before b's four.
+    let ev = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+    let od = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+    let ev = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(ev));
+    let od = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(od));
+    (_mm256_castpd_ps(ev), _mm256_castpd_ps(od))
+}
+
+/// Weights `[cout, cin, 3, 3]` and bias `[cout]` of `conv` where it is a plain
+/// 3x3 stride-2 pads-1 convolution of `cin` channels reading `input`.
+fn plain_conv(
+    graph: &pb::GraphProto,
+    conv: &pb::NodeProto,
+    input: &str,
+    cin: usize,
+) -> Option<(Vec<f32>, Vec<f32>)> {
+    if conv.op_type != "Conv" || conv.input.first().map(String::as_str) != Some(input) {
+        return None;
+    }
+    for attr in &conv.attribute {
+        let plain = match attr.name.as_str() {
+            "group" => attr.i == 1,
+            "dilations" => attr.ints.iter().all(|&d| d == 1),
+            "auto_pad" => attr.s.is_empty() || attr.s == b"NOTSET",
+            "kernel_shape" => attr.ints == [3, 3],
+            "strides" => attr.ints == [2, 2],
+            "pads" => attr.ints == [1, 1, 1, 1],
+            _ => false,
+        };
+        if !plain {
+            return None;
+        }
+    }
+    // Both stride and pads must be stated: ONNX's defaults are 1 and 0.
+    let stated = |name: &str| conv.attribute.iter().any(|a| a.name == name);
+    if !stated("strides") || !stated("pads") {
+        return None;
+    }
+    let initializer = |name: &String| graph.initializer.iter().find(|t| &t.name == name);
+    let weight = initializer(conv.input.get(1)?)?;
+    let cout = *weight.dims.first()? as usize;
+    if weight.dims != [cout as i64, cin as i64, 3, 3] || cout == 0 {
+        return None;
+    }
+    let weights = floats(weight)?;
+    let bias = match conv.input.get(2).filter(|b| !b.is_empty()) {
+        Some(name) => {
+            let bias = initializer(name)?;
+            if bias.dims != [cout as i64] {
+                return None;
+            }
+            floats(bias)?
+        }
+        None => vec![0.0; cout],
+    };
+    Some((weights, bias))
+}
+
+/// A float initializer's values, where they are stored inline.
+fn floats(t: &pb::TensorProto) -> Option<Vec<f32>> {
+    if t.data_type != ONNX_FLOAT || !t.external_data.is_empty() {
+        return None;
+    }
+    let count: i64 = t.dims.iter().product();
+    let values: Vec<f32> = if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    (values.len() as i64 == count).then_some(values)
+}
+
+/// The graph's first input that is not an initializer (the tiles).
+fn first_real_input(graph: &pb::GraphProto) -> Option<&pb::ValueInfoProto> {
+    graph
+        .input
+        .iter()
+        .find(|i| !graph.initializer.iter().any(|t| t.name == i.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A direct convolution summed in f64, the reference the kernel is checked against.
+    fn reference(layer: &StemLayer, weights: &[f32], bias: &[f32], input: &[f32]) -> Vec<f32> {
+        let (oh, ow) = layer.out_hw();
+        let (h, w, cin) = (layer.h, layer.w, layer.cin);
+        let mut out = vec![0.0; bias.len() * oh * ow];
+        for (o, b) in bias.iter().enumerate() {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut sum = *b as f64;
+                    for c in 0..cin {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (iy, ix) =
+                                    ((2 * oy + ky).wrapping_sub(1), (2 * ox + kx).wrapping_sub(1));
+                                if iy < h && ix < w {
+                                    sum += weights[((o * cin + c) * 3 + ky) * 3 + kx] as f64
+                                        * input[(c * h + iy) * w + ix] as f64;
+                                }
+                            }
+                        }
+                    }
+                    out[(o * oh + oy) * ow + ox] = (sum as f32).max(0.0);
+                }
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 37 + seed * 11) % 101) as f32 / 50.0 - 1.0)
+            .collect()
+    }
+
+    /// A stem of the given layers (channels, height, width of each layer's input),
+    /// with weights and biases that give positive and negative sums.
+    /// One layer's weights and biases, as ONNX lays them out.
+    type Params = (Vec<f32>, Vec<f32>);
+
+    fn stem_of(shapes: &[(usize, usize, usize, usize)]) -> (Stem, Vec<Params>) {
+        let mut params = Vec::new();
+        let layers: Vec<StemLayer> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, &(cin, cout, h, w))| {
+                let weights = values(cout * cin * 9, 2 * i + 1);
+                let bias = values(cout, 2 * i + 2);
+                params.push((weights.clone(), bias.clone()));
+                StemLayer::new(format!("conv{i}"), cin, h, w, &weights, &bias)
+            })
+            .collect();
+        let last = layers.last().unwrap();
+        let (oh, ow) = last.out_hw();
+        let stem = Stem {
+            cut_shape: [last.cout, oh, ow],
+            layers,
+            cut: "cut".into(),
+            keeps_tiles: false,
+            nodes: Vec::new(),
+        };
+        (stem, params)
+    }
+
+    #[test]
+    fn the_kernel_gives_the_direct_convolution_on_any_plane_size_and_channel_count() {
+        if !cpu_has_kernel() {
+            println!("skipped: this CPU lacks AVX2 or FMA, so the stem runs in tract");
+            return;
+        }
+        // One layer and two; widths that are and are not multiples of the split's
+        // 16 columns and the kernel's 16-column step; odd heights; channel counts
+        // that are not multiples of the kernel's block of output channels.
+        let cases: &[&[(usize, usize, usize, usize)]] = &[
+            &[(3, 16, 224, 224), (16, 24, 112, 112)],
+            &[(3, 5, 17, 9)],
+            &[(3, 5, 17, 9), (5, 7, 9, 5)],
+            &[(2, 7, 6, 40), (7, 3, 3, 20)],
+            &[(5, 4, 1, 1)],
+            &[(1, 1, 3, 33)],
+            &[(3, 6, 66, 50), (6, 13, 33, 25)],
+            // Three layers: the row order and the row slots' reuse across two handovers.
+            &[(3, 8, 70, 64), (8, 5, 35, 32), (5, 9, 18, 16)],
+        ];
+        for shapes in cases {
+            let (stem, params) = stem_of(shapes);
+            let first = &stem.layers[0];
+            let tiles = [values(first.in_len(), 3), values(first.in_len(), 4)].concat();
+            let mut want = Vec::new();
+            for tile in tiles.chunks_exact(first.in_len()) {
+                let mut x = tile.to_vec();
+                for (layer, (weights, bias)) in stem.layers.iter().zip(&params) {
+                    x = reference(layer, weights, bias, &x);
+                }
+                want.extend(x);
+            }
+            let mut scratch = StemScratch::default();
+            let mut out = vec![f32::NAN; 7];
+            // Twice through the same scratch: the second run must not see the first.
+            for _ in 0..2 {
+                let mut seconds = vec![0.0; stem.layers.len()];
+                stem.run(&tiles, 2, &mut scratch, &mut out, Some(&mut seconds));
+                assert_eq!(out.len(), want.len());
+                // Float sums in another order: relative to the value's size.
+                let worst = out
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                    .fold(0.0, f32::max);
+                assert!(worst <= 1e-5, "{shapes:?}: max relative diff {worst}");
+                assert!(
+                    out.iter().any(|&v| v > 0.0) && out.iter().all(|&v| v >= 0.0),
+                    "{shapes:?}"
+                );
+                assert!(seconds.iter().all(|&s| s > 0.0));
+            }
+        }
+    }
+}
