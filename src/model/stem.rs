@@ -170,12 +170,14 @@ pub struct Stem {
     cut_shape: [usize; 3],
     /// Whether other nodes read the tile input too (it is then fed beside the cut).
     keeps_tiles: bool,
-    /// The ONNX nodes (each layer's `Conv` and `Relu`) the rewrite removes.
-    nodes: Vec<String>,
+    /// The outputs of the ONNX nodes (each layer's `Conv` and `Relu`) the rewrite
+    /// removes: output names are unique in a graph, node names need not be.
+    removed: Vec<String>,
 }
 
-/// Per-worker buffers: each layer's even and odd column planes. Their pads are
-/// zeroed once and never written.
+/// Per-worker buffers: each layer's even and odd column planes, [`RING`] rows of
+/// each input channel. The columns past a row's end are never written (the right
+/// pad); the pad rows above and below are zeroed for every tile.
 #[derive(Debug, Default)]
 pub struct StemScratch {
     planes: Vec<(Vec<f32>, Vec<f32>)>,
@@ -209,7 +211,7 @@ impl Stem {
         };
         let is_output = |name: &str| graph.output.iter().any(|o| o.name == name);
         let mut layers = Vec::new();
-        let mut nodes = Vec::new();
+        let mut removed = Vec::new();
         let (mut input, mut cin, mut size) = (tiles.name.clone(), channels, px);
         while layers.len() < MAX_LAYERS {
             let conv = match readers(&input).as_slice() {
@@ -244,8 +246,8 @@ impl Stem {
             }
             let layer = StemLayer::new(conv.name.clone(), cin, size, size, &weights, &bias);
             (input, cin, size) = (relu_out.clone(), layer.cout, layer.out_hw().0);
-            nodes.push(conv.name.clone());
-            nodes.push(relu.name.clone());
+            removed.push(conv_out.clone());
+            removed.push(relu_out.clone());
             layers.push(layer);
         }
         let last = layers.last()?;
@@ -256,7 +258,7 @@ impl Stem {
             layers,
             cut: input,
             keeps_tiles,
-            nodes,
+            removed,
         })
     }
 
@@ -290,7 +292,9 @@ impl Stem {
         let Some(tiles) = first_real_input(graph).cloned() else {
             return;
         };
-        graph.node.retain(|n| !self.nodes.contains(&n.name));
+        graph
+            .node
+            .retain(|n| !n.output.first().is_some_and(|o| self.removed.contains(o)));
         let mut cut = tiles.clone();
         cut.name = self.cut.clone();
         if let Some(pb::type_proto::Value::TensorType(t)) =
@@ -698,6 +702,73 @@ fn first_real_input(graph: &pb::GraphProto) -> Option<&pb::ValueInfoProto> {
 mod tests {
     use super::*;
 
+    fn bundled_graph() -> pb::ModelProto {
+        use tract_onnx::prelude::Framework;
+        tract_onnx::onnx()
+            .proto_model_for_read(&mut &crate::model::bundled::ONNX[..])
+            .expect("bundled ONNX decodes")
+    }
+
+    #[test]
+    fn the_bundled_graph_gives_up_its_three_leading_layers_and_nothing_else() {
+        let mut proto = bundled_graph();
+        // Unnamed nodes (allowed by ONNX) must not confuse the rewrite.
+        for node in &mut proto.graph.as_mut().unwrap().node {
+            node.name.clear();
+        }
+        let graph = proto.graph.as_ref().unwrap();
+        let before = graph.node.len();
+        let stem = Stem::detect(graph, 3, 224).expect("the bundled stem is detected");
+        assert_eq!(stem.layers.len(), 3);
+        assert_eq!(stem.cut_shape(2), [2, 32, 28, 28]);
+        assert!(!stem.keeps_tiles());
+        assert_eq!(stem.macs(), 5_419_008 + 10_838_016 + 5_419_008);
+        stem.rewrite(&mut proto);
+        let graph = proto.graph.as_ref().unwrap();
+        assert_eq!(
+            graph.node.len(),
+            before - 6,
+            "three Conv and three Relu removed"
+        );
+        assert_eq!(graph.input[0].name, stem.cut, "the cut replaces the tiles");
+        assert!(graph.node.iter().any(|n| n.input.contains(&stem.cut)));
+
+        // A first layer of another stride, dilation or group is left to tract.
+        for (attr, value) in [("strides", vec![1, 1]), ("dilations", vec![2, 2])] {
+            let mut proto = bundled_graph();
+            let conv = &mut proto.graph.as_mut().unwrap().node[0];
+            conv.attribute
+                .iter_mut()
+                .find(|a| a.name == attr)
+                .unwrap()
+                .ints = value;
+            assert!(
+                Stem::detect(proto.graph.as_ref().unwrap(), 3, 224).is_none(),
+                "{attr}"
+            );
+        }
+        let mut proto = bundled_graph();
+        let conv = &mut proto.graph.as_mut().unwrap().node[0];
+        conv.attribute
+            .iter_mut()
+            .find(|a| a.name == "group")
+            .unwrap()
+            .i = 3;
+        assert!(Stem::detect(proto.graph.as_ref().unwrap(), 3, 224).is_none());
+        // A second layer that is not plain ends the chain after the first.
+        let mut proto = bundled_graph();
+        let second = &mut proto.graph.as_mut().unwrap().node[2];
+        assert_eq!(second.op_type, "Conv");
+        second
+            .attribute
+            .iter_mut()
+            .find(|a| a.name == "strides")
+            .unwrap()
+            .ints = vec![1, 1];
+        let stem = Stem::detect(proto.graph.as_ref().unwrap(), 3, 224).unwrap();
+        assert_eq!(stem.cut_shape(1), [1, 16, 112, 112]);
+    }
+
     /// A direct convolution summed in f64, the reference the kernel is checked against.
     fn reference(layer: &StemLayer, weights: &[f32], bias: &[f32], input: &[f32]) -> Vec<f32> {
         let (oh, ow) = layer.out_hw();
@@ -756,7 +827,7 @@ mod tests {
             layers,
             cut: "cut".into(),
             keeps_tiles: false,
-            nodes: Vec::new(),
+            removed: Vec::new(),
         };
         (stem, params)
     }
