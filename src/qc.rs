@@ -264,23 +264,36 @@ pub fn laplacian_variance(tile: &RgbImage) -> f64 {
     if w < 3 || h < 3 {
         return 0.0;
     }
-    let grey: Vec<f64> = tile
-        .pixels()
-        .map(|p| 0.299 * p.0[0] as f64 + 0.587 * p.0[1] as f64 + 0.114 * p.0[2] as f64)
-        .collect();
+    // Grey rows made as the loop reaches them, three held at a time: the same values
+    // and sums, in the same order, as from a whole grey copy of the tile (which cost
+    // a 400 KB buffer a tile).
+    let raw = tile.as_raw();
+    let grey_row = |y: usize, row: &mut Vec<f64>| {
+        row.clear();
+        row.extend(
+            raw[y * w * 3..][..w * 3]
+                .chunks_exact(3)
+                .map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64),
+        );
+    };
+    let (mut above, mut here, mut below) = (
+        Vec::with_capacity(w),
+        Vec::with_capacity(w),
+        Vec::with_capacity(w),
+    );
+    grey_row(0, &mut above);
+    grey_row(1, &mut here);
     let (mut sum, mut sum2, mut n) = (0.0, 0.0, 0.0);
     for y in 1..h - 1 {
+        grey_row(y + 1, &mut below);
         for x in 1..w - 1 {
-            let c = grey[y * w + x];
-            let l = grey[y * w + x - 1]
-                + grey[y * w + x + 1]
-                + grey[(y - 1) * w + x]
-                + grey[(y + 1) * w + x]
-                - 4.0 * c;
+            let c = here[x];
+            let l = here[x - 1] + here[x + 1] + above[x] + below[x] - 4.0 * c;
             sum += l;
             sum2 += l * l;
             n += 1.0;
         }
+        (above, here, below) = (here, below, above);
     }
     let mean = sum / n;
     (sum2 / n - mean * mean).max(0.0)
@@ -348,6 +361,53 @@ mod tests {
         qc.check_tiles(4, &[500.0, 3.0, 2.0, 4.0], &QcOptions::default());
         assert_eq!(qc.laplacian_variance, Some(3.5));
         assert_eq!(qc.gate(), Some(Gate::QcFail));
+    }
+
+    /// The focus measure as first written, from a whole grey copy of the tile.
+    fn laplacian_variance_of_a_grey_copy(tile: &RgbImage) -> f64 {
+        let (w, h) = (tile.width() as usize, tile.height() as usize);
+        let grey: Vec<f64> = tile
+            .pixels()
+            .map(|p| 0.299 * p.0[0] as f64 + 0.587 * p.0[1] as f64 + 0.114 * p.0[2] as f64)
+            .collect();
+        let (mut sum, mut sum2, mut n) = (0.0, 0.0, 0.0);
+        for y in 1..h - 1 {
+            for x in 1..w - 1 {
+                let c = grey[y * w + x];
+                let l = grey[y * w + x - 1]
+                    + grey[y * w + x + 1]
+                    + grey[(y - 1) * w + x]
+                    + grey[(y + 1) * w + x]
+                    - 4.0 * c;
+                sum += l;
+                sum2 += l * l;
+                n += 1.0;
+            }
+        }
+        let mean = sum / n;
+        (sum2 / n - mean * mean).max(0.0)
+    }
+
+    #[test]
+    fn laplacian_variance_row_by_row_is_the_grey_copys_to_the_bit() {
+        let mut state = 12345u32;
+        for (w, h) in [(4, 3), (224, 224), (17, 5), (5, 31)] {
+            let tile = RgbImage::from_fn(w, h, |_, _| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let [a, b, c, _] = state.to_le_bytes();
+                image::Rgb([a, b, c])
+            });
+            let (got, want) = (
+                laplacian_variance(&tile),
+                laplacian_variance_of_a_grey_copy(&tile),
+            );
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{w}x{h}: {got} against {want}"
+            );
+            assert!(got > 0.0);
+        }
     }
 
     #[test]
