@@ -135,6 +135,13 @@ fn step<T>(
     run().map_err(|error| StageError { stage, error })
 }
 
+/// `run()`'s result and the seconds it took.
+fn timed<T>(run: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let out = run();
+    (out, t.elapsed().as_secs_f64())
+}
+
 /// What every slide of one run shares: the scorer, its model, the options, the
 /// configuration they resolve to (echoed in each audit, compared on resume), and the
 /// tile stream, sized once from the resolved thread count.
@@ -236,8 +243,8 @@ impl<'a> Scoring<'a> {
         let started_at = SystemTime::now();
         let t_total = Instant::now();
         let mut timings = Timings::default();
-        let slide = step(current, Stage::Open, || self.open(path, &mut timings))?;
-        let measured = self.measure(path, &slide, progress, current, &mut timings)?;
+        let mut slide = step(current, Stage::Open, || self.open(path, &mut timings))?;
+        let measured = self.measure(path, &mut slide, progress, current, &mut timings)?;
         let t = Instant::now();
         let mut slide_report = self.slide_report(id, path, &slide, &measured, started_at);
         step(current, Stage::Report, || {
@@ -266,10 +273,11 @@ impl<'a> Scoring<'a> {
     }
 
     /// The stages from tissue to aggregate: everything the slide's report states.
+    /// Where the file is hashed beside the tissue step, its digest lands in `slide`.
     fn measure(
         &self,
         path: &Path,
-        slide: &Opened,
+        slide: &mut Opened,
         progress: Option<&indicatif::ProgressBar>,
         current: &Cell<Stage>,
         timings: &mut Timings,
@@ -284,7 +292,31 @@ impl<'a> Scoring<'a> {
             .into()),
         })?;
         let t = Instant::now();
-        let mask = step(current, Stage::Tissue, || self.tissue_mask(slide))?;
+        // The tissue step runs on one thread; with a second one to spare, the file is
+        // hashed beside it (the stream's workers start after both).
+        let (mask, digest) = std::thread::scope(|scope| {
+            let hashing = self
+                .hash_beside_tissue()
+                .then(|| scope.spawn(|| timed(|| report::audit::sha256_file(path))));
+            let mask = step(current, Stage::Tissue, || self.tissue_mask(slide));
+            let digest = hashing.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            (mask, digest)
+        });
+        let mask = mask?;
+        if let Some((digest, seconds)) = digest {
+            let (sha256, _) = step(current, Stage::Open, || {
+                digest.map_err(|source| {
+                    SlideError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    }
+                    .into()
+                })
+            })?;
+            slide.sha256 = Some(sha256);
+            timings.hash_s = seconds;
+        }
+        let slide = &*slide;
         let mut qc = step(current, Stage::Qc, || {
             Ok(QcReport::check_slide(
                 slide.info.mpp,
@@ -437,7 +469,7 @@ impl<'a> Scoring<'a> {
             path: path.to_path_buf(),
             source,
         };
-        let (sha256, size_bytes) = if self.options.hash_slides {
+        let (sha256, size_bytes) = if self.options.hash_slides && !self.hash_beside_tissue() {
             let (h, n) = report::audit::sha256_file(path).map_err(io)?;
             (Some(h), n)
         } else {
@@ -450,6 +482,13 @@ impl<'a> Scoring<'a> {
             sha256,
             size_bytes,
         })
+    }
+
+    /// Whether the slide file is hashed on a second thread beside the tissue step
+    /// (`measure`) rather than after opening: where it is hashed at all and the run
+    /// has two threads or more, so `--threads 1` keeps one thread busy.
+    fn hash_beside_tissue(&self) -> bool {
+        self.options.hash_slides && self.stream.workers() >= 2
     }
 
     /// The user's mask when one was given, else one detected on a thumbnail.
@@ -757,6 +796,11 @@ mod tests {
         assert!(ra.qc.flags.is_empty(), "{:?}", ra.qc.flags);
         assert_eq!(ra.result.call, Call::DiraPattern);
         assert!(ra.note.is_some());
+        // One thread hashes the file after opening it; two hash it beside the tissue step.
+        let (digest, _) = report::audit::sha256_file(&slide).unwrap();
+        assert_eq!(ra.slide.sha256.as_deref(), Some(digest.as_str()));
+        assert_eq!(rb.slide.sha256.as_deref(), Some(digest.as_str()));
+        assert!(rb.timings.hash_s > 0.0);
         let ja = report::json::to_json_without_times(&ra).unwrap();
         let jb = report::json::to_json_without_times(&rb).unwrap();
         assert_eq!(ja, jb);

@@ -140,7 +140,8 @@ def main():
     t = report["timings"]
     print("dirascope time (report.json timings, s); stages in order, wall:")
     print(f"  startup + model load {r_wall - t['total_s']:.1f} (process wall - total_s), open {t['open_s']:.2f}, "
-          f"sha256 {t['hash_s']:.1f}, tissue + qc {t['tissue_s']:.2f}, tile stream {t['stream_s']:.1f}, "
+          f"sha256 {t['hash_s']:.1f} (beside tissue with 2+ threads), tissue + qc {t['tissue_s']:.2f}, "
+          f"tile stream {t['stream_s']:.1f}, "
           f"aggregate {t['aggregate_s']:.2f}, reports {t['reports_s']:.1f}; total {t['total_s']:.1f}")
     parts = [("decode", t["decode_s"]), ("resample", t["resample_s"]), ("tile qc", t["tile_qc_s"]),
              ("inference", t["inference_s"])]

@@ -234,6 +234,9 @@ pub struct TileCounts {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     pub open_s: f64,
+    /// Hashing the slide file. With two or more threads it runs on its own thread
+    /// beside the tissue step, so it overlaps `tissue_s` (which then includes any
+    /// wait for it).
     pub hash_s: f64,
     /// Thumbnail, tissue mask and slide-level QC.
     pub tissue_s: f64,
