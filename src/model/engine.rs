@@ -11,7 +11,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use super::manifest::{is_plain_relative, Activation, InputSpec, Manifest};
-use super::stem::{self, Stem, StemScratch};
+use super::stem::{self, Kernel, Stem, StemScratch};
 use super::{Classified, ClassifierSession, Finding, FindingProbs, ModelError, TileClassifier};
 
 type Plan = TypedSimplePlan;
@@ -84,24 +84,18 @@ impl TractEngine {
         manifest: &Manifest,
         batch: usize,
     ) -> Result<TractEngine, ModelError> {
-        TractEngine::load_with_stem(
-            bytes,
-            onnx_path,
-            model_dir,
-            manifest,
-            batch,
-            stem::enabled(),
-        )
+        TractEngine::load_with_stem(bytes, onnx_path, model_dir, manifest, batch, stem::kernel())
     }
 
-    /// As [`TractEngine::load`]; `use_stem` false runs the whole graph in tract.
+    /// As [`TractEngine::load`], with the leading layers in `kernel` where the graph
+    /// allows; `None` runs the whole graph in tract.
     fn load_with_stem(
         bytes: &[u8],
         onnx_path: &Path,
         model_dir: Option<&Path>,
         manifest: &Manifest,
         batch: usize,
-        use_stem: bool,
+        kernel: Option<Kernel>,
     ) -> Result<TractEngine, ModelError> {
         let batch = batch.max(1);
         let not_onnx = |reason: String| ModelError::NotOnnx {
@@ -129,7 +123,7 @@ impl TractEngine {
         };
         let dir = model_dir.and_then(|d| d.to_str());
         let px = manifest.input.tile_px as usize;
-        let stem = use_stem.then(|| Stem::detect(graph, 3, px)).flatten();
+        let stem = kernel.and_then(|k| Stem::detect(graph, 3, px, k));
         if let Some(stem) = &stem {
             stem.rewrite(&mut proto);
         }
@@ -210,9 +204,10 @@ impl TractEngine {
             None if stem::enabled() => format!("{tract} (the whole graph)"),
             None => format!("{tract} (the whole graph; DIRASCOPE_STEM=tract or no AVX2 and FMA)"),
             Some(stem) => format!(
-                "first {} convolutions ({:.1} M multiply-adds) in dirascope's AVX2 kernel, the rest in {tract}",
+                "first {} convolutions ({:.1} M multiply-adds) in dirascope's {} kernel, the rest in {tract}",
                 stem.layers.len(),
-                stem.macs() as f64 / 1e6
+                stem.macs() as f64 / 1e6,
+                stem.kernel.name()
             ),
         }
     }
@@ -816,9 +811,10 @@ mod tests {
     }
 
     /// Every model folder in the repository scores its parity tiles the same with the
-    /// first convolutions in `stem.rs` as with the whole graph in tract (float
-    /// rounding apart), logits and OOD distances; the folders whose graphs begin
-    /// with the stem's layers use it, the int8 one (QDQ first) does not.
+    /// first convolutions in `stem.rs` (each kernel the CPU has) as with the whole
+    /// graph in tract (float rounding apart), logits and OOD distances; the folders
+    /// whose graphs begin with the stem's layers use it, the int8 one (QDQ first)
+    /// does not.
     #[test]
     fn the_stem_kernel_gives_tracts_outputs_on_every_bundled_folder() {
         if !stem::enabled() {
@@ -836,39 +832,44 @@ mod tests {
             let fixture = crate::model::check::ParityFixture::load(&model).expect("parity tiles");
             let onnx = model.manifest.onnx_path(&dir);
             let bytes = std::fs::read(&onnx).expect("onnx");
-            let load = |use_stem| {
-                TractEngine::load_with_stem(&bytes, &onnx, Some(&dir), &model.manifest, 4, use_stem)
+            let load = |kernel| {
+                TractEngine::load_with_stem(&bytes, &onnx, Some(&dir), &model.manifest, 4, kernel)
                     .expect("engine loads")
             };
-            let (with, without) = (load(true), load(false));
-            assert_eq!(with.layers_before_tract(), layers_here, "{folder}");
+            let without = load(None);
             assert_eq!(without.layers_before_tract(), 0, "{folder}");
-            assert_eq!(
-                with.summary().macs_per_tile,
-                without.summary().macs_per_tile,
-                "{folder}"
-            );
-            let per_tile = crate::model::values_per_tile(&model.manifest.input);
-            for batch in fixture.inputs.chunks_exact(4 * per_tile).take(2) {
-                let (a, b) = (
-                    with.run_raw(batch).unwrap(),
-                    without.run_raw(batch).unwrap(),
+            for kernel in Kernel::available() {
+                let with = load(Some(kernel));
+                let folder = format!("{folder} ({kernel:?})");
+                assert_eq!(with.layers_before_tract(), layers_here, "{folder}");
+                assert_eq!(
+                    with.summary().macs_per_tile,
+                    without.summary().macs_per_tile,
+                    "{folder}"
                 );
-                let (a_flat, b_flat): (Vec<f32>, Vec<f32>) = (a.logits.concat(), b.logits.concat());
-                let worst = a_flat
-                    .iter()
-                    .zip(&b_flat)
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0.0, f32::max);
-                assert!(worst <= 1e-4, "{folder}: logits differ by {worst}");
-                assert_eq!(a.ood.is_some(), b.ood.is_some(), "{folder}");
-                if let (Some(x), Some(y)) = (a.ood, b.ood) {
-                    let worst = x
+                let per_tile = crate::model::values_per_tile(&model.manifest.input);
+                for batch in fixture.inputs.chunks_exact(4 * per_tile).take(2) {
+                    let (a, b) = (
+                        with.run_raw(batch).unwrap(),
+                        without.run_raw(batch).unwrap(),
+                    );
+                    let (a_flat, b_flat): (Vec<f32>, Vec<f32>) =
+                        (a.logits.concat(), b.logits.concat());
+                    let worst = a_flat
                         .iter()
-                        .zip(&y)
-                        .map(|(p, q)| (p - q).abs() / q.abs().max(1.0))
+                        .zip(&b_flat)
+                        .map(|(x, y)| (x - y).abs())
                         .fold(0.0, f32::max);
-                    assert!(worst <= 1e-4, "{folder}: OOD distances differ by {worst}");
+                    assert!(worst <= 1e-4, "{folder}: logits differ by {worst}");
+                    assert_eq!(a.ood.is_some(), b.ood.is_some(), "{folder}");
+                    if let (Some(x), Some(y)) = (a.ood, b.ood) {
+                        let worst = x
+                            .iter()
+                            .zip(&y)
+                            .map(|(p, q)| (p - q).abs() / q.abs().max(1.0))
+                            .fold(0.0, f32::max);
+                        assert!(worst <= 1e-4, "{folder}: OOD distances differ by {worst}");
+                    }
                 }
             }
         }

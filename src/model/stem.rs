@@ -6,13 +6,15 @@
 //! cost: they took 1.2 and 1.1 ms a tile, 9% and 20% of the machine's FMA peak,
 //! two thirds of a tile's inference (`benches/model_layers.rs`). Here they run as
 //! direct convolutions: each input row is split into its even and odd columns (so
-//! a stride-2 tap reads eight consecutive outputs' inputs with one load), then each
-//! output row is summed for four output channels and sixteen output columns at a
-//! time in eight AVX2 registers, and written already split for the next layer.
-//! Layers run row by row, each as soon as the rows it reads exist, so a layer's
-//! input is a few rows in a ring ([`RING`]) that stays in cache. Same products,
-//! summed in another order: outputs move only by float rounding (parity with
-//! onnxruntime is checked by the parity tests and `dirascope model check`).
+//! a stride-2 tap reads consecutive outputs' inputs with one load), then each
+//! output row is summed for a block of output channels and columns at a time in
+//! vector registers, and written already split for the next layer. Two kernels
+//! ([`Kernel`]): AVX2 (4 channels x 16 columns in eight registers) and AVX-512
+//! (8 channels x 32 columns in sixteen). Layers run row by row, each as soon as
+//! the rows it reads exist, so a layer's input is a few rows in a ring ([`RING`])
+//! that stays in cache. Same products, summed in another order: outputs move only
+//! by float rounding (parity with onnxruntime is checked by the parity tests and
+//! `dirascope model check`).
 //!
 //! Applies where the CPU has AVX2 and FMA and the graph begins with such a layer:
 //! a plain `Conv` (3x3, stride 2, pads 1, group 1, no dilation, weights and bias
@@ -20,7 +22,8 @@
 //! shape that follow, each reading the last one's `Relu`, are taken too, up to
 //! [`MAX_LAYERS`]. Other graphs (the int8 folder starts with QDQ nodes) and other
 //! CPUs run entirely in tract, as does every graph when `DIRASCOPE_STEM=tract` is
-//! set (for comparisons).
+//! set (for comparisons; `DIRASCOPE_STEM=avx2` keeps an AVX-512 CPU on the AVX2
+//! kernel).
 
 use tract_onnx::pb;
 
@@ -30,12 +33,18 @@ use tract_onnx::pb;
 /// (`model_throughput`, one worker, three runs each, alternating, AMD EPYC).
 pub const MAX_LAYERS: usize = 3;
 
-/// Output channels summed together in the kernel.
+/// Output channels summed together in the AVX2 kernel.
 const CO: usize = 4;
 /// Eight-float registers of output columns summed together (16 columns).
 const XG: usize = 2;
 /// Floats in an AVX2 register.
 const LANES: usize = 8;
+/// Output channels whose weights are stored together: the AVX-512 kernel's block
+/// of channels; the AVX2 kernel reads each group as two blocks of [`CO`].
+const PACK: usize = 8;
+/// Output columns the plane layout is rounded to: the AVX2 kernel's step, and the
+/// AVX-512 kernel's narrow step (it takes 32 columns where more than 16 remain).
+const STEP: usize = LANES * XG;
 /// Padded input rows a layer's column planes hold, in turn. An output row reads
 /// three (`2 oy` to `2 oy + 2`); layers run row by row (`Stem::run`), so the two
 /// rows written for the next output row may reuse the slots of the two the last
@@ -46,25 +55,69 @@ const RING: usize = 4;
 /// ONNX element type code for float32.
 const ONNX_FLOAT: i32 = 1;
 
-/// Whether leading layers may run here: the CPU has AVX2 and FMA, and
-/// `DIRASCOPE_STEM` is not `tract`.
-pub fn enabled() -> bool {
-    std::env::var("DIRASCOPE_STEM").map_or(true, |v| v != "tract") && cpu_has_kernel()
+/// Which of dirascope's kernels runs the leading layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// 256-bit AVX2 and FMA: 4 output channels x 16 columns in 8 registers.
+    Avx2,
+    /// 512-bit AVX-512F: 8 output channels x 32 columns in 16 registers (16
+    /// columns at a row's end).
+    Avx512,
 }
 
-fn cpu_has_kernel() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+impl Kernel {
+    /// What the kernel is called in `dirascope model check`'s engine line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx2 => "AVX2",
+            Kernel::Avx512 => "AVX-512",
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// The kernels this CPU can run, widest first.
+    pub fn available() -> Vec<Kernel> {
+        [Kernel::Avx512, Kernel::Avx2]
+            .into_iter()
+            .filter(|k| k.cpu_has())
+            .collect()
     }
+
+    fn cpu_has(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            match self {
+                Kernel::Avx2 => avx2,
+                Kernel::Avx512 => avx2 && std::arch::is_x86_feature_detected!("avx512f"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+}
+
+/// The kernel leading layers run in: the widest the CPU has, or none where it has
+/// neither or `DIRASCOPE_STEM` is `tract` (`avx2` keeps AVX-512 CPUs on AVX2, for
+/// comparisons).
+pub fn kernel() -> Option<Kernel> {
+    let choice = std::env::var("DIRASCOPE_STEM").unwrap_or_default();
+    match choice.as_str() {
+        "tract" => None,
+        "avx2" => Some(Kernel::Avx2).filter(|k| k.cpu_has()),
+        _ => Kernel::available().first().copied(),
+    }
+}
+
+/// Whether leading layers may run here: [`kernel`] found one.
+pub fn enabled() -> bool {
+    kernel().is_some()
 }
 
 /// One 3x3 stride-2 convolution with pads 1, its bias and a ReLU, on planes of
-/// `h` x `w`; weights regrouped by blocks of [`CO`] output channels.
+/// `h` x `w`; weights regrouped by groups of [`PACK`] output channels.
 #[derive(Debug, Clone)]
 pub struct StemLayer {
     /// The ONNX `Conv` node's name.
@@ -73,7 +126,7 @@ pub struct StemLayer {
     cout: usize,
     h: usize,
     w: usize,
-    /// `[cout / CO][cin][3 * 3][CO]`, zero for the channels past `cout`.
+    /// `[cout / PACK][cin][3 * 3][PACK]`, zero for the channels past `cout`.
     weights: Vec<f32>,
     /// One per output channel, zero past `cout`.
     bias: Vec<f32>,
@@ -83,18 +136,18 @@ impl StemLayer {
     /// A layer from ONNX's `[cout][cin][3][3]` weights and `cout` biases.
     fn new(name: String, cin: usize, h: usize, w: usize, weights: &[f32], bias: &[f32]) -> Self {
         let cout = bias.len();
-        let blocks = cout.div_ceil(CO);
-        let mut packed = vec![0.0; blocks * cin * 9 * CO];
+        let groups = cout.div_ceil(PACK);
+        let mut packed = vec![0.0; groups * cin * 9 * PACK];
         for o in 0..cout {
             for c in 0..cin {
                 for k in 0..9 {
-                    packed[(((o / CO) * cin + c) * 9 + k) * CO + o % CO] =
+                    packed[(((o / PACK) * cin + c) * 9 + k) * PACK + o % PACK] =
                         weights[(o * cin + c) * 9 + k];
                 }
             }
         }
         let mut padded_bias = bias.to_vec();
-        padded_bias.resize(blocks * CO, 0.0);
+        padded_bias.resize(groups * PACK, 0.0);
         StemLayer {
             name,
             cin,
@@ -145,7 +198,7 @@ impl StemLayer {
     /// steps, plus room for the odd plane's one-column shift and a step's overrun.
     fn plane_w(&self) -> usize {
         let (_, ow) = self.out_hw();
-        ow.div_ceil(LANES * XG) * LANES * XG + LANES
+        ow.div_ceil(STEP) * STEP + LANES
     }
 
     /// Values of one column plane set: [`RING`] rows of each input channel.
@@ -164,6 +217,8 @@ impl StemLayer {
 #[derive(Debug, Clone)]
 pub struct Stem {
     pub layers: Vec<StemLayer>,
+    /// The kernel that runs them.
+    pub kernel: Kernel,
     /// The tensor tract reads instead (the last layer's `Relu` output).
     cut: String,
     /// Its shape for one tile: `[channels, rows, columns]`.
@@ -198,9 +253,14 @@ enum Output<'a> {
 }
 
 impl Stem {
-    /// The leading layers of `graph` that can run here, for tiles of `channels` x
-    /// `px` x `px`; `None` where the graph does not begin with one.
-    pub fn detect(graph: &pb::GraphProto, channels: usize, px: usize) -> Option<Stem> {
+    /// The leading layers of `graph` that can run here in `kernel`, for tiles of
+    /// `channels` x `px` x `px`; `None` where the graph does not begin with one.
+    pub fn detect(
+        graph: &pb::GraphProto,
+        channels: usize,
+        px: usize,
+        kernel: Kernel,
+    ) -> Option<Stem> {
         let tiles = first_real_input(graph)?;
         let readers = |name: &str| -> Vec<&pb::NodeProto> {
             graph
@@ -256,6 +316,7 @@ impl Stem {
         Some(Stem {
             cut_shape: [last.cout, oh, ow],
             layers,
+            kernel,
             cut: input,
             keeps_tiles,
             removed,
@@ -332,7 +393,7 @@ impl Stem {
     ) {
         let first = &self.layers[0];
         assert!(tiles.len() >= n * first.in_len(), "stem input too short");
-        assert!(cpu_has_kernel(), "stem layers need AVX2 and FMA");
+        assert!(self.kernel.cpu_has(), "the CPU lacks the stem's kernel");
         if scratch.planes.len() != self.layers.len() {
             scratch.planes = self
                 .layers
@@ -388,7 +449,7 @@ impl Stem {
                         hw: layer.out_hw(),
                     },
                 };
-                conv(layer, even, odd, output, done[i]);
+                conv(self.kernel, layer, even, odd, output, done[i]);
                 done[i] += 1;
                 if let (Some((next_even, next_odd)), Some(next_layer)) =
                     (next.first_mut(), self.layers.get(i + 1))
@@ -418,7 +479,8 @@ fn split_columns(
     assert_eq!(even.len(), layer.planes_len(), "stem column planes");
     assert_eq!(odd.len(), layer.planes_len(), "stem column planes");
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `Stem::run` checked that the CPU has AVX2 and FMA.
+    // SAFETY: `Stem::run` checked that the CPU has the kernel's features, AVX2 and
+    // FMA at least.
     unsafe {
         split_columns_avx2(layer, input, even, odd, rows)
     }
@@ -427,7 +489,7 @@ fn split_columns(
 }
 
 /// Output row `oy` of a layer's convolution, from its column planes into `output`.
-fn conv(layer: &StemLayer, even: &[f32], odd: &[f32], output: Output, oy: usize) {
+fn conv(kernel: Kernel, layer: &StemLayer, even: &[f32], odd: &[f32], output: Output, oy: usize) {
     assert!(oy < layer.out_hw().0, "stem output row");
     assert_eq!(even.len(), layer.planes_len(), "stem column planes");
     assert_eq!(odd.len(), layer.planes_len(), "stem column planes");
@@ -450,10 +512,13 @@ fn conv(layer: &StemLayer, even: &[f32], odd: &[f32], output: Output, oy: usize)
         }
     }
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `Stem::run` checked that the CPU has AVX2 and FMA; the lengths the
-    // kernel indexes by are the ones asserted above and in the kernel.
+    // SAFETY: `Stem::run` checked that the CPU has the kernel's features; the
+    // lengths the kernels index by are the ones asserted above and in the kernels.
     unsafe {
-        conv_avx2(layer, even, odd, output, oy)
+        match kernel {
+            Kernel::Avx2 => conv_avx2(layer, even, odd, output, oy),
+            Kernel::Avx512 => conv_avx512(layer, even, odd, output, oy),
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("Stem::detect is only called where the kernel runs");
@@ -510,7 +575,7 @@ unsafe fn conv_avx2(layer: &StemLayer, even: &[f32], odd: &[f32], mut output: Ou
     let (oh, ow) = layer.out_hw();
     // The furthest a load reaches: the last channel's last row slot, the last
     // column step, the odd plane's shift, eight lanes.
-    let step = LANES * XG;
+    let step = STEP;
     let last_step = (ow - 1) / step * step;
     let reach = (cin * RING - 1) * pw + last_step + (XG - 1) * LANES + 1 + LANES;
     assert!(
@@ -526,7 +591,9 @@ unsafe fn conv_avx2(layer: &StemLayer, even: &[f32], odd: &[f32], mut output: Ou
             for (co, row) in acc.iter_mut().enumerate() {
                 *row = [_mm256_set1_ps(layer.bias[block * CO + co]); XG];
             }
-            let weights = layer.weights[block * cin * 9 * CO..][..cin * 9 * CO].as_ptr();
+            // Block `block` is half `block % 2` of weight group `block / 2`.
+            let group = &layer.weights[block / 2 * cin * 9 * PACK..][..cin * 9 * PACK];
+            let weights = group[block % 2 * CO..].as_ptr();
             for c in 0..cin {
                 for ky in 0..3 {
                     let at = layer.row_at(c, 2 * oy + ky) + x0;
@@ -537,7 +604,7 @@ unsafe fn conv_avx2(layer: &StemLayer, even: &[f32], odd: &[f32], mut output: Ou
                             1 => e,
                             _ => o.add(1),
                         };
-                        let w = weights.add((c * 9 + ky * 3 + kx) * CO);
+                        let w = weights.add((c * 9 + ky * 3 + kx) * PACK);
                         let mut v = [zero; XG];
                         for (g, v) in v.iter_mut().enumerate() {
                             *v = _mm256_loadu_ps(tap.add(g * LANES));
@@ -585,6 +652,151 @@ unsafe fn conv_avx2(layer: &StemLayer, even: &[f32], odd: &[f32], mut output: Ou
                 }
             }
         }
+    }
+}
+
+/// [`conv_avx2`] with 512-bit registers: 32 output columns at a time while more
+/// than 16 remain, then 16 (so the planes keep [`STEP`]'s layout), for each group
+/// of [`PACK`] output channels.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn conv_avx512(layer: &StemLayer, even: &[f32], odd: &[f32], mut output: Output, oy: usize) {
+    let (_, ow) = layer.out_hw();
+    let mut x0 = 0;
+    while x0 < ow {
+        if ow - x0 > STEP {
+            conv_avx512_columns::<2>(layer, even, odd, &mut output, oy, x0);
+            x0 += 2 * STEP;
+        } else {
+            conv_avx512_columns::<1>(layer, even, odd, &mut output, oy, x0);
+            x0 += STEP;
+        }
+    }
+}
+
+/// Output columns `x0 .. x0 + 16 G` of row `oy`, every output channel.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn conv_avx512_columns<const G: usize>(
+    layer: &StemLayer,
+    even: &[f32],
+    odd: &[f32],
+    output: &mut Output,
+    oy: usize,
+    x0: usize,
+) {
+    use std::arch::x86_64::*;
+    const WIDE: usize = 16;
+    let (pw, cin) = (layer.plane_w(), layer.cin);
+    let (oh, ow) = layer.out_hw();
+    // The furthest a load reaches: the last channel's last row slot, these
+    // columns, the odd plane's shift.
+    let reach = (cin * RING - 1) * pw + x0 + G * WIDE + 1;
+    assert!(
+        reach <= even.len() && reach <= odd.len(),
+        "stem plane reads in bounds"
+    );
+    let (even, odd) = (even.as_ptr(), odd.as_ptr());
+    let zero = _mm512_setzero_ps();
+    let width = G * WIDE;
+    let whole = x0 + width <= ow;
+    for group in 0..layer.cout.div_ceil(PACK) {
+        let mut acc = [[zero; G]; PACK];
+        for (co, row) in acc.iter_mut().enumerate() {
+            *row = [_mm512_set1_ps(layer.bias[group * PACK + co]); G];
+        }
+        let weights = layer.weights[group * cin * 9 * PACK..][..cin * 9 * PACK].as_ptr();
+        for c in 0..cin {
+            for ky in 0..3 {
+                let at = layer.row_at(c, 2 * oy + ky) + x0;
+                let (e, o) = (even.add(at), odd.add(at));
+                for kx in 0..3 {
+                    let tap = match kx {
+                        0 => o,
+                        1 => e,
+                        _ => o.add(1),
+                    };
+                    let w = weights.add((c * 9 + ky * 3 + kx) * PACK);
+                    let mut v = [zero; G];
+                    for (g, v) in v.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(tap.add(g * WIDE));
+                    }
+                    for (co, row) in acc.iter_mut().enumerate() {
+                        let wv = _mm512_set1_ps(*w.add(co));
+                        for (a, v) in row.iter_mut().zip(&v) {
+                            *a = _mm512_fmadd_ps(wv, *v, *a);
+                        }
+                    }
+                }
+            }
+        }
+        for (co, row) in acc.iter().enumerate().take(layer.cout - group * PACK) {
+            let relu = row.map(|a| _mm512_max_ps(a, zero));
+            let channel = group * PACK + co;
+            match output {
+                Output::Nchw { out, .. } if whole => {
+                    let dst = &mut out[(channel * oh + oy) * ow + x0..][..width];
+                    for (g, v) in relu.iter().enumerate() {
+                        _mm512_storeu_ps(dst[g * WIDE..].as_mut_ptr(), *v);
+                    }
+                }
+                Output::Planes {
+                    layer: next,
+                    even,
+                    odd,
+                } if whole => {
+                    // The columns from x0 (even) as their even and odd columns, as
+                    // `split_columns_avx2` splits a row.
+                    let at = next.row_at(channel, oy + 1) + x0 / 2;
+                    let half = width / 2;
+                    store_split_512(
+                        &relu,
+                        even[at..][..half].as_mut_ptr(),
+                        odd[at + 1..][..half].as_mut_ptr(),
+                    );
+                }
+                _ => {
+                    let mut spill = [0f32; 2 * WIDE];
+                    for (g, v) in relu.iter().enumerate() {
+                        _mm512_storeu_ps(spill[g * WIDE..].as_mut_ptr(), *v);
+                    }
+                    for x in x0..ow.min(x0 + width) {
+                        output.put(channel, oy, x, spill[x - x0]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `G` registers of consecutive values stored as their even-indexed values at
+/// `even` and odd-indexed ones at `odd` (8 `G` each).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn store_split_512<const G: usize>(
+    values: &[std::arch::x86_64::__m512; G],
+    even: *mut f32,
+    odd: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    match values.as_slice() {
+        [a] => {
+            // One register: its evens into the low half, odds into the high half.
+            let index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+            let both = _mm512_castps_pd(_mm512_permutexvar_ps(index, *a));
+            _mm256_storeu_ps(even, _mm256_castpd_ps(_mm512_castpd512_pd256(both)));
+            _mm256_storeu_ps(odd, _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(both)));
+        }
+        [a, b] => {
+            let evens =
+                _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            _mm512_storeu_ps(even, _mm512_permutex2var_ps(*a, evens, *b));
+            _mm512_storeu_ps(odd, _mm512_permutex2var_ps(*a, odds, *b));
+        }
+        _ => unreachable!("the AVX-512 kernel sums one or two registers of columns"),
     }
 }
 
@@ -718,7 +930,7 @@ mod tests {
         }
         let graph = proto.graph.as_ref().unwrap();
         let before = graph.node.len();
-        let stem = Stem::detect(graph, 3, 224).expect("the bundled stem is detected");
+        let stem = Stem::detect(graph, 3, 224, Kernel::Avx2).expect("the bundled stem is detected");
         assert_eq!(stem.layers.len(), 3);
         assert_eq!(stem.cut_shape(2), [2, 32, 28, 28]);
         assert!(!stem.keeps_tiles());
@@ -743,7 +955,7 @@ mod tests {
                 .unwrap()
                 .ints = value;
             assert!(
-                Stem::detect(proto.graph.as_ref().unwrap(), 3, 224).is_none(),
+                Stem::detect(proto.graph.as_ref().unwrap(), 3, 224, Kernel::Avx2).is_none(),
                 "{attr}"
             );
         }
@@ -754,7 +966,7 @@ mod tests {
             .find(|a| a.name == "group")
             .unwrap()
             .i = 3;
-        assert!(Stem::detect(proto.graph.as_ref().unwrap(), 3, 224).is_none());
+        assert!(Stem::detect(proto.graph.as_ref().unwrap(), 3, 224, Kernel::Avx2).is_none());
         // A second layer that is not plain ends the chain after the first.
         let mut proto = bundled_graph();
         let second = &mut proto.graph.as_mut().unwrap().node[2];
@@ -765,7 +977,7 @@ mod tests {
             .find(|a| a.name == "strides")
             .unwrap()
             .ints = vec![1, 1];
-        let stem = Stem::detect(proto.graph.as_ref().unwrap(), 3, 224).unwrap();
+        let stem = Stem::detect(proto.graph.as_ref().unwrap(), 3, 224, Kernel::Avx2).unwrap();
         assert_eq!(stem.cut_shape(1), [1, 16, 112, 112]);
     }
 
@@ -808,7 +1020,7 @@ mod tests {
     /// One layer's weights and biases, as ONNX lays them out.
     type Params = (Vec<f32>, Vec<f32>);
 
-    fn stem_of(shapes: &[(usize, usize, usize, usize)]) -> (Stem, Vec<Params>) {
+    fn stem_of(shapes: &[(usize, usize, usize, usize)], kernel: Kernel) -> (Stem, Vec<Params>) {
         let mut params = Vec::new();
         let layers: Vec<StemLayer> = shapes
             .iter()
@@ -825,6 +1037,7 @@ mod tests {
         let stem = Stem {
             cut_shape: [last.cout, oh, ow],
             layers,
+            kernel,
             cut: "cut".into(),
             keeps_tiles: false,
             removed: Vec::new(),
@@ -834,13 +1047,17 @@ mod tests {
 
     #[test]
     fn the_kernel_gives_the_direct_convolution_on_any_plane_size_and_channel_count() {
-        if !cpu_has_kernel() {
+        let kernels = Kernel::available();
+        if kernels.is_empty() {
             println!("skipped: this CPU lacks AVX2 or FMA, so the stem runs in tract");
             return;
         }
+        if !kernels.contains(&Kernel::Avx512) {
+            println!("AVX-512 kernel not checked: this CPU lacks AVX-512F");
+        }
         // One layer and two; widths that are and are not multiples of the split's
-        // 16 columns and the kernel's 16-column step; odd heights; channel counts
-        // that are not multiples of the kernel's block of output channels.
+        // 16 columns and the kernels' 16- and 32-column steps; odd heights; channel
+        // counts that are not multiples of the kernels' blocks of output channels.
         let cases: &[&[(usize, usize, usize, usize)]] = &[
             &[(3, 16, 224, 224), (16, 24, 112, 112)],
             &[(3, 5, 17, 9)],
@@ -851,9 +1068,16 @@ mod tests {
             &[(3, 6, 66, 50), (6, 13, 33, 25)],
             // Three layers: the row order and the row slots' reuse across two handovers.
             &[(3, 8, 70, 64), (8, 5, 35, 32), (5, 9, 18, 16)],
+            // 50 output columns: a 32-column step, then 18 columns past 16.
+            &[(3, 12, 9, 100), (12, 9, 5, 50)],
         ];
-        for shapes in cases {
-            let (stem, params) = stem_of(shapes);
+        let mut first_kernel_out: Vec<Vec<f32>> = Vec::new();
+        for (case, (shapes, &kernel)) in cases
+            .iter()
+            .flat_map(|s| kernels.iter().map(move |k| (s, k)))
+            .enumerate()
+        {
+            let (stem, params) = stem_of(shapes, kernel);
             let first = &stem.layers[0];
             let tiles = [values(first.in_len(), 3), values(first.in_len(), 4)].concat();
             let mut want = Vec::new();
@@ -877,12 +1101,30 @@ mod tests {
                     .zip(&want)
                     .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
                     .fold(0.0, f32::max);
-                assert!(worst <= 1e-5, "{shapes:?}: max relative diff {worst}");
+                assert!(
+                    worst <= 1e-5,
+                    "{kernel:?} {shapes:?}: max relative diff {worst}"
+                );
                 assert!(
                     out.iter().any(|&v| v > 0.0) && out.iter().all(|&v| v >= 0.0),
-                    "{shapes:?}"
+                    "{kernel:?} {shapes:?}"
                 );
                 assert!(seconds.iter().all(|&s| s > 0.0));
+            }
+            // Both kernels sum each output in the same order (bias, then channel,
+            // row and column of the taps, one FMA each): the same bits.
+            if case % kernels.len() == 0 {
+                first_kernel_out.push(out);
+            } else {
+                let first = first_kernel_out.last().unwrap();
+                assert!(
+                    first
+                        .iter()
+                        .zip(&out)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{kernel:?} {shapes:?}: not the bits of {:?}",
+                    kernels[0]
+                );
             }
         }
     }
