@@ -6,8 +6,9 @@
 //! of that peak too. `model_compare.sh` prints onnxruntime's own per-node times
 //! beside it, which says which layers make tract slower than onnxruntime.
 //! Where the first convolutions run in dirascope's own kernel (`src/model/stem.rs`)
-//! they are listed first, as "dirascope stem"; `DIRASCOPE_STEM=tract` lists the
-//! whole graph as tract runs it.
+//! they are listed first, as "dirascope stem" (and, on AVX-512, the later ones
+//! run channel-blocked, `src/model/blocked.rs`, as "dirascope blocked");
+//! `DIRASCOPE_STEM=tract` lists the whole graph as tract runs it.
 //! Every pass runs the same input tile, so a layer that reads the graph input
 //! directly can look cheaper here than in the tile stream (a stem rewritten as a
 //! 1x1 convolution showed 0.23 ms here and cost about 1 ms a tile in the stream):

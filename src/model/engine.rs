@@ -175,8 +175,7 @@ impl TractEngine {
         }
         let mut layer_macs = layer_macs(&typed, batch).map_err(engine_err)?;
         if let Some(stem) = &stem {
-            let ahead = stem.layers.iter().map(|l| (l.name.clone(), l.macs()));
-            layer_macs.splice(0..0, ahead);
+            layer_macs.splice(0..0, stem.named_macs());
         }
         summary.macs_per_tile = layer_macs.iter().map(|(_, macs)| macs).sum();
         let plan = typed
@@ -204,10 +203,11 @@ impl TractEngine {
             None if stem::enabled() => format!("{tract} (the whole graph)"),
             None => format!("{tract} (the whole graph; DIRASCOPE_STEM=tract or no AVX2 and FMA)"),
             Some(stem) => format!(
-                "first {} convolutions ({:.1} M multiply-adds) in dirascope's {} kernel, the rest in {tract}",
-                stem.layers.len(),
+                "first {} convolutions ({:.1} M multiply-adds) in dirascope's {} kernel{}, the rest in {tract}",
+                stem.layers.len() + stem.blocked.len(),
                 stem.macs() as f64 / 1e6,
-                stem.kernel.name()
+                stem.kernel.name(),
+                if stem.blocked.is_empty() { "" } else { "s (stride-2 columns, then channel-blocked)" }
             ),
         }
     }
@@ -215,7 +215,9 @@ impl TractEngine {
     /// How many leading convolutions run in dirascope's own kernel (`stem.rs`)
     /// rather than in tract: 0 where the graph or the CPU does not allow it.
     pub fn layers_before_tract(&self) -> usize {
-        self.stem.as_ref().map_or(0, |s| s.layers.len())
+        self.stem
+            .as_ref()
+            .map_or(0, |s| s.layers.len() + s.blocked.len())
     }
 
     /// Where a tile's inference time goes: each ONNX node's plan nodes timed over
@@ -292,14 +294,20 @@ impl TractEngine {
                 .map_err(inference_err)?;
         }
         if let Some(stem) = &self.stem {
+            let columns = stem.layers.len();
             let ahead = stem
-                .layers
-                .iter()
+                .named_macs()
+                .into_iter()
                 .zip(&stem_seconds)
-                .map(|(l, s)| LayerTime {
-                    name: l.name.clone(),
-                    ops: "dirascope stem (direct conv + ReLU)".into(),
-                    macs: l.macs(),
+                .enumerate()
+                .map(|(i, ((name, macs), s))| LayerTime {
+                    name,
+                    ops: if i < columns {
+                        "dirascope stem (direct conv + ReLU)".into()
+                    } else {
+                        "dirascope blocked (direct conv + ReLU)".into()
+                    },
+                    macs,
                     seconds: *s,
                 });
             layers.splice(0..0, ahead);
@@ -822,10 +830,13 @@ mod tests {
             return;
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-        for (folder, layers_here) in [
-            ("dirascope-phantom-v1", 3),
-            ("dirascope-v2", 3),
-            ("dirascope-phantom-v1-int8", 0),
+        // Layers run here with the AVX2 kernel, and with AVX-512 (which also takes
+        // the later convolutions, channel-blocked, up to the first whose output
+        // another branch reads: v2's OOD head reads the fourth layer's).
+        for (folder, avx2_layers, avx512_layers) in [
+            ("dirascope-phantom-v1", 3, 7),
+            ("dirascope-v2", 3, 4),
+            ("dirascope-phantom-v1-int8", 0, 0),
         ] {
             let dir = root.join(folder);
             let model = crate::model::Model::load_with_batch(&dir, 4).expect("model loads");
@@ -841,6 +852,10 @@ mod tests {
             for kernel in Kernel::available() {
                 let with = load(Some(kernel));
                 let folder = format!("{folder} ({kernel:?})");
+                let layers_here = match kernel {
+                    Kernel::Avx2 => avx2_layers,
+                    Kernel::Avx512 => avx512_layers,
+                };
                 assert_eq!(with.layers_before_tract(), layers_here, "{folder}");
                 assert_eq!(
                     with.summary().macs_per_tile,

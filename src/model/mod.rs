@@ -3,6 +3,7 @@
 //! It owns loading and checking a model folder and running it; it must not
 //! read slides, choose tiles or decide slide-level calls (aggregate does).
 
+pub mod blocked;
 pub mod check;
 pub mod engine;
 pub mod manifest;

@@ -20,16 +20,21 @@
 //! a plain `Conv` (3x3, stride 2, pads 1, group 1, no dilation, weights and bias
 //! inline) reading the tile input, read only by a `Relu`; the layers of the same
 //! shape that follow, each reading the last one's `Relu`, are taken too, up to
-//! [`MAX_LAYERS`]. Other graphs (the int8 folder starts with QDQ nodes) and other
+//! [`MAX_LAYERS`]. On AVX-512 CPUs the plain 3x3 layers after those (stride 1 or
+//! 2, channels in multiples of 16, each output read only by the next layer) run
+//! here too, channel-blocked (`blocked.rs`): for the bundled fp32 model that is its
+//! whole convolution stack, and tract runs only the pooling and the classifier.
+//! Other graphs (the int8 folder starts with QDQ nodes) and other
 //! CPUs run entirely in tract, as does every graph when `DIRASCOPE_STEM=tract` is
 //! set (for comparisons; `DIRASCOPE_STEM=avx2` keeps an AVX-512 CPU on the AVX2
 //! kernel).
 
+use super::blocked::{self, BlockedLayer};
 use tract_onnx::pb;
 
-/// How many leading layers run here at most: the bundled models' leading chain of
-/// stride-2 layers is three long (their fourth layer has stride 1). Taking the
-/// third too (24 -> 32 channels) gave 1.1x the tiles/s of taking two
+/// How many leading stride-2 layers run in the column kernels at most: the bundled
+/// models' leading chain of stride-2 layers is three long (their fourth layer has
+/// stride 1). Taking the third too (24 -> 32 channels) gave 1.1x the tiles/s of taking two
 /// (`model_throughput`, one worker, three runs each, alternating, AMD EPYC).
 pub const MAX_LAYERS: usize = 3;
 
@@ -219,6 +224,9 @@ pub struct Stem {
     pub layers: Vec<StemLayer>,
     /// The kernel that runs them.
     pub kernel: Kernel,
+    /// The 3x3 layers after them that run channel-blocked (`blocked.rs`; AVX-512
+    /// only), in order.
+    pub blocked: Vec<BlockedLayer>,
     /// The tensor tract reads instead (the last layer's `Relu` output).
     cut: String,
     /// Its shape for one tile: `[channels, rows, columns]`.
@@ -236,6 +244,11 @@ pub struct Stem {
 #[derive(Debug, Default)]
 pub struct StemScratch {
     planes: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Where blocked layers follow: the last column layer's output (NCHW), then
+    /// each blocked layer's input and the last one's output, blocked with a zero
+    /// border (never written, so zeroed once at allocation).
+    handover: Vec<f32>,
+    blocked: Vec<Vec<f32>>,
 }
 
 /// Where a layer writes: the next layer's column planes, or the cut (NCHW).
@@ -270,10 +283,11 @@ impl Stem {
                 .collect()
         };
         let is_output = |name: &str| graph.output.iter().any(|o| o.name == name);
-        let mut layers = Vec::new();
+        let mut layers: Vec<StemLayer> = Vec::new();
+        let mut blocked = Vec::new();
         let mut removed = Vec::new();
         let (mut input, mut cin, mut size) = (tiles.name.clone(), channels, px);
-        while layers.len() < MAX_LAYERS {
+        loop {
             let conv = match readers(&input).as_slice() {
                 [conv] => *conv,
                 // The tile input may have other readers (input statistics); only
@@ -289,7 +303,7 @@ impl Stem {
                 },
                 _ => break,
             };
-            let Some((weights, bias)) = plain_conv(graph, conv, &input, cin) else {
+            let Some((weights, bias, stride)) = plain_conv(graph, conv, &input, cin) else {
                 break;
             };
             let conv_out = conv.output.first()?;
@@ -304,19 +318,39 @@ impl Stem {
             if is_output(relu_out) {
                 break;
             }
-            let layer = StemLayer::new(conv.name.clone(), cin, size, size, &weights, &bias);
-            (input, cin, size) = (relu_out.clone(), layer.cout, layer.out_hw().0);
+            // Stride-2 layers in the column kernel while they last (up to
+            // MAX_LAYERS), then, on AVX-512, the layers the blocked kernel takes.
+            let (name, shape) = (conv.name.clone(), (cin, size, size));
+            (cin, size) = if stride == 2 && blocked.is_empty() && layers.len() < MAX_LAYERS {
+                let layer = StemLayer::new(name, cin, size, size, &weights, &bias);
+                let out = (layer.cout, layer.out_hw().0);
+                layers.push(layer);
+                out
+            } else if kernel == Kernel::Avx512 && !layers.is_empty() {
+                let Some(layer) = BlockedLayer::new(name, shape, stride, &weights, &bias) else {
+                    break;
+                };
+                let out = (layer.cout(), layer.out_hw().0);
+                blocked.push(layer);
+                out
+            } else {
+                break;
+            };
+            input = relu_out.clone();
             removed.push(conv_out.clone());
             removed.push(relu_out.clone());
-            layers.push(layer);
         }
         let last = layers.last()?;
-        let (oh, ow) = last.out_hw();
+        let cut_shape = match blocked.last() {
+            Some(b) => [b.cout(), b.out_hw().0, b.out_hw().1],
+            None => [last.cout, last.out_hw().0, last.out_hw().1],
+        };
         let keeps_tiles = readers(&tiles.name).len() > 1;
         Some(Stem {
-            cut_shape: [last.cout, oh, ow],
+            cut_shape,
             layers,
             kernel,
+            blocked,
             cut: input,
             keeps_tiles,
             removed,
@@ -341,7 +375,15 @@ impl Stem {
 
     /// Multiply-adds a tile of the layers run here.
     pub fn macs(&self) -> u64 {
-        self.layers.iter().map(StemLayer::macs).sum()
+        self.named_macs().iter().map(|(_, macs)| macs).sum()
+    }
+
+    /// The layers run here, column layers then blocked ones: their `Conv` nodes'
+    /// names and multiply-adds a tile.
+    pub fn named_macs(&self) -> Vec<(String, u64)> {
+        let columns = self.layers.iter().map(|l| (l.name.clone(), l.macs()));
+        let blocked = self.blocked.iter().map(|l| (l.name.clone(), l.macs()));
+        columns.chain(blocked).collect()
     }
 
     /// `proto` without the layers run here: the cut becomes a graph input (in the
@@ -394,12 +436,26 @@ impl Stem {
         let first = &self.layers[0];
         assert!(tiles.len() >= n * first.in_len(), "stem input too short");
         assert!(self.kernel.cpu_has(), "the CPU lacks the stem's kernel");
-        if scratch.planes.len() != self.layers.len() {
+        if scratch.planes.len() != self.layers.len()
+            || scratch.blocked.len() != self.blocked.len() + 1
+        {
             scratch.planes = self
                 .layers
                 .iter()
                 .map(|l| (vec![0.0; l.planes_len()], vec![0.0; l.planes_len()]))
                 .collect();
+            scratch.blocked = match self.blocked.first() {
+                Some(first) => std::iter::once(first.in_len())
+                    .chain(self.blocked.iter().map(BlockedLayer::out_len))
+                    .map(|n| vec![0.0; n])
+                    .collect(),
+                None => vec![Vec::new()],
+            };
+            let handover = self
+                .blocked
+                .first()
+                .map_or(0, |_| self.layers[self.layers.len() - 1].out_len());
+            scratch.handover = vec![0.0; handover];
         }
         out.clear();
         out.resize(n * self.cut_len(), 0.0);
@@ -444,8 +500,13 @@ impl Stem {
                         even: next_even,
                         odd: next_odd,
                     },
-                    _ => Output::Nchw {
+                    // The cut, or the blocked layers' input.
+                    _ if self.blocked.is_empty() => Output::Nchw {
                         out: &mut *dst,
+                        hw: layer.out_hw(),
+                    },
+                    _ => Output::Nchw {
+                        out: &mut scratch.handover,
                         hw: layer.out_hw(),
                     },
                 };
@@ -461,6 +522,44 @@ impl Stem {
                 if let (Some(seconds), Some(start)) = (seconds.as_deref_mut(), start) {
                     seconds[i] += start.elapsed().as_secs_f64();
                 }
+            }
+            self.run_blocked(scratch, dst, seconds.as_deref_mut());
+        }
+    }
+
+    /// The blocked layers on the column layers' output (`scratch.handover`), the
+    /// last one's output unblocked into `dst`; nothing where there are none.
+    fn run_blocked(
+        &self,
+        scratch: &mut StemScratch,
+        dst: &mut [f32],
+        mut seconds: Option<&mut [f64]>,
+    ) {
+        if self.blocked.is_empty() {
+            return;
+        }
+        let last = &self.layers[self.layers.len() - 1];
+        let (h, w) = last.out_hw();
+        let start = seconds.is_some().then(std::time::Instant::now);
+        blocked::block(
+            &scratch.handover,
+            (last.cout, h, w),
+            &mut scratch.blocked[0],
+        );
+        for (i, layer) in self.blocked.iter().enumerate() {
+            let start = if i == 0 {
+                start
+            } else {
+                seconds.is_some().then(std::time::Instant::now)
+            };
+            let (before, after) = scratch.blocked.split_at_mut(i + 1);
+            layer.run(&before[i], &mut after[0]);
+            if i + 1 == self.blocked.len() {
+                let (oh, ow) = layer.out_hw();
+                blocked::unblock(&after[0], (layer.cout(), oh, ow), dst);
+            }
+            if let (Some(seconds), Some(start)) = (seconds.as_deref_mut(), start) {
+                seconds[self.layers.len() + i] += start.elapsed().as_secs_f64();
             }
         }
     }
@@ -835,14 +934,14 @@ unsafe fn split_lanes(
     (_mm256_castpd_ps(ev), _mm256_castpd_ps(od))
 }
 
-/// Weights `[cout, cin, 3, 3]` and bias `[cout]` of `conv` where it is a plain
-/// 3x3 stride-2 pads-1 convolution of `cin` channels reading `input`.
+/// Weights `[cout, cin, 3, 3]`, bias `[cout]` and stride of `conv` where it is a
+/// plain 3x3 pads-1 convolution of stride 1 or 2 and `cin` channels reading `input`.
 fn plain_conv(
     graph: &pb::GraphProto,
     conv: &pb::NodeProto,
     input: &str,
     cin: usize,
-) -> Option<(Vec<f32>, Vec<f32>)> {
+) -> Option<(Vec<f32>, Vec<f32>, usize)> {
     if conv.op_type != "Conv" || conv.input.first().map(String::as_str) != Some(input) {
         return None;
     }
@@ -852,7 +951,7 @@ fn plain_conv(
             "dilations" => attr.ints.iter().all(|&d| d == 1),
             "auto_pad" => attr.s.is_empty() || attr.s == b"NOTSET",
             "kernel_shape" => attr.ints == [3, 3],
-            "strides" => attr.ints == [2, 2],
+            "strides" => attr.ints == [2, 2] || attr.ints == [1, 1],
             "pads" => attr.ints == [1, 1, 1, 1],
             _ => false,
         };
@@ -860,9 +959,8 @@ fn plain_conv(
             return None;
         }
     }
-    // Both stride and pads must be stated: ONNX's defaults are 1 and 0.
-    let stated = |name: &str| conv.attribute.iter().any(|a| a.name == name);
-    if !stated("strides") || !stated("pads") {
+    // Pads must be stated: ONNX's default is 0 (strides default to 1).
+    if !conv.attribute.iter().any(|a| a.name == "pads") {
         return None;
     }
     let initializer = |name: &String| graph.initializer.iter().find(|t| &t.name == name);
@@ -882,7 +980,12 @@ fn plain_conv(
         }
         None => vec![0.0; cout],
     };
-    Some((weights, bias))
+    let stride = conv
+        .attribute
+        .iter()
+        .find(|a| a.name == "strides")
+        .map_or(1, |a| a.ints[0] as usize);
+    Some((weights, bias, stride))
 }
 
 /// A float initializer's values, where they are stored inline.
@@ -930,6 +1033,11 @@ mod tests {
         }
         let graph = proto.graph.as_ref().unwrap();
         let before = graph.node.len();
+        // On AVX-512 the four later convolutions run channel-blocked too.
+        let all = Stem::detect(graph, 3, 224, Kernel::Avx512).expect("detected");
+        assert_eq!((all.layers.len(), all.blocked.len()), (3, 4));
+        assert_eq!(all.cut_shape(1), [1, 128, 7, 7]);
+        assert_eq!(all.macs(), 21_676_032 + 2 * (10_838_016 + 5_419_008));
         let stem = Stem::detect(graph, 3, 224, Kernel::Avx2).expect("the bundled stem is detected");
         assert_eq!(stem.layers.len(), 3);
         assert_eq!(stem.cut_shape(2), [2, 32, 28, 28]);
@@ -981,39 +1089,7 @@ mod tests {
         assert_eq!(stem.cut_shape(1), [1, 16, 112, 112]);
     }
 
-    /// A direct convolution summed in f64, the reference the kernel is checked against.
-    fn reference(layer: &StemLayer, weights: &[f32], bias: &[f32], input: &[f32]) -> Vec<f32> {
-        let (oh, ow) = layer.out_hw();
-        let (h, w, cin) = (layer.h, layer.w, layer.cin);
-        let mut out = vec![0.0; bias.len() * oh * ow];
-        for (o, b) in bias.iter().enumerate() {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut sum = *b as f64;
-                    for c in 0..cin {
-                        for ky in 0..3 {
-                            for kx in 0..3 {
-                                let (iy, ix) =
-                                    ((2 * oy + ky).wrapping_sub(1), (2 * ox + kx).wrapping_sub(1));
-                                if iy < h && ix < w {
-                                    sum += weights[((o * cin + c) * 3 + ky) * 3 + kx] as f64
-                                        * input[(c * h + iy) * w + ix] as f64;
-                                }
-                            }
-                        }
-                    }
-                    out[(o * oh + oy) * ow + ox] = (sum as f32).max(0.0);
-                }
-            }
-        }
-        out
-    }
-
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * 37 + seed * 11) % 101) as f32 / 50.0 - 1.0)
-            .collect()
-    }
+    use crate::model::blocked::tests::{reference, values, worst_relative_diff};
 
     /// A stem of the given layers (channels, height, width of each layer's input),
     /// with weights and biases that give positive and negative sums.
@@ -1038,6 +1114,7 @@ mod tests {
             cut_shape: [last.cout, oh, ow],
             layers,
             kernel,
+            blocked: Vec::new(),
             cut: "cut".into(),
             keeps_tiles: false,
             removed: Vec::new(),
@@ -1084,7 +1161,7 @@ mod tests {
             for tile in tiles.chunks_exact(first.in_len()) {
                 let mut x = tile.to_vec();
                 for (layer, (weights, bias)) in stem.layers.iter().zip(&params) {
-                    x = reference(layer, weights, bias, &x);
+                    x = reference((layer.cin, layer.h, layer.w), 2, weights, bias, &x);
                 }
                 want.extend(x);
             }
@@ -1095,12 +1172,7 @@ mod tests {
                 let mut seconds = vec![0.0; stem.layers.len()];
                 stem.run(&tiles, 2, &mut scratch, &mut out, Some(&mut seconds));
                 assert_eq!(out.len(), want.len());
-                // Float sums in another order: relative to the value's size.
-                let worst = out
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-                    .fold(0.0, f32::max);
+                let worst = worst_relative_diff(&out, &want);
                 assert!(
                     worst <= 1e-5,
                     "{kernel:?} {shapes:?}: max relative diff {worst}"
@@ -1126,6 +1198,52 @@ mod tests {
                     kernels[0]
                 );
             }
+        }
+    }
+
+    #[test]
+    fn blocked_layers_after_the_column_layers_give_the_direct_convolution() {
+        if !Kernel::available().contains(&Kernel::Avx512) {
+            println!("skipped: this CPU lacks AVX-512F, so no layer runs channel-blocked");
+            return;
+        }
+        // A column layer, then stride-1 and stride-2 blocked layers (15 px planes:
+        // not a multiple of the blocked kernel's 7 columns).
+        let (mut stem, mut params) = stem_of(&[(3, 16, 30, 30)], Kernel::Avx512);
+        for (i, &(cin, cout, size, stride)) in [(16, 32, 15, 1), (32, 16, 15, 2)].iter().enumerate()
+        {
+            let (weights, bias) = (values(cout * cin * 9, 20 + i), values(cout, 30 + i));
+            let layer =
+                BlockedLayer::new(format!("b{i}"), (cin, size, size), stride, &weights, &bias)
+                    .unwrap();
+            params.push((weights, bias));
+            stem.blocked.push(layer);
+        }
+        stem.cut_shape = [16, 8, 8];
+        let tiles = [values(3 * 30 * 30, 5), values(3 * 30 * 30, 6)].concat();
+        let mut want = Vec::new();
+        for tile in tiles.chunks_exact(3 * 30 * 30) {
+            let mut x = tile.to_vec();
+            for ((shape, stride), (weights, bias)) in
+                [((3, 30, 30), 2), ((16, 15, 15), 1), ((32, 15, 15), 2)]
+                    .iter()
+                    .zip(&params)
+            {
+                x = reference(*shape, *stride, weights, bias, &x);
+            }
+            want.extend(x);
+        }
+        let mut scratch = StemScratch::default();
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let mut seconds = vec![0.0; 3];
+            stem.run(&tiles, 2, &mut scratch, &mut out, Some(&mut seconds));
+            assert_eq!(out.len(), want.len());
+            let worst = worst_relative_diff(&out, &want);
+            // Three layers of f32 sums (values grow to a few hundred).
+            assert!(worst <= 1e-4, "max relative diff {worst}");
+            assert!(out.iter().any(|&v| v > 0.0));
+            assert!(seconds.iter().all(|&s| s > 0.0), "{seconds:?}");
         }
     }
 }
