@@ -682,7 +682,6 @@ unsafe fn conv_avx2(layer: &StemLayer, even: &[f32], odd: &[f32], mut output: Ou
         "stem plane reads in bounds"
     );
     let (even, odd) = (even.as_ptr(), odd.as_ptr());
-    let mut spill = [0f32; LANES * XG];
     let zero = _mm256_setzero_ps();
     for x0 in (0..ow).step_by(step) {
         for block in 0..layer.cout.div_ceil(CO) {
@@ -740,16 +739,57 @@ unsafe fn conv_avx2(layer: &StemLayer, even: &[f32], odd: &[f32], mut output: Ou
                         _mm256_storeu_ps(even[at..][..LANES].as_mut_ptr(), ev);
                         _mm256_storeu_ps(odd[at + 1..][..LANES].as_mut_ptr(), od);
                     }
-                    _ => {
-                        for (g, v) in relu.iter().enumerate() {
-                            _mm256_storeu_ps(spill[g * LANES..].as_mut_ptr(), *v);
-                        }
-                        for x in x0..ow {
-                            output.put(channel, oy, x, spill[x - x0]);
-                        }
-                    }
+                    // A row's last columns (fewer than sixteen).
+                    _ => store_row_end_avx2(&mut output, channel, oy, x0, &relu),
                 }
             }
+        }
+    }
+}
+
+/// Output columns `x0 ..` of channel `channel`, row `oy`, where fewer than
+/// sixteen remain in the row: the whole step's stores, masked to the columns that
+/// exist, so the planes' right pad stays zero (masked-off lanes are neither written
+/// nor faulted on). Out of line, away from the kernel's accumulator loop.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+unsafe fn store_row_end_avx2(
+    output: &mut Output,
+    channel: usize,
+    oy: usize,
+    x0: usize,
+    relu: &[std::arch::x86_64::__m256; XG],
+) {
+    use std::arch::x86_64::*;
+    // Lanes below `n` have their top bit set.
+    let first = |n: usize| {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    };
+    match output {
+        Output::Nchw { out, hw: (oh, ow) } => {
+            let n = *ow - x0;
+            let dst = &mut out[(channel * *oh + oy) * *ow + x0..][..n];
+            for (g, v) in relu.iter().enumerate() {
+                let lanes = n.saturating_sub(g * LANES).min(LANES);
+                _mm256_maskstore_ps(dst.as_mut_ptr().add(g * LANES), first(lanes), *v);
+            }
+        }
+        Output::Planes {
+            layer: next,
+            even,
+            odd,
+        } => {
+            let n = next.w - x0;
+            let at = next.row_at(channel, oy + 1) + x0 / 2;
+            let (evens, odds) = (n.div_ceil(2), n / 2);
+            let (ev, od) = split_lanes(relu[0], relu[1]);
+            let (e, o) = (&mut even[at..][..evens], &mut odd[at + 1..][..odds]);
+            _mm256_maskstore_ps(e.as_mut_ptr(), first(evens), ev);
+            _mm256_maskstore_ps(o.as_mut_ptr(), first(odds), od);
         }
     }
 }
@@ -855,15 +895,8 @@ unsafe fn conv_avx512_columns<const G: usize>(
                         odd[at + 1..][..half].as_mut_ptr(),
                     );
                 }
-                _ => {
-                    let mut spill = [0f32; 2 * WIDE];
-                    for (g, v) in relu.iter().enumerate() {
-                        _mm512_storeu_ps(spill[g * WIDE..].as_mut_ptr(), *v);
-                    }
-                    for x in x0..ow.min(x0 + width) {
-                        output.put(channel, oy, x, spill[x - x0]);
-                    }
-                }
+                // A row's last columns (fewer than `width`).
+                _ => store_row_end_512(output, channel, oy, x0, &relu),
             }
         }
     }
@@ -889,31 +922,84 @@ unsafe fn store_split_512<const G: usize>(
             _mm256_storeu_ps(odd, _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(both)));
         }
         [a, b] => {
-            let evens =
-                _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-            let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-            _mm512_storeu_ps(even, _mm512_permutex2var_ps(*a, evens, *b));
-            _mm512_storeu_ps(odd, _mm512_permutex2var_ps(*a, odds, *b));
+            let (ev, od) = split_512(*a, *b);
+            _mm512_storeu_ps(even, ev);
+            _mm512_storeu_ps(odd, od);
         }
         _ => unreachable!("the AVX-512 kernel sums one or two registers of columns"),
     }
 }
 
-impl Output<'_> {
-    /// One output value, at channel `c`, row `y`, column `x` of the layer's output.
-    fn put(&mut self, c: usize, y: usize, x: usize, value: f32) {
-        match self {
-            Output::Nchw { out, hw: (h, w) } => out[(c * *h + y) * *w + x] = value,
-            Output::Planes { layer, even, odd } => {
-                let at = layer.row_at(c, y + 1) + x / 2;
-                if x.is_multiple_of(2) {
-                    even[at] = value;
-                } else {
-                    odd[at + 1] = value;
-                }
+/// Output columns `x0 ..` of channel `channel`, row `oy`, where fewer than the
+/// `G` registers' columns remain in the row: the same stores as a whole step's,
+/// masked to the columns that exist, so the planes' right pad stays zero
+/// (masked-off lanes are neither written nor faulted on). Kept out of line, away
+/// from the kernel's accumulator loop.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline(never)]
+unsafe fn store_row_end_512<const G: usize>(
+    output: &mut Output,
+    channel: usize,
+    oy: usize,
+    x0: usize,
+    relu: &[std::arch::x86_64::__m512; G],
+) {
+    use std::arch::x86_64::*;
+    const WIDE: usize = 16;
+    match output {
+        Output::Nchw { out, hw: (oh, ow) } => {
+            let n = *ow - x0;
+            let dst = &mut out[(channel * *oh + oy) * *ow + x0..][..n];
+            for (g, v) in relu.iter().enumerate() {
+                let lanes = n.saturating_sub(g * WIDE).min(WIDE);
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(g * WIDE), low_lanes(lanes), *v);
             }
         }
+        Output::Planes {
+            layer: next,
+            even,
+            odd,
+        } => {
+            let n = next.w - x0;
+            let at = next.row_at(channel, oy + 1) + x0 / 2;
+            let (evens, odds) = (n.div_ceil(2), n / 2);
+            let b = if G == 2 {
+                relu[G - 1]
+            } else {
+                _mm512_setzero_ps()
+            };
+            let (ev, od) = split_512(relu[0], b);
+            let (e, o) = (&mut even[at..][..evens], &mut odd[at + 1..][..odds]);
+            _mm512_mask_storeu_ps(e.as_mut_ptr(), low_lanes(evens), ev);
+            _mm512_mask_storeu_ps(o.as_mut_ptr(), low_lanes(odds), od);
+        }
     }
+}
+
+/// Thirty-two consecutive values (`a` then `b`) as their sixteen even-indexed and
+/// sixteen odd-indexed values, in order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn split_512(
+    a: std::arch::x86_64::__m512,
+    b: std::arch::x86_64::__m512,
+) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
+    use std::arch::x86_64::*;
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    (
+        _mm512_permutex2var_ps(a, evens, b),
+        _mm512_permutex2var_ps(a, odds, b),
+    )
+}
+
+/// The AVX-512 mask of the first `n` of sixteen lanes.
+#[inline]
+fn low_lanes(n: usize) -> u16 {
+    debug_assert!(n <= 16);
+    ((1u32 << n) - 1) as u16
 }
 
 /// Sixteen consecutive values (`a` then `b`) as their eight even-indexed and
