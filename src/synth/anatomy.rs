@@ -194,7 +194,7 @@ impl Tangential {
             if c.x > x + 40.0 {
                 break;
             }
-            best = best.min((x - c.x).hypot(dv - c.y) - c.r);
+            best = best.min(noise::hypot(x - c.x, dv - c.y) - c.r);
         }
         best
     }
@@ -510,6 +510,22 @@ struct Column {
     w: f32,
     pk: f32,
     neutro: f32,
+}
+
+/// The parts of [`Geometry::locate`] that depend on the column alone.
+#[derive(Debug, Clone)]
+pub struct ColumnAt {
+    x: f32,
+    col: Column,
+    bottom: f32,
+}
+
+/// The parts of [`Geometry::locate`] that depend on the row alone.
+#[derive(Debug, Clone, Copy)]
+pub struct RowAt {
+    y: f32,
+    left: f32,
+    right: f32,
 }
 
 /// Maximum with a rounded join of width `k` (fillets where papillae meet ridges).
@@ -902,7 +918,7 @@ impl Geometry {
                 let (tx, ty) = (cx + d * a.cos(), cy + d * a.sin());
                 if tubules
                     .iter()
-                    .any(|t| (t.x - tx).hypot(t.y - ty) < t.r + tr + 4.0)
+                    .any(|t| noise::hypot(t.x - tx, t.y - ty) < t.r + tr + 4.0)
                 {
                     continue;
                 }
@@ -1157,12 +1173,38 @@ impl Geometry {
 
     /// What occupies (x, y) µm, with the mask bits of every finding there.
     pub fn locate(&self, x: f32, y: f32) -> Site {
+        self.locate_in(&self.column_at(x), &self.row_at(y))
+    }
+
+    /// What [`Self::locate`] needs of column `x` whatever the depth: renderers that
+    /// shade many rows of the same columns compute it once per column.
+    pub fn column_at(&self, x: f32) -> ColumnAt {
+        ColumnAt {
+            x,
+            col: self.column(x),
+            bottom: self.bottom.at(x),
+        }
+    }
+
+    /// What [`Self::locate`] needs of row `y` whatever the column.
+    pub fn row_at(&self, y: f32) -> RowAt {
+        RowAt {
+            y,
+            left: self.left.at(y),
+            right: self.right.at(y),
+        }
+    }
+
+    /// [`Self::locate`] at column `c`'s x and row `r`'s y: the same site, without
+    /// the tissue outline's sums of sines (16 a point) for every point.
+    pub fn locate_in(&self, c: &ColumnAt, r: &RowAt) -> Site {
+        let (x, y) = (c.x, r.y);
         if x < 0.0 || y < 0.0 || x > self.width_um || y > self.height_um {
             return Site::glass();
         }
-        let col = self.column(x);
+        let col = &c.col;
         let top = col.surface - col.raise;
-        if y < top || y > self.bottom.at(x) || x < self.left.at(y) || x > self.right.at(y) {
+        if y < top || y > c.bottom || x < r.left || x > r.right {
             return Site::glass();
         }
         let mut site = Site::glass();
@@ -1230,7 +1272,7 @@ impl Geometry {
             };
             if site.flags & PSORIASIFORM != 0 {
                 for k in &self.kogoj {
-                    if (x - k.x).hypot(v - col.granular - k.y) < k.r {
+                    if noise::hypot(x - k.x, v - col.granular - k.y) < k.r {
                         site.region = Region::Kogoj;
                     }
                 }
@@ -1257,7 +1299,7 @@ impl Geometry {
         }
         site.under = site.region;
         for (ci, c) in self.coils.iter().enumerate() {
-            let d = (x - c.x).hypot(y - c.y);
+            let d = noise::hypot(x - c.x, y - c.y);
             if d < c.r + NEH_HALO_UM {
                 if c.inflamed {
                     site.flags |= HIDRADENITIS;
@@ -1267,7 +1309,7 @@ impl Geometry {
                     site.item = ci as u32;
                     let mut nearest = f32::MAX;
                     for (ti, t) in c.tubules.iter().enumerate() {
-                        let dt = (x - t.x).hypot(y - t.y);
+                        let dt = noise::hypot(x - t.x, y - t.y);
                         if dt - t.r < nearest {
                             nearest = dt - t.r;
                             site.sub = ti as u32;
@@ -1276,7 +1318,7 @@ impl Geometry {
                     site.tubule_dist = nearest.max(0.0);
                     if nearest < 0.0 {
                         let t = &c.tubules[site.sub as usize];
-                        site.region = if (x - t.x).hypot(y - t.y) < t.lumen {
+                        site.region = if noise::hypot(x - t.x, y - t.y) < t.lumen {
                             Region::TubuleLumen
                         } else {
                             Region::TubuleCells

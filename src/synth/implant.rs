@@ -716,7 +716,7 @@ fn place(
         let (x, y) = cands[rng.gen_range(0..cands.len())];
         if placed
             .iter()
-            .all(|p| (p.x - x).hypot(p.y - y) > p.reach + r)
+            .all(|p| noise::hypot(p.x - x, p.y - y) > p.reach + r)
         {
             return Some((x, y));
         }
@@ -763,12 +763,12 @@ fn tubules(rng: &mut ChaCha8Rng, x: f32, y: f32, r: f32, inflamed: bool) -> Vec<
             r * rng.gen::<f32>().sqrt(),
         );
         let (tx, ty) = (x + d * t.cos(), y + d * t.sin());
-        if (tx - x).hypot(ty - y) + ro * e > r {
+        if noise::hypot(tx - x, ty - y) + ro * e > r {
             continue;
         }
         if out
             .iter()
-            .all(|u| (u.x - tx).hypot(u.y - ty) > u.ro * u.e + ro * e + 1.0)
+            .all(|u| noise::hypot(u.x - tx, u.y - ty) > u.ro * u.e + ro * e + 1.0)
         {
             let state = if inflamed {
                 match rng.gen_range(0..10) {
@@ -857,7 +857,8 @@ fn plan(
         let in_zone = class == SlideClass::PustularPsoriasis;
         let fits = |k: usize| an.epi[k] && an.d_top[k] >= b * 0.6 && an.d_top[k] <= b + 10.0;
         let mut cands = candidates(an, |k, x, y| {
-            fits(k) && (!in_zone || zone.is_some_and(|(zx, zy, zr)| (x - zx).hypot(y - zy) < zr))
+            fits(k)
+                && (!in_zone || zone.is_some_and(|(zx, zy, zr)| noise::hypot(x - zx, y - zy) < zr))
         });
         if cands.is_empty() {
             // No room in the psoriasiform stretch: beside it, as pustules also lie.

@@ -5,7 +5,7 @@
 //! rectangle's place in the global pixel grid, never on which band, tile or thread
 //! asked for it. It never writes files.
 
-use super::anatomy::{Geometry, Region, Site};
+use super::anatomy::{ColumnAt, Geometry, Region, RowAt, Site};
 use super::noise::{self, hash2, unit};
 use super::Generator;
 
@@ -173,10 +173,18 @@ impl<'a> Shader<'a> {
         out
     }
 
-    /// Concentrations at (x, y) µm.
+    /// Concentrations at (x, y) µm (tests; renderers use [`Self::shade_in`]).
+    #[cfg(test)]
     pub fn shade(&self, x: f32, y: f32) -> Conc {
+        self.shade_in(&self.geom.column_at(x), &self.geom.row_at(y), x, y)
+    }
+
+    /// Concentrations at (x, y) µm, with column x's and row y's parts of the
+    /// anatomy computed by the caller once for many points
+    /// ([`Geometry::column_at`], [`Geometry::row_at`], [`Geometry::locate_in`]).
+    pub fn shade_in(&self, column: &ColumnAt, row: &RowAt, x: f32, y: f32) -> Conc {
         let g = self.geom;
-        let site = g.locate(x, y);
+        let site = g.locate_in(column, row);
         if g.generator == Generator::V1_0 {
             return self.shade_v1(&site, x, y);
         }
@@ -430,7 +438,7 @@ impl<'a> Shader<'a> {
                         }
                         let cx = (i as f32 + 0.2 + 0.6 * unit(hsh, 1)) * sp;
                         let cy = (j as f32 + 0.2 + 0.6 * unit(hsh, 2)) * sp;
-                        let d = (x - cx).hypot(y - cy);
+                        let d = noise::hypot(x - cx, y - cy);
                         let cov = disc(x - cx, y - cy, 3.6, self.aa);
                         if cov > 0.0 {
                             let pale = if d < 1.6 { 0.75 } else { 1.0 };
@@ -448,7 +456,7 @@ impl<'a> Shader<'a> {
                 );
                 // Basement membranes: a thin pink rim around each tubule.
                 for t in &coil.tubules {
-                    let d = (x - t.x).hypot(y - t.y) - t.r;
+                    let d = noise::hypot(x - t.x, y - t.y) - t.r;
                     if (0.0..2.0).contains(&d) {
                         out = c(0.06, 0.55);
                     }
@@ -545,7 +553,7 @@ impl<'a> Shader<'a> {
                 let hsh = hash2(i, j, salt);
                 let cx = (i as f32 + 0.15 + 0.7 * unit(hsh, 0)) * sp;
                 let cy = (j as f32 + 0.15 + 0.7 * unit(hsh, 1)) * sp;
-                let d = (x - cx).hypot(y - cy);
+                let d = noise::hypot(x - cx, y - cy);
                 if d < d1 {
                     d2 = d1;
                     d1 = d;
@@ -671,16 +679,27 @@ pub fn render_rgb(
     let mut ch = vec![0.0f32; bw * bh];
     let mut ce = vec![0.0f32; bw * bh];
     let norm = 1.0 / (ss * ss) as f32;
+    // Every row shades the same sample columns: their share of the anatomy once.
+    let columns: Vec<ColumnAt> = (0..bw)
+        .flat_map(|i| {
+            let px = x0 + i as i64 - margin as i64;
+            (0..ss).map(move |si| px as f32 * mpp + (si as f32 + 0.5) * sub)
+        })
+        .map(|x| geom.column_at(x))
+        .collect();
     for j in 0..bh {
         let py = y0 + j as i64 - margin as i64;
+        let rows: Vec<RowAt> = (0..ss)
+            .map(|sj| geom.row_at(py as f32 * mpp + (sj as f32 + 0.5) * sub))
+            .collect();
         for i in 0..bw {
             let px = x0 + i as i64 - margin as i64;
             let (mut sh, mut se) = (0.0, 0.0);
-            for sj in 0..ss {
+            for (sj, row) in rows.iter().enumerate() {
                 let y = py as f32 * mpp + (sj as f32 + 0.5) * sub;
                 for si in 0..ss {
                     let x = px as f32 * mpp + (si as f32 + 0.5) * sub;
-                    let k = shader.shade(x, y);
+                    let k = shader.shade_in(&columns[i * ss + si], row, x, y);
                     sh += k.h;
                     se += k.e;
                 }

@@ -380,7 +380,7 @@ impl<'a> Shader<'a> {
                     let hsh = hash2(i, j, salt);
                     let cx = (i as f32 + 0.5 + jit * (unit(hsh, 0) - 0.5)) * sp;
                     let cy = (j as f32 + 0.5 + jit * (unit(hsh, 1) - 0.5)) * sp;
-                    let d = (x - cx).hypot(y - cy);
+                    let d = noise::hypot(x - cx, y - cy);
                     if d < d1 {
                         d2 = d1;
                         d1 = d;
@@ -450,7 +450,7 @@ impl<'a> Shader<'a> {
         }
         let t = &coil.tubules[s.sub as usize];
         let (dx, dy) = (x - t.x, y - t.y);
-        let d = dx.hypot(dy);
+        let d = noise::hypot(dx, dy);
         let ang = dy.atan2(dx);
         let tsalt = g.salt ^ 0xC1 ^ ((s.item as u64) << 20) ^ s.sub as u64;
         let lumen = t.lumen * (0.6 + 0.9 * noise::value(ang * 1.2 + 7.0, 0.5, tsalt));
