@@ -262,9 +262,10 @@ pub(crate) fn median(values: &[f64]) -> Option<f64> {
 ///
 /// Computed exactly in integers: grey levels scaled by 1,000 (`299 R + 587 G + 114
 /// B`), so every Laplacian and both sums are exact whatever the order they are
-/// taken in, and the only rounding is the final division. That lets the rows be
-/// summed in independent lanes, where the f64 sums of the grey levels (a running
-/// sum of 50,000 terms, one add at a time) cost a tenth of a tile's inference.
+/// taken in, and only the last step (to f64, two divisions) rounds. That lets the
+/// rows be summed in independent lanes, where the f64 sums of the grey levels (a
+/// running sum of 50,000 terms, one add at a time) cost a tenth of a tile's time
+/// in the stream.
 pub fn laplacian_variance(tile: &RgbImage) -> f64 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -316,8 +317,8 @@ fn laplacian_variance_in(tile: &RgbImage) -> f64 {
         sum2 += row_sum2 as i128;
         (above, here, below) = (here, below, above);
     }
-    // Variance = (n sum2 - sum^2) / n^2, exact up to the division; / 1000^2 for
-    // the grey scale.
+    // Variance = (n sum2 - sum^2) / n^2, exact until the conversion to f64 and
+    // the divisions; / 1000^2 for the grey scale.
     let n = ((w - 2) * (h - 2)) as i128;
     let spread = n * sum2 - sum * sum;
     spread as f64 / (n * n) as f64 / 1e6
@@ -426,7 +427,7 @@ mod tests {
                 laplacian_variance_of_a_grey_copy(&tile),
             );
             // The f64 grey copy rounds every grey level and partial sum; the
-            // integer version only its last division.
+            // integer version only its last step.
             assert!(
                 (got - want).abs() <= 1e-9 * want,
                 "{w}x{h}: {got} against {want}"
