@@ -515,7 +515,7 @@ struct Column {
 /// The parts of [`Geometry::locate`] that depend on the column alone.
 #[derive(Debug, Clone)]
 pub struct ColumnAt {
-    x: f32,
+    pub x: f32,
     col: Column,
     bottom: f32,
 }
@@ -523,7 +523,7 @@ pub struct ColumnAt {
 /// The parts of [`Geometry::locate`] that depend on the row alone.
 #[derive(Debug, Clone, Copy)]
 pub struct RowAt {
-    y: f32,
+    pub y: f32,
     left: f32,
     right: f32,
 }

@@ -176,14 +176,14 @@ impl<'a> Shader<'a> {
     /// Concentrations at (x, y) µm (tests; renderers use [`Self::shade_in`]).
     #[cfg(test)]
     pub fn shade(&self, x: f32, y: f32) -> Conc {
-        self.shade_in(&self.geom.column_at(x), &self.geom.row_at(y), x, y)
+        self.shade_in(&self.geom.column_at(x), &self.geom.row_at(y))
     }
 
-    /// Concentrations at (x, y) µm, with column x's and row y's parts of the
+    /// Concentrations at (`column.x`, `row.y`) µm, with the column's and the row's parts of the
     /// anatomy computed by the caller once for many points
     /// ([`Geometry::column_at`], [`Geometry::row_at`], [`Geometry::locate_in`]).
-    pub fn shade_in(&self, column: &ColumnAt, row: &RowAt, x: f32, y: f32) -> Conc {
-        let g = self.geom;
+    pub fn shade_in(&self, column: &ColumnAt, row: &RowAt) -> Conc {
+        let (g, x, y) = (self.geom, column.x, row.y);
         let site = g.locate_in(column, row);
         if g.generator == Generator::V1_0 {
             return self.shade_v1(&site, x, y);
@@ -693,13 +693,10 @@ pub fn render_rgb(
             .map(|sj| geom.row_at(py as f32 * mpp + (sj as f32 + 0.5) * sub))
             .collect();
         for i in 0..bw {
-            let px = x0 + i as i64 - margin as i64;
             let (mut sh, mut se) = (0.0, 0.0);
-            for (sj, row) in rows.iter().enumerate() {
-                let y = py as f32 * mpp + (sj as f32 + 0.5) * sub;
-                for si in 0..ss {
-                    let x = px as f32 * mpp + (si as f32 + 0.5) * sub;
-                    let k = shader.shade_in(&columns[i * ss + si], row, x, y);
+            for row in &rows {
+                for column in &columns[i * ss..][..ss] {
+                    let k = shader.shade_in(column, row);
                     sh += k.h;
                     se += k.e;
                 }
