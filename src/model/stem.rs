@@ -265,6 +265,37 @@ enum Output<'a> {
     },
 }
 
+/// Where a row's last output columns (`x0` to the row's end) go, each slice exactly
+/// as long as the values that exist there: the kernels' masked stores write that
+/// many lanes.
+enum RowEnd<'a> {
+    Nchw(&'a mut [f32]),
+    /// The next layer's column planes: the even columns, then the odd ones.
+    Planes {
+        even: &'a mut [f32],
+        odd: &'a mut [f32],
+    },
+}
+
+impl Output<'_> {
+    /// Columns `x0 ..` of output channel `channel`, row `oy`, to the row's end.
+    fn row_end(&mut self, channel: usize, oy: usize, x0: usize) -> RowEnd<'_> {
+        match self {
+            Output::Nchw { out, hw: (oh, ow) } => {
+                RowEnd::Nchw(&mut out[(channel * *oh + oy) * *ow + x0..][..*ow - x0])
+            }
+            Output::Planes { layer, even, odd } => {
+                let n = layer.w - x0;
+                let at = layer.row_at(channel, oy + 1) + x0 / 2;
+                RowEnd::Planes {
+                    even: &mut even[at..][..n.div_ceil(2)],
+                    odd: &mut odd[at + 1..][..n / 2],
+                }
+            }
+        }
+    }
+}
+
 impl Stem {
     /// The leading layers of `graph` that can run here in `kernel`, for tiles of
     /// `channels` x `px` x `px`; `None` where the graph does not begin with one.
@@ -769,27 +800,17 @@ unsafe fn store_row_end_avx2(
             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
         )
     };
-    match output {
-        Output::Nchw { out, hw: (oh, ow) } => {
-            let n = *ow - x0;
-            let dst = &mut out[(channel * *oh + oy) * *ow + x0..][..n];
+    match output.row_end(channel, oy, x0) {
+        RowEnd::Nchw(dst) => {
             for (g, v) in relu.iter().enumerate() {
-                let lanes = n.saturating_sub(g * LANES).min(LANES);
+                let lanes = dst.len().saturating_sub(g * LANES).min(LANES);
                 _mm256_maskstore_ps(dst.as_mut_ptr().add(g * LANES), first(lanes), *v);
             }
         }
-        Output::Planes {
-            layer: next,
-            even,
-            odd,
-        } => {
-            let n = next.w - x0;
-            let at = next.row_at(channel, oy + 1) + x0 / 2;
-            let (evens, odds) = (n.div_ceil(2), n / 2);
+        RowEnd::Planes { even, odd } => {
             let (ev, od) = split_lanes(relu[0], relu[1]);
-            let (e, o) = (&mut even[at..][..evens], &mut odd[at + 1..][..odds]);
-            _mm256_maskstore_ps(e.as_mut_ptr(), first(evens), ev);
-            _mm256_maskstore_ps(o.as_mut_ptr(), first(odds), od);
+            _mm256_maskstore_ps(even.as_mut_ptr(), first(even.len()), ev);
+            _mm256_maskstore_ps(odd.as_mut_ptr(), first(odd.len()), od);
         }
     }
 }
@@ -947,32 +968,22 @@ unsafe fn store_row_end_512<const G: usize>(
 ) {
     use std::arch::x86_64::*;
     const WIDE: usize = 16;
-    match output {
-        Output::Nchw { out, hw: (oh, ow) } => {
-            let n = *ow - x0;
-            let dst = &mut out[(channel * *oh + oy) * *ow + x0..][..n];
+    match output.row_end(channel, oy, x0) {
+        RowEnd::Nchw(dst) => {
             for (g, v) in relu.iter().enumerate() {
-                let lanes = n.saturating_sub(g * WIDE).min(WIDE);
+                let lanes = dst.len().saturating_sub(g * WIDE).min(WIDE);
                 _mm512_mask_storeu_ps(dst.as_mut_ptr().add(g * WIDE), low_lanes(lanes), *v);
             }
         }
-        Output::Planes {
-            layer: next,
-            even,
-            odd,
-        } => {
-            let n = next.w - x0;
-            let at = next.row_at(channel, oy + 1) + x0 / 2;
-            let (evens, odds) = (n.div_ceil(2), n / 2);
+        RowEnd::Planes { even, odd } => {
             let b = if G == 2 {
                 relu[G - 1]
             } else {
                 _mm512_setzero_ps()
             };
             let (ev, od) = split_512(relu[0], b);
-            let (e, o) = (&mut even[at..][..evens], &mut odd[at + 1..][..odds]);
-            _mm512_mask_storeu_ps(e.as_mut_ptr(), low_lanes(evens), ev);
-            _mm512_mask_storeu_ps(o.as_mut_ptr(), low_lanes(odds), od);
+            _mm512_mask_storeu_ps(even.as_mut_ptr(), low_lanes(even.len()), ev);
+            _mm512_mask_storeu_ps(odd.as_mut_ptr(), low_lanes(odd.len()), od);
         }
     }
 }
