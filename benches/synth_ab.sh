@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Side-by-side synth speed of two builds (or two generators of one build), runs
+# alternating so that both see the same machine load. Each argument is
+# BINARY:GENERATOR, e.g. an older build kept aside and this one:
+#
+#   cargo build --release --bin dirascope
+#   benches/synth_ab.sh /tmp/dirascope-before:0.3 target/release/dirascope:1.1 [runs] [mm]
+#
+# Renders dira seed 1 at 0.5 um/px, mm x mm (default 4), 2 threads, and prints
+# wall and CPU seconds per run, then the median CPU seconds of each side and
+# their ratio (B / A). CPU seconds are the figure to compare on a shared machine.
+set -euo pipefail
+a=$1
+b=$2
+runs=${3:-3}
+mm=${4:-4}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+cpu_a=()
+cpu_b=()
+run() {
+    local bin=${1%:*} generator=${1##*:}
+    rm -rf "$out/slide"
+    RAYON_NUM_THREADS=2 /usr/bin/time -f "%e %U %M" -o "$out/time.txt" "$bin" synth \
+        --generator "$generator" --class dira --seed 1 --mpp 0.5 \
+        --width-mm "$mm" --height-mm "$mm" --out "$out/slide" > /dev/null
+    read -r wall user rss < "$out/time.txt"
+    echo "$1  ${mm}x${mm} mm: $wall s wall, $user CPU s, peak RSS $((rss / 1024)) MiB" >&2
+    echo "$user"
+}
+for _ in $(seq "$runs"); do
+    cpu_a+=("$(run "$a")")
+    cpu_b+=("$(run "$b")")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+ma=$(median "${cpu_a[@]}")
+mb=$(median "${cpu_b[@]}")
+mpx=$(awk -v mm="$mm" 'BEGIN {print (mm * 2000) ^ 2 / 1e6}')
+awk -v a="$a" -v b="$b" -v ma="$ma" -v mb="$mb" -v mpx="$mpx" -v cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)" 'BEGIN {
+    printf "CPU:%s\n", cpu
+    printf "A %s: median %.2f CPU s (%.2f Mpx per CPU s)\n", a, ma, mpx / ma
+    printf "B %s: median %.2f CPU s (%.2f Mpx per CPU s)\n", b, mb, mpx / mb
+    printf "B / A: %.3f\n", mb / ma
+}'
