@@ -11,7 +11,7 @@ It then checks that the torch model's outputs equal onnxruntime's on the
 folder's parity tiles (parity/inputs.f32.gz) and writes checkpoint.pt with the
 manifest's mean and std.
 
-    /work/pyenv/bin/python training/checkpoint_from_onnx.py models/dirascope-phantom-v1
+    training/.venv/bin/python training/checkpoint_from_onnx.py models/dirascope-phantom-v1
 """
 
 from __future__ import annotations

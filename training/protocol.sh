@@ -29,7 +29,7 @@
 #            stratum keeps at least 4 slides, one per class)
 #   ONLY     space-separated stratum names to render (default: all)
 #   THREADS  --threads for score (default 1)
-#   PY       python with numpy (default /work/pyenv/bin/python)
+#   PY       python with numpy (default training/.venv/bin/python)
 #   TARGET_SENS / TARGET_SPEC  calibrate's targets (default 0.95 / 1.0)
 #
 # Every stratum is one synth command of 4k slides starting at a seed = 0 mod 4, so it
@@ -43,7 +43,7 @@ DATA=${DATA:-/tmp/dirascope-protocol}
 MODEL=${MODEL:-models/dirascope-phantom-v1}
 SCALE=${SCALE:-1}
 THREADS=${THREADS:-1}
-PY=${PY:-/work/pyenv/bin/python}
+PY=${PY:-training/.venv/bin/python}
 TARGET_SENS=${TARGET_SENS:-0.95}
 TARGET_SPEC=${TARGET_SPEC:-1.0}
 

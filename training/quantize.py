@@ -2,7 +2,7 @@
 gate the speed issue sets before int8 may become the default: held-out tile
 AUROC within 0.005 per finding (onnxruntime, fp32 against int8, same tiles).
 
-    /work/pyenv/bin/python training/quantize.py --model models/dirascope-phantom-v1 \
+    training/.venv/bin/python training/quantize.py --model models/dirascope-phantom-v1 \
         --calib DATA/calib --heldout DATA/held-mixed DATA/held-mixed2 DATA/held-dira DATA/held-dira2 \
         --out OUT_DIR [--calib-tiles 512]
 

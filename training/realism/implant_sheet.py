@@ -3,7 +3,7 @@ region of the real slide before implanting, at full resolution.
 
     dirascope synth --implant-into ../shared/fixtures/real/skin-normal-10x-public-domain.jpg \
         --mpp 0.75 --part test --count 8 --seed 5 --out /tmp/implants
-    /work/pyenv/bin/python training/realism/implant_sheet.py /tmp/implants \
+    training/.venv/bin/python training/realism/implant_sheet.py /tmp/implants \
         ../shared/fixtures/real/skin-normal-10x-public-domain.jpg docs/implants.jpg
 
 Rows: one per implanted structure (lesions first, then shams), left the real

@@ -11,8 +11,8 @@ set -euo pipefail
 gen=${1:?generator (0.3 or 1.0)}
 out=${2:?output folder}
 bin=${3:-target/debug/dirascope}
-py=${PYTHON:-/work/pyenv/bin/python}
 here=$(cd "$(dirname "$0")" && pwd)
+py=${PYTHON:-$here/../.venv/bin/python}
 mkdir -p "$out"
 if [ ! -e "$out/train/manifest.csv" ]; then
     "$bin" synth --generator "$gen" ${SYNTH_ARGS:-} --seed 100 --count 12 --mpp 0.5 --width-mm 2 --height-mm 1.5 --out "$out/train"
