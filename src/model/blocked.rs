@@ -1,5 +1,5 @@
-//! The 3x3 convolutions after the stem's stride-2 layers, run here on AVX-512 CPUs
-//! instead of in tract, for speed.
+//! The 3x3 convolutions after the stem's stride-2 layers, run here instead of in
+//! tract, for speed, on AVX-512 and on AVX2 CPUs.
 //!
 //! After the stem (`stem.rs`) the bundled models have four more 3x3 convolutions,
 //! 32 -> 48 -> 64 -> 96 -> 128 channels on 28, 14 and 7 px planes (32.5 of the 54.2 M
@@ -11,16 +11,24 @@
 //! broadcast and the tap's weights for 16 output channels one load; seven output
 //! columns x 16-64 output channels (1-4 [`GROUP`]s) are summed at a time in up to
 //! 28 of the 32 registers, then ReLU'd and stored blocked for the next layer. Each output is
-//! the bias plus its products in channel, row, column order, one FMA each.
+//! the bias plus its products in channel, row, column order, one FMA each. On AVX2
+//! CPUs (16 registers of 8 floats) the layout is the same and a group of 16 channels
+//! is two registers: up to [`COLUMNS_AVX2`] columns x 16 channels in 12 registers,
+//! the tap's weights in two, the broadcast input in one; the same sums in the same
+//! order, so the same bits as AVX-512.
 //!
-//! This module owns the kernel and the layout; `stem.rs` decides which layers run
+//! This module owns the kernels and the layout; `stem.rs` decides which layers run
 //! here (plain 3x3, pads 1, stride 1 or 2, channels in multiples of 16, each read
 //! only by a `Relu` that only the next layer reads) and feeds them.
 
 /// Output (and input) channels a register holds.
 pub const GROUP: usize = 16;
-/// Output columns summed together.
+/// Output columns summed together (AVX-512).
 const COLUMNS: usize = 7;
+/// Output columns summed together at most (AVX2).
+const COLUMNS_AVX2: usize = 6;
+
+use super::stem::Kernel;
 
 /// One 3x3 convolution with pads 1, its bias and a ReLU, on channel-blocked planes.
 #[derive(Debug, Clone)]
@@ -109,21 +117,54 @@ impl BlockedLayer {
 
     /// The convolution of `input` into the inside of `output` (both blocked with
     /// borders; the borders are never written, so zeroed once they stay zero).
-    pub fn run(&self, input: &[f32], output: &mut [f32]) {
+    /// The kernels' bounds: output row `oy`, columns `ox .. ox + n` and channel
+    /// groups `g .. g + groups` exist, and the furthest input they read (the last
+    /// channel's group, padded row s oy + 2, padded column s (ox + n - 1) + 2; within
+    /// the border since s (oh - 1) <= h - 1) lies within `input_len`.
+    fn assert_in_bounds(
+        &self,
+        input_len: usize,
+        (oy, ox, n): (usize, usize, usize),
+        (g, groups): (usize, usize),
+    ) {
+        let (h, w, s, cin) = (self.h, self.w, self.stride, self.cin);
+        let (oh, ow) = self.out_hw();
+        assert!(oy < oh && n > 0 && ox + n <= ow && (g + groups) * GROUP <= self.cout);
+        let last = (((cin - 1) / GROUP * (h + 2) + s * oy + 2) * (w + 2) + s * (ox + n - 1) + 2)
+            * GROUP
+            + (cin - 1) % GROUP;
+        assert!(last < input_len, "blocked input reads in bounds");
+    }
+
+    /// Both kernels sum each output in the same order (bias, then channel, row
+    /// and column of the taps, one FMA each), so they give the same bits.
+    pub fn run(&self, kernel: Kernel, input: &[f32], output: &mut [f32]) {
         assert_eq!(input.len(), self.in_len(), "blocked layer input");
         assert_eq!(output.len(), self.out_len(), "blocked layer output");
         #[cfg(target_arch = "x86_64")]
-        {
-            assert!(
-                std::arch::is_x86_feature_detected!("avx512f"),
-                "blocked layers need AVX-512F"
-            );
-            // SAFETY: AVX-512F is checked above; the kernel reads and writes within
-            // the lengths asserted above (see `conv_avx512`).
-            unsafe { conv_avx512(self, input, output) }
+        match kernel {
+            Kernel::Avx512 => {
+                assert!(
+                    std::arch::is_x86_feature_detected!("avx512f"),
+                    "the AVX-512 blocked kernel needs AVX-512F"
+                );
+                // SAFETY: AVX-512F is checked above; the kernel reads and writes
+                // within the lengths asserted above (see `sum`).
+                unsafe { conv_avx512(self, input, output) }
+            }
+            Kernel::Avx2 => {
+                assert!(
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma"),
+                    "the AVX2 blocked kernel needs AVX2 and FMA"
+                );
+                // SAFETY: AVX2 and FMA are checked above; the kernel reads and
+                // writes within the lengths asserted above (see `sum_avx2`).
+                unsafe { conv_avx2(self, input, output) }
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("blocked layers are only chosen where AVX-512 runs");
+        unreachable!("blocked layers are only chosen where AVX2 or AVX-512 runs ({kernel:?})");
     }
 }
 
@@ -217,13 +258,7 @@ unsafe fn sum<const N: usize, const G: usize>(
     use std::arch::x86_64::*;
     let (h, w, s, cin) = (layer.h, layer.w, layer.stride, layer.cin);
     let (oh, ow) = layer.out_hw();
-    assert!(oy < oh && ox + N <= ow && (g + G) * GROUP <= layer.cout);
-    // The furthest input read: the last channel's group, padded row s oy + 2,
-    // padded column s (ox + N - 1) + 2; within the border since s (oh - 1) <= h - 1.
-    let last = (((cin - 1) / GROUP * (h + 2) + s * oy + 2) * (w + 2) + s * (ox + N - 1) + 2)
-        * GROUP
-        + (cin - 1) % GROUP;
-    assert!(last < input.len(), "blocked input reads in bounds");
+    layer.assert_in_bounds(input.len(), (oy, ox, N), (g, G));
     let input = input.as_ptr();
     let (row_pitch, plane_pitch) = ((w + 2) * GROUP, (h + 2) * (w + 2) * GROUP);
     let mut acc = [[_mm512_setzero_ps(); G]; N];
@@ -256,6 +291,82 @@ unsafe fn sum<const N: usize, const G: usize>(
             let at = (((g + j) * (oh + 2) + oy + 1) * (ow + 2) + ox + r + 1) * GROUP;
             _mm512_storeu_ps(output[at..][..GROUP].as_mut_ptr(), _mm512_max_ps(*a, zero));
         }
+    }
+}
+
+/// Every output row, up to [`COLUMNS_AVX2`] columns at a time in steps of about
+/// equal width, one group of 16 output channels at a time (two registers each). AVX2 has 16 registers: 12
+/// accumulators, two for the tap's weights and one for the broadcast input.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn conv_avx2(layer: &BlockedLayer, input: &[f32], output: &mut [f32]) {
+    let (oh, ow) = layer.out_hw();
+    for oy in 0..oh {
+        let mut ox = 0;
+        while ox < ow {
+            // Rows in steps of about equal width (7 columns as 4 + 3, not 6 + 1):
+            // a narrow step has too few independent sums to cover the FMA latency.
+            let left = ow - ox;
+            let n = left.div_ceil(left.div_ceil(COLUMNS_AVX2));
+            for g in 0..layer.cout / GROUP {
+                match n {
+                    6 => sum_avx2::<6>(layer, input, output, oy, ox, g),
+                    5 => sum_avx2::<5>(layer, input, output, oy, ox, g),
+                    4 => sum_avx2::<4>(layer, input, output, oy, ox, g),
+                    3 => sum_avx2::<3>(layer, input, output, oy, ox, g),
+                    2 => sum_avx2::<2>(layer, input, output, oy, ox, g),
+                    _ => sum_avx2::<1>(layer, input, output, oy, ox, g),
+                }
+            }
+            ox += n;
+        }
+    }
+}
+
+/// Output columns `ox .. ox + N` of row `oy`, channel group `g`, in two halves of
+/// eight channels.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn sum_avx2<const N: usize>(
+    layer: &BlockedLayer,
+    input: &[f32],
+    output: &mut [f32],
+    oy: usize,
+    ox: usize,
+    g: usize,
+) {
+    use std::arch::x86_64::*;
+    const HALF: usize = GROUP / 2;
+    let (h, w, s, cin) = (layer.h, layer.w, layer.stride, layer.cin);
+    let (oh, ow) = layer.out_hw();
+    layer.assert_in_bounds(input.len(), (oy, ox, N), (g, 1));
+    let input = input.as_ptr();
+    let (row_pitch, plane_pitch) = ((w + 2) * GROUP, (h + 2) * (w + 2) * GROUP);
+    let bias = layer.bias[g * GROUP..][..GROUP].as_ptr();
+    let mut acc = [[_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(HALF))]; N];
+    let weights = layer.weights[g * cin * 9 * GROUP..].as_ptr();
+    for c in 0..cin {
+        let channel = input.add(c / GROUP * plane_pitch + c % GROUP);
+        for ky in 0..3 {
+            let row = channel.add((s * oy + ky) * row_pitch);
+            for kx in 0..3 {
+                let tap = weights.add((c * 9 + ky * 3 + kx) * GROUP);
+                let (lo, hi) = (_mm256_loadu_ps(tap), _mm256_loadu_ps(tap.add(HALF)));
+                for (r, [a_lo, a_hi]) in acc.iter_mut().enumerate() {
+                    let x = _mm256_set1_ps(*row.add((s * (ox + r) + kx) * GROUP));
+                    *a_lo = _mm256_fmadd_ps(x, lo, *a_lo);
+                    *a_hi = _mm256_fmadd_ps(x, hi, *a_hi);
+                }
+            }
+        }
+    }
+    let zero = _mm256_setzero_ps();
+    for (r, [a_lo, a_hi]) in acc.iter().enumerate() {
+        let at = ((g * (oh + 2) + oy + 1) * (ow + 2) + ox + r + 1) * GROUP;
+        let out = output[at..][..GROUP].as_mut_ptr();
+        _mm256_storeu_ps(out, _mm256_max_ps(*a_lo, zero));
+        _mm256_storeu_ps(out.add(HALF), _mm256_max_ps(*a_hi, zero));
     }
 }
 
@@ -327,14 +438,21 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_kernel_gives_the_direct_convolution_on_any_plane_size_stride_and_group_count() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            println!("skipped: this CPU lacks AVX-512F, so these layers run in tract");
+    fn the_kernels_give_the_direct_convolution_on_any_plane_size_stride_and_group_count() {
+        let kernels = Kernel::available();
+        if kernels.is_empty() {
+            println!("skipped: this CPU lacks AVX2 and FMA, so these layers run in tract");
             return;
         }
-        // Widths with and without a multiple of the 7-column step; 1, 2, 3 and 4
+        if !kernels.contains(&Kernel::Avx512) {
+            println!("AVX-512 kernel not checked: this CPU lacks AVX-512F");
+        }
+        // Widths with and without a multiple of the 7-column (AVX-512) and 6-column
+        // (AVX2) steps, and every AVX2 remainder (1-5 columns); 1, 2, 3 and 4
         // groups of output channels at a time; strides 1 and 2; one-pixel planes.
         for &((cin, h, w), cout, stride) in &[
+            ((16, 3, 5), 32, 1),
+            ((16, 4, 17), 16, 1),
             ((32, 28, 28), 48, 1),
             ((48, 28, 28), 64, 2),
             ((16, 9, 11), 16, 1),
@@ -351,29 +469,44 @@ pub(crate) mod tests {
             let want = reference((cin, h, w), stride, &weights, &bias, &input);
             let mut blocked_in = vec![0.0; layer.in_len()];
             block(&input, (cin, h, w), &mut blocked_in);
-            let mut blocked_out = vec![0.0; layer.out_len()];
-            // Twice into the same output: nothing of the first run may remain.
-            for _ in 0..2 {
-                layer.run(&blocked_in, &mut blocked_out);
-                let (oh, ow) = layer.out_hw();
-                let mut got = vec![f32::NAN; cout * oh * ow];
-                unblock(&blocked_out, (cout, oh, ow), &mut got);
-                let worst = worst_relative_diff(&got, &want);
-                assert!(
-                    worst <= 1e-5,
-                    "{cin}x{h}x{w} -> {cout}, stride {stride}: max relative diff {worst}"
-                );
-                assert!(got.iter().any(|&v| v > 0.0) && got.contains(&0.0));
-            }
-            let border: f32 = (0..layer.out_len())
-                .filter(|&i| {
+            let mut first_kernel_out: Option<Vec<f32>> = None;
+            for &kernel in &kernels {
+                let mut blocked_out = vec![0.0; layer.out_len()];
+                // Twice into the same output: nothing of the first run may remain.
+                for _ in 0..2 {
+                    layer.run(kernel, &blocked_in, &mut blocked_out);
                     let (oh, ow) = layer.out_hw();
-                    let (y, x) = (i / GROUP / (ow + 2) % (oh + 2), i / GROUP % (ow + 2));
-                    y == 0 || x == 0 || y == oh + 1 || x == ow + 1
-                })
-                .map(|i| blocked_out[i].abs())
-                .sum();
-            assert_eq!(border, 0.0, "the border stays zero");
+                    let mut got = vec![f32::NAN; cout * oh * ow];
+                    unblock(&blocked_out, (cout, oh, ow), &mut got);
+                    let worst = worst_relative_diff(&got, &want);
+                    assert!(
+                        worst <= 1e-5,
+                        "{kernel:?} {cin}x{h}x{w} -> {cout}, stride {stride}: max relative diff {worst}"
+                    );
+                    assert!(got.iter().any(|&v| v > 0.0) && got.contains(&0.0));
+                }
+                let border: f32 = (0..layer.out_len())
+                    .filter(|&i| {
+                        let (oh, ow) = layer.out_hw();
+                        let (y, x) = (i / GROUP / (ow + 2) % (oh + 2), i / GROUP % (ow + 2));
+                        y == 0 || x == 0 || y == oh + 1 || x == ow + 1
+                    })
+                    .map(|i| blocked_out[i].abs())
+                    .sum();
+                assert_eq!(border, 0.0, "{kernel:?}: the border stays zero");
+                // The same sums in the same order: the same bits from each kernel.
+                match &first_kernel_out {
+                    None => first_kernel_out = Some(blocked_out),
+                    Some(first) => assert!(
+                        first
+                            .iter()
+                            .zip(&blocked_out)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{kernel:?} {cin}x{h}x{w} -> {cout}: not the bits of {:?}",
+                        kernels[0]
+                    ),
+                }
+            }
         }
         assert!(
             BlockedLayer::new("c".into(), (24, 4, 4), 1, &[0.0; 16 * 24 * 9], &[0.0; 16]).is_none()

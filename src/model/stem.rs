@@ -20,14 +20,15 @@
 //! a plain `Conv` (3x3, stride 2, pads 1, group 1, no dilation, weights and bias
 //! inline) reading the tile input, read only by a `Relu`; the layers of the same
 //! shape that follow, each reading the last one's `Relu`, are taken too, up to
-//! [`MAX_LAYERS`]. On AVX-512 CPUs the plain 3x3 layers after those (stride 1 or
-//! 2, channels in multiples of 16, each output read only by the next layer) run
-//! here too, channel-blocked (`blocked.rs`): for the bundled fp32 model that is its
-//! whole convolution stack, and tract runs only the pooling and the classifier.
+//! [`MAX_LAYERS`]. The plain 3x3 layers after those (stride 1 or 2, channels in
+//! multiples of 16, each output read only by the next layer) run here too,
+//! channel-blocked (`blocked.rs`, in the same kernel family: AVX-512 or AVX2): for
+//! the bundled fp32 model that is its whole convolution stack, and tract runs only
+//! the pooling and the classifier.
 //! Other graphs (the int8 folder starts with QDQ nodes) and other
 //! CPUs run entirely in tract, as does every graph when `DIRASCOPE_STEM=tract` is
 //! set (for comparisons; `DIRASCOPE_STEM=avx2` keeps an AVX-512 CPU on the AVX2
-//! kernel).
+//! kernels, `avx2-columns` on the AVX2 column kernel alone, the rest in tract).
 
 use super::blocked::{self, BlockedLayer};
 use tract_onnx::pb;
@@ -106,14 +107,21 @@ impl Kernel {
 
 /// The kernel leading layers run in: the widest the CPU has, or none where it has
 /// neither or `DIRASCOPE_STEM` is `tract` (`avx2` keeps AVX-512 CPUs on AVX2, for
-/// comparisons).
+/// comparisons; `avx2-columns` too, with only the stride-2 column layers here).
 pub fn kernel() -> Option<Kernel> {
     let choice = std::env::var("DIRASCOPE_STEM").unwrap_or_default();
     match choice.as_str() {
         "tract" => None,
-        "avx2" => Some(Kernel::Avx2).filter(|k| k.cpu_has()),
+        "avx2" | "avx2-columns" => Some(Kernel::Avx2).filter(|k| k.cpu_has()),
         _ => Kernel::available().first().copied(),
     }
+}
+
+/// Whether the layers after the column layers run here, channel-blocked: yes
+/// unless `DIRASCOPE_STEM=avx2-columns` (the AVX2 path as it was before the AVX2
+/// blocked kernel, kept for side-by-side figures on AVX2 CPUs).
+fn blocked_enabled() -> bool {
+    std::env::var("DIRASCOPE_STEM").map_or(true, |v| v != "avx2-columns")
 }
 
 /// Whether leading layers may run here: [`kernel`] found one.
@@ -224,8 +232,7 @@ pub struct Stem {
     pub layers: Vec<StemLayer>,
     /// The kernel that runs them.
     pub kernel: Kernel,
-    /// The 3x3 layers after them that run channel-blocked (`blocked.rs`; AVX-512
-    /// only), in order.
+    /// The 3x3 layers after them that run channel-blocked (`blocked.rs`), in order.
     pub blocked: Vec<BlockedLayer>,
     /// The tensor tract reads instead (the last layer's `Relu` output).
     cut: String,
@@ -350,14 +357,14 @@ impl Stem {
                 break;
             }
             // Stride-2 layers in the column kernel while they last (up to
-            // MAX_LAYERS), then, on AVX-512, the layers the blocked kernel takes.
+            // MAX_LAYERS), then the layers the blocked kernel takes.
             let (name, shape) = (conv.name.clone(), (cin, size, size));
             (cin, size) = if stride == 2 && blocked.is_empty() && layers.len() < MAX_LAYERS {
                 let layer = StemLayer::new(name, cin, size, size, &weights, &bias);
                 let out = (layer.cout, layer.out_hw().0);
                 layers.push(layer);
                 out
-            } else if kernel == Kernel::Avx512 && !layers.is_empty() {
+            } else if !layers.is_empty() && blocked_enabled() {
                 let Some(layer) = BlockedLayer::new(name, shape, stride, &weights, &bias) else {
                     break;
                 };
@@ -584,7 +591,7 @@ impl Stem {
                 seconds.is_some().then(std::time::Instant::now)
             };
             let (before, after) = scratch.blocked.split_at_mut(i + 1);
-            layer.run(&before[i], &mut after[0]);
+            layer.run(self.kernel, &before[i], &mut after[0]);
             if i + 1 == self.blocked.len() {
                 let (oh, ow) = layer.out_hw();
                 blocked::unblock(&after[0], (layer.cout(), oh, ow), dst);
@@ -1130,22 +1137,26 @@ mod tests {
         }
         let graph = proto.graph.as_ref().unwrap();
         let before = graph.node.len();
-        // On AVX-512 the four later convolutions run channel-blocked too.
-        let all = Stem::detect(graph, 3, 224, Kernel::Avx512).expect("detected");
-        assert_eq!((all.layers.len(), all.blocked.len()), (3, 4));
-        assert_eq!(all.cut_shape(1), [1, 128, 7, 7]);
-        assert_eq!(all.macs(), 21_676_032 + 2 * (10_838_016 + 5_419_008));
+        // With either kernel the four later convolutions run channel-blocked too.
+        for kernel in [Kernel::Avx512, Kernel::Avx2] {
+            let all = Stem::detect(graph, 3, 224, kernel).expect("detected");
+            assert_eq!((all.layers.len(), all.blocked.len()), (3, 4), "{kernel:?}");
+            assert_eq!(all.cut_shape(1), [1, 128, 7, 7]);
+            assert_eq!(all.macs(), 21_676_032 + 2 * (10_838_016 + 5_419_008));
+        }
         let stem = Stem::detect(graph, 3, 224, Kernel::Avx2).expect("the bundled stem is detected");
-        assert_eq!(stem.layers.len(), 3);
-        assert_eq!(stem.cut_shape(2), [2, 32, 28, 28]);
+        assert_eq!(
+            stem.layers.iter().map(StemLayer::macs).sum::<u64>(),
+            5_419_008 + 10_838_016 + 5_419_008
+        );
+        assert_eq!(stem.cut_shape(2), [2, 128, 7, 7]);
         assert!(!stem.keeps_tiles());
-        assert_eq!(stem.macs(), 5_419_008 + 10_838_016 + 5_419_008);
         stem.rewrite(&mut proto);
         let graph = proto.graph.as_ref().unwrap();
         assert_eq!(
             graph.node.len(),
-            before - 6,
-            "three Conv and three Relu removed"
+            before - 14,
+            "seven Conv and seven Relu removed"
         );
         assert_eq!(graph.input[0].name, stem.cut, "the cut replaces the tiles");
         assert!(graph.node.iter().any(|n| n.input.contains(&stem.cut)));
@@ -1300,13 +1311,20 @@ mod tests {
 
     #[test]
     fn blocked_layers_after_the_column_layers_give_the_direct_convolution() {
-        if !Kernel::available().contains(&Kernel::Avx512) {
-            println!("skipped: this CPU lacks AVX-512F, so no layer runs channel-blocked");
+        let kernels = Kernel::available();
+        if kernels.is_empty() {
+            println!("skipped: this CPU lacks AVX2 and FMA, so no layer runs channel-blocked");
             return;
         }
+        for kernel in kernels {
+            blocked_layers_after_column_layers(kernel);
+        }
+    }
+
+    fn blocked_layers_after_column_layers(kernel: Kernel) {
         // A column layer, then stride-1 and stride-2 blocked layers (15 px planes:
-        // not a multiple of the blocked kernel's 7 columns).
-        let (mut stem, mut params) = stem_of(&[(3, 16, 30, 30)], Kernel::Avx512);
+        // not a multiple of the blocked kernels' 7 or 6 columns).
+        let (mut stem, mut params) = stem_of(&[(3, 16, 30, 30)], kernel);
         for (i, &(cin, cout, size, stride)) in [(16, 32, 15, 1), (32, 16, 15, 2)].iter().enumerate()
         {
             let (weights, bias) = (values(cout * cin * 9, 20 + i), values(cout, 30 + i));
@@ -1338,9 +1356,9 @@ mod tests {
             assert_eq!(out.len(), want.len());
             let worst = worst_relative_diff(&out, &want);
             // Three layers of f32 sums (values grow to a few hundred).
-            assert!(worst <= 1e-4, "max relative diff {worst}");
+            assert!(worst <= 1e-4, "{kernel:?}: max relative diff {worst}");
             assert!(out.iter().any(|&v| v > 0.0));
-            assert!(seconds.iter().all(|&s| s > 0.0), "{seconds:?}");
+            assert!(seconds.iter().all(|&s| s > 0.0), "{kernel:?}: {seconds:?}");
         }
     }
 }
