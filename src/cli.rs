@@ -133,9 +133,10 @@ struct SynthArgs {
     /// JPEG quality of the tiles (default: drawn per slide).
     #[arg(long)]
     jpeg_quality: Option<u8>,
-    /// Renderer: 1.0 (real-tissue appearance, default) or 0.3 (the look model
-    /// 1.2.0 was trained on; same anatomy and masks for a seed).
-    #[arg(long, default_value = "1.0")]
+    /// Renderer: 1.2 (real-tissue appearance, default; 1.0 and 1.1 name the same
+    /// line) or 0.3 (the look model 1.2.0 was trained on; same anatomy and masks
+    /// for a seed).
+    #[arg(long, default_value = "1.2")]
     generator: String,
     /// Draw lesions (and sham normal structures) into this real normal-skin slide
     /// instead of rendering a phantom: ids <class>-implant-<seed>, masks and truth as

@@ -219,6 +219,126 @@ pub struct MarginInk {
     pub patch_um: f32,
 }
 
+/// Synth 1.2: knife chatter, bands of thicker and thinner section parallel to the
+/// knife edge, where the blade vibrated; in a few round patches, not over the
+/// whole section.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chatter {
+    /// Direction across the bands (the cut's direction), radians.
+    pub angle: f32,
+    /// Band spacing, µm.
+    pub period_um: f32,
+    /// Thickness swing: stain concentrations are multiplied by 1 ± this.
+    pub amplitude: f32,
+    /// Where it shows: centre x, centre y, radius (µm), fading over its outer 30%.
+    pub patches: Vec<[f32; 3]>,
+    /// (cos, sin) of `angle` over `period_um`.
+    #[serde(skip)]
+    across: [f32; 2],
+}
+
+/// Synth 1.2: the scanner's camera fields. Each field (or each strip, for a line
+/// scanner) lets through its own light, a little different per channel, and less
+/// towards its edges (vignetting), so the stitched image carries faint seams on
+/// a grid, as real scans do where flat-field correction is imperfect.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanFields {
+    /// Field width and height, µm (a strip's height is the slide's).
+    pub width_um: f32,
+    pub height_um: f32,
+    /// Line scanner: strips as wide as a field, the slide's full height.
+    pub strips: bool,
+    /// Where the grid starts, µm.
+    pub offset: [f32; 2],
+    /// Spread of a field's gain, common to the channels and per channel.
+    pub gain_sd: f32,
+    pub channel_sd: f32,
+    /// Share of the light lost at a field's corners (a strip's edges).
+    pub vignette: f32,
+    /// The slide's salt, which picks each field's gains.
+    #[serde(skip)]
+    salt: u64,
+}
+
+/// A field of the grid: its column and row.
+pub type FieldCell = (i64, i64);
+
+impl ScanFields {
+    /// The field (x, y) µm lies in, and where in it (0..1 across, 0..1 down).
+    #[inline]
+    pub fn locate(&self, x: f32, y: f32) -> (FieldCell, f32, f32) {
+        let u = (x + self.offset[0]) / self.width_um;
+        let (fi, fu) = (u.floor(), u - u.floor());
+        if self.strips {
+            return ((fi as i64, 0), fu, 0.5);
+        }
+        let v = (y + self.offset[1]) / self.height_um;
+        ((fi as i64, v.floor() as i64), fu, v - v.floor())
+    }
+
+    /// A field's gain per RGB channel.
+    #[inline]
+    pub fn gains(&self, (fi, fj): FieldCell) -> [f32; 3] {
+        let h = noise::hash2(fi, fj, self.salt ^ 0x5CA);
+        let spread = |k: u32, sd: f32| 1.0 + sd * (2.0 * noise::unit(h, k) - 1.0);
+        let common = spread(0, self.gain_sd);
+        [1, 2, 3].map(|k| common * spread(k, self.channel_sd))
+    }
+
+    /// The light at (fu, fv) within a field of these gains.
+    #[inline]
+    pub fn light(&self, gains: [f32; 3], fu: f32, fv: f32) -> [f32; 3] {
+        // 0 at the centre, 1 at the corners (a strip's edges).
+        let r2 = 2.0 * ((fu - 0.5) * (fu - 0.5) + (fv - 0.5) * (fv - 0.5));
+        let fall = 1.0 - self.vignette * r2;
+        gains.map(|g| g * fall)
+    }
+}
+
+/// Chatter on 30% of slides, in one to three patches of 250-900 µm radius.
+fn draw_chatter(rng: &mut ChaCha8Rng, w: f32, h: f32) -> Option<Chatter> {
+    if !rng.gen_bool(0.3) {
+        return None;
+    }
+    let angle: f32 = rng.gen_range(0.0..std::f32::consts::PI);
+    let period_um = rng.gen_range(12.0..45.0);
+    let patches = (0..rng.gen_range(1..=3))
+        .map(|_| {
+            [
+                rng.gen_range(0.0..w),
+                rng.gen_range(0.0..h),
+                rng.gen_range(250.0..900.0),
+            ]
+        })
+        .collect();
+    Some(Chatter {
+        angle,
+        period_um,
+        amplitude: rng.gen_range(0.06..0.25),
+        patches,
+        across: [angle.cos() / period_um, angle.sin() / period_um],
+    })
+}
+
+/// Visible fields on 75% of slides, half of them a line scanner's strips.
+fn draw_scan_fields(rng: &mut ChaCha8Rng, salt: u64) -> Option<ScanFields> {
+    if !rng.gen_bool(0.75) {
+        return None;
+    }
+    let width_um: f32 = rng.gen_range(250.0..700.0);
+    let height_um = width_um * rng.gen_range(0.6..1.0);
+    Some(ScanFields {
+        width_um,
+        height_um,
+        strips: rng.gen_bool(0.5),
+        offset: [rng.gen_range(0.0..width_um), rng.gen_range(0.0..height_um)],
+        gain_sd: rng.gen_range(0.002..0.012),
+        channel_sd: rng.gen_range(0.0..0.006),
+        vignette: rng.gen_range(0.0..0.04),
+        salt,
+    })
+}
+
 /// Tissue-marking dyes as optical density per RGB channel (base 10) at full strength.
 const INKS: [[f32; 3]; 6] = [
     [0.75, 0.22, 0.30], // green-teal
@@ -401,6 +521,10 @@ pub struct Geometry {
     pub tangential: Option<Tangential>,
     /// Synth 1.1's margin ink, if any.
     pub ink: Option<MarginInk>,
+    /// Synth 1.2's knife chatter, if any.
+    pub chatter: Option<Chatter>,
+    /// Synth 1.2's scanner fields, if they show.
+    pub scan: Option<ScanFields>,
     /// Cell density and size multipliers for this slide (biological variation).
     pub cell_scale: f32,
     /// Which renderer draws this slide.
@@ -868,6 +992,8 @@ impl Geometry {
             blur_band: None,
             tangential: None,
             ink: None,
+            chatter: None,
+            scan: None,
             cell_scale: rng.gen_range(0.92..1.08),
             generator,
             look: Look::sample(&mut ChaCha8Rng::seed_from_u64(0)),
@@ -1026,6 +1152,10 @@ impl Geometry {
                 geom.vessels.extend(caps);
             }
             geom.ink = draw_ink(&mut r2);
+            // Synth 1.2's, from a stream of their own again.
+            let mut r3 = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x7A_12_C4));
+            geom.chatter = draw_chatter(&mut r3, w, h);
+            geom.scan = draw_scan_fields(&mut r3, geom.salt);
         }
         let mut index = SpatialIndex::new(w, h, 200.0);
         for (i, v) in geom.vessels.iter().enumerate() {
@@ -1419,6 +1549,38 @@ impl Geometry {
             islands,
             salt: rng.gen(),
         })
+    }
+
+    /// Section thickness at (x, y) µm relative to the slide's own (1 where the
+    /// knife ran smoothly): stain concentrations are multiplied by it.
+    #[inline]
+    pub fn chatter_gain(&self, x: f32, y: f32) -> f32 {
+        let Some(c) = &self.chatter else {
+            return 1.0;
+        };
+        let mut patch = 0.0f32;
+        for &[cx, cy, r] in &c.patches {
+            let d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
+            if d2 < r * r {
+                patch = patch.max(noise::smoothstep(r, 0.7 * r, d2.sqrt()));
+            }
+        }
+        if patch == 0.0 {
+            return 1.0;
+        }
+        let t = x * c.across[0] + y * c.across[1];
+        // Across a band: thick in the middle, thin at its edges, -1..1.
+        let wave = 2.0 * noise::smoothstep(0.0, 1.0, (2.0 * (t - t.floor()) - 1.0).abs()) - 1.0;
+        1.0 + c.amplitude * patch * wave
+    }
+
+    /// Light the scanner's field lets through at (x, y) µm, per RGB channel, if
+    /// its fields show.
+    #[inline]
+    pub fn scan_gain(&self, x: f32, y: f32) -> Option<[f32; 3]> {
+        let f = self.scan.as_ref()?;
+        let (cell, fu, fv) = f.locate(x, y);
+        Some(f.light(f.gains(cell), fu, fv))
     }
 
     /// Extra OD of margin ink at (x, y) µm, if the margins were inked.

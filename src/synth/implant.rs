@@ -1693,6 +1693,8 @@ fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput,
             psoriasiform_zones: Vec::new(),
             tangential: None,
             margin_ink: None,
+            chatter: None,
+            scan_fields: None,
         },
         texture_from: None,
         implant: Some(ImplantTruth {

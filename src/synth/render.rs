@@ -728,6 +728,7 @@ pub fn render_rgb(
     let stain = &geom.stain;
     let mut out = vec![0u8; w * h * 3];
     let nsalt = geom.salt ^ 0xA5A5;
+    let mut field = None;
     for j in 0..h {
         let py = y0 + j as i64;
         let y = (py as f32 + 0.5) * mpp;
@@ -743,7 +744,28 @@ pub fn render_rgb(
                 ec += (we[at] - ec) * t;
             }
             let (pen, ink) = (geom.pen_od(x, y), geom.ink_od(x, y));
-            let rgb = stain.rgb(hc, ec, [pen[0] + ink[0], pen[1] + ink[1], pen[2] + ink[2]]);
+            let thick = geom.chatter_gain(x, y);
+            let mut rgb = stain.rgb(
+                hc * thick,
+                ec * thick,
+                [pen[0] + ink[0], pen[1] + ink[1], pen[2] + ink[2]],
+            );
+            if let Some(fields) = &geom.scan {
+                // `Geometry::scan_gain`, with the field's gains kept while the row
+                // stays in it.
+                let (cell, fu, fv) = fields.locate(x, y);
+                let gains = match field {
+                    Some((at, g)) if at == cell => g,
+                    _ => {
+                        let g = fields.gains(cell);
+                        field = Some((cell, g));
+                        g
+                    }
+                };
+                for (v, l) in rgb.iter_mut().zip(fields.light(gains, fu, fv)) {
+                    *v *= l;
+                }
+            }
             let hsh = hash2(px, py, nsalt);
             let lum = (unit(hsh, 0) + unit(hsh, 1) - 1.0) * geom.noise_sigma * 2.4;
             for c in 0..3 {

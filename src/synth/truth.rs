@@ -141,6 +141,12 @@ pub struct Structures {
     /// margins, band width µm), if the margins were inked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub margin_ink: Option<super::anatomy::MarginInk>,
+    /// Synth 1.2: knife chatter (band direction, spacing, thickness swing), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chatter: Option<super::anatomy::Chatter>,
+    /// Synth 1.2: the scanner's fields (size, gains, vignetting), if they show.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_fields: Option<super::anatomy::ScanFields>,
 }
 
 impl Truth {
@@ -216,6 +222,8 @@ impl Truth {
                     .collect(),
                 tangential: geom.tangential.as_ref().map(|t| [t.x0, t.x1, t.depth]),
                 margin_ink: geom.ink.clone(),
+                chatter: geom.chatter.clone(),
+                scan_fields: geom.scan.clone(),
             },
             implant: None,
             texture_from: geom.texture.as_ref().map(|t| t.source.clone()),
