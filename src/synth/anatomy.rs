@@ -295,6 +295,47 @@ impl ScanFields {
     }
 }
 
+/// Synth 1.2: a tear, a narrow crack where the section split and the glass shows:
+/// a wavering line of `length_um` from (x, y), widest in its middle.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tear {
+    pub x: f32,
+    pub y: f32,
+    /// Direction, radians.
+    pub angle: f32,
+    pub length_um: f32,
+    /// Gap at its widest, µm.
+    pub width_um: f32,
+    /// How far the line wavers to either side, µm, and over what length.
+    pub waver_um: f32,
+    pub waver_wavelength_um: f32,
+    /// (cos, sin) of `angle`; bounding box (x0, y0, x1, y1).
+    #[serde(skip)]
+    dir: [f32; 2],
+    #[serde(skip)]
+    bounds: [f32; 4],
+}
+
+impl Tear {
+    /// How open the section is at (x, y): 1 in the gap, 0 beside it.
+    #[inline]
+    fn gap(&self, x: f32, y: f32) -> f32 {
+        let [x0, y0, x1, y1] = self.bounds;
+        if x < x0 || x > x1 || y < y0 || y > y1 {
+            return 0.0;
+        }
+        let (dx, dy) = (x - self.x, y - self.y);
+        let t = dx * self.dir[0] + dy * self.dir[1];
+        if t <= 0.0 || t >= self.length_um {
+            return 0.0;
+        }
+        let off = -dx * self.dir[1] + dy * self.dir[0]
+            - self.waver_um * (t * std::f32::consts::TAU / self.waver_wavelength_um).sin();
+        let half = 0.5 * self.width_um * (std::f32::consts::PI * t / self.length_um).sin().sqrt();
+        noise::smoothstep(half + 0.4, half - 0.4, off.abs())
+    }
+}
+
 /// Chatter on 30% of slides, in one to three patches of 250-900 µm radius.
 fn draw_chatter(rng: &mut ChaCha8Rng, w: f32, h: f32) -> Option<Chatter> {
     if !rng.gen_bool(0.3) {
@@ -318,6 +359,43 @@ fn draw_chatter(rng: &mut ChaCha8Rng, w: f32, h: f32) -> Option<Chatter> {
         patches,
         across: [angle.cos() / period_um, angle.sin() / period_um],
     })
+}
+
+/// Tears on 35% of slides, one to three, each starting inside the tissue.
+fn draw_tears(rng: &mut ChaCha8Rng, g: &Geometry) -> Vec<Tear> {
+    if !rng.gen_bool(0.35) {
+        return Vec::new();
+    }
+    (0..rng.gen_range(1..=3))
+        .map(|_| {
+            let x = rng.gen_range(g.left.base..g.right.base);
+            let (top, bottom) = (g.surface.at(x), g.bottom.at(x));
+            let y = rng.gen_range(top..bottom.max(top + 1.0));
+            let angle: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
+            let length_um = rng.gen_range(80.0..600.0);
+            let width_um = rng.gen_range(2.0..14.0);
+            let waver_um = rng.gen_range(1.0..8.0);
+            let dir = [angle.cos(), angle.sin()];
+            let reach = waver_um + width_um;
+            let (ex, ey) = (x + length_um * dir[0], y + length_um * dir[1]);
+            Tear {
+                x,
+                y,
+                angle,
+                length_um,
+                width_um,
+                waver_um,
+                waver_wavelength_um: rng.gen_range(30.0..150.0),
+                dir,
+                bounds: [
+                    x.min(ex) - reach,
+                    y.min(ey) - reach,
+                    x.max(ex) + reach,
+                    y.max(ey) + reach,
+                ],
+            }
+        })
+        .collect()
 }
 
 /// Visible fields on 75% of slides, half of them a line scanner's strips.
@@ -525,6 +603,8 @@ pub struct Geometry {
     pub chatter: Option<Chatter>,
     /// Synth 1.2's scanner fields, if they show.
     pub scan: Option<ScanFields>,
+    /// Synth 1.2's tears.
+    pub tears: Vec<Tear>,
     /// Cell density and size multipliers for this slide (biological variation).
     pub cell_scale: f32,
     /// Which renderer draws this slide.
@@ -994,6 +1074,7 @@ impl Geometry {
             ink: None,
             chatter: None,
             scan: None,
+            tears: Vec::new(),
             cell_scale: rng.gen_range(0.92..1.08),
             generator,
             look: Look::sample(&mut ChaCha8Rng::seed_from_u64(0)),
@@ -1156,6 +1237,7 @@ impl Geometry {
             let mut r3 = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x7A_12_C4));
             geom.chatter = draw_chatter(&mut r3, w, h);
             geom.scan = draw_scan_fields(&mut r3, geom.salt);
+            geom.tears = draw_tears(&mut r3, &geom);
         }
         let mut index = SpatialIndex::new(w, h, 200.0);
         for (i, v) in geom.vessels.iter().enumerate() {
@@ -1572,6 +1654,31 @@ impl Geometry {
         // Across a band: thick in the middle, thin at its edges, -1..1.
         let wave = 2.0 * noise::smoothstep(0.0, 1.0, (2.0 * (t - t.floor()) - 1.0).abs()) - 1.0;
         1.0 + c.amplitude * patch * wave
+    }
+
+    /// Whether a row at y µm meets chatter's patches or a tear's reach: where it
+    /// does not, `chatter_gain` and `section_kept` are 1 along it (the renderer
+    /// skips them there).
+    pub fn section_marks_row(&self, y: f32) -> bool {
+        let chatter = self
+            .chatter
+            .as_ref()
+            .is_some_and(|c| c.patches.iter().any(|p| (y - p[1]).abs() < p[2]));
+        chatter
+            || self
+                .tears
+                .iter()
+                .any(|t| y >= t.bounds[1] && y <= t.bounds[3])
+    }
+
+    /// How much of the section is there at (x, y) µm: 0 in a tear's gap, else 1.
+    #[inline]
+    pub fn section_kept(&self, x: f32, y: f32) -> f32 {
+        let mut kept = 1.0f32;
+        for t in &self.tears {
+            kept = kept.min(1.0 - t.gap(x, y));
+        }
+        kept
     }
 
     /// Light the scanner's field lets through at (x, y) µm, per RGB channel, if

@@ -1695,6 +1695,7 @@ fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput,
             margin_ink: None,
             chatter: None,
             scan_fields: None,
+            tears: Vec::new(),
         },
         texture_from: None,
         implant: Some(ImplantTruth {

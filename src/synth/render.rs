@@ -732,6 +732,7 @@ pub fn render_rgb(
     for j in 0..h {
         let py = y0 + j as i64;
         let y = (py as f32 + 0.5) * mpp;
+        let marked = geom.section_marks_row(y);
         for i in 0..w {
             let px = x0 + i as i64;
             let x = (px as f32 + 0.5) * mpp;
@@ -744,7 +745,11 @@ pub fn render_rgb(
                 ec += (we[at] - ec) * t;
             }
             let (pen, ink) = (geom.pen_od(x, y), geom.ink_od(x, y));
-            let thick = geom.chatter_gain(x, y);
+            let thick = if marked {
+                geom.chatter_gain(x, y) * geom.section_kept(x, y)
+            } else {
+                1.0
+            };
             let mut rgb = stain.rgb(
                 hc * thick,
                 ec * thick,

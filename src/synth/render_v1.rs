@@ -811,7 +811,7 @@ mod tests {
             &crate::synth::Artefacts::default(),
         );
         assert!(old.ink.is_none() && old.tangential.is_none());
-        assert!(old.chatter.is_none() && old.scan.is_none());
+        assert!(old.chatter.is_none() && old.scan.is_none() && old.tears.is_empty());
     }
 
     #[test]
@@ -850,6 +850,77 @@ mod tests {
         assert!(
             step_across > 10.0 * step_along,
             "bands run along the knife: {step_across} across, {step_along} along"
+        );
+    }
+
+    #[test]
+    fn a_tear_opens_a_narrow_gap_to_the_glass_and_leaves_the_rest_of_the_section() {
+        let g = find(SlideClass::Normal, |g| {
+            g.tears
+                .iter()
+                .any(|t| t.width_um > 6.0 && t.length_um > 150.0)
+        });
+        let t = g.tears.iter().find(|t| t.width_um > 6.0).unwrap().clone();
+        let (d, n) = (
+            [t.angle.cos(), t.angle.sin()],
+            [-t.angle.sin(), t.angle.cos()],
+        );
+        let on_line = |along: f32, beside: f32| {
+            let off =
+                t.waver_um * (along * std::f32::consts::TAU / t.waver_wavelength_um).sin() + beside;
+            (
+                t.x + along * d[0] + off * n[0],
+                t.y + along * d[1] + off * n[1],
+            )
+        };
+        let (mx, my) = on_line(0.5 * t.length_um, 0.0);
+        assert_eq!(g.section_kept(mx, my), 0.0, "open in its middle");
+        let (bx, by) = on_line(0.5 * t.length_um, t.width_um + 2.0);
+        let (ex, ey) = on_line(1.2 * t.length_um, 0.0);
+        let others = |x: f32, y: f32| {
+            let mut h = g.clone();
+            h.tears.retain(|o| o.x != t.x);
+            h.section_kept(x, y)
+        };
+        if others(bx, by) == 1.0 && others(ex, ey) == 1.0 {
+            assert_eq!(g.section_kept(bx, by), 1.0, "closed beside the gap");
+            assert_eq!(g.section_kept(ex, ey), 1.0, "closed past its end");
+        }
+        // In the pixels: the glass's own colour in the gap; outside every tear's
+        // reach, the same pixels as the slide without tears.
+        let mut plain = g.clone();
+        plain.tears.clear();
+        let r = Raster::new(1.0);
+        let (x0, y0) = (mx as i64 - 30, my as i64 - 30);
+        let (a, b) = (
+            render_rgb(&g, r, x0, y0, 60, 60),
+            render_rgb(&plain, r, x0, y0, 60, 60),
+        );
+        let at = (30 * 60 + 30) * 3;
+        let glass = g.stain.rgb(0.0, 0.0, [0.0; 3]);
+        let light = g.scan_gain(mx, my).unwrap_or([1.0; 3]);
+        for c in 0..3 {
+            let want = glass[c] * light[c];
+            assert!(
+                (a[at + c] as f32 - want).abs() <= 3.0 * g.noise_sigma + 1.0,
+                "gap pixel {} vs glass {want}",
+                a[at + c]
+            );
+        }
+        let mut same = 0;
+        for (i, (p, q)) in a.chunks_exact(3).zip(b.chunks_exact(3)).enumerate() {
+            let (x, y) = (
+                (x0 + (i % 60) as i64) as f32 + 0.5,
+                (y0 + (i / 60) as i64) as f32 + 0.5,
+            );
+            if g.section_kept(x, y) == 1.0 {
+                assert_eq!(p, q, "untouched at ({x}, {y})");
+                same += 1;
+            }
+        }
+        assert!(
+            same > 1000 && same < 3600,
+            "{same} of 3600 pixels untouched"
         );
     }
 

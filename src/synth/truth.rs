@@ -147,6 +147,9 @@ pub struct Structures {
     /// Synth 1.2: the scanner's fields (size, gains, vignetting), if they show.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scan_fields: Option<super::anatomy::ScanFields>,
+    /// Synth 1.2: tears (start, direction, length, widest gap), if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tears: Vec<super::anatomy::Tear>,
 }
 
 impl Truth {
@@ -224,6 +227,7 @@ impl Truth {
                 margin_ink: geom.ink.clone(),
                 chatter: geom.chatter.clone(),
                 scan_fields: geom.scan.clone(),
+                tears: geom.tears.clone(),
             },
             implant: None,
             texture_from: geom.texture.as_ref().map(|t| t.source.clone()),
