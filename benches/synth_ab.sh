@@ -4,7 +4,7 @@
 # BINARY:GENERATOR, e.g. an older build kept aside and this one:
 #
 #   cargo build --release --bin dirascope
-#   benches/synth_ab.sh /tmp/dirascope-before:0.3 target/release/dirascope:1.1 [runs] [mm]
+#   benches/synth_ab.sh /tmp/dirascope-before:0.3 target/release/dirascope:1.2 [runs] [mm]
 #
 # Renders dira seed 1 at 0.5 um/px, mm x mm (default 4), 2 threads, and prints
 # wall and CPU seconds per run, then the median CPU seconds of each side and
