@@ -288,15 +288,16 @@ unsafe fn sum<const N: usize, const G: usize>(
     let zero = _mm512_setzero_ps();
     for (r, acc) in acc.iter().enumerate() {
         for (j, a) in acc.iter().enumerate() {
-            let at = (((g + j) * (oh + 2) + oy + 1) * (ow + 2) + ox + r + 1) * GROUP;
+            let at = blocked_at((g + j) * GROUP, oy, ox + r, oh, ow);
             _mm512_storeu_ps(output[at..][..GROUP].as_mut_ptr(), _mm512_max_ps(*a, zero));
         }
     }
 }
 
 /// Every output row, up to [`COLUMNS_AVX2`] columns at a time in steps of about
-/// equal width, one group of 16 output channels at a time (two registers each). AVX2 has 16 registers: 12
-/// accumulators, two for the tap's weights and one for the broadcast input.
+/// equal width, one group of 16 output channels at a time (two registers each).
+/// AVX2 has 16 registers: 12 accumulators, two for the tap's weights and one for
+/// the broadcast input.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn conv_avx2(layer: &BlockedLayer, input: &[f32], output: &mut [f32]) {
@@ -363,7 +364,7 @@ unsafe fn sum_avx2<const N: usize>(
     }
     let zero = _mm256_setzero_ps();
     for (r, [a_lo, a_hi]) in acc.iter().enumerate() {
-        let at = ((g * (oh + 2) + oy + 1) * (ow + 2) + ox + r + 1) * GROUP;
+        let at = blocked_at(g * GROUP, oy, ox + r, oh, ow);
         let out = output[at..][..GROUP].as_mut_ptr();
         _mm256_storeu_ps(out, _mm256_max_ps(*a_lo, zero));
         _mm256_storeu_ps(out.add(HALF), _mm256_max_ps(*a_hi, zero));
