@@ -255,9 +255,6 @@ pub struct ScanFields {
     pub channel_sd: f32,
     /// Share of the light lost at a field's corners (a strip's edges).
     pub vignette: f32,
-    /// The slide's salt, which picks each field's gains.
-    #[serde(skip)]
-    salt: u64,
 }
 
 /// A field of the grid: its column and row.
@@ -276,10 +273,10 @@ impl ScanFields {
         ((fi as i64, v.floor() as i64), fu, v - v.floor())
     }
 
-    /// A field's gain per RGB channel.
+    /// A field's gain per RGB channel on the slide of this salt.
     #[inline]
-    pub fn gains(&self, (fi, fj): FieldCell) -> [f32; 3] {
-        let h = noise::hash2(fi, fj, self.salt ^ 0x5CA);
+    pub fn gains(&self, (fi, fj): FieldCell, salt: u64) -> [f32; 3] {
+        let h = noise::hash2(fi, fj, salt ^ 0x5CA);
         let spread = |k: u32, sd: f32| 1.0 + sd * (2.0 * noise::unit(h, k) - 1.0);
         let common = spread(0, self.gain_sd);
         [1, 2, 3].map(|k| common * spread(k, self.channel_sd))
@@ -399,7 +396,7 @@ fn draw_tears(rng: &mut ChaCha8Rng, g: &Geometry) -> Vec<Tear> {
 }
 
 /// Visible fields on 75% of slides, half of them a line scanner's strips.
-fn draw_scan_fields(rng: &mut ChaCha8Rng, salt: u64) -> Option<ScanFields> {
+fn draw_scan_fields(rng: &mut ChaCha8Rng) -> Option<ScanFields> {
     if !rng.gen_bool(0.75) {
         return None;
     }
@@ -413,7 +410,6 @@ fn draw_scan_fields(rng: &mut ChaCha8Rng, salt: u64) -> Option<ScanFields> {
         gain_sd: rng.gen_range(0.002..0.012),
         channel_sd: rng.gen_range(0.0..0.006),
         vignette: rng.gen_range(0.0..0.04),
-        salt,
     })
 }
 
@@ -1236,7 +1232,7 @@ impl Geometry {
             // Synth 1.2's, from a stream of their own again.
             let mut r3 = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x7A_12_C4));
             geom.chatter = draw_chatter(&mut r3, w, h);
-            geom.scan = draw_scan_fields(&mut r3, geom.salt);
+            geom.scan = draw_scan_fields(&mut r3);
             geom.tears = draw_tears(&mut r3, &geom);
         }
         let mut index = SpatialIndex::new(w, h, 200.0);
@@ -1687,7 +1683,7 @@ impl Geometry {
     pub fn scan_gain(&self, x: f32, y: f32) -> Option<[f32; 3]> {
         let f = self.scan.as_ref()?;
         let (cell, fu, fv) = f.locate(x, y);
-        Some(f.light(f.gains(cell), fu, fv))
+        Some(f.light(f.gains(cell, self.salt), fu, fv))
     }
 
     /// Extra OD of margin ink at (x, y) µm, if the margins were inked.

@@ -762,7 +762,7 @@ pub fn render_rgb(
                 let gains = match field {
                     Some((at, g)) if at == cell => g,
                     _ => {
-                        let g = fields.gains(cell);
+                        let g = fields.gains(cell, geom.salt);
                         field = Some((cell, g));
                         g
                     }
