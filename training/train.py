@@ -29,7 +29,9 @@ import argparse
 import csv
 import json
 import math
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -52,16 +54,22 @@ def load_export(folder: Path, tile_px: int, mpp: float, limit: int | None = None
     if limit:
         rows = rows[:limit]
     tiles = np.empty((len(rows), tile_px, tile_px, 3), np.uint8)
-    for i, r in enumerate(rows):
+    for r in rows:
         side_um = int(r["tile_px"]) * float(r["tile_mpp"])
         if abs(side_um - tile_px * mpp) > 1e-3 * side_um:
             raise SystemExit(
                 f"{folder}: tile {r['path']} covers {side_um} um; the model needs {tile_px * mpp} um"
             )
-        img = Image.open(folder / r["path"]).convert("RGB")
+
+    def read(i: int) -> None:
+        img = Image.open(folder / rows[i]["path"]).convert("RGB")
         if img.size != (tile_px, tile_px):
             img = img.resize((tile_px, tile_px), Image.Resampling.BOX)
         tiles[i] = np.asarray(img)
+
+    # PIL decodes outside the GIL: threads read a big export several times faster.
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        list(pool.map(read, range(len(rows))))
     fracs = np.array([[float(r[k]) for k in dm.FINDINGS] for r in rows], np.float32).reshape(-1, 4)
     seeds = np.array([int(r["seed"]) for r in rows], np.int64)
     classes = [r.get("class", "") for r in rows]
@@ -229,22 +237,32 @@ def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     """Re-compress each tile as JPEG at `quality` (PIL, 4:2:0 chroma)."""
     import io
 
-    u8 = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    u8 = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     out = np.empty_like(u8)
-    for i, t in enumerate(u8):
+
+    def one(i: int) -> None:
         buf = io.BytesIO()
-        Image.fromarray(t).save(buf, format="JPEG", quality=quality)
+        Image.fromarray(u8[i]).save(buf, format="JPEG", quality=quality)
         buf.seek(0)
         out[i] = np.asarray(Image.open(buf).convert("RGB"))
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(one, range(len(u8))))
+    return (torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255.0).to(x.device)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, lab: bool = False) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator, lab: bool = False,
+            noise_gen: torch.Generator | None = None) -> torch.Tensor:
     """x: (B,3,H,W) float in 0..1 -> augmented, still 0..1. Dihedral flips,
     stain jitter in optical density, brightness/contrast, blur and noise.
     `lab` adds what differs between labs (model 2): Macenko-style stain vector
-    perturbation, scale +-15% and JPEG re-compression (quality 50-95)."""
+    perturbation, scale +-15% and JPEG re-compression (quality 50-95).
+    Every draw comes from the CPU generator `gen` except the per-pixel noise,
+    drawn on x's device from `noise_gen` (default `gen`): on CPU the same
+    augmentation as before the GPU path existed."""
     b = x.shape[0]
+    dev = x.device
+    noise_gen = gen if noise_gen is None else noise_gen
     if torch.rand(1, generator=gen) < 0.5:
         x = x.flip(3)
     if torch.rand(1, generator=gen) < 0.5:
@@ -264,24 +282,26 @@ def augment(x: torch.Tensor, gen: torch.Generator, lab: bool = False) -> torch.T
         mix = mix @ stain_matrices(b, gen).transpose(1, 2)
     scale = torch.exp(0.25 * torch.randn(b, 3, 1, 1, generator=gen))
     offset = 0.04 * torch.randn(b, 3, 1, 1, generator=gen)
+    mix, scale, offset = mix.to(dev), scale.to(dev), offset.to(dev)
     od = torch.einsum("bij,bjhw->bihw", mix, od) * scale + offset * (od > 0.05)
     x = torch.exp(-od.clamp(min=0.0))
     # Brightness / contrast.
-    bright = 1.0 + 0.08 * torch.randn(b, 1, 1, 1, generator=gen)
-    contrast = 1.0 + 0.12 * torch.randn(b, 1, 1, 1, generator=gen)
+    bright = (1.0 + 0.08 * torch.randn(b, 1, 1, 1, generator=gen)).to(dev)
+    contrast = (1.0 + 0.12 * torch.randn(b, 1, 1, 1, generator=gen)).to(dev)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = ((x - mean) * contrast + mean) * bright
     # Focus blur on part of the batch, one sigma per batch for speed.
     if torch.rand(1, generator=gen) < 0.4:
         sigma = float(0.3 + 1.5 * torch.rand(1, generator=gen))
-        k = gaussian_kernel(sigma)
+        k = gaussian_kernel(sigma).to(dev)
         r = (len(k) - 1) // 2
         kx = k.view(1, 1, 1, -1).repeat(3, 1, 1, 1)
         ky = k.view(1, 1, -1, 1).repeat(3, 1, 1, 1)
         x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), kx, groups=3)
         x = F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), ky, groups=3)
     # Sensor noise.
-    x = x + (0.03 * torch.rand(b, 1, 1, 1, generator=gen)) * torch.randn(x.shape, generator=gen)
+    amp = (0.03 * torch.rand(b, 1, 1, 1, generator=gen)).to(dev)
+    x = x + amp * torch.randn(x.shape, generator=noise_gen, device=dev)
     x = x.clamp(0.0, 1.0)
     if lab and torch.rand(1, generator=gen) < 0.3:
         # The scanner's (or the export's) JPEG, last, as in a real file.
@@ -290,8 +310,8 @@ def augment(x: torch.Tensor, gen: torch.Generator, lab: bool = False) -> torch.T
 
 
 def normalise(x01: torch.Tensor, mean, std) -> torch.Tensor:
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32, device=x01.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x01.device).view(1, 3, 1, 1)
     return (x01 - m) / s
 
 
@@ -337,12 +357,15 @@ def predict_with_features(model: dm.TileNet, tiles_u8: np.ndarray, mean, std, ba
     model.eval()
     probs, feats = [], []
     d_last = model.head.in_features
+    dev = next(model.parameters()).device
+    if dev.type != "cpu":
+        batch = max(batch, 512)
     with torch.no_grad():
         for i in range(0, len(tiles_u8), batch):
-            x = torch.from_numpy(dm.preprocess(tiles_u8[i : i + batch], mean, std))
+            x = torch.from_numpy(dm.preprocess(tiles_u8[i : i + batch], mean, std)).to(dev)
             f = dm.features(model, x, taps)
-            feats.append(f.numpy())
-            probs.append(torch.sigmoid(model.head(f[:, -d_last:])).numpy())
+            feats.append(f.cpu().numpy())
+            probs.append(torch.sigmoid(model.head(f[:, -d_last:])).cpu().numpy())
     if not probs:
         return np.empty((0, 4), np.float32), np.empty((0, 0), np.float32)
     return np.concatenate(probs), np.concatenate(feats)
@@ -422,6 +445,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu",
+                    help="torch device to train and evaluate on (cuda: the tiles live on the GPU, the step runs in "
+                         "bfloat16 autocast; evaluation, the OOD fit and the export stay in float32)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--real-negatives", type=Path, default=None, help="real normal-skin slide (e.g. CMU-1-Small-Region.svs)")
     ap.add_argument("--real-train-parts", type=Path, nargs="*", default=[],
@@ -544,6 +570,20 @@ def main() -> None:
     if args.init:
         model.load_state_dict(ckpt["state"])
         mean, std = ckpt["mean"], ckpt["std"]
+    dev = torch.device(args.device)
+    on_gpu = dev.type == "cuda"
+    noise_gen = gen
+    if on_gpu:
+        # float32 stays float32 outside the bfloat16 step (the OOD features and the
+        # held-out figures are compared with the exported graph's on CPU).
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+        model.to(dev)
+        noise_gen = torch.Generator(device=dev).manual_seed(args.seed)
+        tiles_dev = torch.from_numpy(tiles).to(dev)
+        y_dev, mask_dev = torch.from_numpy(y).to(dev), torch.from_numpy(mask).to(dev)
+        print(f"training on {torch.cuda.get_device_name(dev)}: {len(tiles)} tiles on the device")
 
     def set_train_mode() -> None:
         model.train()
@@ -575,33 +615,48 @@ def main() -> None:
         running = 0.0
         for b in range(steps_per_epoch):
             idx = order[b * args.batch : (b + 1) * args.batch]
-            x = torch.from_numpy(tiles[idx]).permute(0, 3, 1, 2).float() / 255.0
-            x = normalise(augment(x, gen, lab=args.lab_augment), mean, std)
-            logits = model(x)
-            yt = torch.from_numpy(y[idx])
-            mt = torch.from_numpy(mask[idx])
+            if on_gpu:
+                i_dev = torch.from_numpy(idx).to(dev)
+                x = tiles_dev[i_dev].permute(0, 3, 1, 2).float() / 255.0
+                yt, mt = y_dev[i_dev], mask_dev[i_dev]
+            else:
+                x = torch.from_numpy(tiles[idx]).permute(0, 3, 1, 2).float() / 255.0
+                yt = torch.from_numpy(y[idx])
+                mt = torch.from_numpy(mask[idx])
+            x = normalise(augment(x, gen, lab=args.lab_augment, noise_gen=noise_gen), mean, std)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):
+                logits = model(x).float()
             loss = (F.binary_cross_entropy_with_logits(logits, yt, reduction="none") * mt).sum() / mt.sum().clamp(min=1)
             opt.zero_grad()
             loss.backward()
-            # Cosine schedule over the step count the time budget allows.
-            if step == 20 and args.steps is None:
-                per_step = (time.time() - train_start) / 20
-                sched_total = min(total_steps, max(40, int(budget_s / per_step)))
+            # Cosine schedule over the step count the time budget allows, planned
+            # after 20 steps and again after 220 (a GPU's first steps include its
+            # warm-up: the second plan uses steps 20-220 alone).
+            if step in (20, 220) and args.steps is None:
+                if on_gpu:
+                    torch.cuda.synchronize()
+                now = time.time()
+                if step == 20:
+                    per_step, t20 = (now - train_start) / 20, now
+                else:
+                    per_step = (now - t20) / 200
+                left = budget_s - (now - train_start)
+                sched_total = min(total_steps, max(40, step + int(left / per_step)))
                 print(f"{per_step * 1000:.0f} ms/step: planning {sched_total} steps "
-                      f"({sched_total / steps_per_epoch:.1f} epochs) in {args.minutes} min")
+                      f"({sched_total / steps_per_epoch:.1f} epochs) in {args.minutes} min", flush=True)
             frac = min(1.0, step / max(1, sched_total))
             lr = args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac))) * min(1.0, (step + 1) / 50)
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.step()
-            running += float(loss.detach())
+            running += loss.detach()
             step += 1
             over_time = args.steps is None and time.time() - train_start > budget_s * 1.1
             if step >= sched_total or over_time:
                 stop = True
                 break
         epoch += 1
-        msg = (f"epoch {epoch} step {step} loss {running / max(1, b + 1):.4f} "
+        msg = (f"epoch {epoch} step {step} loss {float(running) / max(1, b + 1):.4f} "
                f"({time.time() - train_start:.0f}s, {time.process_time() - cpu_start:.0f} CPU-s)")
         history.append(msg)
         print(msg, flush=True)
@@ -632,7 +687,8 @@ def main() -> None:
         print(f"no training steps: reporting the training run recorded in {args.init}")
     else:
         ckpt_path = Path(f"/tmp/{args.name}.ckpt.pt")
-        state = {"state": model.state_dict(), "arch": args.arch, "mean": mean, "std": std, "run": run}
+        cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        state = {"state": cpu_state, "arch": args.arch, "mean": mean, "std": std, "run": run}
         torch.save(state, ckpt_path)
         # The model folder ships its checkpoint, so the next group can fine-tune it.
         torch.save(state, args.out / "checkpoint.pt")
@@ -764,6 +820,7 @@ def main() -> None:
                   f"max {v['max']:.3f}, over threshold {100 * v['fraction_above_threshold']:.2f}%")
 
     # Export, manifest, parity.
+    model.to("cpu")
     model.eval()
     dm.export_onnx(model, args.out / "model.onnx", args.tile_px, ood=ood, ood_taps=ood_taps)
     # Tiles from `dirascope tiles` (annotated slides, e.g. lesions implanted into
