@@ -16,6 +16,7 @@ pub mod rule_cli;
 pub mod score;
 pub mod selfcheck;
 pub mod slide;
+pub mod stain;
 pub mod synth;
 pub mod tiling;
 pub mod tissue;

@@ -1,12 +1,14 @@
 //! The `qc` stage: slide quality flags and whether they stop a slide from getting a call.
 //!
-//! It owns the checks (tissue amount, blur, pen marks, MPP) and the rule that turns
-//! flags into a gate (`qc-fail`, `insufficient-tissue`). It never reads the slide and
-//! never judges findings; it works on what the tissue and tiling stages measured.
+//! It owns the checks (tissue amount, blur, pen marks, MPP, stains) and the rule that
+//! turns flags into a gate (`qc-fail`, `insufficient-tissue`). It never reads the slide
+//! and never judges findings; it works on what the tissue, tiling and stain stages
+//! measured.
 //!
 //! Rules (in this order):
-//! 1. Any flag of severity `fail` (MPP missing or implausible, blur) gates the slide
-//!    to `qc-fail`: its tiles would not mean what the model was trained on.
+//! 1. Any flag of severity `fail` (MPP missing or implausible, blur, stains that are
+//!    not H&E) gates the slide to `qc-fail`: its tiles would not mean what the model
+//!    was trained on.
 //! 2. Otherwise any flag of severity `insufficient` (tissue area below
 //!    `min_tissue_mm2`, or fewer than `min_tiles` tissue tiles) gates it to
 //!    `insufficient-tissue`.
@@ -17,10 +19,13 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::slide::Mpp;
+use crate::stain::StainEstimate;
 
 /// Thresholds of the checks. `Default`: MPP plausible in 0.1–5 µm/px, at least
 /// 0.5 mm² of tissue and 1 tissue tile, blur below a median Laplacian variance of 15
-/// (grey levels²) over tissue tiles, pen flagged above 0.1 mm² or 1% of tissue.
+/// (grey levels²) over tissue tiles, pen flagged above 0.1 mm² or 1% of tissue,
+/// stains H&E while the slide's haematoxylin-like and eosin-like vectors are within
+/// 40° and 33° of Ruifrok-Johnston's (docs/stain.md has the measurements).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QcOptions {
     pub mpp_min: f64,
@@ -31,6 +36,21 @@ pub struct QcOptions {
     pub min_laplacian_variance: f64,
     pub pen_min_mm2: f64,
     pub pen_min_fraction: f64,
+    /// Widest angle (degrees) of the slide's haematoxylin-like stain vector to
+    /// Ruifrok-Johnston haematoxylin that is still H&E.
+    #[serde(default = "default_max_hematoxylin_angle_deg")]
+    pub max_hematoxylin_angle_deg: f64,
+    /// Likewise for the eosin-like vector and eosin.
+    #[serde(default = "default_max_eosin_angle_deg")]
+    pub max_eosin_angle_deg: f64,
+}
+
+fn default_max_hematoxylin_angle_deg() -> f64 {
+    40.0
+}
+
+fn default_max_eosin_angle_deg() -> f64 {
+    33.0
 }
 
 impl Default for QcOptions {
@@ -43,6 +63,8 @@ impl Default for QcOptions {
             min_laplacian_variance: 15.0,
             pen_min_mm2: 0.1,
             pen_min_fraction: 0.01,
+            max_hematoxylin_angle_deg: default_max_hematoxylin_angle_deg(),
+            max_eosin_angle_deg: default_max_eosin_angle_deg(),
         }
     }
 }
@@ -82,14 +104,23 @@ pub enum QcFlag {
         pen_mm2: f64,
         pen_fraction_of_tissue: f64,
     },
+    /// The slide's two stain vectors are not haematoxylin's and eosin's (an
+    /// immunostain, a special stain).
+    NotHAndE {
+        hematoxylin_angle_deg: f64,
+        eosin_angle_deg: f64,
+        max_hematoxylin_angle_deg: f64,
+        max_eosin_angle_deg: f64,
+    },
 }
 
 impl QcFlag {
     pub fn severity(&self) -> Severity {
         match self {
-            QcFlag::MppMissing | QcFlag::MppImplausible { .. } | QcFlag::Blur { .. } => {
-                Severity::Fail
-            }
+            QcFlag::MppMissing
+            | QcFlag::MppImplausible { .. }
+            | QcFlag::Blur { .. }
+            | QcFlag::NotHAndE { .. } => Severity::Fail,
             QcFlag::LowTissue { .. } | QcFlag::TooFewTiles { .. } => Severity::Insufficient,
             QcFlag::PenMarks { .. } => Severity::Warn,
         }
@@ -104,6 +135,7 @@ impl QcFlag {
             QcFlag::TooFewTiles { .. } => "too-few-tiles",
             QcFlag::Blur { .. } => "blur",
             QcFlag::PenMarks { .. } => "pen-marks",
+            QcFlag::NotHAndE { .. } => "not-h-and-e",
         }
     }
 }
@@ -145,6 +177,18 @@ impl std::fmt::Display for QcFlag {
                 "pen-marks: {pen_mm2:.3} mm² of pen ink ({:.1}% of tissue) excluded",
                 pen_fraction_of_tissue * 100.0
             ),
+            QcFlag::NotHAndE {
+                hematoxylin_angle_deg,
+                eosin_angle_deg,
+                max_hematoxylin_angle_deg,
+                max_eosin_angle_deg,
+            } => write!(
+                f,
+                "not-h-and-e: the stains are not H&E's: the eosin-like stain vector is \
+                 {eosin_angle_deg:.1}° from eosin (H&E: at most {max_eosin_angle_deg}°), the \
+                 haematoxylin-like one {hematoxylin_angle_deg:.1}° from haematoxylin (at most \
+                 {max_hematoxylin_angle_deg}°)"
+            ),
         }
     }
 }
@@ -164,6 +208,10 @@ pub struct QcReport {
     /// Median Laplacian variance over the scored tiles (None before tiles are read
     /// or when there are none).
     pub laplacian_variance: Option<f64>,
+    /// The slide's stain vectors, measured on its tiles (None before tiles are read
+    /// or with too few stained pixels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stain: Option<StainEstimate>,
 }
 
 impl QcReport {
@@ -218,6 +266,7 @@ impl QcReport {
         QcReport {
             flags,
             laplacian_variance: None,
+            stain: None,
         }
     }
 
@@ -239,6 +288,26 @@ impl QcReport {
                 });
             }
         }
+    }
+}
+
+impl QcReport {
+    /// The stain check: flags a slide whose stain vectors are further from
+    /// haematoxylin's and eosin's than the options allow (none without an estimate).
+    pub fn check_stain(&mut self, stain: Option<StainEstimate>, options: &QcOptions) {
+        if let Some(s) = &stain {
+            if s.hematoxylin_angle_deg > options.max_hematoxylin_angle_deg
+                || s.eosin_angle_deg > options.max_eosin_angle_deg
+            {
+                self.flags.push(QcFlag::NotHAndE {
+                    hematoxylin_angle_deg: s.hematoxylin_angle_deg,
+                    eosin_angle_deg: s.eosin_angle_deg,
+                    max_hematoxylin_angle_deg: options.max_hematoxylin_angle_deg,
+                    max_eosin_angle_deg: options.max_eosin_angle_deg,
+                });
+            }
+        }
+        self.stain = stain;
     }
 }
 

@@ -368,6 +368,7 @@ impl<'a> Scoring<'a> {
             .collect();
         current.set(Stage::Qc);
         qc.check_tiles(tiles.len(), &streamed.laplacians, &options.qc);
+        qc.check_stain(streamed.stain.estimate(), &options.qc);
 
         let t = Instant::now();
         let mut aggregate = options.aggregate.clone();

@@ -18,6 +18,7 @@ use image::RgbImage;
 use super::{ScorerError, ScorerSession, Stage, TileOutput, TileScorer};
 use crate::qc;
 use crate::slide::{SlideError, SlideReader};
+use crate::stain::StainStats;
 use crate::tiling::TileGrid;
 
 /// Where the time of one tile read went.
@@ -94,12 +95,14 @@ impl StreamTimes {
 }
 
 /// What a stream returns: per tile (source order) its probabilities, OOD distance
-/// (where the model has one) and Laplacian variance, and where the time went.
+/// (where the model has one) and Laplacian variance; the stained pixels of all
+/// tiles (for the stain check); and where the time went.
 #[derive(Debug, Default)]
 pub struct Streamed {
     pub probabilities: Vec<Vec<f32>>,
     pub ood: Vec<Option<f32>>,
     pub laplacians: Vec<f64>,
+    pub stain: StainStats,
     pub times: StreamTimes,
 }
 
@@ -139,8 +142,9 @@ pub struct TileStream<'a> {
 
 /// One batch's probabilities and Laplacian variances.
 type BatchOutput = (Vec<TileOutput>, Vec<f64>);
-/// What one worker scored: (batch index, its output) and its times.
-type WorkerOutput = (Vec<(usize, BatchOutput)>, StreamTimes);
+/// What one worker scored: (batch index, its output), the stained pixels of its
+/// tiles and its times.
+type WorkerOutput = (Vec<(usize, BatchOutput)>, StainStats, StreamTimes);
 
 impl<'a> TileStream<'a> {
     /// A stream of `workers` threads (at least 1; see [`super::resolve_threads`]).
@@ -191,9 +195,12 @@ impl<'a> TileStream<'a> {
         });
         let mut by_batch: Vec<Option<BatchOutput>> = (0..batches).map(|_| None).collect();
         let mut times = StreamTimes::default();
+        let mut stain = StainStats::new();
         for output in outputs {
-            let (done, t) = output?;
+            let (done, s, t) = output?;
             times.add(&t);
+            // Exact integer sums: the same bits however the tiles were shared out.
+            stain.merge(&s);
             for (i, output) in done {
                 by_batch[i] = Some(output);
             }
@@ -202,6 +209,7 @@ impl<'a> TileStream<'a> {
             probabilities: Vec::with_capacity(n),
             ood: Vec::with_capacity(n),
             laplacians: Vec::with_capacity(n),
+            stain,
             times,
         };
         for (outputs, laps) in by_batch.into_iter().flatten() {
@@ -238,6 +246,7 @@ impl<'a> TileStream<'a> {
     ) -> Result<WorkerOutput, StreamError> {
         let n = source.len();
         let mut done = Vec::new();
+        let mut stain = StainStats::new();
         let mut times = StreamTimes::default();
         while !stop.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -254,6 +263,7 @@ impl<'a> TileStream<'a> {
             .map_err(|p| panicked(Stage::Tiling, "a tile reader", p))??;
             let t = Instant::now();
             let laps: Vec<f64> = images.iter().map(qc::laplacian_variance).collect();
+            images.iter().for_each(|image| stain.add_tile(image));
             times.tile_qc += t.elapsed();
             let t = Instant::now();
             let probs = catch_unwind(AssertUnwindSafe(|| session.score_batch(&images)))
@@ -271,7 +281,7 @@ impl<'a> TileStream<'a> {
             }
             done.push((i, (probs, laps)));
         }
-        Ok((done, times))
+        Ok((done, stain, times))
     }
 }
 

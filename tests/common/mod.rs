@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 
 use sha2::Digest;
 
+pub mod restain;
+
 /// `../shared/fixtures/real` from the crate root, or `$DIRASCOPE_REAL_FIXTURES` (for
 /// git worktrees that do not sit beside `shared/`), when it holds `marker`;
 /// otherwise a printed reason to skip (a user's fresh clone has no `../shared`).
@@ -26,6 +28,13 @@ pub fn real_dir(marker: &str) -> Option<PathBuf> {
     }
 }
 
+/// The real H&E fixtures in `real_dir`, each with the `--mpp` it is scored at
+/// (the public-domain JPEG has none in its file; 0.75 is its estimate).
+pub const REAL_H_AND_E: [(&str, Option<f64>); 2] = [
+    ("CMU-1-Small-Region.svs", None),
+    ("skin-normal-10x-public-domain.jpg", Some(0.75)),
+];
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -40,6 +49,34 @@ pub fn dirascope(args: &[&str]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
+}
+
+/// `dirascope score SLIDE [--model MODEL] [--mpp MPP] --out OUT`, which must
+/// succeed; returns the slide's report.json.
+pub fn score_report(
+    slide: &Path,
+    model: Option<&Path>,
+    mpp: Option<f64>,
+    out: &Path,
+) -> serde_json::Value {
+    let mut cmd = dirascope(&["score"]);
+    cmd.arg(slide).arg("--out").arg(out);
+    if let Some(model) = model {
+        cmd.arg("--model").arg(model);
+    }
+    if let Some(mpp) = mpp {
+        cmd.arg("--mpp").arg(mpp.to_string());
+    }
+    let output = cmd.output().expect("run dirascope");
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        slide.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let id = slide.file_stem().unwrap().to_string_lossy().to_string();
+    let text = std::fs::read_to_string(out.join(&id).join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("json")
 }
 
 /// Runs to the end; returns the exit code, the `--json` summary and stderr.

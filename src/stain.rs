@@ -1,0 +1,365 @@
+//! The `stain` stage: which two stains a slide carries, measured from its tiles
+//! (Macenko et al., ISBI 2009), so that QC can refuse a slide that is not H&E.
+//!
+//! Every tile adds its stained pixels (OD above 0.15 in every channel, a sixteenth
+//! of the pixels) to a [`StainStats`]: a histogram of OD chromaticity, each
+//! pixel's share of red, green and blue OD, which is its OD direction. Integer
+//! counts make any order of tiles and any split over threads give the same bits.
+//! [`StainStats::estimate`] then takes Macenko's steps on the directions: the
+//! plane that holds most of them (fitted three times, each time to the 95% of
+//! pixels nearest the last fit, so that margin ink or pigment does not tilt it),
+//! the angle of every pixel's direction in that plane, and the two stain vectors
+//! at the 1st and 99th percentile of those angles. The vector with the larger red
+//! OD share is the haematoxylin-like one. Each is reported with its angle to the
+//! Ruifrok-Johnston reference for its stain.
+//!
+//! Measured (docs/stain.md): H&E phantoms and real H&E put the eosin-like vector
+//! within 27° of Ruifrok's eosin; an immunostain (DAB and haematoxylin) 53°, a
+//! trichrome-like re-stain (methyl blue for eosin) 37°.
+
+use std::sync::OnceLock;
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+/// Haematoxylin's optical density per RGB channel (Ruifrok and Johnston 2001).
+pub const RUIFROK_HEMATOXYLIN: [f64; 3] = [0.650, 0.704, 0.286];
+/// Eosin's optical density per RGB channel (Ruifrok and Johnston 2001).
+pub const RUIFROK_EOSIN: [f64; 3] = [0.072, 0.990, 0.105];
+
+/// Optical density is looked up in thousandths.
+const OD_SCALE: f64 = 1000.0;
+/// A pixel counts as stained when its OD is above 0.15 in every channel
+/// (Macenko's beta): glass, and tissue too faint to tell stains apart, are left out.
+const MIN_OD: i32 = 150;
+/// Every fourth pixel of every fourth row: a sixteenth of a tile's pixels (3,136 of
+/// a 224 px tile) is plenty, and costs under 1% of the stream.
+const STEP: usize = 4;
+/// Chromaticity bins per axis (red share, green share).
+const BINS: usize = 128;
+/// Share of stained pixels beyond each extreme angle (Macenko's alpha, 1%).
+const ALPHA: f64 = 0.01;
+/// The plane of the two stains is fitted this many times, each to this share of
+/// the pixels nearest the last fit.
+const PLANE_FITS: usize = 3;
+const PLANE_SHARE: f64 = 0.95;
+/// Fewer stained pixels than this give no estimate.
+pub const MIN_PIXELS: u64 = 2_000;
+
+/// OD in thousandths of each 8-bit value: -ln(max(v, 1) / 255).
+fn od_table() -> &'static [i32; 256] {
+    static TABLE: OnceLock<[i32; 256]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [0i32; 256];
+        for (v, od) in t.iter_mut().enumerate() {
+            *od = (-((v.max(1) as f64) / 255.0).ln() * OD_SCALE).round() as i32;
+        }
+        t
+    })
+}
+
+/// The stained pixels of some tiles, counted exactly (see the module's header).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StainStats {
+    pixels: u64,
+    /// Counts by (red share, green share) of OD, BINS x BINS.
+    chromaticity: Vec<u32>,
+}
+
+impl Default for StainStats {
+    fn default() -> Self {
+        StainStats {
+            pixels: 0,
+            chromaticity: vec![0; BINS * BINS],
+        }
+    }
+}
+
+/// A slide's two stain vectors (unit OD vectors) and how far each is from H&E's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StainEstimate {
+    pub hematoxylin: [f64; 3],
+    pub eosin: [f64; 3],
+    /// Angle of `hematoxylin` to Ruifrok-Johnston haematoxylin, degrees.
+    pub hematoxylin_angle_deg: f64,
+    /// Angle of `eosin` to Ruifrok-Johnston eosin, degrees.
+    pub eosin_angle_deg: f64,
+    /// Stained pixels measured (a sixteenth of the tiles' stained pixels).
+    pub pixels: u64,
+}
+
+impl StainStats {
+    pub fn new() -> StainStats {
+        StainStats::default()
+    }
+
+    /// Stained pixels counted so far.
+    pub fn pixels(&self) -> u64 {
+        self.pixels
+    }
+
+    /// Adds one tile's stained pixels.
+    pub fn add_tile(&mut self, tile: &RgbImage) {
+        let od = od_table();
+        let (w, h) = (tile.width() as usize, tile.height() as usize);
+        let raw = tile.as_raw();
+        for y in (0..h).step_by(STEP) {
+            let row = &raw[y * w * 3..][..w * 3];
+            for p in row.chunks_exact(3 * STEP) {
+                let (r, g, b) = (od[p[0] as usize], od[p[1] as usize], od[p[2] as usize]);
+                if r <= MIN_OD || g <= MIN_OD || b <= MIN_OD {
+                    continue;
+                }
+                self.pixels += 1;
+                let total = r + g + b;
+                let bin = |c: i32| ((c * BINS as i32) / total).min(BINS as i32 - 1) as usize;
+                self.chromaticity[bin(r) * BINS + bin(g)] += 1;
+            }
+        }
+    }
+
+    /// Adds another accumulator's pixels (exact: the order does not matter).
+    pub fn merge(&mut self, other: &StainStats) {
+        self.pixels += other.pixels;
+        for (a, b) in self.chromaticity.iter_mut().zip(&other.chromaticity) {
+            *a += b;
+        }
+    }
+
+    /// The two stain vectors, or `None` with fewer than [`MIN_PIXELS`] stained pixels.
+    ///
+    /// Every pixel weighs the same, whatever its density (Macenko's covariance of
+    /// OD lets a dense minority such as margin ink tilt the plane), and the plane
+    /// is fitted three times, each time to the 95% of pixels nearest the last one,
+    /// so a third colour (ink, pigment) is left out of it.
+    pub fn estimate(&self) -> Option<StainEstimate> {
+        if self.pixels < MIN_PIXELS {
+            return None;
+        }
+        // Each occupied bin: its OD direction and count.
+        let bins: Vec<([f64; 3], f64)> = self
+            .chromaticity
+            .iter()
+            .enumerate()
+            .filter(|(_, &count)| count > 0)
+            .map(|(i, &count)| {
+                let r = ((i / BINS) as f64 + 0.5) / BINS as f64;
+                let g = ((i % BINS) as f64 + 0.5) / BINS as f64;
+                (unit([r, g, (1.0 - r - g).max(0.0)]), count as f64)
+            })
+            .collect();
+        let mut kept = vec![true; bins.len()];
+        let (mut u, mut v) = ([0.0; 3], [0.0; 3]);
+        for _fit in 0..PLANE_FITS {
+            let mut m = [[0.0f64; 3]; 3];
+            for ((d, w), _) in bins.iter().zip(&kept).filter(|(_, &k)| k) {
+                for i in 0..3 {
+                    for j in 0..3 {
+                        m[i][j] += w * d[i] * d[j];
+                    }
+                }
+            }
+            let (values, vectors) = symmetric_eigen(m);
+            let mut order = [0usize, 1, 2];
+            order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+            // Each axis pointing into positive OD.
+            let axis = |k: usize| {
+                let a = [vectors[0][k], vectors[1][k], vectors[2][k]];
+                if a.iter().sum::<f64>() < 0.0 {
+                    a.map(|x| -x)
+                } else {
+                    a
+                }
+            };
+            (u, v) = (axis(order[0]), axis(order[1]));
+            let normal = axis(order[2]);
+            // Keep the pixels nearest the plane for the next fit.
+            let off: Vec<f64> = bins.iter().map(|(d, _)| dot(*d, normal).abs()).collect();
+            let mut by_off: Vec<usize> = (0..bins.len()).collect();
+            by_off.sort_by(|&a, &b| off[a].total_cmp(&off[b]).then(a.cmp(&b)));
+            let total: f64 = bins.iter().map(|b| b.1).sum();
+            let mut seen = 0.0;
+            kept = vec![false; bins.len()];
+            for i in by_off {
+                if seen >= PLANE_SHARE * total {
+                    break;
+                }
+                kept[i] = true;
+                seen += bins[i].1;
+            }
+        }
+        // The kept pixels by their angle in the plane; the extremes are the stains.
+        let mut angles: Vec<(f64, f64)> = bins
+            .iter()
+            .zip(&kept)
+            .filter(|(_, &k)| k)
+            .map(|((d, w), _)| (dot(*d, v).atan2(dot(*d, u)), *w))
+            .collect();
+        angles.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total: f64 = angles.iter().map(|a| a.1).sum();
+        let at_share = |share: f64| {
+            let mut seen = 0.0;
+            for &(angle, w) in &angles {
+                seen += w;
+                if seen >= share * total {
+                    return angle;
+                }
+            }
+            angles.last().map_or(0.0, |a| a.0)
+        };
+        let in_plane =
+            |angle: f64| unit([0, 1, 2].map(|c| u[c] * angle.cos() + v[c] * angle.sin()));
+        let (a, b) = (in_plane(at_share(ALPHA)), in_plane(at_share(1.0 - ALPHA)));
+        let (hematoxylin, eosin) = if a[0] >= b[0] { (a, b) } else { (b, a) };
+        Some(StainEstimate {
+            hematoxylin,
+            eosin,
+            hematoxylin_angle_deg: angle_deg(hematoxylin, RUIFROK_HEMATOXYLIN),
+            eosin_angle_deg: angle_deg(eosin, RUIFROK_EOSIN),
+            pixels: self.pixels,
+        })
+    }
+}
+
+fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+fn unit(a: [f64; 3]) -> [f64; 3] {
+    let n = dot(a, a).sqrt();
+    if n > 0.0 {
+        a.map(|x| x / n)
+    } else {
+        a
+    }
+}
+
+/// Angle between two directions, degrees.
+pub fn angle_deg(a: [f64; 3], b: [f64; 3]) -> f64 {
+    dot(unit(a), unit(b)).clamp(-1.0, 1.0).acos().to_degrees()
+}
+
+/// Eigenvalues and eigenvectors (columns) of a symmetric 3 x 3 matrix by cyclic
+/// Jacobi rotations: a fixed sequence of operations, so the same bits every time.
+fn symmetric_eigen(mut a: [[f64; 3]; 3]) -> ([f64; 3], [[f64; 3]; 3]) {
+    let mut v = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    for _sweep in 0..32 {
+        let off = a[0][1] * a[0][1] + a[0][2] * a[0][2] + a[1][2] * a[1][2];
+        if off <= 1e-30 * (a[0][0] * a[0][0] + a[1][1] * a[1][1] + a[2][2] * a[2][2]) {
+            break;
+        }
+        for (p, q) in [(0, 1), (0, 2), (1, 2)] {
+            if a[p][q] == 0.0 {
+                continue;
+            }
+            let theta = (a[q][q] - a[p][p]) / (2.0 * a[p][q]);
+            // (signum of +0.0 is 1: theta 0 turns by 45 degrees, as it should.)
+            let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+            let c = 1.0 / (t * t + 1.0).sqrt();
+            let s = t * c;
+            // A <- J^T A J with J the rotation in the (p, q) plane: columns, then rows.
+            for row in a.iter_mut() {
+                let (xp, xq) = (row[p], row[q]);
+                row[p] = c * xp - s * xq;
+                row[q] = s * xp + c * xq;
+            }
+            let (rp, rq) = (a[p], a[q]);
+            a[p] = [0, 1, 2].map(|k| c * rp[k] - s * rq[k]);
+            a[q] = [0, 1, 2].map(|k| s * rp[k] + c * rq[k]);
+            for row in v.iter_mut() {
+                let (vp, vq) = (row[p], row[q]);
+                row[p] = c * vp - s * vq;
+                row[q] = s * vp + c * vq;
+            }
+        }
+    }
+    ([a[0][0], a[1][1], a[2][2]], v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// A tile of pixels mixed from two stains by Beer-Lambert, with random
+    /// concentrations (some pure, most mixed) and a little noise.
+    fn mixed_tile(first: [f64; 3], second: [f64; 3], seed: u64) -> RgbImage {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (s1, s2) = (unit(first), unit(second));
+        RgbImage::from_fn(224, 224, |_, _| {
+            let a: f64 = rng.gen_range(0.0..1.2);
+            let b: f64 = rng.gen_range(0.0..1.2);
+            image::Rgb([0, 1, 2].map(|c| {
+                let od = a * s1[c] + b * s2[c] + rng.gen_range(-0.01..0.01);
+                (255.0 * (-od).exp()).round().clamp(0.0, 255.0) as u8
+            }))
+        })
+    }
+
+    #[test]
+    fn recovers_the_stain_vectors_of_an_h_and_e_mixture() {
+        let mut stats = StainStats::new();
+        stats.add_tile(&mixed_tile(RUIFROK_HEMATOXYLIN, RUIFROK_EOSIN, 1));
+        let e = stats.estimate().expect("enough stained pixels");
+        assert!(e.hematoxylin_angle_deg < 2.0, "{e:?}");
+        // Pure eosin has little red OD, so the OD > 0.15 in every channel that
+        // Macenko asks of a pixel keeps the eosin-like extreme a few degrees
+        // towards haematoxylin (4.8° here).
+        assert!(e.eosin_angle_deg < 6.0, "{e:?}");
+    }
+
+    #[test]
+    fn an_immunostain_puts_its_second_stain_far_from_eosin() {
+        let dab = [0.268, 0.570, 0.776];
+        let mut stats = StainStats::new();
+        stats.add_tile(&mixed_tile(RUIFROK_HEMATOXYLIN, dab, 2));
+        let e = stats.estimate().unwrap();
+        assert!(e.hematoxylin_angle_deg < 6.0, "{e:?}");
+        assert!((angle_deg(e.eosin, dab)) < 6.0, "{e:?}");
+        assert!(e.eosin_angle_deg > 45.0, "{e:?}");
+    }
+
+    #[test]
+    fn the_sums_are_the_same_in_any_order_and_split() {
+        let tiles: Vec<RgbImage> = (0..3)
+            .map(|s| mixed_tile(RUIFROK_HEMATOXYLIN, RUIFROK_EOSIN, 10 + s))
+            .collect();
+        let mut forward = StainStats::new();
+        tiles.iter().for_each(|t| forward.add_tile(t));
+        let mut backward = StainStats::new();
+        tiles.iter().rev().for_each(|t| backward.add_tile(t));
+        let mut split = StainStats::new();
+        split.add_tile(&tiles[2]);
+        let mut rest = StainStats::new();
+        rest.add_tile(&tiles[0]);
+        rest.add_tile(&tiles[1]);
+        split.merge(&rest);
+        assert_eq!(forward, backward);
+        assert_eq!(forward, split);
+        assert_eq!(forward.estimate(), split.estimate());
+    }
+
+    #[test]
+    fn glass_gives_no_estimate() {
+        let mut stats = StainStats::new();
+        stats.add_tile(&RgbImage::from_pixel(224, 224, image::Rgb([238, 236, 240])));
+        assert_eq!(stats.pixels(), 0);
+        assert_eq!(stats.estimate(), None);
+    }
+
+    #[test]
+    fn jacobi_diagonalises_a_symmetric_matrix() {
+        let m = [[4.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 1.0]];
+        let (values, v) = symmetric_eigen(m);
+        for k in 0..3 {
+            let col = [v[0][k], v[1][k], v[2][k]];
+            let mv = [0, 1, 2].map(|i| dot(m[i], col));
+            for i in 0..3 {
+                assert!(
+                    (mv[i] - values[k] * col[i]).abs() < 1e-9,
+                    "{k}: {mv:?} {values:?}"
+                );
+            }
+        }
+    }
+}
