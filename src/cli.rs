@@ -188,6 +188,11 @@ pub struct ScoreArgs {
     /// Use this PNG as the tissue mask instead of detecting one (aspect must match the slide).
     #[arg(long, value_name = "PNG")]
     pub tissue_mask: Option<PathBuf>,
+    /// QC's stain check refuses a slide as not H&E when its eosin-like stain vector
+    /// is more than DEG degrees from eosin's (default 33; 180 turns that part of
+    /// the check off). For a lab whose H&E it refuses: see docs/stain.md.
+    #[arg(long, value_name = "DEG")]
+    pub max_eosin_angle: Option<f64>,
     /// Print the batch summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -244,6 +249,14 @@ impl ScoreArgs {
             o.overlap_px = px;
         }
         o.tissue_mask = self.tissue_mask.clone();
+        if let Some(deg) = self.max_eosin_angle {
+            if !(0.0..=180.0).contains(&deg) {
+                return Err(usage(format!(
+                    "--max-eosin-angle must be between 0 and 180 degrees, got {deg}"
+                )));
+            }
+            o.qc.max_eosin_angle_deg = deg;
+        }
         Ok(o)
     }
 }

@@ -320,6 +320,25 @@ mod tests {
     }
 
     #[test]
+    fn a_dense_third_colour_on_a_few_pixels_does_not_tilt_the_plane() {
+        // Margin ink or melanin: 3% of the stained pixels, dense and brown (DAB's
+        // direction, 28 degrees off the H&E plane), on an H&E tile.
+        let dab = [0.268, 0.570, 0.776];
+        let mut tile = mixed_tile(RUIFROK_HEMATOXYLIN, RUIFROK_EOSIN, 3);
+        let brown = image::Rgb([0, 1, 2].map(|c| (255.0 * (-1.5 * unit(dab)[c]).exp()) as u8));
+        for (i, p) in tile.pixels_mut().enumerate() {
+            if i % 33 == 0 {
+                *p = brown;
+            }
+        }
+        let mut stats = StainStats::new();
+        stats.add_tile(&tile);
+        let e = stats.estimate().unwrap();
+        assert!(e.eosin_angle_deg < 8.0, "{e:?}");
+        assert!(e.hematoxylin_angle_deg < 4.0, "{e:?}");
+    }
+
+    #[test]
     fn the_sums_are_the_same_in_any_order_and_split() {
         let tiles: Vec<RgbImage> = (0..3)
             .map(|s| mixed_tile(RUIFROK_HEMATOXYLIN, RUIFROK_EOSIN, 10 + s))

@@ -85,6 +85,34 @@ fn a_phantom_restained_off_h_and_e_is_refused_and_in_h_and_e_is_not() {
 }
 
 #[test]
+fn a_lab_can_widen_the_eosin_limit_and_a_wrong_one_is_a_usage_error() {
+    let work = tempfile::tempdir().unwrap();
+    let slide = common::root().join("fixtures/ood/ihc-dab-hematoxylin.jpg");
+    let out = work.path().join("wide");
+    let status = common::dirascope(&["score", "--mpp", "2.0", "--max-eosin-angle", "60"])
+        .arg(&slide)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("run dirascope");
+    assert!(status.success());
+    let text = std::fs::read_to_string(out.join("ihc-dab-hematoxylin/report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let flags = report["qc"]["flags"].to_string();
+    assert!(!flags.contains("not-h-and-e"), "{flags}");
+    assert!(report["qc"]["stain"]["eosin_angle_deg"].as_f64().unwrap() > 50.0);
+
+    let output = common::dirascope(&["score", "--max-eosin-angle", "200", "--out"])
+        .arg(work.path().join("bad"))
+        .arg(&slide)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--max-eosin-angle"), "{stderr}");
+}
+
+#[test]
 fn real_h_and_e_passes_the_stain_check() {
     let Some(dir) = common::real_dir("CMU-1-Small-Region.svs") else {
         return;
