@@ -8,6 +8,8 @@ the Rust loader accepts in exactly the same way.
 
 from __future__ import annotations
 
+import copy
+
 import gzip
 import hashlib
 import json
@@ -235,7 +237,8 @@ def export_onnx(model: TileNet, path: Path, tile_px: int, ood: tuple[np.ndarray,
 
 def count_params_macs(model: TileNet, tile_px: int) -> tuple[int, int]:
     """Parameters of the exported (folded) net and its multiply-adds per tile."""
-    folded = fold_batchnorm(model)
+    # Folded on a CPU copy: after a GPU run the model's tensors are on the device.
+    folded = fold_batchnorm(copy.deepcopy(model).cpu())
     params = sum(p.numel() for p in folded.parameters())
     macs = 0
     size = tile_px

@@ -95,6 +95,10 @@ implants() { # IMAGE OTHER: renders IMAGE's implant sets, skips OTHER's
         DIRASCOPE=$B PYTHON=$PY REAL=$REAL training/model2_data.sh "$W" train2 oodcal >"$W/implants-$1.log" 2>&1
     echo "implants into $1 done at $((SECONDS - T0)) s"
 }
+# FINISH=1 on a machine that still holds $W from a run whose training finished
+# but whose export failed: no rendering, no steps; the saved checkpoints are
+# evaluated, their OOD detectors fitted and the candidates exported.
+if [ -z "${FINISH:-}" ]; then
 implants cmu pd &
 implants_cmu=$!
 implants pd cmu &
@@ -107,6 +111,7 @@ fi
 wait "$implants_cmu" || echo "model2_gpu: implants into CMU-1 failed (see implants-cmu.log)"
 wait "$implants_pd" || echo "model2_gpu: implants into the PD image failed (see implants-pd.log)"
 cat "$W"/implants-*.log >"$OUT/implants.log" || true
+fi
 
 TRAIN=()
 finished() { [[ $1 != *.part && ! $1 =~ -(448|896)$ && -s $1/labels.csv ]]; }
@@ -135,17 +140,23 @@ common=(
     --name dirascope-v2 --version 2.4.0 --rule-from models/dirascope-v2
     --intended-use "research use only; trained on phantom slides and on lesions implanted into real normal skin; not a diagnostic device"
 )
-"$PY" -u training/train.py "${common[@]}" --arch slim-s2 --lr 2e-3 --seed 24 \
-    --out "$W/candidate-scratch" >"$OUT/train-scratch.log" 2>&1 &
+scratch_init=() finetune_init=(--init models/dirascope-v2) suffix=
+if [ -n "${FINISH:-}" ]; then
+    scratch_init=(--init "$W/candidate-scratch/checkpoint.pt" --minutes 0)
+    finetune_init=(--init "$W/candidate-finetune/checkpoint.pt" --minutes 0)
+    suffix=-finish
+fi
+"$PY" -u training/train.py "${common[@]}" --arch slim-s2 --lr 2e-3 --seed 24 "${scratch_init[@]}" \
+    --out "$W/candidate-scratch$suffix" >"$OUT/train-scratch$suffix.log" 2>&1 &
 scratch_pid=$!
-"$PY" -u training/train.py "${common[@]}" --init models/dirascope-v2 --lr 5e-4 --seed 25 \
-    --out "$W/candidate-finetune" >"$OUT/train-finetune.log" 2>&1 &
+"$PY" -u training/train.py "${common[@]}" "${finetune_init[@]}" --lr 5e-4 --seed 25 \
+    --out "$W/candidate-finetune$suffix" >"$OUT/train-finetune$suffix.log" 2>&1 &
 finetune_pid=$!
 status=0
 wait "$scratch_pid" || { echo "model2_gpu: scratch run failed"; status=1; }
 wait "$finetune_pid" || { echo "model2_gpu: fine-tune run failed"; status=1; }
 for c in scratch finetune; do
-    [ -f "$W/candidate-$c/model.onnx" ] && tar -czf "$OUT/candidate-$c.tar.gz" -C "$W" "candidate-$c"
+    [ -f "$W/candidate-$c$suffix/model.onnx" ] && tar -czf "$OUT/candidate-$c.tar.gz" -C "$W" "candidate-$c$suffix"
 done
 echo "model2_gpu: done at $((SECONDS - T0)) s"
 exit $status
