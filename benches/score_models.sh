@@ -8,7 +8,9 @@
 #
 #   benches/score_models.sh MODEL_A MODEL_B
 # env: DIRASCOPE_COMPARE_DIR (default target/score-compare), MM (6), SEED (7),
-#      THREADS (2), REPS (3), BIN (default: builds and uses target/release/dirascope)
+#      THREADS (2), REPS (3), BIN (default: builds and uses target/release/dirascope),
+#      B_ARGS (more `score` arguments for B's runs only: the same model twice with
+#      B_ARGS=--normalise-stain measures what stain normalisation costs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=${1:?usage: benches/score_models.sh MODEL_A MODEL_B}
@@ -29,12 +31,13 @@ if [[ ! -f $slide ]]; then
     "$BIN" synth --class dira --seed "$seed" --mpp 0.5 --width-mm "$mm" --height-mm "$mm" \
         --out "$slides" > /dev/null
 fi
-run() { # model -> wall seconds of one score run (fresh OUT)
-    local out
+run() { # model [score args...] -> wall seconds of one score run (fresh OUT)
+    local out model=$1
+    shift
     out=$(mktemp -d)
     local start end
     start=$(date +%s.%N)
-    "$BIN" score "$slide" --model "$1" --out "$out" --threads "$threads" --quiet > /dev/null
+    "$BIN" score "$slide" --model "$model" --out "$out" --threads "$threads" --quiet "$@" > /dev/null
     end=$(date +%s.%N)
     rm -rf "$out"
     awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }'
@@ -44,12 +47,13 @@ cat "$slide" > /dev/null
 ta=() tb=()
 for i in $(seq 1 "$reps"); do
     ta+=("$(run "$a")")
-    tb+=("$(run "$b")")
+    # shellcheck disable=SC2086 # B_ARGS is a list of arguments
+    tb+=("$(run "$b" ${B_ARGS:-})")
     echo "rep $i: A ${ta[-1]} s, B ${tb[-1]} s"
 done
 ma=$(echo "${ta[*]}" | median)
 mb=$(echo "${tb[*]}" | median)
 echo "slide $slide (${mm} x ${mm} mm)"
 echo "A $a: median $ma s"
-echo "B $b: median $mb s"
+echo "B $b ${B_ARGS:-}: median $mb s"
 awk -v a="$ma" -v b="$mb" 'BEGIN { printf "ratio B / A = %.2f\n", b / a }'

@@ -81,6 +81,26 @@ enum ModelCommand {
         /// the binary).
         model_dir: Option<PathBuf>,
     },
+    /// Measure the stain of slides (their two stain vectors and densities) on the
+    /// tiles `score` would read with this model, and print it as a model.toml
+    /// `[stain]` table: run on slides like a model's training data, it is the
+    /// reference `score --normalise-stain` maps slides onto.
+    Stain(StainArgs),
+}
+
+#[derive(clap::Args)]
+struct StainArgs {
+    /// Slide files (SVS, TIFF, BigTIFF, OME-TIFF, DICOM, PNG, JPEG); their tiles are
+    /// pooled into one profile.
+    #[arg(required = true)]
+    slides: Vec<PathBuf>,
+    /// Model folder whose tile size and MPP the tiles are read at (default: the
+    /// bundled model).
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Microns per pixel of level 0, overriding the files.
+    #[arg(long, value_name = "X")]
+    mpp: Option<f64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -193,6 +213,13 @@ pub struct ScoreArgs {
     /// the check off). For a lab whose H&E it refuses: see docs/stain.md.
     #[arg(long, value_name = "DEG")]
     pub max_eosin_angle: Option<f64>,
+    /// Map each slide's stains onto the model's training stain (the `[stain]` table
+    /// of its model.toml) before the model sees the tiles: vectors and densities
+    /// measured on 64 of the slide's tiles (Macenko's normalisation). QC measures
+    /// the slide as scanned. Opt-in: the model's rule was fitted without it; see
+    /// docs/stain.md for what it changes.
+    #[arg(long)]
+    pub normalise_stain: bool,
     /// Print the batch summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -367,6 +394,7 @@ pub fn main() -> ExitCode {
         Command::Recall(args) => crate::rule_cli::recall(args),
         Command::Calibrate(args) => crate::rule_cli::calibrate(args),
         Command::Model(ModelCommand::Check { model_dir }) => model_check(model_dir),
+        Command::Model(ModelCommand::Stain(args)) => model_stain(args),
         Command::Selfcheck(args) => selfcheck(args),
     };
     match result {
@@ -590,13 +618,17 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
             path.display()
         )));
     }
-    let source = crate::model::ModelSource::from_option(args.model.clone());
-    let model = crate::model::Model::load_source(&source).map_err(|e| Failure {
-        code: exit::MODEL,
-        error: e.into(),
-    })?;
-    let scorer = crate::wiring::ModelScorer::new(model);
-    let options = args.options(scorer.options(crate::score::ScoreOptions::default()))?;
+    let scorer = load_scorer(args.model.clone())?;
+    let mut options = args.options(scorer.options(crate::score::ScoreOptions::default()))?;
+    if args.normalise_stain {
+        let m = scorer.manifest();
+        options.normalise_stain = Some(m.stain.clone().ok_or_else(|| {
+            usage(format!(
+                "--normalise-stain: model {} {} has no [stain] table in its model.toml (the stain it was trained on); measure one with `dirascope model stain --model DIR SLIDES...` on slides like its training data",
+                m.name, m.version
+            ))
+        })?);
+    }
     let scoring = crate::score::Scoring::new(&scorer, scorer.info(), options)
         .map_err(|e| usage(e.to_string()))?;
     let batch_options = crate::batch::BatchOptions {
@@ -620,6 +652,96 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
         let _ = write!(err, "{}", outcome.closing_lines(&args.out));
     }
     finish_batch(&outcome, args.json)
+}
+
+/// The model in `--model DIR` (or the bundled one) as a scorer; exit 4 when it
+/// cannot be loaded.
+fn load_scorer(dir: Option<PathBuf>) -> Result<crate::wiring::ModelScorer, Failure> {
+    let source = crate::model::ModelSource::from_option(dir);
+    let model = crate::model::Model::load_source(&source).map_err(|e| Failure {
+        code: exit::MODEL,
+        error: e.into(),
+    })?;
+    Ok(crate::wiring::ModelScorer::new(model))
+}
+
+/// `dirascope model stain`: the pooled stain profile of some slides as a `[stain]`
+/// table on stdout, each slide's on stderr; a slide that cannot be read is an
+/// error line and the rest go on (exit 3 then).
+fn model_stain(args: StainArgs) -> Result<u8, Failure> {
+    let scorer = load_scorer(args.model.clone())?;
+    let mut options = scorer.options(crate::score::ScoreOptions::default());
+    options.open.mpp_override = mpp_option(args.mpp)?;
+    options.hash_slides = false;
+    let scoring = crate::score::Scoring::new(&scorer, scorer.info(), options)
+        .map_err(|e| usage(e.to_string()))?;
+    let (mut pooled, mut failed) = (Vec::new(), 0);
+    for path in &args.slides {
+        match scoring.stain_sample(path) {
+            Ok(tiles) => {
+                match crate::stain::StainProfile::measure(&tiles) {
+                    Some(p) => eprintln!(
+                        "{}: {} tiles, hematoxylin {:.3?}, eosin {:.3?}, max concentration {:.3?}",
+                        path.display(),
+                        tiles.len(),
+                        p.hematoxylin,
+                        p.eosin,
+                        p.max_concentration
+                    ),
+                    None => eprintln!(
+                        "{}: {} tiles, too few stained pixels for a profile of its own",
+                        path.display(),
+                        tiles.len()
+                    ),
+                }
+                pooled.extend(tiles);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("dirascope: error: {}", error_chain(&anyhow::Error::from(e)));
+            }
+        }
+    }
+    let m = scorer.manifest();
+    let Some(p) = crate::stain::StainProfile::measure(&pooled) else {
+        return Err(Failure {
+            code: exit::SOME_FAILED,
+            error: anyhow::anyhow!(
+                "the slides' tiles hold too few stained pixels for a stain profile"
+            ),
+        });
+    };
+    let names: Vec<String> = args
+        .slides
+        .iter()
+        .map(|p| {
+            p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let v = |x: [f64; 3]| format!("[{:.4}, {:.4}, {:.4}]", x[0], x[1], x[2]);
+    emit(&format!(
+        "# Stain of {} tiles ({}x{} px at {} um/px, as model {} {} reads them) from: {}\n\
+         [stain]\nhematoxylin = {}\neosin = {}\nmax_concentration = [{:.4}, {:.4}]\n",
+        pooled.len(),
+        m.input.tile_px,
+        m.input.tile_px,
+        m.input.mpp,
+        m.name,
+        m.version,
+        names.join(", "),
+        v(p.hematoxylin),
+        v(p.eosin),
+        p.max_concentration[0],
+        p.max_concentration[1]
+    ))?;
+    Ok(if failed == 0 {
+        exit::OK
+    } else {
+        exit::SOME_FAILED
+    })
 }
 
 /// Prints `--json` output if asked (a closed pipe only stops the printing: the

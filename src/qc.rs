@@ -19,7 +19,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::slide::Mpp;
-use crate::stain::StainEstimate;
+use crate::stain::{StainEstimate, StainProfile};
 
 /// Thresholds of the checks. `Default`: MPP plausible in 0.1–5 µm/px, at least
 /// 0.5 mm² of tissue and 1 tissue tile, blur below a median Laplacian variance of 15
@@ -212,6 +212,24 @@ pub struct QcReport {
     /// or with too few stained pixels).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stain: Option<StainEstimate>,
+    /// `--normalise-stain`: the slide's stain profile and the model's it was
+    /// mapped onto (absent without the option).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stain_normalisation: Option<StainNormalisation>,
+}
+
+/// What `--normalise-stain` did to a slide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StainNormalisation {
+    /// False where the sampled tiles held too few stained pixels to measure the
+    /// slide's stain: its tiles were scored as scanned.
+    pub applied: bool,
+    /// Tiles the slide's profile was measured on (evenly spaced over its grid).
+    pub sampled_tiles: usize,
+    /// The slide's stain as measured (absent where it could not be).
+    pub slide: Option<StainProfile>,
+    /// The model's `[stain]`, which the slide was mapped onto.
+    pub reference: StainProfile,
 }
 
 impl QcReport {
@@ -267,6 +285,7 @@ impl QcReport {
             flags,
             laplacian_variance: None,
             stain: None,
+            stain_normalisation: None,
         }
     }
 

@@ -10,13 +10,16 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
+use image::RgbImage;
+
 use crate::aggregate::{self, AggregateError, AggregateParams, TileScore};
-use crate::pipeline::{panic_message, GridSource, StreamError, TileStream};
-use crate::qc::{QcOptions, QcReport};
+use crate::pipeline::{panic_message, GridSource, StreamError, TileSource, TileStream};
+use crate::qc::{QcOptions, QcReport, StainNormalisation};
 use crate::report::{
     self, Configuration, FileDigest, ModelInfo, ReportError, SlideMeta, SlideReport, Timings,
 };
 use crate::slide::{self, OpenOptions, SlideError, SlideInfo, SlideReader};
+use crate::stain::{StainNormaliser, StainProfile, PROFILE_TILES};
 use crate::tiling::{TileGrid, TilingError, TilingOptions};
 use crate::tissue::{self, TissueError, TissueMask, TissueOptions};
 
@@ -42,6 +45,9 @@ pub struct ScoreOptions {
     pub thumbnail_side: u32,
     pub hash_slides: bool,
     pub evidence_crops: bool,
+    /// `--normalise-stain`: map every slide's stains onto this profile (the
+    /// model's `[stain]`) before the model sees its tiles.
+    pub normalise_stain: Option<StainProfile>,
 }
 
 impl Default for ScoreOptions {
@@ -58,6 +64,7 @@ impl Default for ScoreOptions {
             thumbnail_side: 1024,
             hash_slides: true,
             evidence_crops: true,
+            normalise_stain: None,
         }
     }
 }
@@ -196,6 +203,7 @@ impl<'a> Scoring<'a> {
             aggregate: options.aggregate.clone(),
             thumbnail_side: options.thumbnail_side,
             evidence_crops: options.evidence_crops,
+            stain_reference: options.normalise_stain.clone(),
         };
         let stream = TileStream::new(scorer, crate::pipeline::resolve_threads(options.threads));
         Ok(Scoring {
@@ -342,15 +350,30 @@ impl<'a> Scoring<'a> {
             reader: slide.reader.as_ref(),
             grid: &grid,
         };
+        let t_profile = Instant::now();
+        let (normaliser, normalisation) = match &options.normalise_stain {
+            Some(reference) => {
+                let (n, record) = stain_normaliser(&source, reference)
+                    .map_err(|e| stream_error(path, StreamError::Read(e)))?;
+                (n, Some(record))
+            }
+            None => (None, None),
+        };
+        let profile_s = t_profile.elapsed().as_secs_f64();
         let streamed = self
             .stream
-            .run(&source, progress)
+            .run_normalised(&source, normaliser.as_ref(), progress)
             .map_err(|e| stream_error(path, e))?;
         timings.stream_s = t.elapsed().as_secs_f64();
         let times = &streamed.times;
         timings.decode_s = times.read.decode.as_secs_f64();
         timings.resample_s = times.read.resample.as_secs_f64();
         timings.tile_qc_s = times.tile_qc.as_secs_f64();
+        timings.normalise_s = if normalisation.is_some() {
+            profile_s + times.normalise.as_secs_f64()
+        } else {
+            0.0
+        };
         timings.inference_s = times.inference.as_secs_f64();
         let tiles: Vec<TileScore> = grid
             .tiles
@@ -369,6 +392,7 @@ impl<'a> Scoring<'a> {
         current.set(Stage::Qc);
         qc.check_tiles(tiles.len(), &streamed.laplacians, &options.qc);
         qc.check_stain(streamed.stain.estimate(), &options.qc);
+        qc.stain_normalisation = normalisation;
 
         let t = Instant::now();
         let mut aggregate = options.aggregate.clone();
@@ -460,6 +484,27 @@ impl<'a> Scoring<'a> {
     }
 
     /// Opens the slide and hashes its file (or just sizes it, without hashing).
+    /// The tiles a slide's stain profile is measured on (see [`stain_sample`]),
+    /// read as the stream reads them: detected or given tissue mask, the model's
+    /// tile size and MPP. `dirascope model stain` measures a model's stain on them.
+    pub fn stain_sample(&self, path: &Path) -> Result<Vec<RgbImage>, ScoreError> {
+        let slide = self.open(path, &mut Timings::default())?;
+        if slide.info.mpp.is_none() {
+            return Err(TilingError::NoMpp {
+                path: path.to_path_buf(),
+            }
+            .into());
+        }
+        let mask = self.tissue_mask(&slide)?;
+        let tiling = tiling_options(self.scorer, &self.options);
+        let grid = TileGrid::build(path, &slide.info, Some(&mask), &tiling)?;
+        let source = GridSource {
+            reader: slide.reader.as_ref(),
+            grid: &grid,
+        };
+        Ok(stain_sample(&source)?)
+    }
+
     fn open(&self, path: &Path, timings: &mut Timings) -> Result<Opened, ScoreError> {
         let t = Instant::now();
         let reader = slide::open(path, &self.options.open)?;
@@ -563,6 +608,38 @@ fn tiling_options(scorer: &dyn TileScorer, options: &ScoreOptions) -> TilingOpti
 }
 
 /// A tile stream's failure as the error of its stage, naming the slide.
+/// Up to [`PROFILE_TILES`] tiles evenly spaced over `source`: the same tiles
+/// however many workers run. A slide's stain profile is measured on them.
+fn stain_sample(source: &dyn TileSource) -> Result<Vec<RgbImage>, SlideError> {
+    let n = source.len();
+    let picks = n.min(PROFILE_TILES);
+    let mut times = crate::pipeline::ReadTimes::default();
+    (0..picks)
+        .map(|k| source.read(k * n / picks, &mut times))
+        .collect()
+}
+
+/// The normaliser from a slide's stains (measured on [`stain_sample`]) to
+/// `reference`'s, and what the report says of it. No normaliser where the sample
+/// holds too few stained pixels: the slide is scored as scanned.
+fn stain_normaliser(
+    source: &dyn TileSource,
+    reference: &StainProfile,
+) -> Result<(Option<StainNormaliser>, StainNormalisation), SlideError> {
+    let tiles = stain_sample(source)?;
+    let slide = StainProfile::measure(&tiles);
+    let normaliser = slide
+        .as_ref()
+        .and_then(|s| StainNormaliser::new(s, reference));
+    let record = StainNormalisation {
+        applied: normaliser.is_some(),
+        sampled_tiles: tiles.len(),
+        slide,
+        reference: reference.clone(),
+    };
+    Ok((normaliser, record))
+}
+
 fn stream_error(path: &Path, e: StreamError) -> StageError {
     let stage = e.stage();
     let path = path.to_path_buf();

@@ -29,6 +29,11 @@ impl ModelScorer {
         ModelScorer { model, classes }
     }
 
+    /// The model's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.model.manifest
+    }
+
     /// Name, version, sha256, classes and input of the model, for every report.
     pub fn info(&self) -> ModelInfo {
         let m = &self.model.manifest;

@@ -52,6 +52,11 @@ pub struct Manifest {
     /// The out-of-distribution detector, where the graph has one (`[ood]`).
     #[serde(default)]
     pub ood: Option<OodSpec>,
+    /// The model's training stain (`[stain]`: its two stain vectors and their
+    /// densities), which `score --normalise-stain` maps each slide onto; measured
+    /// with `dirascope stain` on slides like the training data.
+    #[serde(default)]
+    pub stain: Option<crate::stain::StainProfile>,
     /// The PyTorch checkpoint shipped for fine-tuning (relative to the folder),
     /// with its sha256; `model check` verifies it. Optional, both or neither.
     #[serde(default)]
@@ -434,6 +439,9 @@ impl Manifest {
                 ));
             }
         }
+        if let Some(stain) = &self.stain {
+            stain.check().map_err(|reason| invalid("stain", reason))?;
+        }
         match (&self.checkpoint, &self.checkpoint_sha256) {
             (None, None) => {}
             (Some(file), Some(sha)) => {
@@ -590,6 +598,32 @@ min_tissue_tiles = 10
             "output = \"ood\"\nthreshold = 1.0\nmax_fraction = 0.5"
         ))
         .is_err());
+    }
+
+    #[test]
+    fn stain_table_is_optional_and_checked() {
+        assert_eq!(parse(GOOD).unwrap().stain, None);
+        let with = |body: &str| format!("{GOOD}\n[stain]\n{body}\n");
+        let ok = parse(&with(
+            "hematoxylin = [0.6102, 0.7049, 0.3616]\neosin = [0.1543, 0.9562, 0.2488]\nmax_concentration = [2.48, 1.17]",
+        ))
+        .unwrap();
+        assert_eq!(ok.stain.unwrap().max_concentration, [2.48, 1.17]);
+        let parallel = parse(&with(
+            "hematoxylin = [0.6102, 0.7049, 0.3616]\neosin = [0.6102, 0.7049, 0.3616]\nmax_concentration = [2.48, 1.17]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            parallel.contains("stain") && parallel.contains("too close"),
+            "{parallel}"
+        );
+        let flat = parse(&with(
+            "hematoxylin = [0.6102, 0.7049, 0.3616]\neosin = [0.1543, 0.9562, 0.2488]\nmax_concentration = [0.0, 1.17]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(flat.contains("max_concentration"), "{flat}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use image::RgbImage;
 use super::{ScorerError, ScorerSession, Stage, TileOutput, TileScorer};
 use crate::qc;
 use crate::slide::{SlideError, SlideReader};
-use crate::stain::StainStats;
+use crate::stain::{StainNormaliser, StainStats};
 use crate::tiling::TileGrid;
 
 /// Where the time of one tile read went.
@@ -81,6 +81,8 @@ pub struct StreamTimes {
     pub read: ReadTimes,
     /// Per-tile QC (the Laplacian variance).
     pub tile_qc: Duration,
+    /// Stain normalisation (`--normalise-stain`; zero without it).
+    pub normalise: Duration,
     /// Preprocessing and the model.
     pub inference: Duration,
 }
@@ -90,6 +92,7 @@ impl StreamTimes {
         self.read.decode += other.read.decode;
         self.read.resample += other.read.resample;
         self.tile_qc += other.tile_qc;
+        self.normalise += other.normalise;
         self.inference += other.inference;
     }
 }
@@ -166,6 +169,18 @@ impl<'a> TileStream<'a> {
         source: &dyn TileSource,
         progress: Option<&indicatif::ProgressBar>,
     ) -> Result<Streamed, StreamError> {
+        self.run_normalised(source, None, progress)
+    }
+
+    /// As [`TileStream::run`], each tile mapped by `normaliser` (where given) after
+    /// its QC measurements (Laplacian variance, stained pixels: those describe the
+    /// slide as scanned) and before the model sees it.
+    pub fn run_normalised(
+        &self,
+        source: &dyn TileSource,
+        normaliser: Option<&StainNormaliser>,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<Streamed, StreamError> {
         let batch = self.scorer.batch_size().max(1);
         let n = source.len();
         let batches = n.div_ceil(batch);
@@ -176,7 +191,7 @@ impl<'a> TileStream<'a> {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
                     scope.spawn(|| {
-                        let r = self.work(source, batch, (&next, &stop), progress);
+                        let r = self.work(source, normaliser, batch, (&next, &stop), progress);
                         if r.is_err() {
                             stop.store(true, Ordering::Relaxed);
                         }
@@ -228,18 +243,20 @@ impl<'a> TileStream<'a> {
     fn work(
         &self,
         source: &dyn TileSource,
+        normaliser: Option<&StainNormaliser>,
         batch: usize,
         next: (&AtomicUsize, &AtomicBool),
         progress: Option<&indicatif::ProgressBar>,
     ) -> Result<WorkerOutput, StreamError> {
         let mut session = self.scorer.session().map_err(StreamError::Model)?;
-        self.score_batches(session.as_mut(), source, batch, next, progress)
+        self.score_batches(session.as_mut(), source, normaliser, batch, next, progress)
     }
 
     fn score_batches(
         &self,
         session: &mut (dyn ScorerSession + 'a),
         source: &dyn TileSource,
+        normaliser: Option<&StainNormaliser>,
         batch: usize,
         (next, stop): (&AtomicUsize, &AtomicBool),
         progress: Option<&indicatif::ProgressBar>,
@@ -255,7 +272,7 @@ impl<'a> TileStream<'a> {
                 break;
             }
             let end = (start + batch).min(n);
-            let images = catch_unwind(AssertUnwindSafe(|| {
+            let mut images = catch_unwind(AssertUnwindSafe(|| {
                 (start..end)
                     .map(|t| source.read(t, &mut times.read))
                     .collect::<Result<Vec<_>, _>>()
@@ -265,6 +282,11 @@ impl<'a> TileStream<'a> {
             let laps: Vec<f64> = images.iter().map(qc::laplacian_variance).collect();
             images.iter().for_each(|image| stain.add_tile(image));
             times.tile_qc += t.elapsed();
+            if let Some(n) = normaliser {
+                let t = Instant::now();
+                images.iter_mut().for_each(|image| n.apply(image));
+                times.normalise += t.elapsed();
+            }
             let t = Instant::now();
             let probs = catch_unwind(AssertUnwindSafe(|| session.score_batch(&images)))
                 .map_err(|p| panicked(Stage::Inference, "an inference worker", p))?

@@ -48,6 +48,9 @@ pub struct Configuration {
     pub aggregate: AggregateParams,
     pub thumbnail_side: u32,
     pub evidence_crops: bool,
+    /// `--normalise-stain`: the model's stain profile every slide was mapped onto.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stain_reference: Option<crate::stain::StainProfile>,
 }
 
 /// A file as it was read: its path as given and the sha256 of its bytes (absent

@@ -247,6 +247,10 @@ pub struct Timings {
     pub resample_s: f64,
     /// Per-tile QC (the Laplacian variance behind the blur flag).
     pub tile_qc_s: f64,
+    /// `--normalise-stain`: measuring the slide's stain on its sampled tiles (one
+    /// thread, before the stream) and mapping every tile (0 without the option).
+    #[serde(default)]
+    pub normalise_s: f64,
     /// Preprocessing to the model's tensor, and the model itself.
     pub inference_s: f64,
     /// Wall time of the tile stream (all of the above together).

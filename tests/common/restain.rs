@@ -49,8 +49,13 @@ pub fn restain(image: &RgbImage, stains: [[f64; 3]; 2]) -> RgbImage {
 /// A normal phantom of the current synth never trained on (`seed` in model 2's
 /// held-out range), 3 x 3 mm at 1.0 um/px: big enough for the slide's tissue gate.
 pub fn held_out_normal_at_1um(dir: &Path, seed: u32) -> RgbImage {
+    held_out_phantom_at_1um(dir, "normal", seed)
+}
+
+/// As [`held_out_normal_at_1um`] for any class (`dira`, `psoriasis`, ...).
+pub fn held_out_phantom_at_1um(dir: &Path, class: &str, seed: u32) -> RgbImage {
     let seed = seed.to_string();
-    let status = super::dirascope(&["synth", "--class", "normal", "--seed", &seed])
+    let status = super::dirascope(&["synth", "--class", class, "--seed", &seed])
         .args([
             "--width-mm",
             "3",
@@ -64,7 +69,7 @@ pub fn held_out_normal_at_1um(dir: &Path, seed: u32) -> RgbImage {
         .status()
         .expect("synth");
     assert!(status.success());
-    let path = dir.join(format!("normal-{seed}.tiff"));
+    let path = dir.join(format!("{class}-{seed}.tiff"));
     let reader = slide::open(&path, &OpenOptions::default()).expect("open phantom");
     let info = reader.info();
     reader
