@@ -108,6 +108,12 @@ fn slides_in_the_models_own_stain_keep_their_calls_at_any_thread_count() {
             "{id}"
         );
         assert!(before["qc"].get("stain_normalisation").is_none(), "{id}");
+        let page = |out: &Path| std::fs::read_to_string(out.join(id).join("report.html")).unwrap();
+        assert!(
+            page(&one).contains("Stain normalised (--normalise-stain)"),
+            "{id}"
+        );
+        assert!(!page(&plain).contains("--normalise-stain"), "{id}");
         // QC measures the slide as scanned, not as normalised.
         assert_eq!(before["qc"]["stain"], after["qc"]["stain"], "{id}");
     }

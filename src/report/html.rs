@@ -294,6 +294,23 @@ pub fn render_slide(dir: &Path, r: &SlideReport) -> String {
         if r.qc.flags.is_empty() { "ok" } else { "flag" },
         escape(&flags(r))
     );
+    if let Some(n) = &r.qc.stain_normalisation {
+        let _ = writeln!(
+            h,
+            "<p>{}</p>",
+            escape(&if n.applied {
+                format!(
+                    "Stain normalised (--normalise-stain): the slide's stains, measured on {} of its tiles, were mapped onto the model's training stain before scoring; QC judged the slide as scanned.",
+                    n.sampled_tiles
+                )
+            } else {
+                format!(
+                    "Stain not normalised although asked (--normalise-stain): {} sampled tiles held too few stained pixels to measure the slide's stain; its tiles were scored as scanned.",
+                    n.sampled_tiles
+                )
+            })
+        );
+    }
     let _ = writeln!(
         h,
         "<p>DIRA-pattern score {:.3} ({:?}); psoriasiform score {:.3} ({:?}).</p>",
