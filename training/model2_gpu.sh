@@ -156,7 +156,14 @@ status=0
 wait "$scratch_pid" || { echo "model2_gpu: scratch run failed"; status=1; }
 wait "$finetune_pid" || { echo "model2_gpu: fine-tune run failed"; status=1; }
 for c in scratch finetune; do
-    [ -f "$W/candidate-$c$suffix/model.onnx" ] && tar -czf "$OUT/candidate-$c.tar.gz" -C "$W" "candidate-$c$suffix"
+    if [ -f "$W/candidate-$c$suffix/model.onnx" ]; then
+        tar -czf "$OUT/candidate-$c.tar.gz" -C "$W" "candidate-$c$suffix"
+    elif [ -f "$W/candidate-$c/checkpoint.pt" ]; then
+        # Trained but not exported: the checkpoint comes back (about 1 MB) and is
+        # exported on the CPU with train.py --init CHECKPOINT --minutes 0.
+        cp "$W/candidate-$c/checkpoint.pt" "$OUT/candidate-$c.checkpoint.pt"
+        echo "model2_gpu: candidate-$c trained but not exported; its checkpoint is in OUT"
+    fi
 done
 echo "model2_gpu: done at $((SECONDS - T0)) s"
 exit $status
