@@ -33,6 +33,9 @@
 #   THREADS  --threads for score (default 1)
 #   PY       python with numpy (default training/.venv/bin/python)
 #   TARGET_SENS / TARGET_SPEC  calibrate's targets (default 0.95 / 1.0)
+#   SCORE_ARGS  more `score` arguments (e.g. --normalise-stain), with RUN naming
+#            the run: scores go to $DATA/SET-scored-RUN and `validate` reads them
+#            there, so one set is scored with and without an option side by side
 #
 # Every stratum is one synth command of 4k slides starting at a seed = 0 mod 4, so it
 # holds k slides of each class (class = seed mod 4). DIRA variants (full,
@@ -105,14 +108,19 @@ render() {
     done <<<"$STRATA"
 }
 
+# Where SET's scores go: $DATA/SET-scored, or $DATA/SET-scored-RUN.
+scored() { echo "$DATA/$1-scored${RUN:+-$RUN}"; }
+
 score() {
     local set=$1
-    mkdir -p "$DATA/$set-scored"
+    mkdir -p "$(scored "$set")"
     # One manifest for the whole set, with each slide's strata (from truth.json).
     "$PY" training/protocol_tables.py labels "$DATA/$set" >"$DATA/$set-labels.csv"
     # One score run over every stratum, so summary.csv lists them all (a rerun reuses
     # the slides already scored).
-    "$B" score "$DATA/$set"/*/ --model "$MODEL" --out "$DATA/$set-scored" --threads "$THREADS" >/dev/null
+    # shellcheck disable=SC2086 # SCORE_ARGS is a list of arguments
+    "$B" score "$DATA/$set"/*/ --model "$MODEL" --out "$(scored "$set")" --threads "$THREADS" \
+        ${SCORE_ARGS:-} >/dev/null
 }
 
 calibrate() {
@@ -123,12 +131,13 @@ calibrate() {
 
 validate() {
     local set=$1 model=${2:-$DATA/model-cal}
-    "$B" recall "$DATA/$set-scored" --model "$model"
-    rm -rf "$DATA/$set-validation"
-    "$B" validate --results "$DATA/$set-scored" --labels "$DATA/$set-labels.csv" \
-        --out "$DATA/$set-validation" >/dev/null
-    "$PY" training/protocol_tables.py tables "$DATA/$set-scored" "$DATA/$set-labels.csv"
-    "$PY" training/protocol_tables.py lesions "$DATA/$set" "$DATA/$set-scored" "$DATA/$set-labels.csv"
+    local out
+    out=$(scored "$set")
+    "$B" recall "$out" --model "$model"
+    rm -rf "$DATA/$set-validation${RUN:+-$RUN}"
+    "$B" validate --results "$out" --labels "$DATA/$set-labels.csv" --out "$DATA/$set-validation${RUN:+-$RUN}" >/dev/null
+    "$PY" training/protocol_tables.py tables "$out" "$DATA/$set-labels.csv"
+    "$PY" training/protocol_tables.py lesions "$DATA/$set" "$out" "$DATA/$set-labels.csv"
 }
 
 case ${1:-} in
