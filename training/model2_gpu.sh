@@ -7,7 +7,9 @@
 # `oodcal` tiles that set the OOD threshold, then trains two candidates side by
 # side on the GPU: from scratch, and fine-tuned from models/dirascope-v2
 # (2.2.0). Nothing is evaluated on held-out sets here: the candidates come back
-# and are chosen and reported on the CPU (training/README.md, "Model 2.4").
+# and are chosen and reported on the CPU: on held3 first, then the held-out sets,
+# the protocol's cal set (calibrate) and val4 once (models/dirascope-v2/MODEL_CARD.md,
+# "A GPU run toward 2.4.0", has the first run's figures).
 #
 #   training/model2_gpu.sh DIRASCOPE REAL_DIR WORK OUT_DIR [SECONDS]
 #
