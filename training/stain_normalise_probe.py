@@ -97,6 +97,8 @@ def main() -> None:
     ap.add_argument("reference", type=Path, nargs="+", help="phantom slides in the model's training stain")
     ap.add_argument("--heldout", nargs="*", default=[], metavar="NAME=DIR,DIR",
                     help="held-out tile exports: AUROC as scanned and normalised")
+    ap.add_argument("--pooled-profile", action="store_true",
+                    help="also normalise each held-out export with one profile from all its tiles")
     args = ap.parse_args()
     manifest = tomllib.loads((args.model / "model.toml").read_text())
     mean, std = manifest["input"]["mean"], manifest["input"]["std"]
@@ -140,7 +142,16 @@ def main() -> None:
         for slide in np.unique(slides):
             at = np.flatnonzero(slides == slide)
             normalised[at] = normalise(tiles[at], estimate(tiles[at]), reference, scale=True)
-        for label, t in [("as scanned", tiles), ("normalised", normalised)]:
+        ways = [("as scanned", tiles), ("normalised", normalised)]
+        if args.pooled_profile:
+            # Each export's tiles pooled for one profile (an implant set: every crop
+            # of one real image): is the cost a slide profile's noise, or the mapping?
+            pooled = np.empty_like(tiles)
+            for d in dirs:
+                at = np.flatnonzero(np.char.startswith(slides.astype(str), f"{d}:"))
+                pooled[at] = normalise(tiles[at], estimate(tiles[at]), reference, scale=True)
+            ways.append(("pooled", pooled))
+        for label, t in ways:
             res = train.evaluate(probabilities(t), fracs, pos_frac, slides)
             print(f"held-out {name} ({len(tiles)} tiles, {len(np.unique(slides))} slides), {label:10s}: " + "  ".join(
                 f"{k} {v['auroc']:.3f} [{v['auroc_ci95_slide_bootstrap'][0]:.3f}, {v['auroc_ci95_slide_bootstrap'][1]:.3f}]"
