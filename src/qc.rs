@@ -308,9 +308,7 @@ impl QcReport {
             }
         }
     }
-}
 
-impl QcReport {
     /// The stain check: flags a slide whose stain vectors are further from
     /// haematoxylin's and eosin's than the options allow (none without an estimate).
     pub fn check_stain(&mut self, stain: Option<StainEstimate>, options: &QcOptions) {

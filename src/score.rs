@@ -350,16 +350,16 @@ impl<'a> Scoring<'a> {
             reader: slide.reader.as_ref(),
             grid: &grid,
         };
-        let t_profile = Instant::now();
         let (normaliser, normalisation) = match &options.normalise_stain {
             Some(reference) => {
+                let t_profile = Instant::now();
                 let (n, record) = stain_normaliser(&source, reference)
                     .map_err(|e| stream_error(path, StreamError::Read(e)))?;
+                timings.normalise_s = t_profile.elapsed().as_secs_f64();
                 (n, Some(record))
             }
             None => (None, None),
         };
-        let profile_s = t_profile.elapsed().as_secs_f64();
         let streamed = self
             .stream
             .run_normalised(&source, normaliser.as_ref(), progress)
@@ -369,11 +369,8 @@ impl<'a> Scoring<'a> {
         timings.decode_s = times.read.decode.as_secs_f64();
         timings.resample_s = times.read.resample.as_secs_f64();
         timings.tile_qc_s = times.tile_qc.as_secs_f64();
-        timings.normalise_s = if normalisation.is_some() {
-            profile_s + times.normalise.as_secs_f64()
-        } else {
-            0.0
-        };
+        // The profile above plus mapping the tiles (zero without the option).
+        timings.normalise_s += times.normalise.as_secs_f64();
         timings.inference_s = times.inference.as_secs_f64();
         let tiles: Vec<TileScore> = grid
             .tiles
@@ -483,18 +480,11 @@ impl<'a> Scoring<'a> {
         }
     }
 
-    /// Opens the slide and hashes its file (or just sizes it, without hashing).
     /// The tiles a slide's stain profile is measured on (see [`stain_sample`]),
     /// read as the stream reads them: detected or given tissue mask, the model's
     /// tile size and MPP. `dirascope model stain` measures a model's stain on them.
     pub fn stain_sample(&self, path: &Path) -> Result<Vec<RgbImage>, ScoreError> {
         let slide = self.open(path, &mut Timings::default())?;
-        if slide.info.mpp.is_none() {
-            return Err(TilingError::NoMpp {
-                path: path.to_path_buf(),
-            }
-            .into());
-        }
         let mask = self.tissue_mask(&slide)?;
         let tiling = tiling_options(self.scorer, &self.options);
         let grid = TileGrid::build(path, &slide.info, Some(&mask), &tiling)?;
@@ -505,6 +495,7 @@ impl<'a> Scoring<'a> {
         Ok(stain_sample(&source)?)
     }
 
+    /// Opens the slide and hashes its file (or just sizes it, without hashing).
     fn open(&self, path: &Path, timings: &mut Timings) -> Result<Opened, ScoreError> {
         let t = Instant::now();
         let reader = slide::open(path, &self.options.open)?;
@@ -607,7 +598,6 @@ fn tiling_options(scorer: &dyn TileScorer, options: &ScoreOptions) -> TilingOpti
     }
 }
 
-/// A tile stream's failure as the error of its stage, naming the slide.
 /// Up to [`PROFILE_TILES`] tiles evenly spaced over `source`: the same tiles
 /// however many workers run. A slide's stain profile is measured on them.
 fn stain_sample(source: &dyn TileSource) -> Result<Vec<RgbImage>, SlideError> {
@@ -640,6 +630,7 @@ fn stain_normaliser(
     Ok((normaliser, record))
 }
 
+/// A tile stream's failure as the error of its stage, naming the slide.
 fn stream_error(path: &Path, e: StreamError) -> StageError {
     let stage = e.stage();
     let path = path.to_path_buf();

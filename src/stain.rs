@@ -94,6 +94,25 @@ fn od_table() -> &'static [i32; 256] {
     })
 }
 
+/// Calls `f` with each sampled stained pixel of `tile` (every [`STEP`]th pixel of
+/// every [`STEP`]th row, OD above [`MIN_OD`] in all three channels): its 8-bit
+/// values and its OD in thousandths. The stain check and the stain profile see the
+/// same pixels.
+fn for_each_stained_pixel(tile: &RgbImage, mut f: impl FnMut([u8; 3], [i32; 3])) {
+    let od = od_table();
+    let (w, h) = (tile.width() as usize, tile.height() as usize);
+    let raw = tile.as_raw();
+    for y in (0..h).step_by(STEP) {
+        for p in raw[y * w * 3..][..w * 3].chunks_exact(3 * STEP) {
+            let v = [p[0], p[1], p[2]];
+            let d = v.map(|x| od[x as usize]);
+            if d.iter().all(|&c| c > MIN_OD) {
+                f(v, d);
+            }
+        }
+    }
+}
+
 /// The stained pixels of some tiles, counted exactly (see the module's header).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StainStats {
@@ -136,22 +155,12 @@ impl StainStats {
 
     /// Adds one tile's stained pixels.
     pub fn add_tile(&mut self, tile: &RgbImage) {
-        let od = od_table();
-        let (w, h) = (tile.width() as usize, tile.height() as usize);
-        let raw = tile.as_raw();
-        for y in (0..h).step_by(STEP) {
-            let row = &raw[y * w * 3..][..w * 3];
-            for p in row.chunks_exact(3 * STEP) {
-                let (r, g, b) = (od[p[0] as usize], od[p[1] as usize], od[p[2] as usize]);
-                if r <= MIN_OD || g <= MIN_OD || b <= MIN_OD {
-                    continue;
-                }
-                self.pixels += 1;
-                let total = r + g + b;
-                let bin = |c: i32| ((c * BINS as i32) / total).min(BINS as i32 - 1) as usize;
-                self.chromaticity[bin(r) * BINS + bin(g)] += 1;
-            }
-        }
+        for_each_stained_pixel(tile, |_, [r, g, b]| {
+            self.pixels += 1;
+            let total = r + g + b;
+            let bin = |c: i32| ((c * BINS as i32) / total).min(BINS as i32 - 1) as usize;
+            self.chromaticity[bin(r) * BINS + bin(g)] += 1;
+        });
     }
 
     /// Adds another accumulator's pixels (exact: the order does not matter).
@@ -284,22 +293,15 @@ impl StainProfile {
         tiles.iter().for_each(|t| stats.add_tile(t));
         let e = stats.estimate()?;
         let unmix = unmixing(e.hematoxylin, e.eosin)?;
-        let (od, od_int) = (od_float_table(), od_table());
+        let od = od_float_table();
         let mut h = Vec::with_capacity(stats.pixels() as usize);
         let mut eo = Vec::with_capacity(stats.pixels() as usize);
         for tile in tiles {
-            let (w, rows) = (tile.width() as usize, tile.height() as usize);
-            let raw = tile.as_raw();
-            for y in (0..rows).step_by(STEP) {
-                for p in raw[y * w * 3..][..w * 3].chunks_exact(3 * STEP) {
-                    if p[..3].iter().any(|&v| od_int[v as usize] <= MIN_OD) {
-                        continue;
-                    }
-                    let d = [0, 1, 2].map(|c| od[p[c] as usize]);
-                    h.push(dot(unmix[0], d).max(0.0));
-                    eo.push(dot(unmix[1], d).max(0.0));
-                }
-            }
+            for_each_stained_pixel(tile, |p, _| {
+                let d = p.map(|v| od[v as usize]);
+                h.push(dot(unmix[0], d).max(0.0));
+                eo.push(dot(unmix[1], d).max(0.0));
+            });
         }
         let max_concentration = [percentile_99(&mut h), percentile_99(&mut eo)];
         let profile = StainProfile {
@@ -394,8 +396,7 @@ impl StainNormaliser {
         let mut unmix = Box::new([[[0i32; 256]; 3]; 2]);
         for (k, table) in unmix.iter_mut().enumerate() {
             for (c, channel) in table.iter_mut().enumerate() {
-                for (v, entry) in channel.iter_mut().enumerate() {
-                    let od = -((v.max(1) as f64) / 255.0).ln();
+                for (entry, od) in channel.iter_mut().zip(od_float_table()) {
                     *entry = (rows[k][c] * scale[k] * od * steps).round() as i32;
                 }
             }

@@ -22,7 +22,7 @@ fn model() -> PathBuf {
 
 /// Scores `slide` (with `--mpp` when given) under model 2; returns report.json.
 fn score(slide: &Path, mpp: Option<f64>, out: &Path) -> serde_json::Value {
-    common::score_report(slide, Some(&model()), mpp, out)
+    common::score_report(slide, Some(&model()), mpp, &[], out)
 }
 
 /// (share of tissue tiles over the OOD threshold, flagged, call).

@@ -20,7 +20,7 @@ mod common;
 /// Scores `slide` (with `--mpp` when given) under the default model; returns
 /// (call, QC flag names, haematoxylin and eosin angles).
 fn score(slide: &Path, mpp: Option<f64>, out: &Path) -> (String, Vec<String>, f64, f64) {
-    let report = common::score_report(slide, None, mpp, out);
+    let report = common::score_report(slide, None, mpp, &[], out);
     let id = slide.file_stem().unwrap().to_string_lossy().to_string();
     let qc = &report["qc"];
     let flags = qc["flags"]

@@ -31,11 +31,6 @@ fn score(slides: &[&Path], extra: &[&str], out: &Path) {
     );
 }
 
-fn report(out: &Path, id: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(out.join(id).join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("json")
-}
-
 /// tiles.csv as (col, row) -> the findings' probabilities.
 fn tile_probabilities(out: &Path, id: &str) -> BTreeMap<(u32, u32), Vec<f64>> {
     let mut rows = csv::Reader::from_path(out.join(id).join("tiles.csv")).expect("tiles.csv");
@@ -88,7 +83,10 @@ fn slides_in_the_models_own_stain_keep_their_calls_at_any_thread_count() {
         "--normalise-stain at 2 threads against 1",
     );
     for id in FIXTURES {
-        let (before, after) = (report(&plain, id), report(&one, id));
+        let (before, after) = (
+            common::slide_report(&plain, id),
+            common::slide_report(&one, id),
+        );
         assert_eq!(
             before["result"]["call"], after["result"]["call"],
             "{id}: the call changed"
@@ -164,7 +162,7 @@ fn another_labs_stain_scores_closer_to_the_original_once_normalised() {
          {scanned:.4} as scanned ({n1} tiles), {normalised:.4} normalised ({n2} tiles)",
         angles.0, angles.1
     );
-    let r = report(&work.path().join("scanned"), "lab");
+    let r = common::slide_report(&work.path().join("scanned"), "lab");
     assert!(
         r["qc"]["flags"].as_array().unwrap().is_empty(),
         "the lab's stain must stay H&E to QC: {}",
@@ -248,7 +246,7 @@ fn model_stain_prints_a_table_the_manifest_accepts() {
         &out,
     );
     assert_eq!(
-        report(&out, "normal-4")["qc"]["stain_normalisation"]["applied"],
+        common::slide_report(&out, "normal-4")["qc"]["stain_normalisation"]["applied"],
         true
     );
     // A slide that is not there is an error naming it; the rest still print.
@@ -272,16 +270,8 @@ fn real_normal_skin_is_not_called_psoriasiform_by_the_default_model_once_normali
     };
     let work = tempfile::tempdir().unwrap();
     for (name, mpp) in common::REAL_H_AND_E {
-        let slide = real.join(name);
-        let mut args = vec!["--normalise-stain".to_string()];
-        if let Some(mpp) = mpp {
-            args.extend(["--mpp".to_string(), mpp.to_string()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = work.path().join(name);
-        score(&[&slide], &args, &out);
-        let id = slide.file_stem().unwrap().to_string_lossy().to_string();
-        let r = report(&out, &id);
+        let r = common::score_report(&real.join(name), None, mpp, &["--normalise-stain"], &out);
         eprintln!("{name}: {} with --normalise-stain", r["result"]["call"]);
         assert_eq!(r["result"]["call"], "no-pustular-pattern", "{name}");
         assert_eq!(r["qc"]["stain_normalisation"]["applied"], true, "{name}");

@@ -54,7 +54,7 @@ pub struct Manifest {
     pub ood: Option<OodSpec>,
     /// The model's training stain (`[stain]`: its two stain vectors and their
     /// densities), which `score --normalise-stain` maps each slide onto; measured
-    /// with `dirascope stain` on slides like the training data.
+    /// with `dirascope model stain` on slides like the training data.
     #[serde(default)]
     pub stain: Option<crate::stain::StainProfile>,
     /// The PyTorch checkpoint shipped for fine-tuning (relative to the folder),

@@ -51,16 +51,17 @@ pub fn dirascope(args: &[&str]) -> Command {
     cmd
 }
 
-/// `dirascope score SLIDE [--model MODEL] [--mpp MPP] --out OUT`, which must
-/// succeed; returns the slide's report.json.
+/// `dirascope score SLIDE [--model MODEL] [--mpp MPP] EXTRA... --out OUT`, which
+/// must succeed; returns the slide's report.json.
 pub fn score_report(
     slide: &Path,
     model: Option<&Path>,
     mpp: Option<f64>,
+    extra: &[&str],
     out: &Path,
 ) -> serde_json::Value {
     let mut cmd = dirascope(&["score"]);
-    cmd.arg(slide).arg("--out").arg(out);
+    cmd.arg(slide).arg("--out").arg(out).args(extra);
     if let Some(model) = model {
         cmd.arg("--model").arg(model);
     }
@@ -75,7 +76,12 @@ pub fn score_report(
         String::from_utf8_lossy(&output.stderr)
     );
     let id = slide.file_stem().unwrap().to_string_lossy().to_string();
-    let text = std::fs::read_to_string(out.join(&id).join("report.json")).expect("report.json");
+    slide_report(out, &id)
+}
+
+/// OUT/ID/report.json as JSON.
+pub fn slide_report(out: &Path, id: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(out.join(id).join("report.json")).expect("report.json");
     serde_json::from_str(&text).expect("json")
 }
 
