@@ -57,10 +57,23 @@ ARCHS: dict[str, list[tuple[int, int, int]]] = {
 
 
 class TileNet(nn.Module):
-    """Plain CNN: conv-BN-ReLU stack, global average pool, linear head with
-    one logit per finding (sigmoid applied outside the graph)."""
+    """Plain CNN: conv-BN-ReLU stack, then one logit per finding (sigmoid
+    applied outside the graph). `head_pool` says how the last feature map
+    becomes logits:
 
-    def __init__(self, arch: str, n_out: int = len(FINDINGS)):
+      "avg"     global average pool, then the linear head (models 1 and 2.2);
+      "lse:R"   the linear head at every location of the map (a 1x1 conv with
+                the same weights), then a log-mean-exp pool of sharpness R
+                (Pinheiro & Collobert, CVPR 2015): R -> 0 is the average's
+                logit, large R the most suspicious location's. A lesion
+                covering 3% of a tile is 1-2 of the 49 locations; the average
+                dilutes it twenty-fold, the log-mean-exp does not.
+
+    The linear head has the same weights either way, so an average-pooled
+    checkpoint fine-tunes into a log-mean-exp one. The OOD features stay the
+    globally pooled map (`features`)."""
+
+    def __init__(self, arch: str, n_out: int = len(FINDINGS), head_pool: str = "avg"):
         super().__init__()
         layers: list[nn.Module] = []
         cin = 3
@@ -68,14 +81,52 @@ class TileNet(nn.Module):
             layers += conv_bn(cin, cout, k, stride)
             cin = cout
         self.arch = arch
+        self.head_pool = head_pool
+        self.lse_r = parse_head_pool(head_pool)
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(0.2)
         self.head = nn.Linear(cin, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.features(x)).flatten(1)
-        return self.head(self.dropout(x))
+        return self.logits_from_map(self.features(x))
+
+    def logits_from_map(self, h: torch.Tensor) -> torch.Tensor:
+        if self.lse_r is None:
+            return self.head(self.dropout(self.pool(h).flatten(1)))
+        return lse_logits(self.dropout(h), self.head, self.lse_r)
+
+
+def parse_head_pool(head_pool: str) -> float | None:
+    """None for "avg", R for "lse:R"."""
+    if head_pool == "avg":
+        return None
+    if head_pool.startswith("lse:"):
+        r = float(head_pool[4:])
+        if r > 0:
+            return r
+    raise ValueError(f"head pool {head_pool!r}: expected avg or lse:R with R > 0")
+
+
+def lse_logits(h: torch.Tensor, head: nn.Linear, r: float) -> torch.Tensor:
+    """The linear head at each location of h (N,C,H,W), then per finding
+    m + log(mean(exp(r (l - m)))) / r with m the map's maximum (stable)."""
+    per_location = nn.functional.conv2d(h, head.weight[:, :, None, None], head.bias)
+    m = per_location.amax(dim=(2, 3), keepdim=True)
+    pooled = m + torch.log(torch.exp(r * (per_location - m)).mean(dim=(2, 3), keepdim=True)) / r
+    return pooled.flatten(1)
+
+
+class LseHead(nn.Module):
+    """The exported graph's head for a log-mean-exp model: map -> logits."""
+
+    def __init__(self, head: nn.Linear, r: float):
+        super().__init__()
+        self.head = head
+        self.r = r
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return lse_logits(h, self.head, self.r)
 
 
 def fold_batchnorm(model: TileNet) -> nn.Module:
@@ -101,6 +152,8 @@ def fold_batchnorm(model: TileNet) -> nn.Module:
         else:
             fused.append(m)
             i += 1
+    if model.lse_r is not None:
+        return nn.Sequential(nn.Sequential(*fused), LseHead(model.head, model.lse_r)).eval()
     out = nn.Sequential(nn.Sequential(*fused), model.pool, nn.Flatten(1), model.head)
     return out.eval()
 
@@ -153,8 +206,16 @@ class WithOod(nn.Module):
 
     def __init__(self, folded: nn.Module, means: np.ndarray, w: np.ndarray, taps: tuple[int, ...] = ()):
         super().__init__()
-        self.body = nn.Sequential(folded[0], folded[1], folded[2])
-        self.head = folded[3]
+        # An average-pooled net folds to (convs, pool, flatten, linear), a
+        # log-mean-exp one to (convs, LseHead); the OOD features are the
+        # globally pooled map either way.
+        self.lse = len(folded) == 2
+        if self.lse:
+            self.body = nn.Sequential(folded[0])
+            self.head = folded[1]
+        else:
+            self.body = nn.Sequential(folded[0], folded[1], folded[2])
+            self.head = folded[3]
         # In the folded stack conv i is module 2i and its ReLU module 2i + 1;
         # tap -1 is the (preprocessed) input itself: its per-channel mean and std.
         self.tap_at = sorted(2 * i + 1 for i in taps if i >= 0)
@@ -165,13 +226,12 @@ class WithOod(nn.Module):
         self.dims = float(w.shape[0])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.tap_at or self.tap_input:
-            tapped = input_stats(x) if self.tap_input else []
-            h = x
-            for j, m in enumerate(self.body[0]):
-                h = m(h)
-                if j in self.tap_at:
-                    tapped.append(h.mean(dim=(2, 3)))
+        if self.lse:
+            h, tapped = self.convs_with_taps(x)
+            logits = self.head(h)
+            f_ood = torch.cat(tapped + [h.mean(dim=(2, 3))], dim=1)
+        elif self.tap_at or self.tap_input:
+            h, tapped = self.convs_with_taps(x)
             f = self.body[2](self.body[1](h))
             logits = self.head(f)
             f_ood = torch.cat(tapped + [f], dim=1)
@@ -183,6 +243,16 @@ class WithOod(nn.Module):
         d2 = ((z.unsqueeze(1) - self.mu_w.unsqueeze(0)) ** 2).sum(dim=2)
         ood = torch.sqrt(d2.min(dim=1, keepdim=True).values / self.dims)
         return logits, ood
+
+    def convs_with_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The last feature map, and the tapped statistics on the way."""
+        tapped = input_stats(x) if self.tap_input else []
+        h = x
+        for j, m in enumerate(self.body[0]):
+            h = m(h)
+            if j in self.tap_at:
+                tapped.append(h.mean(dim=(2, 3)))
+        return h, tapped
 
 
 def input_stats(x: torch.Tensor) -> list[torch.Tensor]:
@@ -198,8 +268,11 @@ def features(model: TileNet, x: torch.Tensor, taps: tuple[int, ...] = ()) -> tor
     """Penultimate features (pooled, before dropout and head); with `taps`
     (conv layer indices), the pooled ReLU outputs of those layers first, and
     with tap -1 the input's per-channel mean and std before them."""
-    if not taps:
-        return model.pool(model.features(x)).flatten(1)
+    return features_and_logits(model, x, taps)[0]
+
+
+def features_and_logits(model: TileNet, x: torch.Tensor, taps: tuple[int, ...] = ()):
+    """`features` and the logits (eval mode) from one pass through the convs."""
     # In the unfolded stack conv i is module 3i, its BN 3i + 1, its ReLU 3i + 2.
     tap_at = sorted(3 * i + 2 for i in taps if i >= 0)
     tapped = input_stats(x) if -1 in taps else []
@@ -208,7 +281,7 @@ def features(model: TileNet, x: torch.Tensor, taps: tuple[int, ...] = ()) -> tor
         h = m(h)
         if j in tap_at:
             tapped.append(h.mean(dim=(2, 3)))
-    return torch.cat(tapped + [model.pool(h).flatten(1)], dim=1)
+    return torch.cat(tapped + [model.pool(h).flatten(1)], dim=1), model.logits_from_map(h)
 
 
 def export_onnx(model: TileNet, path: Path, tile_px: int, ood: tuple[np.ndarray, np.ndarray] | None = None,
@@ -248,7 +321,9 @@ def count_params_macs(model: TileNet, tile_px: int) -> tuple[int, int]:
             pad = m.padding[0]
             size = (size + 2 * pad - k) // m.stride[0] + 1
             macs += size * size * m.out_channels * m.in_channels * k * k
-    macs += folded[3].in_features * folded[3].out_features
+    head = folded[-1].head if isinstance(folded[-1], LseHead) else folded[-1]
+    locations = size * size if isinstance(folded[-1], LseHead) else 1
+    macs += locations * head.in_features * head.out_features
     return params, macs
 
 

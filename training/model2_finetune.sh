@@ -9,7 +9,9 @@
 #
 #   training/model2_finetune.sh DATA OUT [STEPS] [INIT]     (env REAL_REPEAT, default 30; PSORIASIFORM_POS_FRAC, default 0.01; VERSION;
 #   OOD_DESC: the [ood] held-out description when the oodcal sets differ from the default;
-#   EXTRA_TRAIN: more export names under DATA, e.g. "train3-implant-cmu train3-implant-pd", each weighted EXTRA_WEIGHT, default 2)
+#   EXTRA_TRAIN: more export names under DATA, e.g. "train3-implant-cmu train3-implant-pd", each weighted EXTRA_WEIGHT, default 2;
+#   HEAD_POOL: train.py --head-pool, e.g. lse:2 to turn INIT's average-pooled head into a log-mean-exp one;
+#   THREADS: torch threads, default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -48,7 +50,7 @@ held() { # NAME=DIR,DIR,... of the rendered sets only
     --ood-heldout-desc "${OOD_DESC:-oodcal: synth 1.0 phantoms never trained on (seeds 914000-914203) at source MPP 1.0, 0.5 and 0.25 and lesions implanted into the real test parts (seeds 914600-915399; CMU-1 rows y >= 1484, PD columns x >= 1024)}" \
     --steps "$STEPS" --lr 5e-4 --pos-frac 0.01 \
     --pos-frac-for neutrophilic_eccrine_hidradenitis=0.1 ${PSORIASIFORM_POS_FRAC:+psoriasiform=$PSORIASIFORM_POS_FRAC} \
-    --arch slim-s2 --threads 2 \
+    --arch slim-s2 ${HEAD_POOL:+--head-pool "$HEAD_POOL"} --threads "${THREADS:-2}" \
     --name dirascope-v2 --version "${VERSION:-2.0.0}" --rule-from "$INIT" \
     --intended-use "research use only; trained on phantom slides and on lesions implanted into real normal skin; not a diagnostic device" \
     --out "$OUT"

@@ -356,16 +356,15 @@ def predict_with_features(model: dm.TileNet, tiles_u8: np.ndarray, mean, std, ba
     after the pooled outputs of the `taps` layers if any; eval mode, no augmentation."""
     model.eval()
     probs, feats = [], []
-    d_last = model.head.in_features
     dev = next(model.parameters()).device
     if dev.type != "cpu":
         batch = max(batch, 512)
     with torch.no_grad():
         for i in range(0, len(tiles_u8), batch):
             x = torch.from_numpy(dm.preprocess(tiles_u8[i : i + batch], mean, std)).to(dev)
-            f = dm.features(model, x, taps)
+            f, logits = dm.features_and_logits(model, x, taps)
             feats.append(f.cpu().numpy())
-            probs.append(torch.sigmoid(model.head(f[:, -d_last:])).cpu().numpy())
+            probs.append(torch.sigmoid(logits).cpu().numpy())
     if not probs:
         return np.empty((0, 4), np.float32), np.empty((0, 0), np.float32)
     return np.concatenate(probs), np.concatenate(feats)
@@ -432,6 +431,10 @@ def main() -> None:
                     help="tile export folders (unseen seeds) to evaluate: DIR, or NAME=DIR1,DIR2 to pool several into one set")
     ap.add_argument("--out", type=Path, required=True, help="model folder to write")
     ap.add_argument("--arch", default="slim-s2", choices=list(dm.ARCHS))
+    ap.add_argument("--head-pool", default=None, metavar="avg|lse:R",
+                    help="how the last feature map becomes logits (dirascope_model.TileNet): avg, or lse:R "
+                         "(the head at every location, log-mean-exp pooled with sharpness R); default avg, "
+                         "or the --init checkpoint's")
     ap.add_argument("--tile-px", type=int, default=224)
     ap.add_argument("--mpp", type=float, default=1.0)
     ap.add_argument("--pos-frac", type=float, default=0.01, help="mask coverage at which a tile is positive")
@@ -565,8 +568,14 @@ def main() -> None:
                 )
         ckpt = torch.load(ckpt_file)
         args.arch = ckpt.get("arch", args.arch)
-        print(f"fine-tuning from {ckpt_file} ({args.arch})")
-    model = dm.TileNet(args.arch)
+        if args.head_pool is None:
+            args.head_pool = ckpt.get("head_pool", "avg")
+        print(f"fine-tuning from {ckpt_file} ({args.arch}, head pool {args.head_pool})")
+    args.head_pool = args.head_pool or "avg"
+    try:
+        model = dm.TileNet(args.arch, head_pool=args.head_pool)
+    except ValueError as e:
+        raise SystemExit(f"--head-pool: {e}")
     if args.init:
         model.load_state_dict(ckpt["state"])
         mean, std = ckpt["mean"], ckpt["std"]
@@ -688,13 +697,15 @@ def main() -> None:
     else:
         ckpt_path = Path(f"/tmp/{args.name}.ckpt.pt")
         cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        state = {"state": cpu_state, "arch": args.arch, "mean": mean, "std": std, "run": run}
+        state = {"state": cpu_state, "arch": args.arch, "head_pool": args.head_pool,
+                 "mean": mean, "std": std, "run": run}
         torch.save(state, ckpt_path)
         # The model folder ships its checkpoint, so the next group can fine-tune it.
         torch.save(state, args.out / "checkpoint.pt")
         print(f"checkpoint {ckpt_path} and {args.out / 'checkpoint.pt'}")
     metrics = {
         "arch": args.arch,
+        "head_pool": args.head_pool,
         "tile_px": args.tile_px,
         "mpp": args.mpp,
         "mean": mean,
