@@ -16,8 +16,11 @@
 #                                  or look at it before model 2 and its rule exist)
 #   val3     seeds 830000-839999  (model 2.3's validation, synth 1.1: val2 was
 #                                  spent on 2.2.0; never run, 2.3.0 was dropped)
-#   val4     seeds 840000-849999  (model 2.4's validation, synth 1.2; run once
-#                                  after its rule exists)
+#   val4     seeds 840000-849999  (synth 1.2; spent 2026-12-04 on the log-mean-exp
+#                                  candidate with hard negatives, not shipped:
+#                                  models/dirascope-v2/MODEL_CARD.md)
+#   val5     seeds 850000-859999  (the next model 2 candidate's validation, synth
+#                                  1.2; run once after its rule exists)
 # Seeds used elsewhere and never here: training 1000-2107, held-out tiles
 # 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039.
 #
@@ -79,7 +82,8 @@ base_seed() {
         val2) echo 820000 ;;
         val3) echo 830000 ;;
         val4) echo 840000 ;;
-        *) echo "unknown set '$1' (cal, val, val2, val3, val4)" >&2; exit 2 ;;
+        val5) echo 850000 ;;
+        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5)" >&2; exit 2 ;;
     esac
 }
 

@@ -435,6 +435,9 @@ def main() -> None:
                     help="how the last feature map becomes logits (dirascope_model.TileNet): avg, or lse:R "
                          "(the head at every location, log-mean-exp pooled with sharpness R); default avg, "
                          "or the --init checkpoint's")
+    ap.add_argument("--hard-negative-weight", type=float, default=1.0, metavar="W",
+                    help="with --init: sample W times as often the training tiles the starting model puts above "
+                         "0.5 for a finding they are negative for (its false positives), before training")
     ap.add_argument("--tile-px", type=int, default=224)
     ap.add_argument("--mpp", type=float, default=1.0)
     ap.add_argument("--pos-frac", type=float, default=0.01, help="mask coverage at which a tile is positive")
@@ -579,6 +582,19 @@ def main() -> None:
     if args.init:
         model.load_state_dict(ckpt["state"])
         mean, std = ckpt["mean"], ckpt["std"]
+    hard_negatives = None
+    if args.hard_negative_weight != 1.0:
+        if not args.init:
+            raise SystemExit("--hard-negative-weight needs --init: the starting model names the hard negatives")
+        start_probs = predict(model, tiles, mean, std)
+        false_pos = (start_probs > 0.5) & (y == 0) & (mask > 0)
+        hard = false_pos.any(axis=1)
+        weights = weights * np.where(hard, args.hard_negative_weight, 1.0)
+        weights /= weights.sum()
+        hard_negatives = {"tiles": int(hard.sum()), "weight": args.hard_negative_weight,
+                          **{f: int(false_pos[:, k].sum()) for k, f in enumerate(dm.FINDINGS)}}
+        print(f"hard negatives (the starting model's false positives above 0.5), sampled "
+              f"{args.hard_negative_weight}x: {hard_negatives}", flush=True)
     dev = torch.device(args.device)
     on_gpu = dev.type == "cuda"
     noise_gen = gen
@@ -689,6 +705,7 @@ def main() -> None:
         "torch_version": str(torch.__version__),
         "lab_augment": args.lab_augment,
         "export_weight": args.export_weight,
+        "hard_negatives": hard_negatives,
         "history": history,
     }
     if args.init and step == 0 and "run" in ckpt:
