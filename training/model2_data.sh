@@ -19,11 +19,15 @@
 # had 10 acantholysis-positive tiles, too few for an AUROC to mean much;
 # train3: 120 more DIRA implants per real train part, for acantholysis on real
 # tissue (implant acantholysis was model 2's weakest figure); held4: held3's
-# design on fresh seeds, for a model chosen on held3. Needs a release build (DIRASCOPE=path
+# design on fresh seeds, for a model chosen on held3; train4: 8 x 8 mm psoriasis,
+# pustular psoriasis and normal phantoms, four times a default slide's tiles each,
+# as negatives for the DIRA findings (a calibration rule's DIRA threshold is set
+# by the best false acantholysis tiles of big psoriasiform slides). Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
 # Seeds (disjoint from every other set in the project; see training/protocol.sh):
-#   train  3000-3999, implants 4000-4399, (train2) 5000-8999, (train3) 9000-10999
+#   train  3000-3999, implants 4000-4399, (train2) 5000-8999, (train3) 9000-10999,
+#   (train4) 11000-11299
 #   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999,
 #   held4 920000-923999
 set -euo pipefail
@@ -154,6 +158,14 @@ for phase in $PHASES; do
         train3)
             implants train3-implant-cmu train 9000 dira:120 "$CMU"
             implants train3-implant-pd train 10000 dira:120 "$PD" --mpp 0.75
+            ;;
+        train4)
+            phantoms train4-big-psoriasis 1.0 --class psoriasis --count 6 --seed 11000 \
+                --width-mm 8 --height-mm 8
+            phantoms train4-big-pustular 1.0 --class pustular-psoriasis --count 6 --seed 11100 \
+                --width-mm 8 --height-mm 8
+            phantoms train4-big-normal 1.0 --class normal --count 4 --seed 11200 \
+                --width-mm 8 --height-mm 8
             ;;
         held3)
             implants held3-implant-cmu test 916000 \
