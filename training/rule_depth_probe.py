@@ -7,43 +7,38 @@ nearest grid cell with no scored tile (1 = the tile touches the tissue's border)
 Acantholysis is the mean of the 2 best tiles at depth <= R (as the v2 rule's
 top-n-mean, n = 2); pustule and hidradenitis keep every tile; the DIRA score is
 the second highest of the three. Prints, per R, the best non-DIRA DIRA score and
-how many DIRA slides would lie beyond a no-call band of width 2 x MARGIN set just
-above it. Exploratory: R chosen this way is chosen on the set it is read on, so
-any rule built from it is calibrated and validated on other seeds.
+how many DIRA slides would lie beyond the no-call band of half-width MARGIN that
+rule_candidates.py's separating_threshold (calibrate's search) fits. Exploratory:
+R chosen this way is chosen on the set it is read on, so any rule built from it
+is calibrated and validated on other seeds.
 
     python training/rule_depth_probe.py SCORED_DIR LABELS_CSV [R ...] [--margin 0.03]
 """
 
 import argparse
 import csv
-import os
+from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import distance_transform_cdt
 
-
-def top2(v):
-    return float(np.mean(np.sort(v)[-2:])) if len(v) else 0.0
+from rule_candidates import dira_score, read_tiles, separating_threshold, top_mean
 
 
-def slide_scores(tiles_csv, radii):
-    rows = list(csv.DictReader(open(tiles_csv)))
-    if not rows:
+def slide_scores(tiles_csv: Path, radii):
+    """The two-of-three DIRA score at each radius, or None for a slide with no tiles."""
+    cells, probs = read_tiles(tiles_csv)
+    if not cells:
         return None
-    cr = np.array([(int(r["col"]), int(r["row"])) for r in rows])
+    cr = np.array(cells)
     lo = cr.min(0) - 1
     hi = cr.max(0) + 1
     grid = np.zeros((hi[1] - lo[1] + 1, hi[0] - lo[0] + 1), bool)
     grid[cr[:, 1] - lo[1], cr[:, 0] - lo[0]] = True
     depth = distance_transform_cdt(grid, metric="chessboard")[cr[:, 1] - lo[1], cr[:, 0] - lo[0]]
-    p = {f: np.array([float(r[f]) for r in rows])
-         for f in ("subcorneal_pustule", "acantholysis", "neutrophilic_eccrine_hidradenitis")}
-    out = {}
-    for radius in radii:
-        a = top2(p["acantholysis"][depth <= radius])
-        out[radius] = sorted([top2(p["subcorneal_pustule"]), a,
-                              top2(p["neutrophilic_eccrine_hidradenitis"])])[1]
-    return out
+    pustule, hidradenitis = top_mean(probs[:, 0], 2), top_mean(probs[:, 2], 2)
+    return {r: dira_score([pustule, top_mean(probs[depth <= r, 1], 2), hidradenitis], "two-of-three")
+            for r in radii}
 
 
 def main():
@@ -56,18 +51,17 @@ def main():
     labels = {r["slide_id"]: r["label"] for r in csv.DictReader(open(a.labels))}
     scores = {}
     for sid in labels:
-        s = slide_scores(os.path.join(a.scored, sid, "tiles.csv"), a.radii)
+        s = slide_scores(Path(a.scored) / sid / "tiles.csv", a.radii)
         if s is not None:
             scores[sid] = s
     n_dira = sum(1 for sid in scores if labels[sid] == "dira")
     for radius in a.radii:
-        non = max(s[radius] for sid, s in scores.items() if labels[sid] != "dira")
-        t = non + a.margin
-        found = sum(1 for sid, s in scores.items() if labels[sid] == "dira" and s[radius] >= t + a.margin)
-        dira = sorted(round(s[radius], 2) for sid, s in scores.items() if labels[sid] == "dira")
-        print(f"acantholysis from tiles at depth <= {radius}: best non-DIRA {non:.3f}, "
-              f"DIRA beyond the band {found}/{n_dira}; DIRA scores {dira}")
-
+        pos = [s[radius] for sid, s in scores.items() if labels[sid] == "dira"]
+        neg = [s[radius] for sid, s in scores.items() if labels[sid] != "dira"]
+        fit = separating_threshold(pos, neg, a.margin)
+        found = fit[1] if fit else 0
+        print(f"acantholysis from tiles at depth <= {radius}: best non-DIRA {max(neg):.3f}, "
+              f"DIRA beyond the band {found}/{n_dira}; DIRA scores {sorted(round(v, 2) for v in pos)}")
 
 if __name__ == "__main__":
     main()
