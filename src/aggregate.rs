@@ -21,6 +21,17 @@
 //! 0.25), optionally lowered in log-odds by `ln(n / reference_tiles)` so that a
 //! large biopsy's many chances for one stray false tile do not raise its score.
 //!
+//! **Edge depth**: a finding listed in [`AggregateParams::max_edge_depth`] is read
+//! only from tiles within that many grid steps of the tissue's edge (its score,
+//! summary and evidence all leave deeper tiles out). A tile's depth is its
+//! chessboard distance, in grid steps, to the nearest grid cell with no scored tile
+//! (glass, too little tissue, or off the slide): 1 for a tile touching the edge.
+//! It is for findings that lie at the surface by definition: DIRA's acantholysis
+//! is superficial, in the upper epidermis (histology.md), so a tile deep in the
+//! dermis that looks acantholytic (a vessel cut across, a cleft) is not evidence of
+//! it. The epidermis is not the only edge (the deep margin and the biopsy's sides
+//! are too); depth 1 leaves those in and removes the dermis between them.
+//!
 //! **Pattern scores** (each in 0..=1), from the finding scores
 //! `P` (subcorneal pustule), `A` (acantholysis), `H` (neutrophilic eccrine
 //! hidradenitis), `S` (psoriasiform):
@@ -133,6 +144,11 @@ pub struct AggregateParams {
     /// Slide-score method by finding key; a finding not listed uses
     /// [`FindingScore::TopKMean`].
     pub finding_scores: BTreeMap<String, FindingScore>,
+    /// Findings read only from tiles at most this many grid steps from the tissue's
+    /// edge (see the module header), by finding key; a finding not listed uses every
+    /// tile. Absent from reports of rules without it, so their bytes stay as they were.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub max_edge_depth: BTreeMap<String, u32>,
     pub tile_threshold: f64,
     /// Slide area one tile stands for in µm² (the grid stride's area).
     pub tile_area_um2: f64,
@@ -180,6 +196,7 @@ impl Default for AggregateParams {
             top_k_fraction: 0.05,
             top_k_min: 5,
             finding_scores: BTreeMap::new(),
+            max_edge_depth: BTreeMap::new(),
             tile_threshold: 0.5,
             tile_area_um2: 0.0,
             dira_rule: DiraRule::PustuleAndOne,
@@ -530,10 +547,26 @@ pub fn aggregate(
     let n = order.len();
     let k = top_k(n, params);
     let tile_mm2 = params.tile_area_um2 / 1e6;
+    let depths = if params.max_edge_depth.is_empty() {
+        Vec::new()
+    } else {
+        edge_depths(&order)
+    };
     let mut findings = Vec::with_capacity(classes.len());
     let mut evidence = Vec::new();
     for (c, key) in classes.iter().enumerate() {
         let p = |t: &TileScore| t.probabilities[c] as f64;
+        // The tiles this finding is read from: all, or those near the edge.
+        let order: Vec<&TileScore> = match params.max_edge_depth.get(key) {
+            Some(&max) => order
+                .iter()
+                .zip(&depths)
+                .filter(|(_, &d)| d <= max)
+                .map(|(t, _)| *t)
+                .collect(),
+            None => order.clone(),
+        };
+        let k = top_k(order.len(), params);
         // Ranked by probability, ties by grid position (the stable sort keeps it).
         let mut ranked: Vec<&TileScore> = order.clone();
         ranked.sort_by(|a, b| p(b).total_cmp(&p(a)));
@@ -608,6 +641,46 @@ pub fn aggregate(
         ood,
         evidence,
     })
+}
+
+/// Each tile's depth (see the module header): the chessboard distance in grid
+/// steps from its cell to the nearest cell with no tile, 1 for a tile on the edge;
+/// in the order of `order`. A breadth-first walk inward from the edge tiles: within
+/// the tissue, the walk's 8-connected steps are exactly the chessboard distance.
+fn edge_depths(order: &[&TileScore]) -> Vec<u32> {
+    let cells: std::collections::BTreeSet<(i64, i64)> = order
+        .iter()
+        .map(|t| (i64::from(t.col), i64::from(t.row)))
+        .collect();
+    let neighbours =
+        |(c, r): (i64, i64)| (-1..=1).flat_map(move |dr| (-1..=1).map(move |dc| (c + dc, r + dr)));
+    let mut depth: BTreeMap<(i64, i64), u32> = BTreeMap::new();
+    let mut frontier: Vec<(i64, i64)> = cells
+        .iter()
+        .copied()
+        .filter(|&cell| neighbours(cell).any(|n| !cells.contains(&n)))
+        .collect();
+    for &cell in &frontier {
+        depth.insert(cell, 1);
+    }
+    let mut d = 1;
+    while !frontier.is_empty() {
+        d += 1;
+        let mut next = Vec::new();
+        for cell in frontier {
+            for n in neighbours(cell) {
+                if cells.contains(&n) && !depth.contains_key(&n) {
+                    depth.insert(n, d);
+                    next.push(n);
+                }
+            }
+        }
+        frontier = next;
+    }
+    order
+        .iter()
+        .map(|t| depth[&(i64::from(t.col), i64::from(t.row))])
+        .collect()
 }
 
 /// How many of the scored tiles are over the OOD threshold, and whether that is
@@ -970,6 +1043,85 @@ mod tests {
             dira_threshold: 0.4,
             ..AggregateParams::default()
         }
+    }
+
+    #[test]
+    fn edge_depth_counts_grid_steps_to_the_nearest_cell_without_a_tile() {
+        // A 5 x 5 block: its rim is depth 1, the ring inside 2, the centre 3.
+        let block: Vec<TileScore> = (0..25).map(|i| tile(i % 5, i / 5, [0.0; 4])).collect();
+        let order: Vec<&TileScore> = block.iter().collect();
+        let depth = |tiles: &[&TileScore], col: u32, row: u32| {
+            let d = edge_depths(tiles);
+            let i = tiles.iter().position(|t| (t.col, t.row) == (col, row));
+            d[i.unwrap()]
+        };
+        assert_eq!(
+            [(0, 0), (4, 2), (1, 1), (3, 2), (2, 2)].map(|(c, r)| depth(&order, c, r)),
+            [1, 1, 2, 2, 3]
+        );
+        // A hole (a vessel lumen, a fold QC dropped) is an edge too.
+        let holed: Vec<&TileScore> = block.iter().filter(|t| (t.col, t.row) != (2, 2)).collect();
+        assert_eq!(depth(&holed, 1, 1), 1);
+        // Grid column 0 is not special: cells left of it hold no tile either.
+        let shifted: Vec<TileScore> = (0..25)
+            .map(|i| tile(10 + i % 5, 7 + i / 5, [0.0; 4]))
+            .collect();
+        let order: Vec<&TileScore> = shifted.iter().collect();
+        assert_eq!(depth(&order, 12, 9), 3);
+    }
+
+    #[test]
+    fn a_finding_limited_to_the_edge_ignores_deep_tiles() {
+        // 7 x 7 tissue: a pustule on the edge, 'acantholysis' only in the middle
+        // (depth 4: a vessel cut across in the dermis), no hidradenitis.
+        let mut tiles: Vec<TileScore> = (0..49)
+            .map(|i| tile(i % 7, i / 7, [0.0, 0.0, 0.0, 0.0]))
+            .collect();
+        tiles[3].probabilities = vec![0.95, 0.1, 0.0, 0.0];
+        tiles[24].probabilities = vec![0.0, 0.95, 0.0, 0.0];
+        tiles[25].probabilities = vec![0.0, 0.9, 0.0, 0.0];
+        let two = FindingScore::TopNMean { n: 1 };
+        let everywhere = AggregateParams {
+            finding_scores: FINDINGS.iter().map(|k| (k.to_string(), two)).collect(),
+            dira_rule: DiraRule::TwoOfThree,
+            evidence_per_finding: 2,
+            ..AggregateParams::default()
+        };
+        let r = aggregate(&classes(), &tiles, None, &everywhere).unwrap();
+        assert_eq!(r.call, Call::DiraPattern);
+        assert!((r.findings[1].score - 0.95).abs() < 1e-6);
+        let edge = AggregateParams {
+            max_edge_depth: [(ACANTHOLYSIS.to_string(), 1)].into_iter().collect(),
+            ..everywhere.clone()
+        };
+        let r = aggregate(&classes(), &tiles, None, &edge).unwrap();
+        let a = &r.findings[1];
+        // Only the 24 rim tiles count: the best is the pustule tile's 0.1.
+        assert!((a.score - 0.1).abs() < 1e-6, "{}", a.score);
+        assert_eq!((a.max, a.positive_tiles), (0.1f32 as f64, 0));
+        assert_eq!(r.call, Call::NoPustularPattern);
+        let acantholysis: Vec<(u32, u32)> = r
+            .evidence
+            .iter()
+            .filter(|e| e.finding == ACANTHOLYSIS)
+            .map(|e| (e.col, e.row))
+            .collect();
+        assert_eq!(acantholysis[0], (3, 0));
+        assert!(!acantholysis.contains(&(3, 3)), "{acantholysis:?}");
+        // The other findings still read every tile, and depth 4 takes the middle in.
+        assert!((r.findings[0].score - 0.95).abs() < 1e-6);
+        let deep = AggregateParams {
+            max_edge_depth: [(ACANTHOLYSIS.to_string(), 4)].into_iter().collect(),
+            ..everywhere.clone()
+        };
+        let r = aggregate(&classes(), &tiles, None, &deep).unwrap();
+        assert_eq!(r.call, Call::DiraPattern);
+        // Reports of rules without it keep their bytes.
+        let json = serde_json::to_string(&everywhere).unwrap();
+        assert!(!json.contains("max_edge_depth"), "{json}");
+        assert!(serde_json::to_string(&edge)
+            .unwrap()
+            .contains("\"max_edge_depth\":{\"acantholysis\":1}"));
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub fn manifest_options(m: &Manifest, mut base: ScoreOptions) -> ScoreOptions {
             (key.clone(), method)
         })
         .collect();
+    base.aggregate.max_edge_depth = m.aggregation.max_edge_depth.clone();
     base.aggregate.tile_threshold = m.aggregation.tile_threshold;
     base.aggregate.dira_rule = match m.rule.dira_rule {
         DiraRuleSpec::PustuleAndOne => DiraRule::PustuleAndOne,

@@ -517,6 +517,10 @@ def main():
     # aggregate::finding_score: each finding's slide score by its manifest method.
     order = sorted(range(n), key=lambda i: (tiles[i][1], tiles[i][0]))  # grid order: row, col
     methods = agg.get("per_finding", {})
+    if agg.get("max_edge_depth"):
+        # aggregate::edge_depths is not reproduced here: refuse rather than compare
+        # scores computed over different tiles.
+        raise SystemExit("aggregation.max_edge_depth is not supported by the reference pipeline")
     score = {}
     for c, key in enumerate(classes):
         method = methods.get(key, {"method": "top-k-mean"})

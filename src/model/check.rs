@@ -253,6 +253,12 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
     for (key, spec) in &a.per_finding {
         let _ = writeln!(out, "aggregate  {key}: {spec:?}");
     }
+    for (key, depth) in &a.max_edge_depth {
+        let _ = writeln!(
+            out,
+            "aggregate  {key}: only tiles within {depth} grid step(s) of the tissue's edge"
+        );
+    }
     if let Some(ood) = &m.ood {
         let _ = writeln!(
             out,

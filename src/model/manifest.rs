@@ -13,6 +13,9 @@ use super::{Finding, ModelError};
 /// Largest `n` a `top-n-mean` may average (a guard against typos; a fixed count
 /// is meant to be small).
 pub const MAX_TOP_N: u32 = 1000;
+/// Largest `aggregation.max_edge_depth` (grid steps; deeper is every tile of any
+/// biopsy a slide holds).
+pub const MAX_EDGE_DEPTH: u32 = 1000;
 
 /// Plausible range of the model's MPP: from beyond a 60x scan (0.05 µm/px) to a
 /// coarse overview (16 µm/px). Outside it a manifest is a typo, and a tiny MPP
@@ -181,6 +184,12 @@ pub struct AggregationSpec {
     /// n = 2 }`). Optional; findings not listed use `method`.
     #[serde(default)]
     pub per_finding: BTreeMap<String, FindingScoreSpec>,
+    /// Findings read only from tiles at most this many grid steps from the tissue's
+    /// edge, by finding key (a TOML table `[aggregation.max_edge_depth]`, e.g.
+    /// `acantholysis = 1`: superficial acantholysis from the tiles at the edge).
+    /// Optional; findings not listed use every tile.
+    #[serde(default)]
+    pub max_edge_depth: BTreeMap<String, u32>,
 }
 
 /// One finding's slide-score method in `[aggregation.per_finding]`. Variants
@@ -392,6 +401,21 @@ impl Manifest {
                         format!("top = {top} is outside 1..={MAX_TOP_N}"),
                     ));
                 }
+            }
+        }
+        for (key, &depth) in &agg.max_edge_depth {
+            let field = format!("aggregation.max_edge_depth.{key}");
+            if !self.output.classes.contains(key) {
+                return Err(invalid(
+                    &field,
+                    format!("'{key}' is not one of output.classes"),
+                ));
+            }
+            if !(1..=MAX_EDGE_DEPTH).contains(&depth) {
+                return Err(invalid(
+                    &field,
+                    format!("{depth} is outside 1..={MAX_EDGE_DEPTH} grid steps"),
+                ));
             }
         }
         for (field, value) in [
@@ -795,6 +819,32 @@ min_tissue_tiles = 10
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn edge_depths_parse_and_bad_ones_are_refused() {
+        assert!(parse(GOOD).unwrap().aggregation.max_edge_depth.is_empty());
+        let with = |line: &str| {
+            GOOD.replace(
+                "min_tissue = 0.5\n",
+                &format!("min_tissue = 0.5\n\n[aggregation.max_edge_depth]\n{line}\n"),
+            )
+        };
+        let m = parse(&with("acantholysis = 1")).expect("valid edge depth");
+        assert_eq!(m.aggregation.max_edge_depth.get("acantholysis"), Some(&1));
+        let unknown = parse(&with("eczema = 1")).unwrap_err();
+        assert!(
+            unknown
+                .to_string()
+                .contains("aggregation.max_edge_depth.eczema"),
+            "{unknown}"
+        );
+        let zero = parse(&with("acantholysis = 0")).unwrap_err();
+        assert!(zero.to_string().contains("outside 1..=1000"), "{zero}");
+        assert!(matches!(
+            parse(&with("acantholysis = -1")).unwrap_err(),
+            ModelError::ManifestParse { .. }
+        ));
     }
 
     #[test]
