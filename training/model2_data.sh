@@ -22,12 +22,13 @@
 # design on fresh seeds, for a model chosen on held3; train4: 8 x 8 mm psoriasis,
 # pustular psoriasis and normal phantoms, four times a default slide's tiles each,
 # as negatives for the DIRA findings (a calibration rule's DIRA threshold is set
-# by the best false acantholysis tiles of big psoriasiform slides). Needs a release build (DIRASCOPE=path
+# by the best false acantholysis tiles of big psoriasiform slides); train5: 48 more
+# DIRA phantoms for acantholysis. Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
 # Seeds (disjoint from every other set in the project; see training/protocol.sh):
 #   train  3000-3999, implants 4000-4399, (train2) 5000-8999, (train3) 9000-10999,
-#   (train4) 11000-11299
+#   (train4) 11000-11299, (train5) 11300-11399
 #   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999,
 #   held4 920000-923999
 set -euo pipefail
@@ -166,6 +167,12 @@ for phase in $PHASES; do
                 --width-mm 8 --height-mm 8
             phantoms train4-big-normal 1.0 --class normal --count 4 --seed 11200 \
                 --width-mm 8 --height-mm 8
+            ;;
+        # More DIRA phantoms (82% of DIRA slides show acantholysis; a no-hidradenitis
+        # slide's call rests on it, a few tiles across: model 2's weakest finding on
+        # slides).
+        train5)
+            phantoms train5-dira 1.0 --class dira --count 48 --seed 11300
             ;;
         held3)
             implants held3-implant-cmu test 916000 \
