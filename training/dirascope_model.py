@@ -360,17 +360,22 @@ def write_manifest(
     intended_use: str = "research use only; trained on phantom slides; not a diagnostic device",
     aggregation_and_rule: str | None = None,
     ood: dict | None = None,
+    views: list[str] | None = None,
 ) -> None:
     """`aggregation_and_rule`: the `[aggregation]` and `[rule]` tables as TOML
     text (a retrained model keeps the calibrated ones); default placeholders
     otherwise. `ood`: the graph's OOD output, {"threshold", "max_fraction",
-    "fitted_on"}, written as the `[ood]` table."""
+    "fitted_on"}, written as the `[ood]` table. `views`: `[output] views` (test-time
+    views whose logits the pipeline averages; see `run_views`), written where
+    there is more than the identity."""
     sha = sha256_file(folder / "model.onnx")
     # The PyTorch checkpoint shipped for fine-tuning, with its hash (model check verifies it).
     ckpt = folder / "checkpoint.pt"
     ckpt_lines = (f'checkpoint = "checkpoint.pt"\ncheckpoint_sha256 = "{sha256_file(ckpt)}"\n'
                   if ckpt.is_file() else "")
     classes = ", ".join(json.dumps(f) for f in FINDINGS)
+    views_line = (f"views = [{', '.join(json.dumps(v) for v in views)}]\n"
+                  if views and list(views) != ["identity"] else "")
     tail = aggregation_and_rule if aggregation_and_rule is not None else DEFAULT_AGGREGATION_AND_RULE.format(
         tile_threshold=tile_threshold
     )
@@ -394,7 +399,7 @@ std = [{", ".join(f"{s:.4f}" for s in std)}]
 [output]
 activation = "sigmoid"
 classes = [{classes}]
-
+{views_line}
 {tail}"""
     if ood is not None:
         text = text.rstrip("\n") + f"""
@@ -421,6 +426,51 @@ def preprocess(tiles_u8: np.ndarray, mean: list[float], std: list[float]) -> np.
     x = tiles_u8.astype(np.float32) / np.float32(255.0)
     x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+# `[output] views` (src/model/manifest.rs, TileView): where pixel (y, x) of each view
+# of a tile of edge n = last + 1 comes from.
+VIEW_SOURCES = {
+    "identity": lambda y, x, last: (y, x),
+    "transpose": lambda y, x, last: (x, y),
+    "flip-h": lambda y, x, last: (y, last - x),
+    "flip-v": lambda y, x, last: (last - y, x),
+    "rot90": lambda y, x, last: (x, last - y),
+    "rot180": lambda y, x, last: (last - y, last - x),
+    "rot270": lambda y, x, last: (last - x, y),
+    "anti-transpose": lambda y, x, last: (last - x, last - y),
+}
+
+
+def view_tiles(x: np.ndarray, view: str) -> np.ndarray:
+    """An (N, C, n, n) batch shown in `view`, as the Rust engine does."""
+    n = x.shape[-1]
+    y, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    sy, sx = VIEW_SOURCES[view](y, xx, n - 1)
+    return np.ascontiguousarray(x[..., sy, sx])
+
+
+def manifest_views(manifest: dict) -> list[str]:
+    """A parsed model.toml's `[output] views` (default: the tile as it is)."""
+    views = manifest.get("output", {}).get("views", ["identity"])
+    unknown = [v for v in views if v not in VIEW_SOURCES]
+    if unknown or "identity" not in views:
+        raise SystemExit(f"model.toml [output] views {views}: unknown {unknown} or no identity")
+    return list(views)
+
+
+def run_views(sess, x: np.ndarray, views: list[str], input_name: str = "tiles") -> list[np.ndarray]:
+    """The graph's outputs for the preprocessed batch `x` as the pipeline takes
+    them: the logits (output 0) averaged over `views`, every other output (the OOD
+    distance) the identity view's."""
+    outs = sess.run(None, {input_name: x})
+    others = [v for v in views if v != "identity"]
+    if others:
+        logits = outs[0].astype(np.float32)
+        for v in others:
+            logits = logits + sess.run(None, {input_name: view_tiles(x, v)})[0]
+        outs[0] = logits * np.float32(1.0 / len(views))
+    return outs
 
 
 def ort_session(onnx_path: Path, threads: int = 1):

@@ -144,13 +144,14 @@ class Scorer:
         self.threshold = self.manifest["ood"]["threshold"]
         self.max_fraction = self.manifest["ood"]["max_fraction"]
         self.sess = dm.ort_session(folder / "model.onnx", threads=threads)
+        self.views = dm.manifest_views(self.manifest)
         names = [o.name for o in self.sess.get_outputs()]
         self.i_logits, self.i_ood = 0, names.index(self.manifest["ood"].get("output", "ood"))
 
     def __call__(self, tiles: np.ndarray, batch: int = 64):
         probs, ood = [], []
         for i in range(0, len(tiles), batch):
-            res = self.sess.run(None, {"tiles": dm.preprocess(tiles[i : i + batch], self.mean, self.std)})
+            res = dm.run_views(self.sess, dm.preprocess(tiles[i : i + batch], self.mean, self.std), self.views)
             probs.append(1.0 / (1.0 + np.exp(-res[self.i_logits])))
             ood.append(res[self.i_ood].reshape(-1))
         if not probs:

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import time
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -877,9 +878,12 @@ def main() -> None:
     if not old_manifest.is_file() and init_dir is not None:
         # A fine-tuned folder starts from its parent's aggregation and rule.
         old_manifest = init_dir / "model.toml"
-    kept_tail = None
+    kept_tail, kept_views = None, None
     if old_manifest.is_file():
         old_text = old_manifest.read_text()
+        kept_views = dm.manifest_views(tomllib.loads(old_text))
+        if kept_views != ["identity"]:
+            print(f"kept [output] views {kept_views} of {old_manifest}")
         if "[aggregation]" in old_text:
             kept_tail = old_text[old_text.index("[aggregation]"):]
             if "\n[ood]" in kept_tail:
@@ -889,6 +893,7 @@ def main() -> None:
     dm.write_manifest(
         args.out,
         aggregation_and_rule=kept_tail,
+        views=kept_views,
         name=args.name,
         version=args.version,
         tile_px=args.tile_px,

@@ -442,6 +442,10 @@ def main():
     classes = manifest["output"]["classes"]
     if manifest["output"]["activation"] != "sigmoid" or inp.get("layout", "NCHW") != "NCHW":
         raise SystemExit("this reference handles sigmoid NCHW models only")
+    if manifest["output"].get("views", ["identity"]) != ["identity"]:
+        # The pipeline averages the logits of several views of each tile
+        # (engine.rs, view_batch); this reference runs each tile once.
+        raise SystemExit("output.views is not supported by the reference pipeline")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
     opts.inter_op_num_threads = 1

@@ -244,6 +244,15 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
         m.output.activation,
         m.output.classes.join(", ")
     );
+    if m.output.views.len() > 1 {
+        let names: Vec<&str> = m.output.views.iter().map(|v| v.name()).collect();
+        let _ = writeln!(
+            out,
+            "views      {}: each tile runs {} times, logits averaged; OOD from the tile as it is",
+            names.join(" + "),
+            names.len()
+        );
+    }
     let a = &m.aggregation;
     let _ = writeln!(
         out,
@@ -293,9 +302,16 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
     let _ = writeln!(out, "parameters {}", s.parameters);
     let _ = writeln!(
         out,
-        "per tile   {:.1} M multiply-adds ({:.1} MFLOPs)",
+        "per tile   {:.1} M multiply-adds ({:.1} MFLOPs){}",
         s.macs_per_tile as f64 / 1e6,
-        2.0 * s.macs_per_tile as f64 / 1e6
+        2.0 * s.macs_per_tile as f64 / 1e6,
+        match m.output.views.len() {
+            1 => String::new(),
+            n => format!(
+                " a view, {:.1} M in all",
+                n as f64 * s.macs_per_tile as f64 / 1e6
+            ),
+        }
     );
     let _ = writeln!(out, "engine     {}", model.engine.describe());
     let Some(dir) = source.dir() else {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-use super::manifest::{is_plain_relative, Activation, InputSpec, Manifest};
+use super::manifest::{is_plain_relative, Activation, InputSpec, Manifest, TileView};
 use super::stem::{self, Kernel, Stem, StemScratch};
 use super::{Classified, ClassifierSession, Finding, FindingProbs, ModelError, TileClassifier};
 
@@ -50,6 +50,9 @@ pub struct TractEngine {
     /// the manifest declares one (`[ood]`); the logits are output 0.
     ood_output: Option<usize>,
     activation: Activation,
+    /// Views of each tile run through the graph (`[output] views`); their raw
+    /// outputs are averaged.
+    views: Vec<TileView>,
     onnx_path: PathBuf,
     summary: OnnxSummary,
     /// Multiply-adds a tile of each ONNX node that has any, in graph order.
@@ -189,6 +192,7 @@ impl TractEngine {
             output_to_finding: classes,
             ood_output,
             activation: manifest.output.activation,
+            views: manifest.output.views.clone(),
             onnx_path: onnx_path.to_path_buf(),
             summary,
             layer_macs,
@@ -364,6 +368,11 @@ impl TractEngine {
     pub fn has_ood(&self) -> bool {
         self.ood_output.is_some()
     }
+
+    /// The views of each tile the graph is run on (`[output] views`).
+    pub fn views(&self) -> &[TileView] {
+        &self.views
+    }
 }
 
 impl TileClassifier for TractEngine {
@@ -394,6 +403,8 @@ struct TractSession<'a> {
     engine: &'a TractEngine,
     state: TileState,
     padded: Vec<f32>,
+    /// The batch in a view other than the identity (`[output] views`).
+    viewed: Vec<f32>,
     stem_scratch: StemScratch,
     stem_out: Vec<f32>,
 }
@@ -411,6 +422,7 @@ impl<'a> TractSession<'a> {
             engine,
             state,
             padded: Vec::new(),
+            viewed: Vec::new(),
             stem_scratch: StemScratch::default(),
             stem_out: Vec::new(),
         })
@@ -487,8 +499,29 @@ impl<'a> TractSession<'a> {
 
 impl ClassifierSession for TractSession<'_> {
     fn classify(&mut self, batch: &[f32], n: usize) -> Result<Vec<Classified>, ModelError> {
-        let raw = self.run(batch, n)?;
         let e = self.engine;
+        let mut raw = self.run(batch, n)?;
+        // Test-time views: the raw outputs of every view averaged; the OOD
+        // distance stays the identity view's (the first run).
+        if e.views.len() > 1 {
+            let px = e.spec.tile_px as usize;
+            let mut viewed = std::mem::take(&mut self.viewed);
+            for &view in e.views.iter().filter(|&&v| v != TileView::Identity) {
+                view_batch(view, batch, px, &mut viewed);
+                // (On an error the buffer is dropped; the next batch makes another.)
+                let other = self.run(&viewed, n)?;
+                for (sum, row) in raw.logits.iter_mut().zip(other.logits) {
+                    for (s, v) in sum.iter_mut().zip(row) {
+                        *s += v;
+                    }
+                }
+            }
+            self.viewed = viewed;
+            let scale = 1.0 / e.views.len() as f32;
+            for v in raw.logits.iter_mut().flatten() {
+                *v *= scale;
+            }
+        }
         Ok(raw
             .logits
             .into_iter()
@@ -505,6 +538,20 @@ impl ClassifierSession for TractSession<'_> {
                 }
             })
             .collect())
+    }
+}
+
+/// `batch` (NCHW planes of `px` x `px`) shown in `view`, into `out`.
+fn view_batch(view: TileView, batch: &[f32], px: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.reserve(batch.len());
+    for plane in batch.chunks_exact(px * px) {
+        for y in 0..px {
+            for x in 0..px {
+                let (sy, sx) = view.source(y, x, px);
+                out.push(plane[sy * px + sx]);
+            }
+        }
     }
 }
 
@@ -887,6 +934,57 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// `[output] views`: each tile's logits are the mean of its views' logits (here
+    /// the tile and its transpose, run as two plain batches), and the OOD distance
+    /// is the tile's own.
+    #[test]
+    fn views_average_the_logits_of_each_view_and_keep_the_tiles_ood() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/dirascope-v2");
+        let model = crate::model::Model::load_with_batch(&dir, 4).expect("model loads");
+        let fixture = crate::model::check::ParityFixture::load(&model).expect("parity tiles");
+        let onnx = model.manifest.onnx_path(&dir);
+        let bytes = std::fs::read(&onnx).expect("onnx");
+        let mut manifest = model.manifest.clone();
+        manifest.output.views = vec![TileView::Identity, TileView::Transpose];
+        let engine = TractEngine::load(&bytes, &onnx, Some(&dir), &manifest, 4).expect("loads");
+        assert_eq!(engine.views(), [TileView::Identity, TileView::Transpose]);
+        let px = manifest.input.tile_px as usize;
+        let per_tile = crate::model::values_per_tile(&manifest.input);
+        let batch = &fixture.inputs[..3 * per_tile]; // a short batch: padding too
+        let mut transposed = Vec::new();
+        view_batch(TileView::Transpose, batch, px, &mut transposed);
+        let mut back = Vec::new();
+        view_batch(TileView::Transpose, &transposed, px, &mut back);
+        assert!(back == batch, "transposing twice gives the tile back");
+        let mut session = TractSession::new(&engine).unwrap();
+        let (plain, other) = (
+            session.run(batch, 3).unwrap(),
+            session.run(&transposed, 3).unwrap(),
+        );
+        let got = session.classify(batch, 3).unwrap();
+        assert_eq!(got.len(), 3);
+        for (i, tile) in got.iter().enumerate() {
+            for (j, finding) in engine.output_to_finding.iter().enumerate() {
+                let mean = 0.5 * (plain.logits[i][j] + other.logits[i][j]);
+                let want = 1.0 / (1.0 + (-mean).exp());
+                let value = tile.probs.0[finding.index()];
+                assert!(
+                    (value - want).abs() < 1e-6,
+                    "tile {i} {finding:?}: {value} vs {want}"
+                );
+            }
+            assert_eq!(
+                tile.ood,
+                plain.ood.as_ref().map(|d| d[i]),
+                "tile {i}: OOD is the tile's own"
+            );
+            assert_ne!(
+                plain.logits[i], other.logits[i],
+                "the views differ (tile {i})"
+            );
         }
     }
 

@@ -147,6 +147,65 @@ pub struct OutputSpec {
     pub activation: Activation,
     /// Finding keys in output order; exactly the four findings, each once.
     pub classes: Vec<String>,
+    /// Views of each tile the model is run on (test-time augmentation): the raw
+    /// outputs of all views are averaged before the activation, and the OOD
+    /// distance is the identity view's. Default: the tile as it is.
+    #[serde(default = "identity_only")]
+    pub views: Vec<TileView>,
+}
+
+fn identity_only() -> Vec<TileView> {
+    vec![TileView::Identity]
+}
+
+/// One of the eight rotations and mirrorings of a square tile, as the model is
+/// shown it (`[output] views`). Each names where pixel (y, x) of the view comes
+/// from in the tile of edge n: identity (y, x), `transpose` (x, y), `flip-h` (y,
+/// n-1-x), `flip-v` (n-1-y, x), `rot90` (x, n-1-y), `rot180` (n-1-y, n-1-x),
+/// `rot270` (n-1-x, y), `anti-transpose` (n-1-x, n-1-y). `transpose` is numpy's
+/// and torch's swap of the last two axes of an NCHW batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TileView {
+    Identity,
+    Transpose,
+    FlipH,
+    FlipV,
+    Rot90,
+    Rot180,
+    Rot270,
+    AntiTranspose,
+}
+
+impl TileView {
+    /// Where pixel (y, x) of this view of a tile of edge `n` comes from.
+    pub fn source(self, y: usize, x: usize, n: usize) -> (usize, usize) {
+        let last = n - 1;
+        match self {
+            TileView::Identity => (y, x),
+            TileView::Transpose => (x, y),
+            TileView::FlipH => (y, last - x),
+            TileView::FlipV => (last - y, x),
+            TileView::Rot90 => (x, last - y),
+            TileView::Rot180 => (last - y, last - x),
+            TileView::Rot270 => (last - x, y),
+            TileView::AntiTranspose => (last - x, last - y),
+        }
+    }
+
+    /// The name `model.toml` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TileView::Identity => "identity",
+            TileView::Transpose => "transpose",
+            TileView::FlipH => "flip-h",
+            TileView::FlipV => "flip-v",
+            TileView::Rot90 => "rot90",
+            TileView::Rot180 => "rot180",
+            TileView::Rot270 => "rot270",
+            TileView::AntiTranspose => "anti-transpose",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -365,6 +424,23 @@ impl Manifest {
             ));
         }
         self.validate_classes(path)?;
+        let views = &self.output.views;
+        if !views.contains(&TileView::Identity) {
+            return Err(invalid(
+                "output.views",
+                "must include \"identity\" (the OOD distance is the identity view's)".into(),
+            ));
+        }
+        if let Some((i, v)) = views
+            .iter()
+            .enumerate()
+            .find(|(i, v)| views[..*i].contains(v))
+        {
+            return Err(invalid(
+                "output.views",
+                format!("\"{}\" appears twice (entry {})", v.name(), i + 1),
+            ));
+        }
         let agg = &self.aggregation;
         if !(agg.top_k_fraction > 0.0 && agg.top_k_fraction <= 1.0) {
             return Err(invalid(
@@ -669,6 +745,75 @@ min_tissue_tiles = 10
             parse(&outside),
             Err(ModelError::OutsideModelDir { .. })
         ));
+    }
+
+    #[test]
+    fn views_default_to_the_tile_and_are_checked() {
+        assert_eq!(parse(GOOD).unwrap().output.views, vec![TileView::Identity]);
+        let with = |views: &str| {
+            GOOD.replacen(
+                "\n[aggregation]",
+                &format!("views = {views}\n\n[aggregation]"),
+                1,
+            )
+        };
+        assert_eq!(
+            parse(&with(r#"["identity", "transpose"]"#))
+                .unwrap()
+                .output
+                .views,
+            vec![TileView::Identity, TileView::Transpose]
+        );
+        for (views, says) in [
+            (r#"["transpose"]"#, "must include \"identity\""),
+            (
+                r#"["identity", "flip-h", "flip-h"]"#,
+                "\"flip-h\" appears twice",
+            ),
+        ] {
+            match parse(&with(views)) {
+                Err(e @ ModelError::ManifestInvalid { .. }) => {
+                    let text = e.to_string();
+                    assert!(
+                        text.contains("output.views") && text.contains(says),
+                        "{text}"
+                    );
+                }
+                other => panic!("{views}: {other:?}"),
+            }
+        }
+        assert!(parse(&with(r#"["identity", "rot45"]"#)).is_err());
+    }
+
+    #[test]
+    fn views_are_the_eight_symmetries_of_a_square() {
+        // Each view is a permutation of the tile's pixels, and the eight differ.
+        let n = 5;
+        let all = [
+            TileView::Identity,
+            TileView::Transpose,
+            TileView::FlipH,
+            TileView::FlipV,
+            TileView::Rot90,
+            TileView::Rot180,
+            TileView::Rot270,
+            TileView::AntiTranspose,
+        ];
+        let mut maps = Vec::new();
+        for v in all {
+            let map: Vec<(usize, usize)> = (0..n)
+                .flat_map(|y| (0..n).map(move |x| v.source(y, x, n)))
+                .collect();
+            let mut sorted = map.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), n * n, "{} is not a permutation", v.name());
+            assert!(!maps.contains(&map), "{} repeats another view", v.name());
+            maps.push(map);
+        }
+        // numpy's x.transpose(0, 1, 3, 2) and np.rot90(x, 1, axes=(2, 3)) on NCHW.
+        assert_eq!(TileView::Transpose.source(1, 3, n), (3, 1));
+        assert_eq!(TileView::Rot90.source(0, 0, n), (0, 4));
     }
 
     #[test]

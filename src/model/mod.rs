@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::finding::Finding;
 pub use engine::{LayerTime, OnnxSummary, RawOutputs, TractEngine};
-pub use manifest::{Activation, InputSpec, Manifest, Precision};
+pub use manifest::{Activation, InputSpec, Manifest, Precision, TileView};
 
 /// Manifest file name inside a model folder.
 pub const MANIFEST_FILE: &str = "model.toml";
