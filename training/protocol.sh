@@ -21,10 +21,11 @@
 #                                  models/dirascope-v2/MODEL_CARD.md)
 #   val5     seeds 850000-859999  (synth 1.2; spent 2026-12-04 on 2.6.0, the
 #                                  acantholysis-from-the-edge rule: MODEL_CARD.md)
-#   val6     seeds 860000-869999  (the next model 2 candidate's validation, synth
-#                                  1.2; rendered 2026-12-05 for a candidate chosen
-#                                  against on calibration, never scored; run once
-#                                  after the next candidate's rule exists)
+#   val6     seeds 860000-869999  (synth 1.2; spent 2026-12-05 on 2.7.0, two views
+#                                  of each tile: MODEL_CARD.md)
+#   val7     seeds 870000-879999  (the next model 2 candidate's validation, synth
+#                                  1.2; never rendered: render and run once after
+#                                  the next candidate's rule exists)
 # Seeds used elsewhere and never here: training 1000-2107, held-out tiles
 # 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039.
 #
@@ -88,7 +89,8 @@ base_seed() {
         val4) echo 840000 ;;
         val5) echo 850000 ;;
         val6) echo 860000 ;;
-        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6)" >&2; exit 2 ;;
+        val7) echo 870000 ;;
+        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7)" >&2; exit 2 ;;
     esac
 }
 
