@@ -361,6 +361,7 @@ def write_manifest(
     aggregation_and_rule: str | None = None,
     ood: dict | None = None,
     views: list[str] | None = None,
+    views_min_probability: float = 0.0,
 ) -> None:
     """`aggregation_and_rule`: the `[aggregation]` and `[rule]` tables as TOML
     text (a retrained model keeps the calibrated ones); default placeholders
@@ -376,6 +377,8 @@ def write_manifest(
     classes = ", ".join(json.dumps(f) for f in FINDINGS)
     views_line = (f"views = [{', '.join(json.dumps(v) for v in views)}]\n"
                   if views and list(views) != ["identity"] else "")
+    if views_line and views_min_probability > 0:
+        views_line += f"views_min_probability = {views_min_probability}\n"
     tail = aggregation_and_rule if aggregation_and_rule is not None else DEFAULT_AGGREGATION_AND_RULE.format(
         tile_threshold=tile_threshold
     )
@@ -459,17 +462,27 @@ def manifest_views(manifest: dict) -> list[str]:
     return list(views)
 
 
-def run_views(sess, x: np.ndarray, views: list[str], input_name: str = "tiles") -> list[np.ndarray]:
+def manifest_views_min_probability(manifest: dict) -> float:
+    """`[output] views_min_probability` (default 0: every tile gets every view)."""
+    return float(manifest.get("output", {}).get("views_min_probability", 0.0))
+
+
+def run_views(sess, x: np.ndarray, views: list[str], input_name: str = "tiles",
+              min_probability: float = 0.0) -> list[np.ndarray]:
     """The graph's outputs for the preprocessed batch `x` as the pipeline takes
-    them: the logits (output 0) averaged over `views`, every other output (the OOD
-    distance) the identity view's."""
+    them: the logits (output 0) averaged over `views` for the tiles whose
+    identity-view sigmoid reaches `min_probability` for some finding (the others
+    keep the identity view's), every other output (the OOD distance) the identity
+    view's."""
     outs = sess.run(None, {input_name: x})
     others = [v for v in views if v != "identity"]
     if others:
         logits = outs[0].astype(np.float32)
+        on = (1.0 / (1.0 + np.exp(-logits)) >= np.float32(min_probability)).any(axis=1)
+        total = logits.copy()
         for v in others:
-            logits = logits + sess.run(None, {input_name: view_tiles(x, v)})[0]
-        outs[0] = logits * np.float32(1.0 / len(views))
+            total = total + sess.run(None, {input_name: view_tiles(x, v)})[0]
+        outs[0] = np.where(on[:, None], total * np.float32(1.0 / len(views)), logits)
     return outs
 
 

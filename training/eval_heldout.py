@@ -27,11 +27,11 @@ def probabilities(model_dir: Path, tiles: np.ndarray, threads: int) -> np.ndarra
     inp = manifest["input"]
     sess = dm.ort_session(model_dir / manifest["onnx"], threads=threads)
     name = sess.get_inputs()[0].name
-    views = dm.manifest_views(manifest)
+    views, floor = dm.manifest_views(manifest), dm.manifest_views_min_probability(manifest)
     out = []
     for i in range(0, len(tiles), 64):
         x = dm.preprocess(tiles[i : i + 64], inp["mean"], inp["std"])
-        out.append(1.0 / (1.0 + np.exp(-dm.run_views(sess, x, views, name)[0])))
+        out.append(1.0 / (1.0 + np.exp(-dm.run_views(sess, x, views, name, floor)[0])))
     return np.concatenate(out)
 
 

@@ -145,13 +145,15 @@ class Scorer:
         self.max_fraction = self.manifest["ood"]["max_fraction"]
         self.sess = dm.ort_session(folder / "model.onnx", threads=threads)
         self.views = dm.manifest_views(self.manifest)
+        self.views_min = dm.manifest_views_min_probability(self.manifest)
         names = [o.name for o in self.sess.get_outputs()]
         self.i_logits, self.i_ood = 0, names.index(self.manifest["ood"].get("output", "ood"))
 
     def __call__(self, tiles: np.ndarray, batch: int = 64):
         probs, ood = [], []
         for i in range(0, len(tiles), batch):
-            res = dm.run_views(self.sess, dm.preprocess(tiles[i : i + batch], self.mean, self.std), self.views)
+            res = dm.run_views(self.sess, dm.preprocess(tiles[i : i + batch], self.mean, self.std), self.views,
+                               min_probability=self.views_min)
             probs.append(1.0 / (1.0 + np.exp(-res[self.i_logits])))
             ood.append(res[self.i_ood].reshape(-1))
         if not probs:

@@ -878,10 +878,12 @@ def main() -> None:
     if not old_manifest.is_file() and init_dir is not None:
         # A fine-tuned folder starts from its parent's aggregation and rule.
         old_manifest = init_dir / "model.toml"
-    kept_tail, kept_views = None, None
+    kept_tail, kept_views, kept_views_min = None, None, 0.0
     if old_manifest.is_file():
         old_text = old_manifest.read_text()
-        kept_views = dm.manifest_views(tomllib.loads(old_text))
+        old_toml = tomllib.loads(old_text)
+        kept_views = dm.manifest_views(old_toml)
+        kept_views_min = dm.manifest_views_min_probability(old_toml)
         if kept_views != ["identity"]:
             print(f"kept [output] views {kept_views} of {old_manifest}")
         if "[aggregation]" in old_text:
@@ -894,6 +896,7 @@ def main() -> None:
         args.out,
         aggregation_and_rule=kept_tail,
         views=kept_views,
+        views_min_probability=kept_views_min,
         name=args.name,
         version=args.version,
         tile_px=args.tile_px,

@@ -248,9 +248,15 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
         let names: Vec<&str> = m.output.views.iter().map(|v| v.name()).collect();
         let _ = writeln!(
             out,
-            "views      {}: each tile runs {} times, logits averaged; OOD from the tile as it is",
+            "views      {}: {}, logits averaged; OOD from the tile as it is",
             names.join(" + "),
-            names.len()
+            match m.output.views_min_probability {
+                p if p > 0.0 => format!(
+                    "each tile with a finding at p >= {p} in the first view runs {} times",
+                    names.len()
+                ),
+                _ => format!("each tile runs {} times", names.len()),
+            }
         );
     }
     let a = &m.aggregation;

@@ -53,6 +53,9 @@ pub struct TractEngine {
     /// Views of each tile run through the graph (`[output] views`); their raw
     /// outputs are averaged.
     views: Vec<TileView>,
+    /// Tiles whose identity-view probabilities are all below this keep that view's
+    /// outputs alone (`[output] views_min_probability`).
+    views_min_probability: f32,
     onnx_path: PathBuf,
     summary: OnnxSummary,
     /// Multiply-adds a tile of each ONNX node that has any, in graph order.
@@ -193,6 +196,7 @@ impl TractEngine {
             ood_output,
             activation: manifest.output.activation,
             views: manifest.output.views.clone(),
+            views_min_probability: manifest.output.views_min_probability,
             onnx_path: onnx_path.to_path_buf(),
             summary,
             layer_macs,
@@ -501,25 +505,43 @@ impl ClassifierSession for TractSession<'_> {
     fn classify(&mut self, batch: &[f32], n: usize) -> Result<Vec<Classified>, ModelError> {
         let e = self.engine;
         let mut raw = self.run(batch, n)?;
-        // Test-time views: the raw outputs of every view averaged; the OOD
-        // distance stays the identity view's (the first run).
-        if e.views.len() > 1 {
+        // Test-time views: the raw outputs of every view averaged, for the tiles
+        // whose identity-view probability for some finding reaches the manifest's
+        // floor; the OOD distance stays the identity view's (the first run).
+        let viewed_tiles: Vec<bool> = match e.views.len() {
+            1 => Vec::new(),
+            _ => raw
+                .logits
+                .iter()
+                .map(|row| {
+                    let mut probs = row.clone();
+                    activate(e.activation, &mut probs);
+                    probs.iter().any(|&p| p >= e.views_min_probability)
+                })
+                .collect(),
+        };
+        if viewed_tiles.contains(&true) {
             let px = e.spec.tile_px as usize;
             let mut viewed = std::mem::take(&mut self.viewed);
             for &view in e.views.iter().filter(|&&v| v != TileView::Identity) {
                 view_batch(view, batch, px, &mut viewed);
                 // (On an error the buffer is dropped; the next batch makes another.)
                 let other = self.run(&viewed, n)?;
-                for (sum, row) in raw.logits.iter_mut().zip(other.logits) {
-                    for (s, v) in sum.iter_mut().zip(row) {
-                        *s += v;
+                for ((sum, row), &on) in raw.logits.iter_mut().zip(other.logits).zip(&viewed_tiles)
+                {
+                    if on {
+                        for (s, v) in sum.iter_mut().zip(row) {
+                            *s += v;
+                        }
                     }
                 }
             }
             self.viewed = viewed;
             let scale = 1.0 / e.views.len() as f32;
-            for v in raw.logits.iter_mut().flatten() {
-                *v *= scale;
+            for (row, &on) in raw.logits.iter_mut().zip(&viewed_tiles) {
+                if on {
+                    row.iter_mut().for_each(|v| *v *= scale);
+                }
             }
         }
         Ok(raw
@@ -949,6 +971,7 @@ mod tests {
         let bytes = std::fs::read(&onnx).expect("onnx");
         let mut manifest = model.manifest.clone();
         manifest.output.views = vec![TileView::Identity, TileView::Transpose];
+        manifest.output.views_min_probability = 0.0;
         let engine = TractEngine::load(&bytes, &onnx, Some(&dir), &manifest, 4).expect("loads");
         assert_eq!(engine.views(), [TileView::Identity, TileView::Transpose]);
         let px = manifest.input.tile_px as usize;
@@ -985,6 +1008,42 @@ mod tests {
                 plain.logits[i], other.logits[i],
                 "the views differ (tile {i})"
             );
+        }
+        // With a probability floor: tiles reaching it get the mean, the others keep
+        // their identity view alone (the floor is the middle tile's best probability,
+        // so both kinds are here).
+        let best: Vec<f32> = plain
+            .logits
+            .iter()
+            .map(|row| {
+                let mut p = row.clone();
+                activate(Activation::Sigmoid, &mut p);
+                p.into_iter().fold(0.0, f32::max)
+            })
+            .collect();
+        let mut sorted = best.clone();
+        sorted.sort_by(f32::total_cmp);
+        manifest.output.views_min_probability = sorted[1];
+        let floored = TractEngine::load(&bytes, &onnx, Some(&dir), &manifest, 4).expect("loads");
+        let got = TractSession::new(&floored)
+            .unwrap()
+            .classify(batch, 3)
+            .unwrap();
+        for (i, tile) in got.iter().enumerate() {
+            let viewed = best[i] >= sorted[1];
+            for (j, finding) in floored.output_to_finding.iter().enumerate() {
+                let logit = if viewed {
+                    0.5 * (plain.logits[i][j] + other.logits[i][j])
+                } else {
+                    plain.logits[i][j]
+                };
+                let want = 1.0 / (1.0 + (-logit).exp());
+                let value = tile.probs.0[finding.index()];
+                assert!(
+                    (value - want).abs() < 1e-6,
+                    "floored tile {i} (viewed {viewed}) {finding:?}"
+                );
+            }
         }
     }
 

@@ -152,6 +152,12 @@ pub struct OutputSpec {
     /// distance is the identity view's. Default: the tile as it is.
     #[serde(default = "identity_only")]
     pub views: Vec<TileView>,
+    /// The views after the identity run only for tiles whose identity-view
+    /// probability for some finding is at least this (0, the default: every
+    /// tile); other tiles keep the identity view's outputs. A tile's outputs do
+    /// not depend on the batch it runs in.
+    #[serde(default)]
+    pub views_min_probability: f32,
 }
 
 fn identity_only() -> Vec<TileView> {
@@ -429,6 +435,15 @@ impl Manifest {
             return Err(invalid(
                 "output.views",
                 "must include \"identity\" (the OOD distance is the identity view's)".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.output.views_min_probability) {
+            return Err(invalid(
+                "output.views_min_probability",
+                format!(
+                    "{} is not a probability in 0..=1",
+                    self.output.views_min_probability
+                ),
             ));
         }
         if let Some((i, v)) = views
@@ -783,6 +798,23 @@ min_tissue_tiles = 10
             }
         }
         assert!(parse(&with(r#"["identity", "rot45"]"#)).is_err());
+        let floor = |value: &str| {
+            parse(&GOOD.replacen(
+                "\n[aggregation]",
+                &format!("views_min_probability = {value}\n\n[aggregation]"),
+                1,
+            ))
+        };
+        assert_eq!(parse(GOOD).unwrap().output.views_min_probability, 0.0);
+        assert_eq!(floor("0.02").unwrap().output.views_min_probability, 0.02);
+        for bad in ["-0.1", "1.5", "nan"] {
+            match floor(bad) {
+                Err(ModelError::ManifestInvalid { field, .. }) => {
+                    assert_eq!(field, "output.views_min_probability", "{bad}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]
