@@ -75,7 +75,8 @@ struct SelfcheckArgs {
 #[derive(Subcommand)]
 enum ModelCommand {
     /// Check a model folder (manifest, sha256, ONNX shapes), describe it and
-    /// run one batch of its sample phantom tiles.
+    /// run one batch of its sample phantom tiles; exit 4 when any check fails,
+    /// tract's outputs against the folder's onnxruntime parity fixture included.
     Check {
         /// Model folder holding model.toml (default: the bundled model, embedded in
         /// the binary).
@@ -889,8 +890,20 @@ fn model_check(model_dir: Option<PathBuf>) -> Result<u8, Failure> {
         code: exit::MODEL,
         error: e.into(),
     })?;
-    emit(&report.to_string())?;
-    Ok(exit::OK)
+    emit(&report.text)?;
+    match report.parity {
+        Some(p) if !p.passed() => Err(Failure {
+            code: exit::MODEL,
+            error: anyhow::anyhow!(
+                "{source}: tract's outputs differ from onnxruntime's by {:.2e} on the {} parity tiles, \
+                 over the fixture's tolerance {:.0e}; this build does not run the model as it was exported",
+                p.max_abs_diff,
+                p.tiles,
+                p.tolerance
+            ),
+        }),
+        _ => Ok(exit::OK),
+    }
 }
 
 /// `dirascope selfcheck`: exit 0 on pass, 1 on a wrong call, 4 for an invalid model.

@@ -196,6 +196,36 @@ fn a_model_onnx_that_links_outside_its_folder_is_refused() {
 }
 
 #[test]
+fn a_model_that_tract_runs_off_its_parity_fixture_fails_the_check_with_exit_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_copy(dir.path(), |t| t);
+    let parity = model.join("parity");
+    std::fs::create_dir_all(&parity).unwrap();
+    let src = root().join(TINY_MODEL).join("parity");
+    for file in ["parity.toml", "inputs.f32.gz", "outputs.f32"] {
+        std::fs::copy(src.join(file), parity.join(file)).unwrap();
+    }
+    let (code, out, err) = run(dirascope(&["model", "check", model.to_str().unwrap()]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("tolerance 1e-4) ok"), "{out}");
+
+    // onnxruntime's first output moved by 0.01: tract no longer matches it.
+    let mut outputs = std::fs::read(parity.join("outputs.f32")).unwrap();
+    let first = f32::from_le_bytes(outputs[..4].try_into().unwrap()) + 0.01;
+    outputs[..4].copy_from_slice(&first.to_le_bytes());
+    std::fs::write(parity.join("outputs.f32"), outputs).unwrap();
+    let (code, out, err) = run(dirascope(&["model", "check", model.to_str().unwrap()]));
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(out.contains("TOO LARGE"), "{out}");
+    assert!(
+        err.contains(model.to_str().unwrap())
+            && err.contains("parity tiles")
+            && err.contains("1e-4"),
+        "{err}"
+    );
+}
+
+#[test]
 fn implausible_manifest_values_are_refused_promptly_with_exit_4() {
     for (field, from, to) in [
         ("input.mpp", "mpp = 4.0", "mpp = 1e-300"),

@@ -193,8 +193,34 @@ fn read_f32(path: &Path, gzip: bool, expected: usize) -> Result<Vec<f32>, ModelE
         .collect())
 }
 
+/// What `model check` found: the report to print and, where the folder has a
+/// parity fixture, how far tract is from onnxruntime on it.
+pub struct CheckReport {
+    pub text: String,
+    pub parity: Option<ParityResult>,
+}
+
+/// The largest difference between tract and onnxruntime on the parity tiles,
+/// against the fixture's tolerance.
+pub struct ParityResult {
+    pub max_abs_diff: f32,
+    pub tolerance: f32,
+    pub tiles: usize,
+}
+
+impl ParityResult {
+    pub fn passed(&self) -> bool {
+        self.max_abs_diff <= self.tolerance
+    }
+}
+
 /// Load and check the model `source`, and describe it as the `model check` report.
-pub fn run(source: &ModelSource) -> Result<String, ModelError> {
+pub fn run(source: &ModelSource) -> Result<CheckReport, ModelError> {
+    let (text, parity) = check(source)?;
+    Ok(CheckReport { text, parity })
+}
+
+fn check(source: &ModelSource) -> Result<(String, Option<ParityResult>), ModelError> {
     let model = Model::load_source(source)?;
     let m = &model.manifest;
     let s = model.engine.summary();
@@ -325,7 +351,7 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
             out,
             "sample     the parity fixture is not embedded: no sample batch run (`dirascope selfcheck` scores phantoms end to end)"
         );
-        return Ok(out);
+        return Ok((out, None));
     };
     let fixture_dir: PathBuf = dir.join(PARITY_DIR);
     if !fixture_dir.join("parity.toml").exists() {
@@ -334,7 +360,7 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
             "sample     no {} folder: no sample batch run",
             fixture_dir.display()
         );
-        return Ok(out);
+        return Ok((out, None));
     }
     let fixture = ParityFixture::load(&model)?;
     let per_tile = super::values_per_tile(&m.input);
@@ -359,15 +385,16 @@ pub fn run(source: &ModelSource) -> Result<String, ModelError> {
         let _ = writeln!(out, "  {t:>4} {}", cols.join(" "));
     }
     let diff = fixture.max_abs_diff(&model)?;
-    let verdict = if diff <= fixture.spec.tolerance {
-        "ok"
-    } else {
-        "TOO LARGE"
+    let parity = ParityResult {
+        max_abs_diff: diff,
+        tolerance: fixture.spec.tolerance,
+        tiles: fixture.spec.tiles,
     };
+    let verdict = if parity.passed() { "ok" } else { "TOO LARGE" };
     let _ = writeln!(
         out,
         "parity     max |dirascope - onnxruntime| = {diff:.2e} over {} tiles (tolerance {:.0e}) {verdict}",
         fixture.spec.tiles, fixture.spec.tolerance
     );
-    Ok(out)
+    Ok((out, Some(parity)))
 }
