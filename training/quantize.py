@@ -9,6 +9,10 @@ AUROC within 0.005 per finding (onnxruntime, fp32 against int8, same tiles).
 Calibration tiles come from training seeds only (`synth --generator 0.3 --count 8
 --seed 1000 --tiles --tile-px 224 --tile-mpp 1.0`); held-out tiles are the model
 card's held-out set (seeds 900000-900007 mixed, 900100-900115 DIRA, 4 x 3 mm).
+For dirascope-v2: calibration `synth --count 8 --seed 3000 --tiles --tile-px 224
+--tile-mpp 1.0` (synth 1.0, training seeds), held-out the `held` and `held4` exports
+of training/model2_data.sh. Both graphs are scored as the pipeline scores them (the
+manifest's `views` and `views_min_probability`), and an OOD output is compared too.
 Weights int8 per channel, activations uint8 per tensor (onnxruntime's QDQ
 defaults), MinMax calibration. OUT_DIR becomes a model folder: model.onnx (QDQ),
 model.toml (the source's, with `precision = "int8"`, its sha256 and name), and a
@@ -25,6 +29,7 @@ import hashlib
 import re
 import shutil
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +50,15 @@ def read_spec(model: Path) -> tuple[list[float], list[float], int, float]:
     return mean, std, tile_px, mpp
 
 
-def probs(onnx: Path, x: np.ndarray) -> np.ndarray:
+def probs(onnx: Path, x: np.ndarray, manifest: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities as the pipeline takes them (the manifest's views and floor) and
+    the OOD distance when the graph has one."""
     sess = dm.ort_session(onnx, threads=2)
-    out = [sess.run(None, {"tiles": x[i:i + 64]})[0] for i in range(0, len(x), 64)]
-    return 1.0 / (1.0 + np.exp(-np.concatenate(out).astype(np.float64)))
+    views, floor = dm.manifest_views(manifest), dm.manifest_views_min_probability(manifest)
+    outs = [dm.run_views(sess, x[i:i + 64], views, "tiles", floor) for i in range(0, len(x), 64)]
+    p = 1.0 / (1.0 + np.exp(-np.concatenate([o[0] for o in outs]).astype(np.float64)))
+    ood = np.concatenate([o[1].reshape(-1) for o in outs]) if len(outs[0]) > 1 else None
+    return p, ood
 
 
 def main() -> None:
@@ -110,9 +120,16 @@ def main() -> None:
     x = dm.preprocess(np.concatenate(ht), mean, std)
     fr = np.concatenate(hf)
     y, m = targets_and_mask(fr, POS_FRAC)
-    p32, p8 = probs(args.model / "model.onnx", x), probs(q_path, x)
-    print(f"{len(x)} held-out tiles; calibration {len(calib)} tiles from {args.calib}")
+    manifest = tomllib.loads(text)
+    (p32, ood32), (p8, ood8) = probs(args.model / "model.onnx", x, manifest), probs(q_path, x, manifest)
+    print(f"{len(x)} held-out tiles; calibration {len(calib)} tiles from {args.calib}; "
+          f"views {dm.manifest_views(manifest)}, floor {dm.manifest_views_min_probability(manifest)}")
     print(f"largest |p_int8 - p_fp32| = {np.abs(p8 - p32).max():.4f}, mean {np.abs(p8 - p32).mean():.5f}")
+    if ood32 is not None and "ood" in manifest:
+        t = manifest["ood"]["threshold"]
+        print(f"OOD distance: largest change {np.abs(ood8 - ood32).max():.4f}; over the threshold {t}: "
+              f"fp32 {np.mean(ood32 > t):.2%}, int8 {np.mean(ood8 > t):.2%}, "
+              f"tiles that cross it {int(np.sum((ood32 > t) != (ood8 > t)))}")
     ok = True
     for k, name in enumerate(dm.FINDINGS):
         sel = m[:, k] > 0
