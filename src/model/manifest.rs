@@ -446,6 +446,12 @@ impl Manifest {
                 ),
             ));
         }
+        if self.output.views_min_probability > 0.0 && views.len() < 2 {
+            return Err(invalid(
+                "output.views_min_probability",
+                "gates the views after \"identity\", and `views` names no other; remove it or add a view".into(),
+            ));
+        }
         if let Some((i, v)) = views
             .iter()
             .enumerate()
@@ -801,10 +807,21 @@ min_tissue_tiles = 10
         let floor = |value: &str| {
             parse(&GOOD.replacen(
                 "\n[aggregation]",
-                &format!("views_min_probability = {value}\n\n[aggregation]"),
+                &format!("views = [\"identity\", \"transpose\"]\nviews_min_probability = {value}\n\n[aggregation]"),
                 1,
             ))
         };
+        // A floor without a second view would do nothing: refused.
+        match parse(&GOOD.replacen(
+            "\n[aggregation]",
+            "views_min_probability = 0.02\n\n[aggregation]",
+            1,
+        )) {
+            Err(ModelError::ManifestInvalid { field, .. }) => {
+                assert_eq!(field, "output.views_min_probability")
+            }
+            other => panic!("a floor without views: {other:?}"),
+        }
         assert_eq!(parse(GOOD).unwrap().output.views_min_probability, 0.0);
         assert_eq!(floor("0.02").unwrap().output.views_min_probability, 0.02);
         for bad in ["-0.1", "1.5", "nan"] {
