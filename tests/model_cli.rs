@@ -191,7 +191,8 @@ fn a_model_with_an_ood_output_checks_out_with_its_distance_and_parity() {
         .success()
         .stdout(contains("ood        output 'ood' (mahalanobis)"))
         .stdout(contains("ood\n"))
-        .stdout(contains(") ok"));
+        .stdout(contains(") ok (logits "))
+        .stdout(contains(", OOD distance "));
     check(&fixture())
         .success()
         .stdout(contains("ood        none"));

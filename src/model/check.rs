@@ -112,6 +112,13 @@ impl ParityFixture {
     /// runs: `stem.rs`) over all raw outputs: the logits and, where
     /// the model has it, the OOD distance.
     pub fn max_abs_diff(&self, model: &Model) -> Result<f32, ModelError> {
+        let (logits, ood) = self.max_abs_diffs(model)?;
+        Ok(logits.max(ood.unwrap_or(0.0)))
+    }
+
+    /// [`Self::max_abs_diff`] of the logits and of the OOD distance apart (the
+    /// latter where both tract and the fixture have it).
+    pub fn max_abs_diffs(&self, model: &Model) -> Result<(f32, Option<f32>), ModelError> {
         let tract = raw_outputs(model, &self.inputs)?;
         let largest = |a: &[f32], b: &[f32]| {
             a.iter()
@@ -120,10 +127,10 @@ impl ParityFixture {
                 .fold(0.0, f32::max)
         };
         let ood = match (&tract.ood, &self.ood) {
-            (Some(a), Some(b)) => largest(a, b),
-            _ => 0.0,
+            (Some(a), Some(b)) => Some(largest(a, b)),
+            _ => None,
         };
-        Ok(largest(&tract.logits, &self.outputs).max(ood))
+        Ok((largest(&tract.logits, &self.outputs), ood))
     }
 }
 
@@ -384,7 +391,8 @@ fn check(source: &ModelSource) -> Result<(String, Option<ParityResult>), ModelEr
         cols.extend(c.ood.map(|d| format!("{d:>10.4}")));
         let _ = writeln!(out, "  {t:>4} {}", cols.join(" "));
     }
-    let diff = fixture.max_abs_diff(&model)?;
+    let (logits_diff, ood_diff) = fixture.max_abs_diffs(&model)?;
+    let diff = logits_diff.max(ood_diff.unwrap_or(0.0));
     let parity = ParityResult {
         max_abs_diff: diff,
         tolerance: fixture.spec.tolerance,
@@ -393,8 +401,13 @@ fn check(source: &ModelSource) -> Result<(String, Option<ParityResult>), ModelEr
     let verdict = if parity.passed() { "ok" } else { "TOO LARGE" };
     let _ = writeln!(
         out,
-        "parity     max |dirascope - onnxruntime| = {diff:.2e} over {} tiles (tolerance {:.0e}) {verdict}",
-        fixture.spec.tiles, fixture.spec.tolerance
+        "parity     max |dirascope - onnxruntime| = {diff:.2e} over {} tiles (tolerance {:.0e}) {verdict}{}",
+        fixture.spec.tiles,
+        fixture.spec.tolerance,
+        match ood_diff {
+            Some(ood) => format!(" (logits {logits_diff:.2e}, OOD distance {ood:.2e})"),
+            None => String::new(),
+        }
     );
     Ok((out, Some(parity)))
 }
