@@ -897,7 +897,7 @@ fn model_check(model_dir: Option<PathBuf>) -> Result<u8, Failure> {
             error: anyhow::anyhow!(
                 "{source}: tract's outputs differ from onnxruntime's by {:.2e} on the {} parity tiles, \
                  over the fixture's tolerance {:.0e}; this build does not run the model as it was exported",
-                p.max_abs_diff,
+                p.max_abs_diff(),
                 p.tiles,
                 p.tolerance
             ),

@@ -207,27 +207,28 @@ pub struct CheckReport {
     pub parity: Option<ParityResult>,
 }
 
-/// The largest difference between tract and onnxruntime on the parity tiles,
-/// against the fixture's tolerance.
+/// The largest differences between tract and onnxruntime on the parity tiles
+/// (logits, and the OOD distance where the model has one), against the
+/// fixture's tolerance.
 pub struct ParityResult {
-    pub max_abs_diff: f32,
+    pub logits: f32,
+    pub ood: Option<f32>,
     pub tolerance: f32,
     pub tiles: usize,
 }
 
 impl ParityResult {
+    pub fn max_abs_diff(&self) -> f32 {
+        self.logits.max(self.ood.unwrap_or(0.0))
+    }
+
     pub fn passed(&self) -> bool {
-        self.max_abs_diff <= self.tolerance
+        self.max_abs_diff() <= self.tolerance
     }
 }
 
 /// Load and check the model `source`, and describe it as the `model check` report.
 pub fn run(source: &ModelSource) -> Result<CheckReport, ModelError> {
-    let (text, parity) = check(source)?;
-    Ok(CheckReport { text, parity })
-}
-
-fn check(source: &ModelSource) -> Result<(String, Option<ParityResult>), ModelError> {
     let model = Model::load_source(source)?;
     let m = &model.manifest;
     let s = model.engine.summary();
@@ -358,7 +359,10 @@ fn check(source: &ModelSource) -> Result<(String, Option<ParityResult>), ModelEr
             out,
             "sample     the parity fixture is not embedded: no sample batch run (`dirascope selfcheck` scores phantoms end to end)"
         );
-        return Ok((out, None));
+        return Ok(CheckReport {
+            text: out,
+            parity: None,
+        });
     };
     let fixture_dir: PathBuf = dir.join(PARITY_DIR);
     if !fixture_dir.join("parity.toml").exists() {
@@ -367,7 +371,10 @@ fn check(source: &ModelSource) -> Result<(String, Option<ParityResult>), ModelEr
             "sample     no {} folder: no sample batch run",
             fixture_dir.display()
         );
-        return Ok((out, None));
+        return Ok(CheckReport {
+            text: out,
+            parity: None,
+        });
     }
     let fixture = ParityFixture::load(&model)?;
     let per_tile = super::values_per_tile(&m.input);
@@ -391,23 +398,27 @@ fn check(source: &ModelSource) -> Result<(String, Option<ParityResult>), ModelEr
         cols.extend(c.ood.map(|d| format!("{d:>10.4}")));
         let _ = writeln!(out, "  {t:>4} {}", cols.join(" "));
     }
-    let (logits_diff, ood_diff) = fixture.max_abs_diffs(&model)?;
-    let diff = logits_diff.max(ood_diff.unwrap_or(0.0));
+    let (logits, ood) = fixture.max_abs_diffs(&model)?;
     let parity = ParityResult {
-        max_abs_diff: diff,
+        logits,
+        ood,
         tolerance: fixture.spec.tolerance,
         tiles: fixture.spec.tiles,
     };
     let verdict = if parity.passed() { "ok" } else { "TOO LARGE" };
     let _ = writeln!(
         out,
-        "parity     max |dirascope - onnxruntime| = {diff:.2e} over {} tiles (tolerance {:.0e}) {verdict}{}",
-        fixture.spec.tiles,
-        fixture.spec.tolerance,
-        match ood_diff {
-            Some(ood) => format!(" (logits {logits_diff:.2e}, OOD distance {ood:.2e})"),
+        "parity     max |dirascope - onnxruntime| = {:.2e} over {} tiles (tolerance {:.0e}) {verdict}{}",
+        parity.max_abs_diff(),
+        parity.tiles,
+        parity.tolerance,
+        match ood {
+            Some(ood) => format!(" (logits {logits:.2e}, OOD distance {ood:.2e})"),
             None => String::new(),
         }
     );
-    Ok((out, Some(parity)))
+    Ok(CheckReport {
+        text: out,
+        parity: Some(parity),
+    })
 }
