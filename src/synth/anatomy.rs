@@ -639,12 +639,12 @@ pub struct Look {
 impl Look {
     fn sample(rng: &mut ChaCha8Rng) -> Look {
         Look {
-            collagen_e: rng.gen_range(0.45..0.95),
-            epi_h: rng.gen_range(0.12..0.26),
-            epi_e: rng.gen_range(0.35..0.55),
-            nuc_h: rng.gen_range(0.45..0.8),
+            collagen_e: rng.gen_range(0.35..0.8),
+            epi_h: rng.gen_range(0.12..0.24),
+            epi_e: rng.gen_range(0.3..0.5),
+            nuc_h: rng.gen_range(0.3..0.55),
             clefts: rng.gen_range(0.3..1.0),
-            halo: rng.gen_range(0.3..0.9),
+            halo: rng.gen_range(0.2..0.8),
             uneven: rng.gen_range(0.05..0.25),
             weave: if rng.gen_bool(0.75) {
                 rng.gen_range(0.6..1.0)
@@ -1083,6 +1083,8 @@ impl Geometry {
             geom.blur_um = r1.gen_range(0.3..0.7);
             geom.noise_sigma = r1.gen_range(1.5..4.0);
             geom.jpeg_quality = r1.gen_range(70..92);
+            // Neutral absorbance (`StainMatrix::with_neutral`), synth 1.3.
+            geom.stain = geom.stain.clone().with_neutral(r1.gen_range(0.15..0.35));
         }
         // Kogoj pustules sit in the upper spinous layer: store their depth below
         // the viable top in `y`, their x centred over the nearest papilla.

@@ -9,6 +9,12 @@ use super::anatomy::{ColumnAt, Geometry, Region, RowAt, Site};
 use super::noise::{self, hash2, unit};
 use super::Generator;
 
+/// Synth 1.3's per-channel colour noise, in units of the slide's noise sigma
+/// (uniform, so its sd is 1.7 sigma; the shared luminance noise is about 1 sigma).
+/// JPEG's subsampled chroma and the area resampling to 1 um/px take most of it
+/// away again (docs/realism.md, synth 1.3).
+const CHROMA_NOISE: f32 = 6.0;
+
 /// Hematoxylin and eosin concentrations at one point.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Conc {
@@ -726,6 +732,7 @@ pub fn render_rgb(
         }
     }
     let stain = &geom.stain;
+    let v1 = geom.generator == Generator::V1_0;
     let mut out = vec![0u8; w * h * 3];
     let nsalt = geom.salt ^ 0xA5A5;
     let mut field = None;
@@ -773,6 +780,16 @@ pub fn render_rgb(
             }
             let hsh = hash2(px, py, nsalt);
             let lum = (unit(hsh, 0) + unit(hsh, 1) - 1.0) * geom.noise_sigma * 2.4;
+            if v1 {
+                // Each channel its own colour noise (synth 1.3): a camera's three
+                // colour planes are read out and demosaiced apart.
+                let hc = noise::mix(hsh);
+                for c in 0..3 {
+                    let n = lum + (unit(hc, c as u32) - 0.5) * geom.noise_sigma * CHROMA_NOISE;
+                    out[(j * w + i) * 3 + c] = (rgb[c] + n).round().clamp(0.0, 255.0) as u8;
+                }
+                continue;
+            }
             for c in 0..3 {
                 let n = lum + (unit(hsh, 2 + (c as u32 % 2)) - 0.5) * geom.noise_sigma;
                 out[(j * w + i) * 3 + c] = (rgb[c] + n).round().clamp(0.0, 255.0) as u8;

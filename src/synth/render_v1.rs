@@ -106,15 +106,17 @@ impl<'a> Shader<'a> {
         let look = &g.look;
         let thick =
             1.0 + look.uneven * (2.0 * noise::value(x / 450.0, y / 450.0, g.salt ^ 0x71) - 1.0);
-        let grain = 0.9 + 0.2 * noise::value(x / 1.3, y / 1.3, g.salt ^ 0x72);
-        let f = thick * grain * g.fold_factor(x, y);
-        k.h *= f;
-        k.e *= f;
-        if g.texture.is_some() {
-            // In a real slide's stain, drawn structures take up eosin with the
-            // hematoxylin as its nuclei do (pure hematoxylin shows teal there).
-            k.e += 0.35 * k.h;
-        }
+        // The grain moves the dyes apart (synth 1.3): real stain varies in hue,
+        // not only in strength, from one micrometre to the next.
+        let grain = noise::value(x / 1.3, y / 1.3, g.salt ^ 0x72);
+        let (grain_h, grain_e) = (0.9 + 0.2 * grain, 1.1 - 0.2 * grain);
+        let f = thick * g.fold_factor(x, y);
+        k.h *= f * grain_h;
+        k.e *= f * grain_e;
+        // Chromatin and cytoplasm take up eosin with the hematoxylin, as real
+        // nuclei do: pure hematoxylin shows navy to teal in the measured stains
+        // (synth 1.3; before, only over a real slide's texture).
+        k.e += 0.35 * k.h;
         k
     }
 
@@ -146,9 +148,9 @@ impl<'a> Shader<'a> {
         let salt = g.salt ^ 0x90;
         // Cells on a jittered grid in (x, depth): flatter towards the granular layer.
         let (sx, sy) = match s.region {
-            Region::Granular => (13.0, 5.0),
-            Region::Basal => (7.0, 9.0),
-            _ => (14.5, 13.0),
+            Region::Granular => (14.0, 5.5),
+            Region::Basal => (7.5, 9.0),
+            _ => (16.0, 14.0),
         };
         let vv = s.v;
         let (gi, gj) = ((x / sx).floor() as i64, (vv / sy).floor() as i64);
@@ -176,16 +178,16 @@ impl<'a> Shader<'a> {
                 }
                 let size = g.cell_scale * (0.75 + 0.55 * unit(hsh, 2));
                 let (a, b, ang, open) = match s.region {
-                    Region::Granular => (4.6 * size, 1.6 * size, 0.2 * (unit(h2, 0) - 0.5), 0.3),
+                    Region::Granular => (4.0 * size, 1.4 * size, 0.2 * (unit(h2, 0) - 0.5), 0.3),
                     Region::Basal => (
-                        3.6 * size,
-                        2.6 * size,
+                        3.2 * size,
+                        2.3 * size,
                         1.57 + 0.5 * (unit(h2, 0) - 0.5),
                         0.2,
                     ),
                     _ => (
-                        3.6 * size,
-                        3.6 * size * (0.68 + 0.3 * unit(hsh, 3)),
+                        3.4 * size,
+                        3.4 * size * (0.6 + 0.3 * unit(hsh, 3)),
                         unit(h2, 0) * std::f32::consts::PI,
                         0.9,
                     ),
@@ -223,7 +225,7 @@ impl<'a> Shader<'a> {
         }
         if s.region == Region::Granular {
             let gran = noise::value(x / 0.7, y / 0.7, salt ^ 0x91);
-            out.h += 1.2 * noise::smoothstep(0.62, 0.78, gran);
+            out.h += 0.8 * noise::smoothstep(0.62, 0.78, gran);
         }
         if cov > 0.0 {
             let dense = if s.region == Region::Spinous {
@@ -231,7 +233,7 @@ impl<'a> Shader<'a> {
             } else {
                 1.25
             };
-            out = mixc(out, c(look.nuc_h * nh * dense, 0.6), cov);
+            out = mixc(out, c(look.nuc_h * nh * dense, 0.5), cov);
         }
         out
     }
@@ -262,7 +264,7 @@ impl<'a> Shader<'a> {
         let fine = |_: ()| {
             let fib = noise::value(x / 9.0, v / 2.2, salt ^ 3);
             let strand = 1.0 - noise::smoothstep(0.04, 0.16, (fib - 0.5).abs());
-            c(0.05, look.collagen_e * (0.16 + 0.2 * strand))
+            c(0.06, look.collagen_e * (0.16 + 0.2 * strand))
         };
         let coarse = |_: ()| {
             let bundle = noise::fbm2(x / 45.0, v / 12.0, salt ^ 4);
@@ -276,7 +278,7 @@ impl<'a> Shader<'a> {
             // Wide retraction spaces between bundles, thin clefts within them.
             let space =
                 noise::smoothstep(0.3 + 0.12 * look.clefts, 0.42 + 0.12 * look.clefts, bundle);
-            c(0.035 * space, e * space * (1.0 - 0.92 * cleft))
+            c(0.04 * space, e * space * (1.0 - 0.92 * cleft))
         };
         let mut out = if pw >= 1.0 {
             fine(())
@@ -289,7 +291,7 @@ impl<'a> Shader<'a> {
         let (sx, sy, occ) = if papillary {
             (22.0, 16.0, 0.5)
         } else {
-            (34.0, 22.0, 0.5)
+            (34.0, 22.0, 0.35)
         };
         let (gi, gj) = ((x / sx).floor() as i64, (y / sy).floor() as i64);
         // The local fibre slope, computed once and only where a nucleus is near.
@@ -325,7 +327,7 @@ impl<'a> Shader<'a> {
                     y,
                 );
                 if cv > 0.0 {
-                    out = mixc(out, c(look.nuc_h * hv * 1.1, 0.3), cv);
+                    out = mixc(out, c(look.nuc_h * hv * 0.95, 0.4), cv);
                 }
             }
         }
@@ -993,7 +995,8 @@ mod tests {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
         assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_0);
         assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_0);
-        assert_eq!("1.2.0".parse::<Generator>().unwrap(), Generator::V1_0);
+        assert_eq!("1.3.0".parse::<Generator>().unwrap(), Generator::V1_0);
+        assert!("1.2.0".parse::<Generator>().is_err());
         assert!("1.0.0".parse::<Generator>().unwrap_err().is_usage());
         assert!("1.1.0".parse::<Generator>().unwrap_err().is_usage());
         assert_eq!(
