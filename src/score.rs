@@ -353,7 +353,7 @@ impl<'a> Scoring<'a> {
         let (normaliser, normalisation) = match &options.normalise_stain {
             Some(reference) => {
                 let t_profile = Instant::now();
-                let (n, record) = stain_normaliser(&source, reference)
+                let (n, record) = stain_normaliser(&source, reference, mask.glass)
                     .map_err(|e| stream_error(path, StreamError::Read(e)))?;
                 timings.normalise_s = t_profile.elapsed().as_secs_f64();
                 (n, Some(record))
@@ -610,14 +610,16 @@ fn stain_sample(source: &dyn TileSource) -> Result<Vec<RgbImage>, SlideError> {
 }
 
 /// The normaliser from a slide's stains (measured on [`stain_sample`]) to
-/// `reference`'s, and what the report says of it. No normaliser where the sample
+/// `reference`'s against the slide's `glass` (from the tissue step), and what the
+/// report says of it. No normaliser where the sample
 /// holds too few stained pixels: the slide is scored as scanned.
 fn stain_normaliser(
     source: &dyn TileSource,
     reference: &StainProfile,
+    glass: Option<[u8; 3]>,
 ) -> Result<(Option<StainNormaliser>, StainNormalisation), SlideError> {
     let tiles = stain_sample(source)?;
-    let slide = StainProfile::measure(&tiles);
+    let slide = StainProfile::measure_against(&tiles, glass);
     let normaliser = slide
         .as_ref()
         .and_then(|s| StainNormaliser::new(s, reference));

@@ -25,6 +25,9 @@
 //! density and mixes them again with the reference's vectors (Macenko's
 //! normalisation). The model's reference is the `[stain]` table of its
 //! model.toml, measured with `dirascope stain` on slides like its training data.
+//! Optical density is taken against the slide's glass (the tissue step's
+//! thumbnail, or the sampled tiles' brightest pixels, or white): a camera's dim
+//! glass is not faint stain.
 
 use std::sync::OnceLock;
 
@@ -278,6 +281,84 @@ pub struct StainProfile {
     /// 99th percentile of each stain's concentration (OD units) over the
     /// stained pixels: [haematoxylin, eosin].
     pub max_concentration: [f64; 2],
+    /// Light through empty glass, 8-bit RGB (I0): optical density is measured
+    /// against it. 255 where not given (a model's `[stain]` table, a bright
+    /// scanner); a camera's dim glass (226 for the public-domain fixture) would
+    /// otherwise count as faint stain and be normalised into tinted tissue.
+    #[serde(default = "white", skip_serializing_if = "is_white")]
+    pub glass: [f64; 3],
+}
+
+fn white() -> [f64; 3] {
+    [255.0; 3]
+}
+
+fn is_white(glass: &[f64; 3]) -> bool {
+    *glass == white()
+}
+
+/// Share of the sampled pixels, the brightest by their sum, whose median per
+/// channel is the glass (Macenko's I0 estimate).
+const GLASS_SHARE: f64 = 0.005;
+/// Glass is bright and grey: the brightest pixels are taken for it only if every
+/// channel is at least this and the channels lie within [`GLASS_SPREAD`] of
+/// each other; otherwise (a sample of tissue alone, whose palest pixels are
+/// pink) the glass is taken as 255.
+const MIN_GLASS: f64 = 200.0;
+const GLASS_SPREAD: f64 = 5.0;
+
+/// The slide's glass (see [`StainProfile::glass`]) from the sampled pixels of
+/// `tiles`: the per-channel median of the brightest [`GLASS_SHARE`] of them
+/// where that is bright and grey, 255 otherwise.
+fn glass_of(tiles: &[RgbImage]) -> [f64; 3] {
+    let mut px: Vec<[u8; 3]> = Vec::new();
+    for tile in tiles {
+        let (w, h) = (tile.width() as usize, tile.height() as usize);
+        let raw = tile.as_raw();
+        for y in (0..h).step_by(STEP) {
+            for p in raw[y * w * 3..][..w * 3].chunks_exact(3 * STEP) {
+                px.push([p[0], p[1], p[2]]);
+            }
+        }
+    }
+    if px.is_empty() {
+        return white();
+    }
+    let sum = |p: &[u8; 3]| p.iter().map(|&v| v as u32).sum::<u32>();
+    px.sort_by_key(|p| std::cmp::Reverse(sum(p)));
+    let n = ((px.len() as f64 * GLASS_SHARE).ceil() as usize).max(1);
+    let bright = &px[..n];
+    let glass = [0, 1, 2].map(|c| {
+        let mut v: Vec<u8> = bright.iter().map(|p| p[c]).collect();
+        v.sort_unstable();
+        v[v.len() / 2] as f64
+    });
+    if is_glass(&glass) {
+        glass
+    } else {
+        white()
+    }
+}
+
+/// Bright and grey enough to be glass ([`MIN_GLASS`], [`GLASS_SPREAD`]).
+fn is_glass(colour: &[f64; 3]) -> bool {
+    let (lo, hi) = (
+        colour.iter().cloned().fold(255.0, f64::min),
+        colour.iter().cloned().fold(0.0, f64::max),
+    );
+    lo >= MIN_GLASS && hi - lo <= GLASS_SPREAD
+}
+
+/// `tile` white-balanced to `glass`: each channel scaled so that the glass reads
+/// 255 (brighter values clip).
+fn balanced(tile: &RgbImage, glass: [f64; 3]) -> RgbImage {
+    let mut out = tile.clone();
+    for p in out.pixels_mut() {
+        for (v, g) in p.0.iter_mut().zip(glass) {
+            *v = (*v as f64 * 255.0 / g).round().min(255.0) as u8;
+        }
+    }
+    out
 }
 
 /// Tiles a slide's stain profile is measured on for normalisation: at most this
@@ -289,6 +370,24 @@ impl StainProfile {
     /// concentrations of the same sampled stained pixels unmixed with them. `None`
     /// with too few stained pixels or vectors that cannot be unmixed.
     pub fn measure(tiles: &[RgbImage]) -> Option<StainProfile> {
+        StainProfile::measure_against(tiles, None)
+    }
+
+    /// [`StainProfile::measure`] with the slide's glass seen elsewhere (the
+    /// tissue step's thumbnail: sampled tissue tiles may hold no glass). A
+    /// glass that is not bright and grey (see [`MIN_GLASS`]) is not taken;
+    /// without one it is looked for in the tiles.
+    pub fn measure_against(tiles: &[RgbImage], glass: Option<[u8; 3]>) -> Option<StainProfile> {
+        let glass = match glass.map(|g| g.map(f64::from)).filter(is_glass) {
+            Some(g) => g,
+            None => glass_of(tiles),
+        };
+        let tiles: Vec<RgbImage> = if is_white(&glass) {
+            tiles.to_vec()
+        } else {
+            tiles.iter().map(|t| balanced(t, glass)).collect()
+        };
+        let tiles = &tiles[..];
         let mut stats = StainStats::new();
         tiles.iter().for_each(|t| stats.add_tile(t));
         let e = stats.estimate()?;
@@ -308,6 +407,7 @@ impl StainProfile {
             hematoxylin: e.hematoxylin,
             eosin: e.eosin,
             max_concentration,
+            glass,
         };
         profile.check().ok()?;
         Some(profile)
@@ -333,6 +433,13 @@ impl StainProfile {
             return Err(format!(
                 "hematoxylin and eosin are {apart:.1} degrees apart: too close to unmix"
             ));
+        }
+        if self
+            .glass
+            .iter()
+            .any(|g| !(g.is_finite() && (1.0..=255.0).contains(g)))
+        {
+            return Err(format!("glass {:?} must be within 1..=255", self.glass));
         }
         if self
             .max_concentration
@@ -396,7 +503,10 @@ impl StainNormaliser {
         let mut unmix = Box::new([[[0i32; 256]; 3]; 2]);
         for (k, table) in unmix.iter_mut().enumerate() {
             for (c, channel) in table.iter_mut().enumerate() {
-                for (entry, od) in channel.iter_mut().zip(od_float_table()) {
+                // OD against the slide's own glass; brighter than the glass is none.
+                let glass = slide.glass[c];
+                for (v, entry) in channel.iter_mut().enumerate() {
+                    let od = (-((v.max(1) as f64) / glass).ln()).max(0.0);
                     *entry = (rows[k][c] * scale[k] * od * steps).round() as i32;
                 }
             }
@@ -561,6 +671,46 @@ mod tests {
     }
 
     #[test]
+    fn a_dim_cameras_slide_normalises_as_the_bright_scanners_does() {
+        // The same stained tissue under bright glass and under a camera's dim,
+        // slightly blue glass (the public-domain fixture's is 226, 225, 227), with
+        // glass showing in an eighth of the tile.
+        let tissue = stained_tile(RUIFROK_HEMATOXYLIN, RUIFROK_EOSIN, 1.0, 31);
+        let with_glass = |light: [f64; 3]| {
+            RgbImage::from_fn(224, 224, |x, y| {
+                let p = if x < 112 && y < 56 {
+                    image::Rgb([255u8; 3])
+                } else {
+                    *tissue.get_pixel(x, y)
+                };
+                image::Rgb([0, 1, 2].map(|c| (p.0[c] as f64 * light[c] / 255.0).round() as u8))
+            })
+        };
+        let bright = with_glass([255.0; 3]);
+        let dim = with_glass([224.0, 223.0, 227.0]);
+        let reference = StainProfile::measure(std::slice::from_ref(&bright)).unwrap();
+        assert_eq!(reference.glass, [255.0; 3]);
+        let slide = StainProfile::measure(std::slice::from_ref(&dim)).unwrap();
+        assert_eq!(slide.glass, [224.0, 223.0, 227.0]);
+        let mut out = dim.clone();
+        StainNormaliser::new(&slide, &reference)
+            .unwrap()
+            .apply(&mut out);
+        let before = mean_abs_diff(&bright, &dim);
+        let after = mean_abs_diff(&bright, &out);
+        assert!(
+            after < 1.5 && after < before / 5.0,
+            "{before:.2} -> {after:.2} levels"
+        );
+        assert!(
+            out.get_pixel(5, 5).0.iter().all(|&v| v == 255),
+            "glass stays glass"
+        );
+        // Dense tissue alone gives no glass estimate: 255 is kept.
+        assert_eq!(StainProfile::measure(&[tissue]).unwrap().glass, [255.0; 3]);
+    }
+
+    #[test]
     fn glass_stays_glass() {
         let profile =
             StainProfile::measure(&[mixed_tile(RUIFROK_HEMATOXYLIN, RUIFROK_EOSIN, 22)]).unwrap();
@@ -574,6 +724,7 @@ mod tests {
     #[test]
     fn a_profile_that_cannot_unmix_is_refused() {
         let good = StainProfile {
+            glass: white(),
             hematoxylin: unit(RUIFROK_HEMATOXYLIN),
             eosin: unit(RUIFROK_EOSIN),
             max_concentration: [1.0, 1.0],

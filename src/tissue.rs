@@ -90,6 +90,10 @@ pub struct TissueMask {
     /// The saturation threshold used (Otsu's, floored); `None` for a user mask.
     pub saturation_threshold: Option<f64>,
     pub source: MaskSource,
+    /// The colour of the empty glass on the thumbnail: the per-channel median of
+    /// its brightest twentieth (pen left out); `None` for a user mask. Stain normalisation measures optical
+    /// density against it (a camera's glass can be far from white).
+    pub glass: Option<[u8; 3]>,
 }
 
 impl TissueMask {
@@ -110,6 +114,7 @@ impl TissueMask {
             um_per_px: mpp.map(|m| (m.x * sx + m.y * sy) / 2.0),
             saturation_threshold: None,
             source: MaskSource::Detected,
+            glass: None,
         }
     }
 
@@ -308,10 +313,52 @@ pub fn detect(
         let min_px = (options.min_component_mm2 / px_mm2).ceil() as usize;
         remove_small_components(&mut tissue, w, h, min_px);
     }
+    mask.glass = glass_colour(&pixels, &pen_margin);
     mask.tissue = tissue;
     mask.pen = pen;
     mask.saturation_threshold = Some(threshold);
     mask
+}
+
+/// Per-channel median of the brightest twentieth of the pixels that are not pen
+/// (Macenko's estimate of the light through empty glass); `None` for none.
+fn glass_colour(pixels: &[[u8; 3]], pen: &[bool]) -> Option<[u8; 3]> {
+    let mut by_sum = [0u64; 766];
+    for (p, &is_pen) in pixels.iter().zip(pen) {
+        if !is_pen {
+            by_sum[p.iter().map(|&v| v as usize).sum::<usize>()] += 1;
+        }
+    }
+    let n: u64 = by_sum.iter().sum();
+    if n == 0 {
+        return None;
+    }
+    // The darkest sum among the brightest twentieth.
+    let want = n.div_ceil(20);
+    let (mut seen, mut floor) = (0u64, 765usize);
+    while seen + by_sum[floor] < want {
+        seen += by_sum[floor];
+        floor -= 1;
+    }
+    let mut counts = [[0u64; 256]; 3];
+    let mut k = 0u64;
+    for (p, &is_pen) in pixels.iter().zip(pen) {
+        if !is_pen && p.iter().map(|&v| v as usize).sum::<usize>() >= floor {
+            k += 1;
+            for c in 0..3 {
+                counts[c][p[c] as usize] += 1;
+            }
+        }
+    }
+    Some(counts.map(|hist| {
+        let mut seen = 0;
+        hist.iter()
+            .position(|&c| {
+                seen += c;
+                2 * seen > k
+            })
+            .unwrap_or(255) as u8
+    }))
 }
 
 /// Loads a user mask (any greyscale or colour image; non-black pixels are tissue)
