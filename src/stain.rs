@@ -103,15 +103,21 @@ fn od_table() -> &'static [i32; 256] {
 /// same pixels.
 fn for_each_stained_pixel(tile: &RgbImage, mut f: impl FnMut([u8; 3], [i32; 3])) {
     let od = od_table();
+    for_each_sampled_pixel(tile, |v| {
+        let d = v.map(|x| od[x as usize]);
+        if d.iter().all(|&c| c > MIN_OD) {
+            f(v, d);
+        }
+    });
+}
+
+/// Calls `f` with every [`STEP`]th pixel of every [`STEP`]th row of `tile`.
+fn for_each_sampled_pixel(tile: &RgbImage, mut f: impl FnMut([u8; 3])) {
     let (w, h) = (tile.width() as usize, tile.height() as usize);
     let raw = tile.as_raw();
     for y in (0..h).step_by(STEP) {
         for p in raw[y * w * 3..][..w * 3].chunks_exact(3 * STEP) {
-            let v = [p[0], p[1], p[2]];
-            let d = v.map(|x| od[x as usize]);
-            if d.iter().all(|&c| c > MIN_OD) {
-                f(v, d);
-            }
+            f([p[0], p[1], p[2]]);
         }
     }
 }
@@ -313,13 +319,7 @@ const GLASS_SPREAD: f64 = 5.0;
 fn glass_of(tiles: &[RgbImage]) -> [f64; 3] {
     let mut px: Vec<[u8; 3]> = Vec::new();
     for tile in tiles {
-        let (w, h) = (tile.width() as usize, tile.height() as usize);
-        let raw = tile.as_raw();
-        for y in (0..h).step_by(STEP) {
-            for p in raw[y * w * 3..][..w * 3].chunks_exact(3 * STEP) {
-                px.push([p[0], p[1], p[2]]);
-            }
-        }
+        for_each_sampled_pixel(tile, |p| px.push(p));
     }
     if px.is_empty() {
         return white();
@@ -382,12 +382,14 @@ impl StainProfile {
             Some(g) => g,
             None => glass_of(tiles),
         };
-        let tiles: Vec<RgbImage> = if is_white(&glass) {
-            tiles.to_vec()
+        // White-balanced copies only where the glass is not white.
+        let balanced_tiles: Vec<RgbImage>;
+        let tiles = if is_white(&glass) {
+            tiles
         } else {
-            tiles.iter().map(|t| balanced(t, glass)).collect()
+            balanced_tiles = tiles.iter().map(|t| balanced(t, glass)).collect();
+            &balanced_tiles[..]
         };
-        let tiles = &tiles[..];
         let mut stats = StainStats::new();
         tiles.iter().for_each(|t| stats.add_tile(t));
         let e = stats.estimate()?;

@@ -26,15 +26,15 @@ pub const MEASURED_PD_E: [f32; 3] = [0.002, 0.904, 0.427];
 pub const MEASURED_GLASS: (f32, f32) = (224.0, 252.0);
 
 /// A measured real image's stain as synth 1.3 draws around it: unit vectors and
-/// glass from `training/realism/stain_ranges.py`, and the range of the
-/// concentration scales that bring synth's concentrations to that image's.
+/// glass from `training/realism/stain_ranges.py`.
 pub struct MeasuredStain {
     pub h: [f32; 3],
     pub e: [f32; 3],
     pub glass: [f32; 3],
-    pub h_scale: (f32, f32),
-    pub e_scale: (f32, f32),
 }
+
+/// Range of both concentration scales of a slide drawn around a measured stain.
+const MEASURED_SCALE: (f32, f32) = (0.75, 1.25);
 
 /// CMU-1 (a bright scanner, bluish hematoxylin) and the public-domain
 /// photomicrograph (a dim camera, purple hematoxylin, paler staining).
@@ -43,15 +43,11 @@ pub const MEASURED: [MeasuredStain; 2] = [
         h: MEASURED_CMU_H,
         e: MEASURED_CMU_E,
         glass: [251.0, 251.0, 249.0],
-        h_scale: (0.75, 1.25),
-        e_scale: (0.75, 1.25),
     },
     MeasuredStain {
         h: MEASURED_PD_H,
         e: MEASURED_PD_E,
         glass: [226.0, 225.0, 227.0],
-        h_scale: (0.75, 1.25),
-        e_scale: (0.75, 1.25),
     },
 ];
 
@@ -157,7 +153,7 @@ impl StainMatrix {
         let (hs, es) = if between {
             ((0.75, 1.25), (0.7, 1.3))
         } else {
-            (anchor.h_scale, anchor.e_scale)
+            (MEASURED_SCALE, MEASURED_SCALE)
         };
         StainMatrix {
             hematoxylin: normalise(h),
