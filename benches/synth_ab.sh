@@ -4,9 +4,9 @@
 # BINARY:GENERATOR, e.g. an older build kept aside and this one:
 #
 #   cargo build --release --bin dirascope
-#   benches/synth_ab.sh /tmp/dirascope-before:0.3 target/release/dirascope:1.2 [runs] [mm]
+#   benches/synth_ab.sh /tmp/dirascope-before:0.3 target/release/dirascope:1.2 [runs] [mm] [seed]
 #
-# Renders dira seed 1 at 0.5 um/px, mm x mm (default 4), 2 threads, and prints
+# Renders dira seed 1 (or the seed given) at 0.5 um/px, mm x mm (default 4), 2 threads, and prints
 # wall and CPU seconds per run, then the median CPU seconds of each side and
 # their ratio (B / A). CPU seconds are the figure to compare on a shared machine.
 set -euo pipefail
@@ -14,6 +14,7 @@ a=$1
 b=$2
 runs=${3:-3}
 mm=${4:-4}
+seed=${5:-1}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 cpu_a=()
@@ -22,10 +23,10 @@ run() {
     local bin=${1%:*} generator=${1##*:}
     rm -rf "$out/slide"
     RAYON_NUM_THREADS=2 /usr/bin/time -f "%e %U %M" -o "$out/time.txt" "$bin" synth \
-        --generator "$generator" --class dira --seed 1 --mpp 0.5 \
+        --generator "$generator" --class dira --seed "$seed" --mpp 0.5 \
         --width-mm "$mm" --height-mm "$mm" --out "$out/slide" > /dev/null
     read -r wall user rss < "$out/time.txt"
-    echo "$1  ${mm}x${mm} mm: $wall s wall, $user CPU s, peak RSS $((rss / 1024)) MiB" >&2
+    echo "$1  dira-$seed ${mm}x${mm} mm: $wall s wall, $user CPU s, peak RSS $((rss / 1024)) MiB" >&2
     echo "$user"
 }
 for _ in $(seq "$runs"); do

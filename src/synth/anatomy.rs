@@ -720,6 +720,13 @@ pub struct ColumnAt {
     bottom: f32,
 }
 
+/// The tissue outline's top and bottom at one column, for margin ink.
+#[derive(Debug, Clone, Copy)]
+pub struct InkColumn {
+    surface: f32,
+    bottom: f32,
+}
+
 /// The parts of [`Geometry::locate`] that depend on the row alone.
 #[derive(Debug, Clone, Copy)]
 pub struct RowAt {
@@ -1490,7 +1497,7 @@ impl Geometry {
             return site;
         }
         // Dermis and fat.
-        let fat_top = self.bottom.at(x) - self.fat_um;
+        let fat_top = c.bottom - self.fat_um;
         // Everything between the rete ridges is papillary dermis, whatever its
         // distance to the nearest ridge wall.
         let reach = self.ridge_norm + (self.ridge_ps - self.ridge_norm) * col.w;
@@ -1509,8 +1516,14 @@ impl Geometry {
         }
         site.under = site.region;
         for (ci, c) in self.coils.iter().enumerate() {
+            // A coil's reach is a square's first: the distance is never below
+            // either offset, so this skips no point the distance would keep.
+            let reach = c.r + NEH_HALO_UM;
+            if (x - c.x).abs() >= reach || (y - c.y).abs() >= reach {
+                continue;
+            }
             let d = noise::hypot(x - c.x, y - c.y);
-            if d < c.r + NEH_HALO_UM {
+            if d < reach {
                 if c.inflamed {
                     site.flags |= HIDRADENITIS;
                     site.neh = true;
@@ -1688,29 +1701,38 @@ impl Geometry {
         Some(f.light(f.gains(cell, self.salt), fu, fv))
     }
 
-    /// Extra OD of margin ink at (x, y) µm, if the margins were inked.
+    /// The tissue's top and bottom at column x µm, as margin ink needs them
+    /// ([`Self::ink_od_in`]); `None` where no margin was inked.
+    pub fn ink_column(&self, x: f32) -> Option<InkColumn> {
+        self.ink.as_ref().map(|_| InkColumn {
+            surface: self.surface.at(x),
+            bottom: self.bottom.at(x),
+        })
+    }
+
+    /// Extra OD of margin ink at (x, y) µm, if the margins were inked; `c` is
+    /// [`Self::ink_column`] at x, `r` [`Self::row_at`] at y (the outline's sums of
+    /// sines once a column and a row, not four times a pixel).
     #[inline]
-    pub fn ink_od(&self, x: f32, y: f32) -> [f32; 3] {
+    pub fn ink_od_in(&self, x: f32, y: f32, c: &InkColumn, r: &RowAt) -> [f32; 3] {
         let Some(ink) = &self.ink else {
             return [0.0; 3];
         };
         let mut od = [0.0f32; 3];
         for (k, side) in ink.sides.iter().enumerate() {
             let Some(colour) = side else { continue };
-            // The distance band rejects almost every pixel: test it before the
-            // (dearer) check that the point lies along the inked margin.
             let (d, along) = match k {
-                0 => (x - self.left.at(y), y),
-                1 => (self.right.at(y) - x, y),
-                _ => (self.bottom.at(x) - y, x),
+                0 => (x - r.left, y),
+                1 => (r.right - x, y),
+                _ => (c.bottom - y, x),
             };
             if d < -3.0 || d > ink.width * 1.4 {
                 continue;
             }
             let within = if k < 2 {
-                y > self.surface.at(x) - 3.0 && y < self.bottom.at(x) + 3.0
+                y > c.surface - 3.0 && y < c.bottom + 3.0
             } else {
-                x > self.left.at(y) - 3.0 && x < self.right.at(y) + 3.0
+                x > r.left - 3.0 && x < r.right + 3.0
             };
             if !within {
                 continue;

@@ -5,7 +5,7 @@
 //! rectangle's place in the global pixel grid, never on which band, tile or thread
 //! asked for it. It never writes files.
 
-use super::anatomy::{ColumnAt, Geometry, Region, RowAt, Site};
+use super::anatomy::{ColumnAt, Geometry, InkColumn, Region, RowAt, Site};
 use super::noise::{self, hash2, unit};
 use super::Generator;
 
@@ -635,15 +635,16 @@ fn blur_plane(src: &[f32], w: usize, h: usize, k: &[f32], tmp: &mut Vec<f32>, ds
     let r = k.len() / 2;
     tmp.clear();
     tmp.resize(w * h, 0.0);
+    // Tap by tap along the row, so the loop over x vectorises; each output still
+    // sums its taps from the first to the last, as a loop per output would.
+    let inner = w.saturating_sub(2 * r);
     for y in 0..h {
         let row = &src[y * w..(y + 1) * w];
-        let out = &mut tmp[y * w..(y + 1) * w];
-        for x in r..w.saturating_sub(r) {
-            let mut acc = 0.0;
-            for (i, kv) in k.iter().enumerate() {
-                acc += row[x + i - r] * kv;
+        let out = &mut tmp[y * w + r..][..inner];
+        for (i, kv) in k.iter().enumerate() {
+            for (o, v) in out.iter_mut().zip(&row[i..i + inner]) {
+                *o += v * kv;
             }
-            out[x] = acc;
         }
     }
     dst.clear();
@@ -736,10 +737,15 @@ pub fn render_rgb(
     let mut out = vec![0u8; w * h * 3];
     let nsalt = geom.salt ^ 0xA5A5;
     let mut field = None;
+    let ink_columns: Vec<Option<InkColumn>> = (0..w)
+        .map(|i| geom.ink_column(((x0 + i as i64) as f32 + 0.5) * mpp))
+        .collect();
+    let inked = ink_columns.first().is_some_and(Option::is_some);
     for j in 0..h {
         let py = y0 + j as i64;
         let y = (py as f32 + 0.5) * mpp;
         let marked = geom.section_marks_row(y);
+        let row = inked.then(|| geom.row_at(y));
         for i in 0..w {
             let px = x0 + i as i64;
             let x = (px as f32 + 0.5) * mpp;
@@ -751,7 +757,11 @@ pub fn render_rgb(
                 hc += (wh[at] - hc) * t;
                 ec += (we[at] - ec) * t;
             }
-            let (pen, ink) = (geom.pen_od(x, y), geom.ink_od(x, y));
+            let ink = match (&ink_columns[i], &row) {
+                (Some(c), Some(r)) => geom.ink_od_in(x, y, c, r),
+                _ => [0.0; 3],
+            };
+            let pen = geom.pen_od(x, y);
             let thick = if marked {
                 geom.chatter_gain(x, y) * geom.section_kept(x, y)
             } else {
