@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::anatomy::{EPIDERMIS, TISSUE};
+use super::cells::acantholytic_field;
 use super::noise::{self, hash2, unit};
 use super::output::{prepare_dir, write_manifest, SlideFiles};
 use super::render::{c, disc, ellipse, mixc, neutrophil_at, Conc};
@@ -1048,57 +1049,10 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
             // The cleft is an empty space (a little serum) with acantholytic cells
             // floating in it, drawn as synth 1.0 draws them: rounded, dense
             // eosinophilic cytoplasm, a large condensed nucleus, some neutrophils.
-            let mut out = c(
-                0.005,
-                0.01 + 0.04 * noise::value(x / 6.0, y / 6.0, salt ^ 3),
-            );
-            let sp = 14.0;
-            let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
-            for j in gj - 1..=gj + 1 {
-                for i in gi - 1..=gi + 1 {
-                    let hsh = hash2(i, j, salt ^ 4);
-                    if unit(hsh, 0) > 0.6 {
-                        continue;
-                    }
-                    let cx = (i as f32 + 0.2 + 0.6 * unit(hsh, 1)) * sp;
-                    let cy = (j as f32 + 0.2 + 0.6 * unit(hsh, 2)) * sp;
-                    let (cu, cv) = local(p, cx, cy);
-                    if (cu / p.a).powi(2) + (cv / p.b).powi(2) > 0.85 {
-                        continue;
-                    }
-                    let rc = 4.6 + 2.0 * unit(hsh, 3);
-                    let (ex, ey) = (x - cx, y - cy);
-                    let th = ey.atan2(ex);
-                    let wob = 1.0 + 0.08 * (3.0 * th + 6.3 * unit(hsh, 6)).sin();
-                    let cell = disc(ex, ey, rc * wob, aa);
-                    if cell <= 0.0 {
-                        continue;
-                    }
-                    let rn = rc * (0.38 + 0.12 * unit(hsh, 4));
-                    let (nx, ny) = (
-                        0.3 * rc * (unit(hsh, 7) - 0.5),
-                        0.3 * rc * (unit(hsh, 8) - 0.5),
-                    );
-                    let nu = nucleus(
-                        ex - nx,
-                        ey - ny,
-                        rn,
-                        rn * 0.9,
-                        0.0,
-                        0.15,
-                        0.0,
-                        hsh,
-                        aa,
-                        salt,
-                        x,
-                        y,
-                    );
-                    let grain = 0.9 + 0.2 * noise::value(x / 1.2, y / 1.2, salt ^ 5);
-                    let cyto = c(0.14, (0.5 + 0.2 * unit(hsh, 5)) * grain);
-                    let k = mixc(cyto, c(nu.1 * 1.5, 0.17), nu.0);
-                    out = mixc(out, k, cell);
-                }
-            }
+            let mut out = acantholytic_field(x, y, salt, aa, |cx, cy| {
+                let (cu, cv) = local(p, cx, cy);
+                (cu / p.a).powi(2) + (cv / p.b).powi(2) <= 0.85
+            });
             if let Some(n) = neutrophil(x, y, 17.0, 0.2, salt ^ 9, aa) {
                 out = n;
             }

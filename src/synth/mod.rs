@@ -9,6 +9,7 @@
 //! normal in equal proportions.
 
 mod anatomy;
+mod cells;
 mod geojson;
 mod implant;
 mod noise;
@@ -37,7 +38,7 @@ pub use self::truth::{MaskGrid, Truth, TruthFinding};
 
 /// Version of the default generator, written into every truth file; bump it
 /// whenever the same arguments would render different pixels.
-pub const GENERATOR_VERSION: &str = "1.3.0";
+pub const GENERATOR_VERSION: &str = "1.4.0";
 
 /// Which renderer draws the pixels. `V0_3` is kept byte-for-byte so the bundled
 /// model's training set, the committed fixtures and the realism baseline stay
@@ -48,7 +49,7 @@ pub enum Generator {
     #[serde(rename = "0.3.0")]
     V0_3,
     #[default]
-    #[serde(rename = "1.3.0")]
+    #[serde(rename = "1.4.0")]
     V1_0,
 }
 
@@ -69,15 +70,17 @@ impl FromStr for Generator {
             "0.3" | "0.3.0" => Ok(Generator::V0_3),
             // The synth 1.x line: 1.1.0 added tangential sections and margin ink,
             // 1.2.0 knife chatter and scanner fields, 1.3.0 the measured stains
-            // drawn whole, neutral absorbance and colour noise; earlier 1.x
-            // pixels are not kept (0.3 is the frozen renderer).
-            "1.0" | "1.1" | "1.2" | "1.3" | "1.3.0" => Ok(Generator::V1_0),
-            "1.0.0" | "1.1.0" | "1.2.0" => Err(SynthError::Usage(format!(
-                "generator {s}'s exact pixels are not kept; 1.3 (or 1.0-1.2) draws the \
+            // drawn whole, neutral absorbance and colour noise, 1.4.0 lesion
+            // cells of its own (lobed neutrophils, acantholytic cells,
+            // parakeratotic nuclei); earlier 1.x pixels are not kept (0.3 is the
+            // frozen renderer).
+            "1.0" | "1.1" | "1.2" | "1.3" | "1.4" | "1.4.0" => Ok(Generator::V1_0),
+            "1.0.0" | "1.1.0" | "1.2.0" | "1.3.0" => Err(SynthError::Usage(format!(
+                "generator {s}'s exact pixels are not kept; 1.4 (or 1.0-1.3) draws the \
                  current synth 1.x, 0.3 the frozen one"
             ))),
             other => Err(SynthError::Usage(format!(
-                "unknown generator '{other}'; expected 0.3 or 1.3 (1.0, 1.1 and 1.2 name the same line)"
+                "unknown generator '{other}'; expected 0.3 or 1.4 (1.0 to 1.3 name the same line)"
             ))),
         }
     }

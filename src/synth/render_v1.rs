@@ -6,10 +6,12 @@
 //! keratohyalin granules, basket-weave or compact corneum, wavy collagen bundles in
 //! a flowing direction field with white retraction clefts, thin wavy fibroblasts,
 //! fat in lobules with septa, uneven section thickness and fine stain grain.
-//! Lesion cells (neutrophils, acantholytic cells) keep synth 0.3's drawing inside
-//! this look. Pure functions of µm coordinates and the slide's salt, like 0.3.
+//! Lesion cells (neutrophils, acantholytic cells, parakeratotic nuclei) are
+//! synth 1.4's own (`cells`); vessels and red cells keep synth 0.3's drawing
+//! inside this look. Pure functions of µm coordinates and the slide's salt, like 0.3.
 
 use super::anatomy::{Region, Site};
+use super::cells::{self, CellAt, Crowd};
 use super::noise::{self, hash2, unit};
 use super::render::{c, disc, ellipse, mixc, Conc, Shader};
 
@@ -78,19 +80,22 @@ impl<'a> Shader<'a> {
             // Real texture carries its own section thickness and grain. Where
             // synth adds cells to the layer (neutrophils, parakeratotic nuclei),
             // they are drawn over it, with the eosin real nuclei also take up.
-            let cells = site.neh || site.neutro >= 0.3 || site.pk >= 0.05;
-            let drawn = cells.then(|| {
-                let k = self.shade_site(site, x, y);
-                c(k.h * V03_H, k.e * V03_E)
-            });
             let f = g.fold_factor(x, y);
-            return match drawn {
-                Some(d) if d.h > 0.8 => c(d.h * f, (d.e + 0.35 * d.h) * f),
-                _ => c(k.h * f, k.e * f),
+            let k = match self.layer_cells(site, x, y) {
+                Some(cell) => {
+                    let d = c(cell.k.h, cell.k.e + 0.35 * cell.k.h);
+                    mixc(k, d, cell.cov)
+                }
+                None => k,
             };
+            return c(k.h * f, k.e * f);
         }
         let mut k = match site.region {
             Region::Corneum => self.corneum_v1(site, x, y),
+            Region::Munro => self.munro_v1(site, x, y),
+            Region::Pustule => self.pustule_v1(x, y),
+            Region::Cleft => self.cleft_v1(x, y),
+            Region::Kogoj => self.kogoj_v1(site, x, y),
             Region::Granular | Region::Spinous | Region::Basal => self.epidermis_v1(site, x, y),
             Region::Papillary | Region::Reticular => self.dermis_v1(site, x, y),
             Region::Fat => self.fat_v1(x, y),
@@ -134,12 +139,180 @@ impl<'a> Shader<'a> {
         let compact = c(0.05, 0.55 * streak);
         let base_w = g.look.weave * (1.0 - noise::smoothstep(s.corneum - 4.0, s.corneum - 1.0, t));
         let mut out = mixc(compact, weave, base_w * (1.0 - 0.6 * s.pk));
-        if s.pk > 0.05 || s.neutro > 0.3 {
-            // Parakeratosis and neutrophils: 0.3's drawing, rescaled.
-            let k = self.shade_site(s, x, y);
-            out = mixc(out, c(k.h * V03_H, k.e * V03_E), s.pk.max(0.5 * s.neutro));
+        // Parakeratotic keratin is denser and a little basophilic.
+        out = c(out.h + 0.04 * s.pk, out.e + 0.1 * s.pk);
+        match self.layer_cells(s, x, y) {
+            Some(cell) => cell.over(out),
+            None => out,
         }
-        out
+    }
+
+    /// The lesion cells synth adds to a layer at (x, y): flat parakeratotic
+    /// nuclei and neutrophils in the corneum; neutrophils in the papillary
+    /// dermis under DIRA's pustules and around an inflamed coil. The same over
+    /// a drawn layer and over a real slide's texture (`--texture-from`).
+    fn layer_cells(&self, s: &Site, x: f32, y: f32) -> Option<CellAt> {
+        let g = self.geom;
+        let (salt, nuc_h, aa) = (g.salt ^ 0x4E0, g.look.nuc_h, self.aa);
+        let front = |a: Option<CellAt>, b: Option<CellAt>| match (a, b) {
+            (Some(a), Some(b)) => Some(if b.nuc > a.nuc { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        match s.region {
+            Region::Corneum => {
+                let para = (s.pk > 0.05)
+                    .then(|| self.parakeratotic_nucleus(s, x, y))
+                    .flatten();
+                let crowd = Crowd {
+                    spacing: 11.0,
+                    occ: 0.35 * s.neutro,
+                    pyknotic: 0.35,
+                };
+                let neutro = (s.neutro > 0.3)
+                    .then(|| cells::neutrophil(x, y, crowd, salt ^ 1, nuc_h, aa))
+                    .flatten();
+                front(para, neutro)
+            }
+            Region::Papillary | Region::Reticular => {
+                let under = (s.region == Region::Papillary && s.neutro > 0.2)
+                    .then(|| {
+                        let crowd = Crowd {
+                            spacing: 16.0,
+                            occ: 0.25 * s.neutro,
+                            pyknotic: 0.1,
+                        };
+                        cells::neutrophil(x, y, crowd, salt ^ 2, nuc_h, aa)
+                    })
+                    .flatten();
+                let halo = s
+                    .neh
+                    .then(|| {
+                        let occ = 0.6 * (1.0 - noise::smoothstep(4.0, 45.0, s.tubule_dist)) + 0.06;
+                        let crowd = Crowd {
+                            spacing: 11.0,
+                            occ,
+                            pyknotic: 0.15,
+                        };
+                        cells::neutrophil(x, y, crowd, salt ^ 3, nuc_h, aa)
+                    })
+                    .flatten();
+                front(under, halo)
+            }
+            _ => None,
+        }
+    }
+
+    /// A flat nucleus kept in parakeratotic corneum, on a grid along the surface.
+    fn parakeratotic_nucleus(&self, s: &Site, x: f32, y: f32) -> Option<CellAt> {
+        let g = self.geom;
+        let (sx, sy) = (13.0, 4.5);
+        let t = s.dc;
+        let salt = g.salt ^ 0x4F0;
+        let (gi, gj) = ((x / sx).floor() as i64, (t / sy).floor() as i64);
+        let mut best: Option<CellAt> = None;
+        for j in gj - 1..=gj + 1 {
+            for i in gi - 1..=gi + 1 {
+                let hsh = hash2(i, j, salt);
+                if unit(hsh, 0) > s.pk * 0.75 {
+                    continue;
+                }
+                let cx = (i as f32 + 0.5 + 0.4 * (unit(hsh, 1) - 0.5)) * sx;
+                let cy = (j as f32 + 0.5 + 0.4 * (unit(hsh, 2) - 0.5)) * sy;
+                let a = 3.0 + 1.4 * unit(hsh, 3);
+                let h2 = noise::mix(hsh);
+                let b = 0.75 + 0.45 * unit(h2, 0);
+                let ang = 0.25 * (unit(h2, 1) - 0.5);
+                let (cv, hv) = nucleus(
+                    x - cx,
+                    t - cy,
+                    a,
+                    b,
+                    ang,
+                    0.1,
+                    0.0,
+                    hsh,
+                    self.aa,
+                    salt,
+                    x,
+                    y,
+                );
+                if cv > best.map_or(0.0, |b| b.cov) {
+                    best = Some(CellAt {
+                        cov: cv,
+                        nuc: cv,
+                        k: c(g.look.nuc_h * hv * 1.6, 0.35),
+                    });
+                }
+            }
+        }
+        best
+    }
+
+    /// A Munro microabscess: neutrophils, many of them dying, packed into
+    /// parakeratotic corneum.
+    fn munro_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let base = self.corneum_v1(s, x, y);
+        let base = c(base.h * 0.6, base.e * 0.6);
+        let crowd = Crowd {
+            spacing: 8.0,
+            occ: 0.9,
+            pyknotic: 0.4,
+        };
+        match cells::neutrophil(x, y, crowd, g.salt ^ 0x4E4, g.look.nuc_h, self.aa) {
+            Some(cell) => cell.over(base),
+            None => base,
+        }
+    }
+
+    /// A subcorneal pustule: neutrophils packed in serum with fibrin strands.
+    fn pustule_v1(&self, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let salt = g.salt ^ 0x4E5;
+        let ground = cells::serum(x, y, salt);
+        match cells::packed_neutrophils(x, y, 9.0, 0.12, salt, g.look.nuc_h, self.aa) {
+            Some(cell) => cell.over(ground),
+            None => ground,
+        }
+    }
+
+    /// A spongiform pustule (Kogoj): neutrophils among pale, separated
+    /// keratinocytes of the upper epidermis.
+    fn kogoj_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let spinous = Site {
+            region: Region::Spinous,
+            ..*s
+        };
+        let base = self.epidermis_v1(&spinous, x, y);
+        let base = c(base.h * 0.6, base.e * 0.6);
+        let crowd = Crowd {
+            spacing: 10.0,
+            occ: 0.7,
+            pyknotic: 0.1,
+        };
+        match cells::neutrophil(x, y, crowd, g.salt ^ 0x4E6, g.look.nuc_h, self.aa) {
+            Some(cell) => cell.over(base),
+            None => base,
+        }
+    }
+
+    /// An acantholytic cleft: an empty space with a little serum, rounded
+    /// acantholytic keratinocytes floating in it (drawn as the implants draw
+    /// them) and a few neutrophils.
+    fn cleft_v1(&self, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let salt = g.salt ^ 0x4E7;
+        let out = cells::acantholytic_field(x, y, salt, self.aa, |_, _| true);
+        let crowd = Crowd {
+            spacing: 17.0,
+            occ: 0.2,
+            pyknotic: 0.1,
+        };
+        match cells::neutrophil(x, y, crowd, salt ^ 9, g.look.nuc_h, self.aa) {
+            Some(cell) => cell.over(out),
+            None => out,
+        }
     }
 
     fn epidermis_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
@@ -370,13 +543,10 @@ impl<'a> Shader<'a> {
                 out = mixc(out, c(look.nuc_h * hv * 1.3, 0.3), cv);
             }
         }
-        if (papillary && s.neutro > 0.2) || s.neh {
-            let k = self.shade_site(s, x, y);
-            if k.h > 0.8 {
-                out = c(k.h * V03_H, k.e * V03_E);
-            }
+        match self.layer_cells(s, x, y) {
+            Some(cell) => cell.over(out),
+            None => out,
         }
-        out
     }
 
     /// Fat in lobules: adipocytes of varied size with thin membranes, fibrous septa
@@ -426,11 +596,19 @@ impl<'a> Shader<'a> {
         out
     }
 
-    /// A neutrophil of an inflamed coil, in synth 1.0's tone (as the other
-    /// neutrophils it draws through synth 0.3's cell).
-    fn coil_neutrophil(&self, x: f32, y: f32, spacing: f32, occ: f32, salt: u64) -> Option<Conc> {
-        self.neutrophil(x, y, spacing, occ, salt)
-            .map(|n| c(n.h * V03_H, n.e * V03_E))
+    /// `base` with the neutrophil of an inflamed coil's crowd (spacing, occupancy,
+    /// salt) at (x, y) drawn over it, where one is.
+    fn coil_neutrophil(&self, base: Conc, x: f32, y: f32, crowd: (f32, f32, u64)) -> Conc {
+        let (spacing, occ, salt) = crowd;
+        let crowd = Crowd {
+            spacing,
+            occ,
+            pyknotic: 0.15,
+        };
+        match cells::neutrophil(x, y, crowd, salt, self.geom.look.nuc_h, self.aa) {
+            Some(n) => n.over(base),
+            None => base,
+        }
     }
 
     /// An eccrine coil: irregular tubules of cuboidal cells with pale cytoplasm and
@@ -459,9 +637,7 @@ impl<'a> Shader<'a> {
             let loose = c(0.03, g.look.collagen_e * (0.22 + 0.2 * fib));
             let out = mixc(loose, around, noise::smoothstep(0.5, 5.0, s.tubule_dist));
             if coil.inflamed {
-                if let Some(n) = self.coil_neutrophil(x, y, 10.0, 0.6, nsalt ^ 1) {
-                    return n;
-                }
+                return self.coil_neutrophil(out, x, y, (10.0, 0.6, nsalt ^ 1));
             }
             return out;
         }
@@ -473,9 +649,7 @@ impl<'a> Shader<'a> {
         let lumen = t.lumen * (0.6 + 0.9 * noise::value(ang * 1.2 + 7.0, 0.5, tsalt));
         if d < lumen {
             if coil.inflamed {
-                if let Some(n) = self.coil_neutrophil(x, y, 9.0, 0.35, nsalt ^ 2) {
-                    return n;
-                }
+                return self.coil_neutrophil(c(0.0, 0.03), x, y, (9.0, 0.35, nsalt ^ 2));
             }
             return c(0.0, 0.03);
         }
@@ -525,9 +699,7 @@ impl<'a> Shader<'a> {
             }
         }
         if coil.inflamed {
-            if let Some(n) = self.coil_neutrophil(x, y, 13.0, 0.25, nsalt ^ 4) {
-                return n;
-            }
+            return self.coil_neutrophil(out, x, y, (13.0, 0.25, nsalt ^ 4));
         }
         out
     }
@@ -1010,7 +1182,8 @@ mod tests {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
         assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_0);
         assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_0);
-        assert_eq!("1.3.0".parse::<Generator>().unwrap(), Generator::V1_0);
+        assert_eq!("1.4.0".parse::<Generator>().unwrap(), Generator::V1_0);
+        assert!("1.3.0".parse::<Generator>().is_err());
         assert!("1.2.0".parse::<Generator>().is_err());
         assert!("1.0.0".parse::<Generator>().unwrap_err().is_usage());
         assert!("1.1.0".parse::<Generator>().unwrap_err().is_usage());
