@@ -17,8 +17,15 @@ AUROC (phantom = positive) comes with a 95% interval from resampling regions:
 each real test part is cut into blocks of REGION_UM, each phantom slide is one
 region, and crops are resampled by whole region within each side.
 
+Choosing between renderer variants (`--select`): the same recipe, but the real
+crops never leave the TRAIN parts. Each train part is split along its longer side:
+the first SELECT_FIT of it trains the judge, the rest is evaluated (in regions of
+REGION_UM, as the test parts are), against phantoms of a tuning seed range
+(run.sh with SELECT=1: seeds 800-805). A variant chosen on this score has not seen
+the test parts, which the default mode reports on once.
+
 Usage:
-  judge.py --train-phantoms DIR --eval-phantoms DIR [--json OUT.json]
+  judge.py --train-phantoms DIR --eval-phantoms DIR [--select] [--json OUT.json]
 """
 
 import argparse
@@ -50,6 +57,7 @@ LR = 2e-3
 WEIGHT_DECAY = 1e-4
 SEED = 20261202
 BOOT = 1000
+SELECT_FIT = 0.75  # --select: share of each train part (along its longer side) trained on
 REAL_IMAGES = ["CMU-1-Small-Region.svs", "skin-normal-10x-public-domain.jpg"]
 # --------------------------------------------------------------------------
 
@@ -123,14 +131,31 @@ def read_real(name):
     return rgb[..., :3]
 
 
+def select_part(rect, which):
+    """--select: the fitting share ("fit") or the rest ("select") of a train part,
+    split along its longer side."""
+    x0, y0, x1, y1 = rect
+    if x1 - x0 >= y1 - y0:
+        cut_at = x0 + round((x1 - x0) * SELECT_FIT)
+        return (x0, y0, cut_at, y1) if which == "fit" else (cut_at, y0, x1, y1)
+    cut_at = y0 + round((y1 - y0) * SELECT_FIT)
+    return (x0, y0, x1, cut_at) if which == "fit" else (x0, cut_at, x1, y1)
+
+
 def real_crops(which, stride, region_base=0):
+    """Crops of the real images' `which` part: "train" or "test" as split in
+    training/real_split.toml, or "fit" / "select", the two shares of a train part
+    that --select uses."""
     crops, regions, names = [], [], []
     images = real_split.load()
     for name in REAL_IMAGES:
-        x0, y0, x1, y1 = real_split.part(name, which, images)
+        if which in ("fit", "select"):
+            x0, y0, x1, y1 = select_part(real_split.part(name, "train", images), which)
+        else:
+            x0, y0, x1, y1 = real_split.part(name, which, images)
         rgb = read_real(name)[y0:y1, x0:x1]
         img = resample(np.ascontiguousarray(rgb), real_split.mpp(name, images))
-        region_px = round(REGION_UM / TARGET_MPP) if which == "test" else None
+        region_px = round(REGION_UM / TARGET_MPP) if which in ("test", "select") else None
         c, r = cut(img, stride, region_px, region_base)
         region_base = (max(r) + 1) if r else region_base
         crops += c
@@ -255,17 +280,19 @@ def main():
     ap.add_argument("--eval-phantoms", required=True)
     ap.add_argument("--json")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--select", action="store_true", help="train and evaluate within the real train parts (choosing variants)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.time()
-    rtr, _, rtr_names = real_crops("train", TRAIN_STRIDE)
+    fit, held = ("fit", "select") if a.select else ("train", "test")
+    rtr, _, rtr_names = real_crops(fit, TRAIN_STRIDE)
     for name in REAL_IMAGES:
         n = rtr_names.count(name)
-        print(f"real train crops {name}: {n}")
+        print(f"real {fit} crops {name}: {n}")
         if n < 200:
-            sys.exit(f"{name}: only {n} train crops; the recipe needs at least 200")
+            sys.exit(f"{name}: only {n} {fit} crops; the recipe needs at least 200")
     ptr, _, _ = phantom_crops(a.train_phantoms, PHANTOM_STRIDE)
-    rte, rte_reg, rte_names = real_crops("test", EVAL_STRIDE)
+    rte, rte_reg, rte_names = real_crops(held, EVAL_STRIDE)
     pte, pte_reg, _ = phantom_crops(a.eval_phantoms, PHANTOM_STRIDE, region_base=10**6)
     print(f"train: {len(rtr)} real, {len(ptr)} phantom; eval: {len(rte)} real, {len(pte)} phantom")
     model = train(to_tensor(rtr), to_tensor(ptr))
@@ -282,6 +309,7 @@ def main():
         yy = [0] * int(m.sum()) + [1] * len(s_ph)
         per_image[name] = auroc(yy, np.concatenate([s_real[m], s_ph]))
     out = {
+        "real_eval": held,
         "auroc": auc,
         "ci95": [lo, hi],
         "phantom_regions": npos,

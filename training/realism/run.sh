@@ -4,6 +4,7 @@
 # slide's own JPEG quality), then trains and evaluates the frozen judge.
 #   training/realism/run.sh GENERATOR OUTDIR [BIN]
 # e.g. training/realism/run.sh 0.3 /tmp/realism-0.3
+# SELECT=1 judges for choosing between variants without the real test parts (below).
 # SYNTH_ARGS adds synth options, e.g. leave-one-image-out texture:
 #   SYNTH_ARGS="--texture-from ../shared/fixtures/real/CMU-1-Small-Region.svs" \
 #       training/realism/run.sh 1.0 /tmp/realism-tex-cmu
@@ -17,7 +18,14 @@ mkdir -p "$out"
 if [ ! -e "$out/train/manifest.csv" ]; then
     "$bin" synth --generator "$gen" ${SYNTH_ARGS:-} --seed 100 --count 12 --mpp 0.5 --width-mm 2 --height-mm 1.5 --out "$out/train"
 fi
-if [ ! -e "$out/eval/manifest.csv" ]; then
-    "$bin" synth --generator "$gen" ${SYNTH_ARGS:-} --seed 900 --count 6 --mpp 0.5 --width-mm 2 --height-mm 1.5 --out "$out/eval"
+# SELECT=1: the judge for choosing between variants (judge.py --select: real crops
+# from the train parts only), against phantoms of tuning seeds 800-805.
+if [ -n "${SELECT:-}" ]; then
+    eval_seed=800 eval_dir="$out/select" select=--select json="$out/judge-select.json"
+else
+    eval_seed=900 eval_dir="$out/eval" select= json="$out/judge.json"
 fi
-"$py" "$here/judge.py" --train-phantoms "$out/train" --eval-phantoms "$out/eval" --json "$out/judge.json"
+if [ ! -e "$eval_dir/manifest.csv" ]; then
+    "$bin" synth --generator "$gen" ${SYNTH_ARGS:-} --seed "$eval_seed" --count 6 --mpp 0.5 --width-mm 2 --height-mm 1.5 --out "$eval_dir"
+fi
+"$py" "$here/judge.py" --train-phantoms "$out/train" --eval-phantoms "$eval_dir" $select --json "$json"
