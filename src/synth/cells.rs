@@ -37,6 +37,11 @@ impl CellAt {
         mixc(base, self.k, self.cov)
     }
 
+    /// `base` with `cell` drawn over it where there is one.
+    pub fn maybe_over(cell: Option<CellAt>, base: Conc) -> Conc {
+        cell.map_or(base, |c| c.over(base))
+    }
+
     /// Of two overlapping cells, the one in front: the more nucleus, else the more cell.
     fn front(self, other: CellAt) -> CellAt {
         if (other.nuc, other.cov) > (self.nuc, self.cov) {

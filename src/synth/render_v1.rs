@@ -141,10 +141,7 @@ impl<'a> Shader<'a> {
         let mut out = mixc(compact, weave, base_w * (1.0 - 0.6 * s.pk));
         // Parakeratotic keratin is denser and a little basophilic.
         out = c(out.h + 0.04 * s.pk, out.e + 0.1 * s.pk);
-        match self.layer_cells(s, x, y) {
-            Some(cell) => cell.over(out),
-            None => out,
-        }
+        CellAt::maybe_over(self.layer_cells(s, x, y), out)
     }
 
     /// The lesion cells synth adds to a layer at (x, y): flat parakeratotic
@@ -259,10 +256,10 @@ impl<'a> Shader<'a> {
             occ: 0.9,
             pyknotic: 0.4,
         };
-        match cells::neutrophil(x, y, crowd, g.salt ^ 0x4E4, g.look.nuc_h, self.aa) {
-            Some(cell) => cell.over(base),
-            None => base,
-        }
+        CellAt::maybe_over(
+            cells::neutrophil(x, y, crowd, g.salt ^ 0x4E4, g.look.nuc_h, self.aa),
+            base,
+        )
     }
 
     /// A subcorneal pustule: neutrophils packed in serum with fibrin strands.
@@ -270,10 +267,10 @@ impl<'a> Shader<'a> {
         let g = self.geom;
         let salt = g.salt ^ 0x4E5;
         let ground = cells::serum(x, y, salt);
-        match cells::packed_neutrophils(x, y, 9.0, 0.12, salt, g.look.nuc_h, self.aa) {
-            Some(cell) => cell.over(ground),
-            None => ground,
-        }
+        CellAt::maybe_over(
+            cells::packed_neutrophils(x, y, 9.0, 0.12, salt, g.look.nuc_h, self.aa),
+            ground,
+        )
     }
 
     /// A spongiform pustule (Kogoj): neutrophils among pale, separated
@@ -291,10 +288,10 @@ impl<'a> Shader<'a> {
             occ: 0.7,
             pyknotic: 0.1,
         };
-        match cells::neutrophil(x, y, crowd, g.salt ^ 0x4E6, g.look.nuc_h, self.aa) {
-            Some(cell) => cell.over(base),
-            None => base,
-        }
+        CellAt::maybe_over(
+            cells::neutrophil(x, y, crowd, g.salt ^ 0x4E6, g.look.nuc_h, self.aa),
+            base,
+        )
     }
 
     /// An acantholytic cleft: an empty space with a little serum, rounded
@@ -309,10 +306,10 @@ impl<'a> Shader<'a> {
             occ: 0.2,
             pyknotic: 0.1,
         };
-        match cells::neutrophil(x, y, crowd, salt ^ 9, g.look.nuc_h, self.aa) {
-            Some(cell) => cell.over(out),
-            None => out,
-        }
+        CellAt::maybe_over(
+            cells::neutrophil(x, y, crowd, salt ^ 9, g.look.nuc_h, self.aa),
+            out,
+        )
     }
 
     fn epidermis_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
@@ -543,10 +540,7 @@ impl<'a> Shader<'a> {
                 out = mixc(out, c(look.nuc_h * hv * 1.3, 0.3), cv);
             }
         }
-        match self.layer_cells(s, x, y) {
-            Some(cell) => cell.over(out),
-            None => out,
-        }
+        CellAt::maybe_over(self.layer_cells(s, x, y), out)
     }
 
     /// Fat in lobules: adipocytes of varied size with thin membranes, fibrous septa
@@ -605,10 +599,10 @@ impl<'a> Shader<'a> {
             occ,
             pyknotic: 0.15,
         };
-        match cells::neutrophil(x, y, crowd, salt, self.geom.look.nuc_h, self.aa) {
-            Some(n) => n.over(base),
-            None => base,
-        }
+        CellAt::maybe_over(
+            cells::neutrophil(x, y, crowd, salt, self.geom.look.nuc_h, self.aa),
+            base,
+        )
     }
 
     /// An eccrine coil: irregular tubules of cuboidal cells with pale cytoplasm and
