@@ -23,11 +23,14 @@
 #                                  acantholysis-from-the-edge rule: MODEL_CARD.md)
 #   val6     seeds 860000-869999  (synth 1.2; spent 2026-12-05 on 2.7.0, two views
 #                                  of each tile: MODEL_CARD.md)
-#   val7     seeds 870000-879999  (the next model 2 candidate's validation, synth
-#                                  1.2; never rendered: render and run once after
-#                                  the next candidate's rule exists)
+#   val7     seeds 870000-879999  (synth 1.4; spent 2026-12-05 on 2.9.0, fine-tuned
+#                                  on synth 1.4: MODEL_CARD.md)
+#   val8     seeds 890000-899999  (the next model 2 candidate's validation; never
+#                                  rendered: render and run once after the next
+#                                  candidate's rule exists)
 # Seeds used elsewhere and never here: training 1000-2107, held-out tiles
-# 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039.
+# 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039,
+# training/loop_test.sh 880000-880101 (hence val8 skips to 890000).
 #
 # Environment:
 #   B        dirascope binary (default target/debug/dirascope)
@@ -90,7 +93,8 @@ base_seed() {
         val5) echo 850000 ;;
         val6) echo 860000 ;;
         val7) echo 870000 ;;
-        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7)" >&2; exit 2 ;;
+        val8) echo 890000 ;;
+        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7, val8)" >&2; exit 2 ;;
     esac
 }
 
