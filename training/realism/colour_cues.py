@@ -42,9 +42,8 @@ def print_off_plane(folder):
     print("| --- | ---: | ---: | ---: |")
     images = real_split.load()
     for name in judge.REAL_IMAGES:
-        x0, y0, x1, y1 = real_split.part(name, "train", images)
-        rgb = judge.read_real(name)[y0:y1, x0:x1]
-        img = judge.resample(np.ascontiguousarray(rgb), real_split.mpp(name, images))
+        rgb = judge.read_real_part(name, real_split.part(name, "train", images))
+        img = judge.resample(rgb, real_split.mpp(name, images))
         print(f"| {name} (train part) | " + " | ".join(f"{v:.4f}" for v in off_plane(img)) + " |")
     for path in sorted(glob.glob(os.path.join(folder, "*.tiff"))):
         rgb = tifffile.imread(path, key=0)[..., :3]

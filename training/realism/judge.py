@@ -131,6 +131,13 @@ def read_real(name):
     return rgb[..., :3]
 
 
+def read_real_part(name, rect):
+    """The rectangle (x0, y0, x1, y1) of real image `name`, e.g. a part of
+    training/real_split.toml, as contiguous RGB at the image's own MPP."""
+    x0, y0, x1, y1 = rect
+    return np.ascontiguousarray(read_real(name)[y0:y1, x0:x1])
+
+
 def select_part(rect, which):
     """--select: the fitting share ("fit") or the rest ("select") of a train part,
     split along its longer side."""
@@ -150,11 +157,10 @@ def real_crops(which, stride, region_base=0):
     images = real_split.load()
     for name in REAL_IMAGES:
         if which in ("fit", "select"):
-            x0, y0, x1, y1 = select_part(real_split.part(name, "train", images), which)
+            rect = select_part(real_split.part(name, "train", images), which)
         else:
-            x0, y0, x1, y1 = real_split.part(name, which, images)
-        rgb = read_real(name)[y0:y1, x0:x1]
-        img = resample(np.ascontiguousarray(rgb), real_split.mpp(name, images))
+            rect = real_split.part(name, which, images)
+        img = resample(read_real_part(name, rect), real_split.mpp(name, images))
         region_px = round(REGION_UM / TARGET_MPP) if which in ("test", "select") else None
         c, r = cut(img, stride, region_px, region_base)
         region_base = (max(r) + 1) if r else region_base

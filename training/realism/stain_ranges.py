@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import real_split  # noqa: E402
-from realism.judge import REAL_IMAGES, read_real  # noqa: E402
+from realism.judge import REAL_IMAGES, read_real_part  # noqa: E402
 
 OD_THRESHOLD = 0.15
 ALPHA = 1.0  # percentile of the angle extremes
@@ -59,8 +59,7 @@ def main():
     images = real_split.load()
     out = {}
     for name in REAL_IMAGES:
-        x0, y0, x1, y1 = real_split.part(name, "train", images)
-        rgb = read_real(name)[y0:y1, x0:x1]
+        rgb = read_real_part(name, real_split.part(name, "train", images))
         i0 = glass(rgb)
         h, e, conc = macenko(rgb, i0)
         q = [5, 50, 95, 99]

@@ -28,7 +28,7 @@ from skimage import color
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import real_split  # noqa: E402
-from realism.judge import REAL_IMAGES, phantom_mpp, read_real, resample  # noqa: E402
+from realism.judge import REAL_IMAGES, phantom_mpp, read_real_part, resample  # noqa: E402
 
 TISSUE_OD = 0.15
 PCTS = (50, 90, 99)
@@ -68,8 +68,8 @@ def main():
     images = real_split.load()
     out = {}
     for name in REAL_IMAGES:
-        x0, y0, x1, y1 = real_split.part(name, "train", images)
-        rgb = resample(np.ascontiguousarray(read_real(name)[y0:y1, x0:x1]), real_split.mpp(name, images))
+        rgb = read_real_part(name, real_split.part(name, "train", images))
+        rgb = resample(rgb, real_split.mpp(name, images))
         rh, re = densities(rgb)
         ph, pe, slides = [], [], []
         for p in sorted(glob.glob(os.path.join(a.phantoms, "*.tiff"))):
