@@ -6,7 +6,7 @@
                                                         # false tiles per mm2 by size
 
 `labels` reads every stratum folder's manifest.csv and each slide's truth.json
-(class, DIRA variant, psoriasiform change, MPP, size, artefacts) and writes one
+(class, DIRA variant, psoriasiform change, MPP, size, artefacts, stain) and writes one
 labels.csv that `dirascope validate` and `dirascope calibrate` read (slide_id,
 label, and the strata as extra columns).
 
@@ -18,6 +18,13 @@ psoriasiform-pattern; normal -> no-pustular-pattern. Artefact strata (pen, fold,
 out-of-focus band of 0.3-0.9 mm) expect the same call: none of them should fail QC
 (pen is masked out, a fold is tissue, and a band leaves the median tile in focus).
 Any other call counts as wrong.
+
+The stain stratum: synth 1.3 and later draw each slide in the stain of one of the two
+measured real images (src/synth/stain.rs, `MEASURED`), each with its own glass: the
+scanner's (CMU-1, about 251) or the camera's (the public-domain image, about 226),
+jittered by at most 4.5 grey levels. A slide's recorded background (mean over the
+channels) above 238 is the scanner style, below it the camera style. Earlier
+generators drew stains between the two: "between".
 
 `lesions` measures what issue 12 asks of slide evidence, from each slide's
 tiles.csv and truth masks: for every true lesion (a connected component of a
@@ -42,7 +49,9 @@ EXPECTED = {
     "normal": "no-pustular-pattern",
 }
 ABSTAIN = {"mixed", "qc-fail", "insufficient-tissue"}
-COLUMNS = ["slide_id", "label", "stratum", "size", "mpp", "variant", "psoriasiform_change", "artefact"]
+COLUMNS = ["slide_id", "label", "stratum", "size", "mpp", "variant", "psoriasiform_change", "artefact", "stain"]
+# Mean glass between the camera's (226) and the scanner's (251): see the module doc.
+GLASS_SPLIT = 238.0
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -53,6 +62,14 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return (max(0.0, c - h), min(1.0, c + h))
+
+
+def stain_style(truth: dict) -> str:
+    major, minor = (int(x) for x in truth["generator_version"].split(".")[:2])
+    if (major, minor) < (1, 3):
+        return "between"
+    glass = sum(truth["stain"]["background"]) / 3
+    return "scanner (CMU-1)" if glass > GLASS_SPLIT else "camera (public domain)"
 
 
 def labels(setdir: Path) -> None:
@@ -68,7 +85,7 @@ def labels(setdir: Path) -> None:
             ps = "psoriasiform" in truth["findings_present"]
             variant = truth["variant"] if truth["class"] == "dira" else "-"
             w.writerow([row["slide_id"], truth["class"], stratum, size, f"{truth['mpp']:g}", variant,
-                        "yes" if ps else "no", "+".join(arts) or "none"])
+                        "yes" if ps else "no", "+".join(arts) or "none", stain_style(truth)])
 
 
 def tables(scored: Path, labels_csv: Path) -> None:
@@ -111,6 +128,7 @@ def tables(scored: Path, labels_csv: Path) -> None:
         ("DIRA variant", lambda r: r["variant"] + (" + psoriasiform" if r["psoriasiform_change"] == "yes" else "")
          if r["label"] == "dira" else None),
         ("artefact", lambda r: r["artefact"]),
+        ("stain", lambda r: r.get("stain") or "not recorded"),
         ("protocol stratum", lambda r: r["stratum"]),
     ]
     for title, key in groups:
