@@ -44,7 +44,7 @@ fn a_copied_binary_finds_its_model_and_scores_from_anywhere() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("sha256 24d80e63") && stdout.contains(" ok)"),
+        stdout.contains("sha256 5e415f08") && stdout.contains(" ok)"),
         "{stdout}"
     );
     let source_tree = env!("CARGO_MANIFEST_DIR");

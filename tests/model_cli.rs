@@ -70,7 +70,7 @@ fn bundled_model_checks_out_with_no_argument() {
         .args(["model", "check"])
         .assert()
         .success()
-        .stdout(contains("dirascope-phantom-v1"))
+        .stdout(contains("dirascope-v2"))
         .stdout(contains("source     bundled, embedded in the binary"))
         .stdout(contains(" ok)"))
         .stdout(contains("not embedded"));

@@ -12,6 +12,11 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The bundled model's folder (the binary embeds the same files).
+fn bundled_model() -> PathBuf {
+    PathBuf::from(dirascope::model::BUNDLED_MODEL_DIR)
+}
+
 fn dirascope() -> Command {
     Command::cargo_bin("dirascope").unwrap()
 }
@@ -56,7 +61,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// The bundled model folder copied, with `edit` applied to its model.toml.
 fn model_copy(into: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     let dir = into.join("model");
-    copy_tree(&root().join("models/dirascope-phantom-v1"), &dir);
+    copy_tree(&bundled_model(), &dir);
     let toml = dir.join("model.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     std::fs::write(&toml, edit(text)).unwrap();
@@ -85,7 +90,7 @@ fn calibrate(labels: &Path) -> Command {
         .arg("--labels")
         .arg(labels)
         .arg("--model")
-        .arg(root().join("models/dirascope-phantom-v1"));
+        .arg(bundled_model());
     cmd
 }
 
@@ -107,7 +112,7 @@ const PHANTOMS: [(&str, &str); 4] = [
 fn recall_under_the_same_rule_changes_no_call_and_no_score() {
     let dir = tempfile::tempdir().unwrap();
     let run = copy_of_run(dir.path());
-    recall(&run, &root().join("models/dirascope-phantom-v1"))
+    recall(&run, &bundled_model())
         .assert()
         .success()
         .stdout(contains("recalled 4 slides").and(contains("0 calls changed")));
@@ -178,7 +183,7 @@ fn recall_refuses_a_model_with_other_weights() {
         std::fs::read(run.join("dira-3/report.json")).unwrap(),
         before
     );
-    recall(dir.path(), &root().join("models/dirascope-phantom-v1"))
+    recall(dir.path(), &bundled_model())
         .assert()
         .code(2)
         .stderr(contains("summary.csv"));
@@ -195,11 +200,10 @@ fn calibrate_writes_a_new_model_folder_and_says_what_changed() {
         .assert()
         .success()
         .stdout(contains("version").and(contains("rule.dira_threshold")));
-    let old_onnx = std::fs::read(root().join("models/dirascope-phantom-v1/model.onnx")).unwrap();
+    let old_onnx = std::fs::read(bundled_model().join("model.onnx")).unwrap();
     assert_eq!(std::fs::read(new.join("model.onnx")).unwrap(), old_onnx);
     let toml = std::fs::read_to_string(new.join("model.toml")).unwrap();
-    let bundled =
-        std::fs::read_to_string(root().join("models/dirascope-phantom-v1/model.toml")).unwrap();
+    let bundled = std::fs::read_to_string(bundled_model().join("model.toml")).unwrap();
     let version = |t: &str| {
         t.lines()
             .find(|l| l.starts_with("version = "))
@@ -218,7 +222,7 @@ fn calibrate_writes_a_new_model_folder_and_says_what_changed() {
         "{toml}"
     );
     assert!(
-        stamp[2].contains("predate this calibration (source version 1.5.0)"),
+        stamp[2].contains("predate this calibration (source version 2.9.0)"),
         "{toml}"
     );
     for f in [
@@ -267,7 +271,7 @@ fn calibrate_names_a_missing_class_and_exits_2() {
 }
 
 /// A rule fitted on overlapping tiles travels with its overlap: calibrate on a run
-/// scored with another `--overlap` than the bundled folder's (112 px) writes it into
+/// scored with another `--overlap` than the bundled folder's (0 px) writes it into
 /// the new folder, `score` with that folder tiles with it by default, and `recall`
 /// refuses a run scored with another overlap (its tiles are other tiles), naming
 /// the field.
@@ -290,7 +294,7 @@ fn a_rule_fitted_on_overlapping_tiles_keeps_its_overlap() {
         .arg("--labels")
         .arg(&labels)
         .arg("--model")
-        .arg(root().join("models/dirascope-phantom-v1"))
+        .arg(bundled_model())
         .arg("--out")
         .arg(&new)
         .assert()
@@ -299,14 +303,14 @@ fn a_rule_fitted_on_overlapping_tiles_keeps_its_overlap() {
     let toml = std::fs::read_to_string(new.join("model.toml")).unwrap();
     assert!(toml.contains("overlap_px = 56"), "{toml}");
 
-    // The bundled run (at the bundled 112 px) under the new folder: refused,
+    // The bundled run (at the bundled 0 px) under the new folder: refused,
     // nothing rewritten.
     let plain = copy_of_run(dir.path());
     let before = std::fs::read(plain.join("dira-3/report.json")).unwrap();
     recall(&plain, &new)
         .assert()
         .code(4)
-        .stderr(contains("overlap_px").and(contains("112 px there, 56 px here")));
+        .stderr(contains("overlap_px").and(contains("0 px there, 56 px here")));
     assert_eq!(
         std::fs::read(plain.join("dira-3/report.json")).unwrap(),
         before

@@ -99,7 +99,13 @@ fn slides_in_the_models_own_stain_keep_their_calls_at_any_thread_count() {
         assert!(diff < 0.05, "{id}: {diff}");
         let n = &after["qc"]["stain_normalisation"];
         assert_eq!(n["applied"], true, "{id}: {n}");
-        assert_eq!(n["sampled_tiles"], 64, "{id}: {n}");
+        // Up to 64 tissue tiles are sampled: all of them on a slide with fewer.
+        let scored = after["tiles"]["scored"].as_u64().unwrap();
+        assert_eq!(
+            n["sampled_tiles"].as_u64(),
+            Some(scored.min(64)),
+            "{id}: {n}"
+        );
         assert!(n["slide"]["max_concentration"][1].as_f64().unwrap() > 0.0);
         assert_eq!(
             after["audit"]["configuration"]["stain_reference"], n["reference"],

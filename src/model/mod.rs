@@ -23,19 +23,18 @@ pub const MANIFEST_FILE: &str = "model.toml";
 
 /// The bundled model's folder in the source tree. The binary does not read it: the
 /// default model is embedded ([`bundled`]); tests and benches use the folder.
-pub const BUNDLED_MODEL_DIR: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/models/dirascope-phantom-v1");
+pub const BUNDLED_MODEL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/dirascope-v2");
 
 /// The default model's files, embedded in the binary at build time, so a binary
 /// copied or installed away from the source tree still has its model. Only the
 /// manifest and the ONNX file it names (no external data, no parity fixture).
 pub mod bundled {
     /// `model.toml`.
-    pub const MANIFEST: &str = include_str!("../../models/dirascope-phantom-v1/model.toml");
+    pub const MANIFEST: &str = include_str!("../../models/dirascope-v2/model.toml");
     /// The file the manifest's `onnx` names.
     pub const ONNX_FILE: &str = "model.onnx";
     /// Its bytes (the manifest's sha256 is checked at every load).
-    pub const ONNX: &[u8] = include_bytes!("../../models/dirascope-phantom-v1/model.onnx");
+    pub const ONNX: &[u8] = include_bytes!("../../models/dirascope-v2/model.onnx");
     /// What error messages name as the embedded model's folder.
     pub const LABEL: &str = "(bundled model)";
 }
