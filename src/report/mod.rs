@@ -172,6 +172,16 @@ pub struct TissueParams {
     pub close_radius: u32,
     pub min_component_mm2: f64,
     pub min_saturation: f64,
+    /// Absent in reports written before the cap existed: no cap then (1.0).
+    #[serde(default = "no_saturation_cap")]
+    pub max_saturation: f64,
+    /// Absent in reports written before 2026-12-05: opened, then closed.
+    #[serde(default)]
+    pub close_first: bool,
+}
+
+fn no_saturation_cap() -> f64 {
+    1.0
 }
 
 impl TissueParams {
@@ -184,6 +194,8 @@ impl TissueParams {
             close_radius: o.close_radius,
             min_component_mm2: o.min_component_mm2,
             min_saturation: o.min_saturation,
+            max_saturation: o.max_saturation,
+            close_first: o.close_first,
         }
     }
 }
