@@ -221,8 +221,11 @@ fn calibrate_writes_a_new_model_folder_and_says_what_changed() {
         stamp[1].starts_with("# Thresholds fitted by dirascope calibrate on 4 slides"),
         "{toml}"
     );
+    let source_version = version(&bundled).replace("version = ", "").replace('"', "");
     assert!(
-        stamp[2].contains("predate this calibration (source version 2.9.0)"),
+        stamp[2].contains(&format!(
+            "predate this calibration (source version {source_version})"
+        )),
         "{toml}"
     );
     for f in [

@@ -6,7 +6,14 @@ model was chosen (model2_data.sh held3), so that a figure is not one the choice
 was made on.
 
     python training/eval_heldout.py MODEL_DIR [MODEL_DIR ...] \
-        --heldout "held3=DATA/held3-implant-cmu,DATA/held3-implant-pd" [--dira-only] [--json OUT]
+        --heldout "held3=DATA/held3-implant-cmu,DATA/held3-implant-pd" [--dira-only] [--by-stain] [--json OUT]
+
+--by-stain also reports each stain style of synth 1.3 and later apart: a slide is
+scanner-style (CMU-1's stain) or camera-style (the public-domain image's) by its
+glass: the commonest channel mean among its tiles' pixels brighter than 200, above or
+below 238, as training/protocol_tables.py splits slides by their recorded glass
+(scanner about 251, camera about 226; on held-mixed-1.0 the 12 slides' modes were
+221-227 or 246-252).
 """
 
 from __future__ import annotations
@@ -35,6 +42,21 @@ def probabilities(model_dir: Path, tiles: np.ndarray, threads: int) -> np.ndarra
     return np.concatenate(out)
 
 
+# Glass between the camera's (226) and the scanner's (251): protocol_tables.GLASS_SPLIT.
+GLASS_SPLIT = 238.0
+
+
+def stain_styles(tiles: np.ndarray, slides: np.ndarray) -> dict[str, np.ndarray]:
+    """Tile masks per stain style, each slide judged by the glass of its tiles."""
+    style = {}
+    for s in np.unique(slides):
+        bright = tiles[slides == s].mean(axis=-1).round().astype(np.int64).ravel()
+        glass = np.bincount(bright[bright > 200], minlength=256).argmax()
+        style[s] = "scanner" if glass > GLASS_SPLIT else "camera"
+    per_tile = np.array([style[s] for s in slides])
+    return {name: per_tile == name for name in ("scanner", "camera")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("models", type=Path, nargs="+")
@@ -42,6 +64,7 @@ def main() -> None:
     ap.add_argument("--pos-frac", type=float, default=0.01)
     ap.add_argument("--pos-frac-for", nargs="*", default=["neutrophilic_eccrine_hidradenitis=0.1"])
     ap.add_argument("--dira-only", action="store_true", help="also report the DIRA slides' tiles alone")
+    ap.add_argument("--by-stain", action="store_true", help="also report scanner- and camera-stained slides apart")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -52,6 +75,9 @@ def main() -> None:
         subsets = [(name, np.ones(len(tiles), bool))]
         if args.dira_only:
             subsets.append((f"{name} DIRA", np.array(["dira-" in s for s in slides])))
+        if args.by_stain:
+            for style, keep in stain_styles(tiles, slides).items():
+                subsets.append((f"{name} {style}-stained", keep))
         for model_dir in args.models:
             probs = probabilities(model_dir, tiles, args.threads)
             for label, keep in subsets:
