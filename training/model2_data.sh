@@ -180,7 +180,8 @@ for phase in $PHASES; do
         # it 8 tiles had psoriasiform change over 10% (the public-domain image's:
         # 117), and 2.9.0's implanted psoriasiform AUROC was 0.775 on CMU-1 (held2)
         # against 0.962 on the public-domain image. Negatives of the same look too,
-        # so that the texture does not stand for the finding.
+        # so that the texture does not stand for the finding. Tried once (MODEL_CARD.md
+        # "Tried and dropped"): the fine-tune learned the texture, not the change.
         train6)
             phantoms train6-tex-cmu-psoriasis 1.0 --class psoriasis --count 8 --seed 11400 \
                 --texture-from "$CMU"
