@@ -38,7 +38,7 @@ const JPEG_QUALITY: u8 = 60;
 /// The generator the bundled model (model 2) was trained on and its fixtures were
 /// drawn with: the synth 1.x line (1.4). Model 1.2.0 (`models/dirascope-phantom-v1`)
 /// was trained on synth 0.3's cartoon phantoms and fails this check with `--model`:
-/// on these phantoms it calls 2 of 4 right.
+/// on these phantoms it calls 1 of 4 right (2026-12-05).
 const GENERATOR: Generator = Generator::V1_0;
 
 /// What `selfcheck` is run with. `Default`: the embedded model, all cores, a
