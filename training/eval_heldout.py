@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import dirascope_model as dm
+from protocol_tables import STAIN_STYLES, glass_style
 from train import evaluate, load_exports, parse_heldout, parse_pos_frac
 
 
@@ -42,19 +43,14 @@ def probabilities(model_dir: Path, tiles: np.ndarray, threads: int) -> np.ndarra
     return np.concatenate(out)
 
 
-# Glass between the camera's (226) and the scanner's (251): protocol_tables.GLASS_SPLIT.
-GLASS_SPLIT = 238.0
-
-
 def stain_styles(tiles: np.ndarray, slides: np.ndarray) -> dict[str, np.ndarray]:
     """Tile masks per stain style, each slide judged by the glass of its tiles."""
     style = {}
     for s in np.unique(slides):
         bright = tiles[slides == s].mean(axis=-1).round().astype(np.int64).ravel()
-        glass = np.bincount(bright[bright > 200], minlength=256).argmax()
-        style[s] = "scanner" if glass > GLASS_SPLIT else "camera"
+        style[s] = glass_style(float(np.bincount(bright[bright > 200], minlength=256).argmax()))
     per_tile = np.array([style[s] for s in slides])
-    return {name: per_tile == name for name in ("scanner", "camera")}
+    return {name: per_tile == name for name in STAIN_STYLES}
 
 
 def main() -> None:
@@ -77,7 +73,7 @@ def main() -> None:
             subsets.append((f"{name} DIRA", np.array(["dira-" in s for s in slides])))
         if args.by_stain:
             for style, keep in stain_styles(tiles, slides).items():
-                subsets.append((f"{name} {style}-stained", keep))
+                subsets.append((f"{name} {style} stain", keep))
         for model_dir in args.models:
             probs = probabilities(model_dir, tiles, args.threads)
             for label, keep in subsets:

@@ -64,12 +64,19 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return (max(0.0, c - h), min(1.0, c + h))
 
 
+STAIN_STYLES = ("scanner (CMU-1)", "camera (public domain)")
+
+
+def glass_style(glass: float) -> str:
+    """The stain style of a synth 1.3+ slide whose glass (mean over channels) is `glass`."""
+    return STAIN_STYLES[0] if glass > GLASS_SPLIT else STAIN_STYLES[1]
+
+
 def stain_style(truth: dict) -> str:
     major, minor = (int(x) for x in truth["generator_version"].split(".")[:2])
     if (major, minor) < (1, 3):
         return "between"
-    glass = sum(truth["stain"]["background"]) / 3
-    return "scanner (CMU-1)" if glass > GLASS_SPLIT else "camera (public domain)"
+    return glass_style(sum(truth["stain"]["background"]) / 3)
 
 
 def labels(setdir: Path) -> None:

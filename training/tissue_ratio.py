@@ -1,7 +1,7 @@
 """Detected tissue against the phantoms' truth: for every slide of a protocol set
 (training/protocol.sh), the tissue area the `tissue` stage found (report.json) over
 the area synth drew (truth.json), summarised by stain style and source MPP, with the
-slides below a ratio listed and the calls that were not tissue-limited counted.
+slides below a ratio listed with their calls in each run.
 
     python training/tissue_ratio.py SETDIR SCORED [SCORED ...] [--below 0.4]
 
