@@ -630,6 +630,13 @@ fn score(args: ScoreArgs) -> Result<u8, Failure> {
             ))
         })?);
     }
+    if !args.quiet {
+        // Said before the run as well as in every report: a call from a rule
+        // applied off the tiling it was fitted at is not what its card measured.
+        for w in options.off_rule() {
+            eprintln!("dirascope: warning: {w} (report.json audit.warnings)");
+        }
+    }
     let scoring = crate::score::Scoring::new(&scorer, scorer.info(), options)
         .map_err(|e| usage(e.to_string()))?;
     let batch_options = crate::batch::BatchOptions {

@@ -48,6 +48,49 @@ pub struct ScoreOptions {
     /// `--normalise-stain`: map every slide's stains onto this profile (the
     /// model's `[stain]`) before the model sees its tiles.
     pub normalise_stain: Option<StainProfile>,
+    /// The tiling the model's rule was fitted at (its manifest's overlap and minimum
+    /// tissue), where a manifest set the options; a run that tiles otherwise gets a
+    /// warning in every audit, since its calls are off the rule's calibration.
+    pub rule_fitted_at: Option<RuleTiling>,
+}
+
+/// The tiling a model's rule thresholds were fitted at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RuleTiling {
+    pub overlap_px: u32,
+    pub min_tissue: f64,
+}
+
+impl ScoreOptions {
+    /// What in these options differs from how the model's rule was fitted, one
+    /// sentence each (empty where nothing does, or no manifest set the options).
+    pub fn off_rule(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(fit) = self.rule_fitted_at {
+            if self.overlap_px != fit.overlap_px {
+                out.push(format!(
+                    "tiles overlap by {} px, the model's rule was fitted at {} px: \
+                     finding scores read more (or fewer) tiles, so the call is off the rule's calibration",
+                    self.overlap_px, fit.overlap_px
+                ));
+            }
+            if self.min_tissue != fit.min_tissue {
+                out.push(format!(
+                    "tiles kept from {} tissue, the model's rule was fitted at {}: \
+                     the call is off the rule's calibration",
+                    self.min_tissue, fit.min_tissue
+                ));
+            }
+            if self.normalise_stain.is_some() {
+                out.push(
+                    "stain normalised (--normalise-stain), the model's rule was fitted on slides as scanned: \
+                     the call is off the rule's calibration"
+                        .into(),
+                );
+            }
+        }
+        out
+    }
 }
 
 impl Default for ScoreOptions {
@@ -65,6 +108,7 @@ impl Default for ScoreOptions {
             hash_slides: true,
             evidence_crops: true,
             normalise_stain: None,
+            rule_fitted_at: None,
         }
     }
 }
@@ -572,6 +616,7 @@ impl<'a> Scoring<'a> {
         if slide.sha256.is_none() {
             warnings.push("slide not hashed: a rerun cannot reuse this report".into());
         }
+        warnings.extend(self.options.off_rule());
         report::Audit {
             tool_version: report::ToolInfo::default().version,
             model: self.model.clone(),
@@ -890,6 +935,43 @@ mod tests {
         }
         let evidence = std::fs::read_dir(out1.join("evidence")).unwrap().count();
         assert_eq!(evidence, 4 * 8);
+    }
+
+    #[test]
+    fn tiling_off_the_rule_is_named_and_the_rule_s_own_is_not() {
+        let fit = RuleTiling {
+            overlap_px: 0,
+            min_tissue: 0.1,
+        };
+        let at_fit = ScoreOptions {
+            overlap_px: 0,
+            min_tissue: 0.1,
+            rule_fitted_at: Some(fit),
+            ..ScoreOptions::default()
+        };
+        assert!(at_fit.off_rule().is_empty());
+        // Without a manifest there is no rule to be off.
+        let no_manifest = ScoreOptions {
+            overlap_px: 56,
+            ..ScoreOptions::default()
+        };
+        assert!(no_manifest.off_rule().is_empty());
+        let off = ScoreOptions {
+            overlap_px: 168,
+            min_tissue: 0.5,
+            normalise_stain: Some(StainProfile {
+                hematoxylin: [0.65, 0.70, 0.29],
+                eosin: [0.07, 0.99, 0.11],
+                max_concentration: [1.0, 1.0],
+                glass: [255.0; 3],
+            }),
+            ..at_fit.clone()
+        };
+        let w = off.off_rule();
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("168 px") && w[0].contains("fitted at 0 px"));
+        assert!(w[1].contains("from 0.5 tissue") && w[1].contains("fitted at 0.1"));
+        assert!(w[2].contains("--normalise-stain"));
     }
 
     #[test]

@@ -58,6 +58,10 @@ impl ModelScorer {
 pub fn manifest_options(m: &Manifest, mut base: ScoreOptions) -> ScoreOptions {
     base.min_tissue = m.aggregation.min_tissue;
     base.overlap_px = m.aggregation.overlap_px;
+    base.rule_fitted_at = Some(crate::score::RuleTiling {
+        overlap_px: m.aggregation.overlap_px,
+        min_tissue: m.aggregation.min_tissue,
+    });
     base.aggregate.top_k_fraction = m.aggregation.top_k_fraction;
     base.aggregate.top_k_min = m.aggregation.top_k_min as usize;
     base.aggregate.finding_scores = m

@@ -288,7 +288,21 @@ fn a_rule_fitted_on_overlapping_tiles_keeps_its_overlap() {
         .args(["--overlap", "56", "--out"])
         .arg(&run)
         .assert()
-        .success();
+        .success()
+        .stderr(contains(
+            "warning: tiles overlap by 56 px, the model's rule was fitted at 0 px",
+        ));
+    // Every report of the off-rule run says so too.
+    let warned = |r: &serde_json::Value| {
+        r["audit"]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("off the rule's calibration"))
+    };
+    for id in PHANTOMS.iter().map(|(id, _)| id) {
+        assert!(warned(&report(&run, id)), "{id}");
+    }
     let labels = labels(dir.path(), &PHANTOMS);
     let new = dir.path().join("fitted-at-56");
     dirascope()
@@ -336,4 +350,6 @@ fn a_rule_fitted_on_overlapping_tiles_keeps_its_overlap() {
         r["audit"]["configuration"]["tiling"]["overlap_px"], 56,
         "{r}"
     );
+    // At the overlap its rule was fitted at: no warning.
+    assert!(!warned(&r), "{r}");
 }

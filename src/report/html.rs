@@ -276,6 +276,10 @@ pub fn render_slide(dir: &Path, r: &SlideReport) -> String {
     if r.result.call == Call::DiraPattern {
         let _ = writeln!(h, "<p class=\"il1rn\">{}</p>", escape(IL1RN_NOTE));
     }
+    // QC flags have their own line below; the rest of the audit's warnings here.
+    for w in r.audit.warnings.iter().filter(|w| !w.starts_with("QC ")) {
+        let _ = writeln!(h, "<p class=\"flag\">Warning: {}</p>", escape(w));
+    }
     let mpp = r
         .slide
         .mpp
