@@ -43,10 +43,14 @@ fn a_copied_binary_finds_its_model_and_scores_from_anywhere() {
         stdout.contains("source     bundled, embedded in the binary"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("sha256 5e415f08") && stdout.contains(" ok)"),
-        "{stdout}"
-    );
+    // The bundled model is models/dirascope-v2's, checked against its manifest's digest.
+    let manifest = std::fs::read_to_string(fixture("models/dirascope-v2/model.toml")).unwrap();
+    let digest = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256 = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    assert!(stdout.contains(&format!("sha256 {digest} ok)")), "{stdout}");
     let source_tree = env!("CARGO_MANIFEST_DIR");
     assert!(
         !stdout.contains(source_tree),

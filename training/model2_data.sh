@@ -24,12 +24,13 @@
 # as negatives for the DIRA findings (a calibration rule's DIRA threshold is set
 # by the best false acantholysis tiles of big psoriasiform slides); train5: 48 more
 # DIRA phantoms for acantholysis; train6: phantoms textured from CMU-1's train part,
-# 8 of each class, for psoriasiform change in the scanner's look. Needs a release build (DIRASCOPE=path
+# 8 of each class, for psoriasiform change in the scanner's look; train7: 24 fold
+# and 8 pen phantoms of every class (no training slide had a section artefact). Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
 # Seeds (disjoint from every other set in the project; see training/protocol.sh):
 #   train  3000-3999, implants 4000-4399, (train2) 5000-8999, (train3) 9000-10999,
-#   (train4) 11000-11299, (train5) 11300-11399, (train6) 11400-11799
+#   (train4) 11000-11299, (train5) 11300-11399, (train6) 11400-11799, (train7) 11800-11999
 #   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999,
 #   held4 920000-923999
 set -euo pipefail
@@ -191,6 +192,16 @@ for phase in $PHASES; do
                 --texture-from "$CMU"
             phantoms train6-tex-cmu-dira 1.0 --class dira --count 8 --seed 11700 \
                 --texture-from "$CMU"
+            ;;
+        # Section artefacts in training: no training slide had a fold or pen mark,
+        # and the one false DIRA call over val7 and val8 (2.9.0) was a pustular
+        # psoriasis slide with a fold. Every class, as the protocol's artefact
+        # strata draw them (3 x 3 mm at 1.0 um/px; class = seed mod 4).
+        train7)
+            phantoms train7-fold 1.0 --count 24 --seed 11800 --width-mm 3 --height-mm 3 \
+                --artefacts fold
+            phantoms train7-pen 1.0 --count 8 --seed 11900 --width-mm 3 --height-mm 3 \
+                --artefacts pen
             ;;
         held3)
             implants held3-implant-cmu test 916000 \

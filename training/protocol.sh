@@ -28,12 +28,15 @@
 #   val8     seeds 890000-899999  (synth 1.4; spent 2026-12-05 on rule 2.10.0,
 #                                  2.9.0's weights with acantholysis from its best
 #                                  tile, not shipped: MODEL_CARD.md)
-#   val9     seeds 930000-939999  (the next candidate's validation; never rendered:
+#   val9     seeds 930000-939999  (synth 1.4; spent 2026-12-05 on 2.12.0, 2.9.0
+#                                  fine-tuned with fold, pen and DIRA phantoms: MODEL_CARD.md)
+#   val10    seeds 940000-949999  (the next candidate's validation; never rendered:
 #                                  render and run once after its rule exists)
 # Seeds used elsewhere and never here: training 1000-2107, held-out tiles
 # 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039,
 # training/loop_test.sh 880000-880101 (hence val8 skips to 890000), model 2's
-# held-out sets 900000-923999 (training/model2_data.sh; hence val9 at 930000).
+# held-out sets 900000-923999 (training/model2_data.sh; hence val9 at 930000), the 1.x
+# calibration 950000- (hence val10 stops at 949999).
 #
 # Environment:
 #   B        dirascope binary (default target/debug/dirascope)
@@ -98,7 +101,8 @@ base_seed() {
         val7) echo 870000 ;;
         val8) echo 890000 ;;
         val9) echo 930000 ;;
-        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7, val8, val9)" >&2; exit 2 ;;
+        val10) echo 940000 ;;
+        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7, val8, val9, val10)" >&2; exit 2 ;;
     esac
 }
 
@@ -169,5 +173,5 @@ case ${1:-} in
         calibrate
         validate val
         ;;
-    *) sed -n '2,36p' "$0"; exit 2 ;;
+    *) sed -n '2,39p' "$0"; exit 2 ;;
 esac
