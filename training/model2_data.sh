@@ -44,6 +44,10 @@ REAL=${REAL:-../shared/fixtures/real}
 CMU="$REAL/CMU-1-Small-Region.svs"
 PD="$REAL/skin-normal-10x-public-domain.jpg"
 MAPPING=fixtures/annotations/phantom-mapping.toml
+# GENERATOR: the phantoms' renderer (default: synth's own default). Model 2 (2.9.0,
+# 2.12.0) was trained and evaluated on synth 1.4: GENERATOR=1.4 renders its sets again.
+GEN=()
+[ -n "${GENERATOR:-}" ] && GEN=(--generator "$GENERATOR")
 mkdir -p "$OUT"
 
 step() {
@@ -62,9 +66,9 @@ phantoms() {
     if [ -s "$OUT/$name/labels.csv" ]; then echo "== $name exists"; return; fi
     if grep -qw -- "$name" <<<"${SKIP:-}"; then echo "== $name skipped (SKIP)"; return; fi
     if [ "$px" = 224 ]; then
-        step "$B" synth "$@" --tiles --tile-px 224 --tile-mpp 1.0 --out "$OUT/$name"
+        step "$B" synth "$@" "${GEN[@]}" --tiles --tile-px 224 --tile-mpp 1.0 --out "$OUT/$name"
     else
-        step "$B" synth "$@" --tiles --tile-px "$px" --tile-mpp "$mpp" --out "$OUT/$name-$px"
+        step "$B" synth "$@" "${GEN[@]}" --tiles --tile-px "$px" --tile-mpp "$mpp" --out "$OUT/$name-$px"
         step "$PY" training/downsample_export.py "$OUT/$name-$px" "$OUT/$name"
         rm -rf "${OUT:?}/$name-$px"
     fi

@@ -31,7 +31,9 @@
 #   val9     seeds 930000-939999  (synth 1.4; spent 2026-12-05 on 2.12.0, 2.9.0
 #                                  fine-tuned with fold, pen and DIRA phantoms: MODEL_CARD.md)
 #   val10    seeds 940000-949999  (the next candidate's validation; never rendered:
-#                                  render and run once after its rule exists)
+#                                  render and run once after its rule exists, with
+#                                  the generator of the calibration set its rule was
+#                                  fitted on: GENERATOR=1.4 for the set of 2.12.0)
 # Seeds used elsewhere and never here: training 1000-2107, held-out tiles
 # 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039,
 # training/loop_test.sh 880000-880101 (hence val8 skips to 890000), model 2's
@@ -173,5 +175,5 @@ case ${1:-} in
         calibrate
         validate val
         ;;
-    *) sed -n '2,39p' "$0"; exit 2 ;;
+    *) sed -n '2,41p' "$0"; exit 2 ;;
 esac

@@ -1083,7 +1083,7 @@ impl Geometry {
             look: Look::sample(&mut ChaCha8Rng::seed_from_u64(0)),
             texture: None,
         };
-        if generator == Generator::V1_0 {
+        if generator.is_v1() {
             let mut r1 = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x51_7E_10));
             geom.stain = StainMatrix::sample_measured(&mut r1);
             geom.look = Look::sample(&mut r1);
@@ -1211,7 +1211,7 @@ impl Geometry {
                 tortuous: true,
             });
         }
-        if generator == Generator::V1_0 {
+        if generator.is_v1() {
             // Synth 1.1's section character, from its own stream (every draw above is
             // unchanged, so a seed keeps its lesions and the finding masks).
             let mut r2 = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x7A_11_6E));

@@ -7,7 +7,6 @@
 
 use super::anatomy::{ColumnAt, Geometry, InkColumn, Region, RowAt, Site};
 use super::noise::{self, hash2, unit};
-use super::Generator;
 
 /// Synth 1.3's per-channel colour noise, in units of the slide's noise sigma
 /// (uniform, so its sd is 1.7 sigma; the shared luminance noise is about 1 sigma).
@@ -191,7 +190,7 @@ impl<'a> Shader<'a> {
     pub fn shade_in(&self, column: &ColumnAt, row: &RowAt) -> Conc {
         let (g, x, y) = (self.geom, column.x, row.y);
         let site = g.locate_in(column, row);
-        if g.generator == Generator::V1_0 {
+        if g.generator.is_v1() {
             return self.shade_v1(&site, x, y);
         }
         let mut k = self.shade_site(&site, x, y);
@@ -733,7 +732,7 @@ pub fn render_rgb(
         }
     }
     let stain = &geom.stain;
-    let v1 = geom.generator == Generator::V1_0;
+    let v1 = geom.generator.is_v1();
     let mut out = vec![0u8; w * h * 3];
     let nsalt = geom.salt ^ 0xA5A5;
     let mut field = None;

@@ -14,6 +14,7 @@ use super::anatomy::{Region, Site};
 use super::cells::{self, CellAt, Crowd};
 use super::noise::{self, hash2, unit};
 use super::render::{c, disc, ellipse, mixc, Conc, Shader};
+use super::Generator;
 
 /// Region shaders reused from synth 0.3 are drawn on 0.3's concentration scale;
 /// these bring them to 1.0's (the real train parts' percentiles).
@@ -66,6 +67,29 @@ pub(super) fn nucleus(
     let nl = disc(u - nx, v - ny, 0.55 + 0.35 * open, aa);
     h = h.max(1.25 * nl * open + h * (1.0 - nl * open));
     (cov, h)
+}
+
+/// Half the gap between the distances to the nearest and the second nearest of
+/// jittered grid centres (spacing `sp`, jitter `jit` of a cell): 0 on a Voronoi edge,
+/// growing into the cells.
+fn voronoi_gap(x: f32, y: f32, sp: f32, salt: u64, jit: f32) -> f32 {
+    let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
+    let (mut q1, mut q2) = (f32::MAX, f32::MAX);
+    for j in gj - 1..=gj + 1 {
+        for i in gi - 1..=gi + 1 {
+            let hsh = hash2(i, j, salt);
+            let cx = (i as f32 + 0.5 + jit * (unit(hsh, 0) - 0.5)) * sp;
+            let cy = (j as f32 + 0.5 + jit * (unit(hsh, 1) - 0.5)) * sp;
+            let q = (x - cx) * (x - cx) + (y - cy) * (y - cy);
+            if q < q1 {
+                q2 = q1;
+                q1 = q;
+            } else if q < q2 {
+                q2 = q;
+            }
+        }
+    }
+    (q2.sqrt() - q1.sqrt()) * 0.5
 }
 
 impl<'a> Shader<'a> {
@@ -544,8 +568,65 @@ impl<'a> Shader<'a> {
     }
 
     /// Fat in lobules: adipocytes of varied size with thin membranes, fibrous septa
-    /// between lobules, a capillary nucleus here and there.
-    fn fat_v1(&self, x0: f32, y0: f32) -> Conc {
+    /// between lobules. Synth 1.4's is kept as it was ([`Self::fat_v1_4`]).
+    pub(super) fn fat_v1(&self, x0: f32, y0: f32) -> Conc {
+        let g = self.geom;
+        if g.generator == Generator::V1_4 {
+            return self.fat_v1_4(x0, y0);
+        }
+        // Synth 1.5: synth 1.4's fat read as a net of straight polygons (its cell
+        // walls and lobule borders were Voronoi edges bent by 18 um over 90 um).
+        // Real subcutis is lobules of large rounded cells (50-150 um) whose thin
+        // membranes curve, fade and break, between septa of varied width that wind.
+        let warp = |x: f32, y: f32, scale: f32, amp: f32, salt: u64| {
+            (
+                x + amp * (noise::value(x / scale, y / scale, salt) - 0.5),
+                y + amp * (noise::value(x / scale, y / scale, salt ^ 0x5A) - 0.5),
+            )
+        };
+        // Lobules: borders wind over hundreds of micrometres.
+        let (lx, ly) = warp(x0, y0, 260.0, 150.0, g.salt ^ 0xC0);
+        let (lx, ly) = warp(lx, ly, 70.0, 30.0, g.salt ^ 0xC1);
+        let lobule = voronoi_gap(lx, ly, g.adipocyte_um * 9.0, g.salt ^ 0xB1, 0.6);
+        // A septum is at most 7.5 + 2 um from the border on either side: past that
+        // its width need not be drawn (the same pixels, less noise per point).
+        let septum = if lobule >= 9.6 {
+            0.0
+        } else {
+            let width = 1.5 + 6.0 * noise::value(lx / 140.0, ly / 140.0, g.salt ^ 0xC2);
+            1.0 - noise::smoothstep(width, width + 2.0, lobule)
+        };
+        // Cells: larger than synth 1.4's, warped at their own scale so walls curve.
+        let sp = g.adipocyte_um * 1.15;
+        let (cx, cy) = warp(x0, y0, 0.8 * sp, 0.45 * sp, g.salt ^ 0xC3);
+        let wall = voronoi_gap(cx, cy, sp, g.salt ^ 0xB3, 0.85);
+        // A membrane is at most 1.1 um from its wall (the same: inside a cell, nothing).
+        let m = if wall >= 1.2 {
+            0.0
+        } else {
+            let thin = 0.5 + 0.6 * noise::value(x0 / 20.0, y0 / 20.0, g.salt ^ 0xC4);
+            let membrane = 1.0 - noise::smoothstep(0.1, thin, wall);
+            // Along a wall the membrane fades and, here and there, is broken.
+            let along = noise::value(x0 / 9.0, y0 / 9.0, g.salt ^ 0xC5);
+            let strength = 0.45 + 0.55 * along;
+            let broken = noise::smoothstep(0.08, 0.16, along);
+            membrane * strength * broken
+        };
+        let mut out = c(0.03 * m, 0.36 * g.look.collagen_e * m);
+        if septum > 0.0 {
+            // Collagen of the septum along its run, with a fibroblast nucleus now and then.
+            let fib = noise::value(lx / 25.0, ly / 3.5, g.salt ^ 0xB4);
+            let mut k = c(0.05, g.look.collagen_e * (0.35 + 0.3 * fib));
+            let nuc =
+                noise::smoothstep(0.86, 0.93, noise::value(x0 / 3.0, y0 / 1.2, g.salt ^ 0xC6));
+            k = mixc(k, c(g.look.nuc_h * 0.8, 0.25), nuc * 0.8);
+            out = mixc(out, k, septum);
+        }
+        out
+    }
+
+    /// Synth 1.4's fat, kept byte for byte.
+    fn fat_v1_4(&self, x0: f32, y0: f32) -> Conc {
         let g = self.geom;
         // Wavy septa and rounded cells: warp the plane before the cell pattern.
         let x = x0 + 18.0 * (noise::value(x0 / 90.0, y0 / 90.0, g.salt ^ 0xB6) - 0.5);
@@ -709,8 +790,98 @@ mod tests {
         let a = Artefacts::default();
         (
             Geometry::build_with(Generator::V0_3, class, seed, 1600.0, 1200.0, &a),
-            Geometry::build_with(Generator::V1_0, class, seed, 1600.0, 1200.0, &a),
+            Geometry::build_with(Generator::V1_5, class, seed, 1600.0, 1200.0, &a),
         )
+    }
+
+    /// sha256 of whole small slides (one a class, 1.6 x 1.2 mm at 4 um/px, every
+    /// artefact) rendered by `gen`.
+    fn digest_of(gen: Generator) -> String {
+        use sha2::{Digest, Sha256};
+        let a = Artefacts {
+            pen: true,
+            fold: true,
+            blur: false,
+        };
+        let mut h = Sha256::new();
+        for (i, class) in SlideClass::ALL.into_iter().enumerate() {
+            for artefacts in [Artefacts::default(), a] {
+                let g = Geometry::build_with(gen, class, 40 + i as u64, 1600.0, 1200.0, &artefacts);
+                h.update(render_rgb(&g, Raster::new(4.0), 0, 0, 400, 300));
+            }
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    #[test]
+    fn synth_1_5_fat_is_rounded_cells_with_thin_broken_membranes_and_winding_septa() {
+        // Synth 1.4's fat was a net of straight-sided polygons; 1.5 draws larger,
+        // rounded cells whose membranes fade and break, between septa that wind.
+        // Measured on the same fat of the same slides: how much of it is stained
+        // (membrane or septum), and how straight the membranes run: the share of
+        // membrane points (stained, but paler than a septum) with stained points
+        // 15 um away on both sides along one of 16 directions (a straight cell wall
+        // scores; a curved one or one that breaks does not).
+        use crate::synth::render::Shader;
+        let a = Artefacts::default();
+        let stats = |gen: Generator| {
+            let (mut fat, mut stained, mut straight, mut thin_n) = (0usize, 0usize, 0usize, 0usize);
+            for seed in 0..6 {
+                let g = Geometry::build_with(gen, SlideClass::Normal, seed, 1600.0, 1200.0, &a);
+                let shader = Shader { geom: &g, aa: 0.25 };
+                let on = |x: f32, y: f32| shader.fat_v1(x, y).e > 0.08;
+                let thin = |x: f32, y: f32| {
+                    let e = shader.fat_v1(x, y).e;
+                    e > 0.08 && e < 0.3 * g.look.collagen_e
+                };
+                let mut y = 0.0;
+                while y < 1200.0 {
+                    let mut x = 0.0;
+                    while x < 1600.0 {
+                        if g.locate(x, y).region == crate::synth::anatomy::Region::Fat {
+                            fat += 1;
+                            if on(x, y) {
+                                stained += 1;
+                                if thin(x, y) {
+                                    let line = (0..16).any(|k| {
+                                        let t = k as f32 * std::f32::consts::PI / 16.0;
+                                        let (dx, dy) = (15.0 * t.cos(), 15.0 * t.sin());
+                                        on(x + dx, y + dy) && on(x - dx, y - dy)
+                                    });
+                                    straight += line as usize;
+                                    thin_n += 1;
+                                }
+                            }
+                        }
+                        x += 2.0;
+                    }
+                    y += 2.0;
+                }
+            }
+            (
+                fat,
+                stained as f64 / fat as f64,
+                straight as f64 / thin_n as f64,
+            )
+        };
+        let (n4, stained4, straight4) = stats(Generator::V1_4);
+        let (n5, stained5, straight5) = stats(Generator::V1_5);
+        assert_eq!(n4, n5, "the same anatomy");
+        assert!(n5 > 10_000, "only {n5} fat points");
+        // Measured when written: 1.4 stained 0.079, straight 0.235; 1.5 0.051, 0.090.
+        let got = format!("1.4 {stained4:.3} / {straight4:.3}, 1.5 {stained5:.3} / {straight5:.3}");
+        assert!(stained5 < stained4 && stained5 > 0.02, "{got}");
+        assert!(straight5 < 0.5 * straight4 && straight5 < 0.15, "{got}");
+    }
+
+    #[test]
+    fn synth_1_4_is_kept_byte_for_byte() {
+        // The calibration and validation sets of model 2.12.0 (training/protocol.sh,
+        // GENERATOR=1.4) must render again exactly as they did.
+        assert_eq!(
+            digest_of(Generator::V1_4),
+            "7ef17aec5892ae1dd4bf7bb21e4c7199fe4fd86184115ec8aa35c1a53422fc35"
+        );
     }
 
     #[test]
@@ -756,7 +927,7 @@ mod tests {
         let mut checked = 0;
         for seed in 0..12 {
             let g = Geometry::build_with(
-                Generator::V1_0,
+                Generator::V1_5,
                 SlideClass::Normal,
                 seed,
                 1600.0,
@@ -801,7 +972,7 @@ mod tests {
         let (mut same, mut total) = (0usize, 0usize);
         for seed in 0..40 {
             let inflamed =
-                Geometry::build_with(Generator::V1_0, SlideClass::Dira, seed, 1600.0, 1600.0, &a);
+                Geometry::build_with(Generator::V1_5, SlideClass::Dira, seed, 1600.0, 1600.0, &a);
             let Some(ci) = inflamed.coils.iter().position(|c| c.inflamed) else {
                 continue;
             };
@@ -1174,9 +1345,12 @@ mod tests {
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_0);
-        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_0);
-        assert_eq!("1.4.0".parse::<Generator>().unwrap(), Generator::V1_0);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_5);
+        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_5);
+        assert_eq!("1.4".parse::<Generator>().unwrap(), Generator::V1_4);
+        assert_eq!("1.4.0".parse::<Generator>().unwrap(), Generator::V1_4);
+        assert_eq!("1.5.0".parse::<Generator>().unwrap(), Generator::V1_5);
+        assert_eq!(Generator::V1_4.version(), "1.4.0");
         assert!("1.3.0".parse::<Generator>().is_err());
         assert!("1.2.0".parse::<Generator>().is_err());
         assert!("1.0.0".parse::<Generator>().unwrap_err().is_usage());
