@@ -71,16 +71,19 @@ pub(super) fn nucleus(
 
 /// Half the gap between the distances to the nearest and the second nearest of
 /// jittered grid centres (spacing `sp`, jitter `jit` of a cell): 0 on a Voronoi edge,
-/// growing into the cells.
+/// growing into the cells. The two nearest centres are ranked by squared distance,
+/// then their distances taken as `noise::hypot` gives them (its rounding keeps the
+/// order): synth 1.4's fat is drawn with exactly these numbers.
 fn voronoi_gap(x: f32, y: f32, sp: f32, salt: u64, jit: f32) -> f32 {
     let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
-    let (mut q1, mut q2) = (f32::MAX, f32::MAX);
+    let (mut q1, mut q2) = (f64::MAX, f64::MAX);
     for j in gj - 1..=gj + 1 {
         for i in gi - 1..=gi + 1 {
             let hsh = hash2(i, j, salt);
             let cx = (i as f32 + 0.5 + jit * (unit(hsh, 0) - 0.5)) * sp;
             let cy = (j as f32 + 0.5 + jit * (unit(hsh, 1) - 0.5)) * sp;
-            let q = (x - cx) * (x - cx) + (y - cy) * (y - cy);
+            let (dx, dy) = ((x - cx) as f64, (y - cy) as f64);
+            let q = dx * dx + dy * dy;
             if q < q1 {
                 q2 = q1;
                 q1 = q;
@@ -89,7 +92,7 @@ fn voronoi_gap(x: f32, y: f32, sp: f32, salt: u64, jit: f32) -> f32 {
             }
         }
     }
-    (q2.sqrt() - q1.sqrt()) * 0.5
+    (q2.sqrt() as f32 - q1.sqrt() as f32) * 0.5
 }
 
 impl<'a> Shader<'a> {
@@ -631,28 +634,7 @@ impl<'a> Shader<'a> {
         // Wavy septa and rounded cells: warp the plane before the cell pattern.
         let x = x0 + 18.0 * (noise::value(x0 / 90.0, y0 / 90.0, g.salt ^ 0xB6) - 0.5);
         let y = y0 + 18.0 * (noise::value(x0 / 90.0, y0 / 90.0, g.salt ^ 0xB7) - 0.5);
-        let voronoi = |sp: f32, salt: u64, jit: f32| {
-            let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
-            // The two nearest centres by squared distance, then their distances
-            // as `noise::hypot` gives them (its rounding keeps the order).
-            let (mut q1, mut q2) = (f64::MAX, f64::MAX);
-            for j in gj - 1..=gj + 1 {
-                for i in gi - 1..=gi + 1 {
-                    let hsh = hash2(i, j, salt);
-                    let cx = (i as f32 + 0.5 + jit * (unit(hsh, 0) - 0.5)) * sp;
-                    let cy = (j as f32 + 0.5 + jit * (unit(hsh, 1) - 0.5)) * sp;
-                    let (dx, dy) = ((x - cx) as f64, (y - cy) as f64);
-                    let q = dx * dx + dy * dy;
-                    if q < q1 {
-                        q2 = q1;
-                        q1 = q;
-                    } else if q < q2 {
-                        q2 = q;
-                    }
-                }
-            }
-            (q2.sqrt() as f32 - q1.sqrt() as f32) * 0.5
-        };
+        let voronoi = |sp: f32, salt: u64, jit: f32| voronoi_gap(x, y, sp, salt, jit);
         let lobule = voronoi(g.adipocyte_um * 7.0, g.salt ^ 0xB1, 0.5)
             + 12.0 * (noise::value(x / 60.0, y / 60.0, g.salt ^ 0xB5) - 0.5);
         let septum = 1.0
