@@ -54,6 +54,9 @@ pub struct ScoreOptions {
     pub rule_fitted_at: Option<RuleTiling>,
 }
 
+/// How every warning of [`ScoreOptions::off_rule`] ends (the report pages look for it).
+pub const OFF_RULE: &str = "the call is off the rule's calibration";
+
 /// The tiling a model's rule thresholds were fitted at.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RuleTiling {
@@ -70,23 +73,21 @@ impl ScoreOptions {
             if self.overlap_px != fit.overlap_px {
                 out.push(format!(
                     "tiles overlap by {} px, the model's rule was fitted at {} px: \
-                     finding scores read more (or fewer) tiles, so the call is off the rule's calibration",
+                     finding scores read more (or fewer) tiles, so {OFF_RULE}",
                     self.overlap_px, fit.overlap_px
                 ));
             }
             if self.min_tissue != fit.min_tissue {
                 out.push(format!(
-                    "tiles kept from {} tissue, the model's rule was fitted at {}: \
-                     the call is off the rule's calibration",
+                    "tiles kept from {} tissue, the model's rule was fitted at {}: {OFF_RULE}",
                     self.min_tissue, fit.min_tissue
                 ));
             }
             if self.normalise_stain.is_some() {
-                out.push(
-                    "stain normalised (--normalise-stain), the model's rule was fitted on slides as scanned: \
-                     the call is off the rule's calibration"
-                        .into(),
-                );
+                out.push(format!(
+                    "stain normalised (--normalise-stain), the model's rule was fitted on slides \
+                     as scanned: {OFF_RULE}"
+                ));
             }
         }
         out

@@ -303,6 +303,13 @@ fn a_rule_fitted_on_overlapping_tiles_keeps_its_overlap() {
     for id in PHANTOMS.iter().map(|(id, _)| id) {
         assert!(warned(&report(&run, id)), "{id}");
     }
+    // And the run's index page, once, on top.
+    let index = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert_eq!(
+        index.matches("fitted at 0 px").count(),
+        1,
+        "the warning once on the index"
+    );
     let labels = labels(dir.path(), &PHANTOMS);
     let new = dir.path().join("fitted-at-56");
     dirascope()
@@ -352,4 +359,6 @@ fn a_rule_fitted_on_overlapping_tiles_keeps_its_overlap() {
     );
     // At the overlap its rule was fitted at: no warning.
     assert!(!warned(&r), "{r}");
+    let index = std::fs::read_to_string(again.join("report.html")).unwrap();
+    assert!(!index.contains("off the rule's calibration"), "{index}");
 }

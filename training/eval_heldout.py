@@ -73,7 +73,12 @@ def main() -> None:
             subsets.append((f"{name} DIRA", np.array(["dira-" in s for s in slides])))
         if args.by_stain:
             for style, keep in stain_styles(tiles, slides).items():
-                subsets.append((f"{name} {style} stain", keep))
+                # A set drawn in one stain (implants into one real image) has an
+                # empty group: nothing to report there.
+                if keep.any():
+                    subsets.append((f"{name} {style} stain", keep))
+                else:
+                    print(f"{name}: no {style}-stained slides")
         for model_dir in args.models:
             probs = probabilities(model_dir, tiles, args.threads)
             for label, keep in subsets:

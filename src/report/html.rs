@@ -142,6 +142,23 @@ pub fn render_index(reports: &[SlideReport], failures: &[FailedSlide]) -> String
         dira,
         failures.len()
     );
+    // A run scored off the tiling or stain its rule was fitted at says so on top:
+    // every call below is off the rule's calibration (each slide's page repeats it).
+    let mut off_rule: Vec<&str> = sorted
+        .iter()
+        .flat_map(|r| r.audit.warnings.iter())
+        .filter(|w| w.contains(crate::score::OFF_RULE))
+        .map(|w| w.as_str())
+        .collect();
+    off_rule.sort_unstable();
+    off_rule.dedup();
+    for w in off_rule {
+        let _ = writeln!(
+            h,
+            "<p class=\"flag\"><strong>Warning: {}.</strong></p>",
+            escape(w)
+        );
+    }
     let abstained: Vec<&str> = sorted
         .iter()
         .filter(|r| r.result.call == Call::OutOfDistribution)
