@@ -19,27 +19,21 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
+from collections import Counter
 import subprocess
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import tifffile
 from PIL import Image
 
 import real_split
 
-IMAGES = [("CMU-1-Small-Region.svs", None), ("skin-normal-10x-public-domain.jpg", 0.75)]
+# Each scored at its MPP in training/real_split.toml (the public-domain image's 0.75
+# is the one its README gives; the JPEG carries none).
+IMAGES = ["CMU-1-Small-Region.svs", "skin-normal-10x-public-domain.jpg"]
 SCORES = ["dira_score", "subcorneal_pustule_score", "acantholysis_score",
           "neutrophilic_eccrine_hidradenitis_score", "psoriasiform_score"]
 MODEL_TILE_UM = 224.0  # 224 px at 1.0 um/px, the bundled models' tile
-
-
-def level0(path: Path) -> np.ndarray:
-    if path.suffix.lower() == ".svs":
-        with tifffile.TiffFile(path) as t:
-            return t.pages[0].asarray()
-    return np.asarray(Image.open(path).convert("RGB"))
 
 
 def main() -> None:
@@ -53,13 +47,13 @@ def main() -> None:
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="grid-shift-"))
     rows = []
-    for name, mpp_override in IMAGES:
+    for name in IMAGES:
         src = args.real / name
         if not src.exists():
             print(f"{src}: missing, skipped")
             continue
-        mpp = mpp_override or real_split.mpp(name)
-        img = level0(src)
+        mpp = real_split.mpp(name)
+        img = real_split.level0(src)
         tile_l0 = MODEL_TILE_UM / mpp
         folder = work / "crops" / Path(name).stem
         folder.mkdir(parents=True, exist_ok=True)
@@ -83,13 +77,11 @@ def main() -> None:
     for r in rows:
         print(f"{r['slide_id']:48} {r['call']:22} " + " ".join(f"{float(r[s]):12.3f}" for s in SCORES))
     print()
-    for name, _ in IMAGES:
+    for name in IMAGES:
         rs = [r for r in rows if r["image"] == name]
         if not rs:
             continue
-        calls: dict[str, int] = {}
-        for r in rs:
-            calls[r["call"]] = calls.get(r["call"], 0) + 1
+        calls = Counter(r["call"] for r in rs)
         print(f"{name}: {len(rs)} shifts; calls " + ", ".join(f"{c} {n}" for c, n in sorted(calls.items())))
         for s in SCORES:
             v = [float(r[s]) for r in rs]

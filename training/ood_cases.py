@@ -119,14 +119,7 @@ def blur_tiles(tiles: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def real_test_part(file: str, px: int, mpp: float, stride: int) -> np.ndarray:
-    path = Path(real_split.REAL_DIR) / file
-    if path.suffix == ".svs":
-        import tifffile
-
-        with tifffile.TiffFile(path) as tf:
-            arr = tf.pages[0].asarray()[..., :3]
-    else:
-        arr = np.asarray(Image.open(path).convert("RGB"))
+    arr = real_split.level0(Path(real_split.REAL_DIR) / file)
     x0, y0, x1, y1 = real_split.part(file, "test")
     crop = np.ascontiguousarray(arr[y0:y1, x0:x1])
     return tile_image(resample(crop, real_split.mpp(file), mpp), px, stride, tissue_only=True)

@@ -43,6 +43,21 @@ def mpp(file, images=None):
     return images[os.path.basename(file.rstrip("/"))]["mpp"]
 
 
+def level0(path):
+    """The whole level 0 of a real image as an RGB uint8 array (H, W, 3): a TIFF or
+    SVS through tifffile's first page, anything else through PIL."""
+    import numpy as np
+
+    if os.path.splitext(str(path))[1].lower() in (".svs", ".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tf:
+            return tf.pages[0].asarray()[..., :3]
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
 if __name__ == "__main__":
     imgs = load()
     for name in sorted({i["file"] for i in imgs.values()}):

@@ -146,13 +146,7 @@ def real_part_tiles(path: Path, tile_px: int, mpp: float, which: str, stride_fra
     resampled from its MPP there to the model's."""
     import real_split
 
-    if path.suffix.lower() in (".svs", ".tif", ".tiff"):
-        import tifffile
-
-        with tifffile.TiffFile(path) as tf:
-            arr = tf.pages[0].asarray()[..., :3]
-    else:
-        arr = np.asarray(Image.open(path).convert("RGB"))
+    arr = real_split.level0(path)
     x0, y0, x1, y1 = real_split.part(path.name, which)
     crop = np.ascontiguousarray(arr[y0:y1, x0:x1])
     scale = real_split.mpp(path.name) / mpp

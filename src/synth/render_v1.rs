@@ -634,8 +634,7 @@ impl<'a> Shader<'a> {
         // Wavy septa and rounded cells: warp the plane before the cell pattern.
         let x = x0 + 18.0 * (noise::value(x0 / 90.0, y0 / 90.0, g.salt ^ 0xB6) - 0.5);
         let y = y0 + 18.0 * (noise::value(x0 / 90.0, y0 / 90.0, g.salt ^ 0xB7) - 0.5);
-        let voronoi = |sp: f32, salt: u64, jit: f32| voronoi_gap(x, y, sp, salt, jit);
-        let lobule = voronoi(g.adipocyte_um * 7.0, g.salt ^ 0xB1, 0.5)
+        let lobule = voronoi_gap(x, y, g.adipocyte_um * 7.0, g.salt ^ 0xB1, 0.5)
             + 12.0 * (noise::value(x / 60.0, y / 60.0, g.salt ^ 0xB5) - 0.5);
         let septum = 1.0
             - noise::smoothstep(
@@ -643,7 +642,7 @@ impl<'a> Shader<'a> {
                 2.5 + 3.0 * noise::value(x / 80.0, y / 80.0, g.salt ^ 0xB2),
                 lobule,
             );
-        let wall = voronoi(g.adipocyte_um * 0.85, g.salt ^ 0xB3, 0.7);
+        let wall = voronoi_gap(x, y, g.adipocyte_um * 0.85, g.salt ^ 0xB3, 0.7);
         let membrane = 1.0 - noise::smoothstep(0.2, 0.9, wall);
         let mut out = c(0.02 * membrane, 0.32 * g.look.collagen_e * membrane);
         if septum > 0.0 {
@@ -812,19 +811,16 @@ mod tests {
                 let g = Geometry::build_with(gen, SlideClass::Normal, seed, 1600.0, 1200.0, &a);
                 let shader = Shader { geom: &g, aa: 0.25 };
                 let on = |x: f32, y: f32| shader.fat_v1(x, y).e > 0.08;
-                let thin = |x: f32, y: f32| {
-                    let e = shader.fat_v1(x, y).e;
-                    e > 0.08 && e < 0.3 * g.look.collagen_e
-                };
                 let mut y = 0.0;
                 while y < 1200.0 {
                     let mut x = 0.0;
                     while x < 1600.0 {
                         if g.locate(x, y).region == crate::synth::anatomy::Region::Fat {
                             fat += 1;
-                            if on(x, y) {
+                            let e = shader.fat_v1(x, y).e;
+                            if e > 0.08 {
                                 stained += 1;
-                                if thin(x, y) {
+                                if e < 0.3 * g.look.collagen_e {
                                     let line = (0..16).any(|k| {
                                         let t = k as f32 * std::f32::consts::PI / 16.0;
                                         let (dx, dy) = (15.0 * t.cos(), 15.0 * t.sin());
