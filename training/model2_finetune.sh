@@ -11,7 +11,8 @@
 #   OOD_DESC: the [ood] held-out description when the oodcal sets differ from the default;
 #   EXTRA_TRAIN: more export names under DATA, e.g. "train3-implant-cmu train3-implant-pd", each weighted EXTRA_WEIGHT, default 2;
 #   HEAD_POOL: train.py --head-pool, e.g. lse:2 to turn INIT's average-pooled head into a log-mean-exp one;
-#   THREADS: torch threads, default 2; HARD_NEGATIVE_WEIGHT: train.py --hard-negative-weight)
+#   THREADS: torch threads, default 2; HARD_NEGATIVE_WEIGHT: train.py --hard-negative-weight;
+#   REAL_CROPS: train.py --real-crops, random crops per real train part instead of the grid x REAL_REPEAT)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -39,7 +40,7 @@ held() { # NAME=DIR,DIR,... of the rendered sets only
     --export-weight train2-implant-cmu=3 train2-implant-pd=2 \
         ${EXTRA_TRAIN:+$(for e in $EXTRA_TRAIN; do printf '%s ' "$e=${EXTRA_WEIGHT:-2}"; done)} \
     --real-train-parts "$REAL/CMU-1-Small-Region.svs" "$REAL/skin-normal-10x-public-domain.jpg" \
-    --real-repeat "${REAL_REPEAT:-30}" --lab-augment \
+    --real-repeat "${REAL_REPEAT:-30}" ${REAL_CROPS:+--real-crops "$REAL_CROPS"} --lab-augment \
     --heldout $(held held-1.0 held-mixed-1.0 held-dira-1.0) \
         $(held held-0.5 held-mixed-0.5 held-dira-0.5) \
         $(held held-0.25 held-mixed-0.25 held-dira-0.25) \

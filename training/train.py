@@ -162,6 +162,47 @@ def real_part_tiles(path: Path, tile_px: int, mpp: float, which: str, stride_fra
     return np.stack(out) if out else np.empty((0, tile_px, tile_px, 3), np.uint8)
 
 
+def real_part_crops(path: Path, tile_px: int, mpp: float, n: int, seed: int, min_tissue: float = 0.2) -> np.ndarray:
+    """`n` tiles cut afresh from the train part of a real image named in
+    training/real_split.toml: each at a random centre, rotated by a random
+    angle (any, not only quarter turns) and scaled by 0.87-1.15, then resampled
+    to the model's MPP; kept when at least `min_tissue` of it is tissue (mean
+    RGB < 215; the pipeline scores tiles from 10% tissue, so edge tiles with
+    glass, margin ink and torn strands are among them). A fixed grid of the
+    small train parts gives a few hundred tiles, always the same crops; these
+    are as many different views of the same tissue as asked for. The rotated
+    square is cut from inside the part, so no tile sees the test part."""
+    import real_split
+
+    arr = real_split.level0(path)
+    x0, y0, x1, y1 = real_split.part(path.name, "train")
+    img = Image.fromarray(np.ascontiguousarray(arr[y0:y1, x0:x1]))
+    rng = np.random.default_rng(seed)
+    src_per_px = mpp / real_split.mpp(path.name)  # source px per model px
+    out = np.empty((n, tile_px, tile_px, 3), np.uint8)
+    k = tries = 0
+    while k < n:
+        tries += 1
+        if tries > 50 * n:
+            raise SystemExit(f"{path.name}: only {k} of {n} crops with tissue >= {min_tissue} in its train part")
+        side = tile_px * src_per_px * float(rng.uniform(0.87, 1.15))  # the tile's side in source px
+        half = side * math.sqrt(2) / 2 + 2  # radius that holds the square at any angle
+        if 2 * half >= min(img.size):
+            raise SystemExit(f"{path.name}: train part {img.size} smaller than one rotated tile")
+        cx = float(rng.uniform(half, img.size[0] - half))
+        cy = float(rng.uniform(half, img.size[1] - half))
+        box = (math.floor(cx - half), math.floor(cy - half), math.ceil(cx + half), math.ceil(cy + half))
+        patch = img.crop(box).rotate(float(rng.uniform(0, 360)), resample=Image.Resampling.BICUBIC)
+        c = (patch.size[0] / 2, patch.size[1] / 2)
+        sq = patch.crop((round(c[0] - side / 2), round(c[1] - side / 2),
+                         round(c[0] + side / 2), round(c[1] + side / 2)))
+        t = np.asarray(sq.resize((tile_px, tile_px), Image.Resampling.BOX if side > tile_px else Image.Resampling.BICUBIC))
+        if (t.mean(axis=2) < 215).mean() >= min_tissue:
+            out[k] = t
+            k += 1
+    return out
+
+
 # -- augmentation -----------------------------------------------------------
 
 
@@ -454,6 +495,9 @@ def main() -> None:
     ap.add_argument("--real-train-parts", type=Path, nargs="*", default=[],
                     help="real normal-skin images named in training/real_split.toml: tissue tiles of their train "
                          "parts are negatives (repeated --real-repeat times); their test parts are evaluated")
+    ap.add_argument("--real-crops", type=int, default=0, metavar="N",
+                    help="instead of a fixed grid repeated --real-repeat times, cut N tiles per real image from its "
+                         "train part at random centres, angles and scales (train.real_part_crops)")
     ap.add_argument("--real-repeat", type=int, default=1,
                     help="repeat each real negative tile this many times per epoch (augmentation varies the copies)")
     ap.add_argument("--name", default="dirascope-phantom-v1")
@@ -501,28 +545,44 @@ def main() -> None:
     print("positive at mask coverage >=", dict(zip(dm.FINDINGS, pos_frac)))
 
     parts = [load_export(d, args.tile_px, args.mpp, args.limit) for d in args.train]
-    tiles = np.concatenate([p[0] for p in parts])
+    # Every piece is gathered first and joined once, and each export's own tile
+    # array is let go as soon as it is in `pieces`: the tiles are most of the
+    # process's memory (about 150 kB each), and joining them piece by piece held
+    # two or three copies at once (t9's first runs were killed at 24 GB).
+    pieces = [p[0] for p in parts]
+    export_sizes = [len(p[0]) for p in parts]
+    parts = [(None, *p[1:]) for p in parts]
     fracs = np.concatenate([p[1] for p in parts])
     train_seeds = sorted(set(int(s) for p in parts for s in p[2]))
-    n_synth = len(tiles)
+    n_synth = sum(export_sizes)
     n_real = 0
     real_src_mpp = None
     if args.real_negatives:
         real, real_src_mpp = real_negative_tiles(args.real_negatives, args.tile_px, args.mpp, "train", 0.25)
         real = np.repeat(real, max(1, args.real_repeat), axis=0)
-        n_real = len(real)
-        if n_real:
-            tiles = np.concatenate([tiles, real])
-            fracs = np.concatenate([fracs, np.zeros((n_real, 4), np.float32)])
+        if len(real):
+            pieces.append(real)
+            n_real = len(real)
     real_parts_used = []
-    for path in args.real_train_parts:
-        rt = real_part_tiles(path, args.tile_px, args.mpp, "train", 0.25)
-        real_parts_used.append(f"{len(rt)} from {path.name}")
-        rt = np.repeat(rt, max(1, args.real_repeat), axis=0)
+    for i, path in enumerate(args.real_train_parts):
+        if args.real_crops:
+            rt = real_part_crops(path, args.tile_px, args.mpp, args.real_crops, args.seed * 1000 + i)
+            real_parts_used.append(f"{len(rt)} random crops (any angle, scale 0.87-1.15, tissue >= 0.2) from {path.name}")
+        else:
+            rt = real_part_tiles(path, args.tile_px, args.mpp, "train", 0.25)
+            real_parts_used.append(f"{len(rt)} from {path.name}")
+            rt = np.repeat(rt, max(1, args.real_repeat), axis=0)
         if len(rt):
-            tiles = np.concatenate([tiles, rt])
-            fracs = np.concatenate([fracs, np.zeros((len(rt), 4), np.float32)])
+            pieces.append(rt)
             n_real += len(rt)
+    fracs = np.concatenate([fracs, np.zeros((n_real, 4), np.float32)])
+    tiles = np.empty((n_synth + n_real, *pieces[0].shape[1:]), np.uint8)
+    at = 0
+    while pieces:
+        piece = pieces.pop(0)
+        tiles[at : at + len(piece)] = piece
+        at += len(piece)
+        del piece
     y, mask = targets_and_mask(fracs, pos_frac)
     print(f"loaded {n_synth} phantom tiles from seeds {train_seeds[0]}..{train_seeds[-1]} "
           f"({len(train_seeds)} slides) + {n_real} real negatives in {time.time() - t0:.0f}s")
@@ -543,7 +603,7 @@ def main() -> None:
         if pos_rate[k] > 0:
             boost = min(20.0, max(1.0, 0.2 / pos_rate[k]))
             weights = np.where(y[:, k] > 0, np.maximum(weights, boost), weights)
-    export_of = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)] + [np.full(n_real, -1)])
+    export_of = np.concatenate([np.full(n, i) for i, n in enumerate(export_sizes)] + [np.full(n_real, -1)])
     for item in args.export_weight:
         key, _, value = item.partition("=")
         hit = [i for i, d in enumerate(args.train) if d.name == key]
@@ -861,8 +921,9 @@ def main() -> None:
                           f"into the train parts of real normal skin, their lesion-free tiles real negatives)")
     if n_real:
         src = ([args.real_negatives.name] if args.real_negatives else []) + real_parts_used
-        desc_parts.append(f"{n_real} real normal-skin tiles (with repeats) as negatives: {', '.join(src)} "
-                          f"(train parts, x{args.real_repeat})")
+        how = "train parts" if args.real_crops else f"train parts, x{args.real_repeat}"
+        desc_parts.append(f"{n_real} real normal-skin tiles{'' if args.real_crops else ' (with repeats)'} as negatives: "
+                          f"{', '.join(src)} ({how})")
     data_desc = " + ".join(desc_parts) + "; see MODEL_CARD.md"
     # A retrained model keeps the folder's calibrated [aggregation] and [rule]
     # tables (with their comments); recalibrate them for the new weights.
