@@ -36,7 +36,7 @@ const HEIGHT_MM: f64 = 1.5;
 const MPP: f64 = 1.0;
 const JPEG_QUALITY: u8 = 60;
 /// The generator the bundled model (model 2) was trained on and its fixtures were
-/// drawn with: synth 1.4 (kept byte for byte; the default is 1.5 now). Model 1.2.0 (`models/dirascope-phantom-v1`)
+/// drawn with: synth 1.4 (kept byte for byte; the default is 1.6 now). Model 1.2.0 (`models/dirascope-phantom-v1`)
 /// was trained on synth 0.3's cartoon phantoms and fails this check with `--model`:
 /// on these phantoms it calls 1 of 4 right (2026-12-05).
 const GENERATOR: Generator = Generator::V1_4;

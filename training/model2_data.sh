@@ -25,12 +25,14 @@
 # by the best false acantholysis tiles of big psoriasiform slides); train5: 48 more
 # DIRA phantoms for acantholysis; train6: phantoms textured from CMU-1's train part,
 # 8 of each class, for psoriasiform change in the scanner's look; train7: 24 fold
-# and 8 pen phantoms of every class (no training slide had a section artefact). Needs a release build (DIRASCOPE=path
+# and 8 pen phantoms of every class (no training slide had a section artefact); train8:
+# 64 synth 1.6 phantoms of every class, two thirds with basal melanin. Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
 # Seeds (disjoint from every other set in the project; see training/protocol.sh):
 #   train  3000-3999, implants 4000-4399, (train2) 5000-8999, (train3) 9000-10999,
-#   (train4) 11000-11299, (train5) 11300-11399, (train6) 11400-11799, (train7) 11800-11999
+#   (train4) 11000-11299, (train5) 11300-11399, (train6) 11400-11799, (train7) 11800-11999,
+#   (train8) 12000-12199
 #   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999,
 #   held4 920000-923999
 set -euo pipefail
@@ -206,6 +208,17 @@ for phase in $PHASES; do
                 --artefacts fold
             phantoms train7-pen 1.0 --count 8 --seed 11900 --width-mm 3 --height-mm 3 \
                 --artefacts pen
+            ;;
+        # Synth 1.6's basal melanin, in every class (pigment is never a finding):
+        # the real CMU-1 test part's pigmented basal layer scored as pustule tiles
+        # under 2.12.0 (MODEL_CARD.md), and no phantom before 1.6 had any.
+        # Pinned to synth 1.6 whatever GENERATOR says (class = seed mod 4).
+        train8)
+            GEN_SAVED=("${GEN[@]}")
+            GEN=(--generator 1.6)
+            phantoms train8-mel-1.0 1.0 --count 48 --seed 12000 --width-mm 3 --height-mm 3
+            phantoms train8-mel-0.5 0.5 --count 16 --seed 12100 --width-mm 3 --height-mm 3
+            GEN=("${GEN_SAVED[@]}")
             ;;
         held3)
             implants held3-implant-cmu test 916000 \

@@ -608,6 +608,11 @@ pub struct Geometry {
     /// Synth 1.0's per-slide appearance (drawn from its own stream, so the
     /// anatomy of a seed is the same under every generator).
     pub look: Look,
+    /// Synth 1.6: melanin of the basal layer (peak concentration; 0 on a third of
+    /// slides and under every earlier generator) and how far above the junction
+    /// it reaches, µm. Drawn from a stream of its own.
+    pub melanin: f32,
+    pub melanin_reach_um: f32,
     /// Real texture for the corneum, epidermis and dermis (`--texture-from`).
     pub texture: Option<std::sync::Arc<super::texture::TextureBank>>,
 }
@@ -1081,8 +1086,19 @@ impl Geometry {
             cell_scale: rng.gen_range(0.92..1.08),
             generator,
             look: Look::sample(&mut ChaCha8Rng::seed_from_u64(0)),
+            melanin: 0.0,
+            melanin_reach_um: 0.0,
             texture: None,
         };
+        if generator == Generator::V1_6 {
+            // Fair to dark skin: none on a third of slides, else up to an optical
+            // density of about 0.8 in blue in the most pigmented cells' granules.
+            let mut r = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x3E1A6E));
+            if r.gen_bool(2.0 / 3.0) {
+                geom.melanin = r.gen_range(0.1..0.7);
+                geom.melanin_reach_um = r.gen_range(5.0..16.0);
+            }
+        }
         if generator.is_v1() {
             let mut r1 = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x51_7E_10));
             geom.stain = StainMatrix::sample_measured(&mut r1);

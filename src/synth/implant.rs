@@ -1650,6 +1650,7 @@ fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput,
             chatter: None,
             scan_fields: None,
             tears: Vec::new(),
+            melanin: None,
         },
         texture_from: None,
         implant: Some(ImplantTruth {

@@ -14,15 +14,23 @@ use super::noise::{self, hash2, unit};
 /// away again (docs/realism.md, synth 1.3).
 const CHROMA_NOISE: f32 = 6.0;
 
-/// Hematoxylin and eosin concentrations at one point.
+/// Optical density of melanin per RGB channel at unit concentration (synth 1.6):
+/// its absorption falls with wavelength as about lambda^-3.48 (Jacques' power law for
+/// the absorption of melanosomes), read at 610, 540 and 460 nm and scaled to unit
+/// length: brown, darkest in blue, close to DAB's vector.
+pub(super) const MELANIN_OD: [f32; 3] = [0.309, 0.472, 0.826];
+
+/// Hematoxylin and eosin concentrations at one point, and melanin (synth 1.6;
+/// zero in every earlier generator and wherever a shader does not set it).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Conc {
     pub h: f32,
     pub e: f32,
+    pub m: f32,
 }
 
 pub(super) const fn c(h: f32, e: f32) -> Conc {
-    Conc { h, e }
+    Conc { h, e, m: 0.0 }
 }
 
 /// Coverage of an ellipse (semi-axes a, b, rotated by cos/sin) at offset (dx, dy),
@@ -50,10 +58,11 @@ pub(super) fn disc(dx: f32, dy: f32, r: f32, aa: f32) -> f32 {
 
 #[inline]
 pub(super) fn mixc(base: Conc, over: Conc, t: f32) -> Conc {
-    c(
-        base.h + (over.h - base.h) * t,
-        base.e + (over.e - base.e) * t,
-    )
+    Conc {
+        h: base.h + (over.h - base.h) * t,
+        e: base.e + (over.e - base.e) * t,
+        m: base.m + (over.m - base.m) * t,
+    }
 }
 
 /// Renders concentrations; holds what is fixed per slide and resolution.
@@ -684,6 +693,10 @@ pub fn render_rgb(
     };
     let mut ch = vec![0.0f32; bw * bh];
     let mut ce = vec![0.0f32; bw * bh];
+    // Melanin only where the slide has any (synth 1.6): earlier generators and
+    // unpigmented slides skip its plane, and their pixels stay as they were.
+    let pigmented = geom.melanin > 0.0;
+    let mut cm = vec![0.0f32; if pigmented { bw * bh } else { 0 }];
     let norm = 1.0 / (ss * ss) as f32;
     // Every row shades the same sample columns: their share of the anatomy once.
     let columns: Vec<ColumnAt> = (0..bw)
@@ -699,25 +712,33 @@ pub fn render_rgb(
             .map(|sj| geom.row_at(py as f32 * mpp + (sj as f32 + 0.5) * sub))
             .collect();
         for i in 0..bw {
-            let (mut sh, mut se) = (0.0, 0.0);
+            let (mut sh, mut se, mut sm) = (0.0, 0.0, 0.0);
             for row in &rows {
                 for column in &columns[i * ss..][..ss] {
                     let k = shader.shade_in(column, row);
                     sh += k.h;
                     se += k.e;
+                    sm += k.m;
                 }
             }
             ch[j * bw + i] = sh * norm;
             ce[j * bw + i] = se * norm;
+            if pigmented {
+                cm[j * bw + i] = sm * norm;
+            }
         }
     }
-    let (mut tmp, mut bh_buf, mut be_buf) = (Vec::new(), Vec::new(), Vec::new());
-    let (ph, pe) = if kernel.len() > 1 {
+    let (mut tmp, mut bh_buf, mut be_buf, mut bm_buf) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (ph, pe, pm) = if kernel.len() > 1 {
         blur_plane(&ch, bw, bh, &kernel, &mut tmp, &mut bh_buf);
         blur_plane(&ce, bw, bh, &kernel, &mut tmp, &mut be_buf);
-        (&bh_buf, &be_buf)
+        if pigmented {
+            blur_plane(&cm, bw, bh, &kernel, &mut tmp, &mut bm_buf);
+        }
+        (&bh_buf, &be_buf, &bm_buf)
     } else {
-        (&ch, &ce)
+        (&ch, &ce, &cm)
     };
     // Out-of-focus band: blend towards a heavily blurred copy where it applies.
     let mut wide_planes = None;
@@ -725,10 +746,13 @@ pub fn render_rgb(
         let x_lo = x0 as f32 * mpp;
         let x_hi = (x0 as f32 + w as f32) * mpp;
         if x_hi > b.x0 - 50.0 && x_lo < b.x1 + 50.0 && k.len() > 1 {
-            let (mut wh, mut we) = (Vec::new(), Vec::new());
+            let (mut wh, mut we, mut wm) = (Vec::new(), Vec::new(), Vec::new());
             blur_plane(&ch, bw, bh, k, &mut tmp, &mut wh);
             blur_plane(&ce, bw, bh, k, &mut tmp, &mut we);
-            wide_planes = Some((wh, we));
+            if pigmented {
+                blur_plane(&cm, bw, bh, k, &mut tmp, &mut wm);
+            }
+            wide_planes = Some((wh, we, wm));
         }
     }
     let stain = &geom.stain;
@@ -750,11 +774,15 @@ pub fn render_rgb(
             let x = (px as f32 + 0.5) * mpp;
             let at = (j + margin) * bw + i + margin;
             let (mut hc, mut ec) = (ph[at], pe[at]);
-            if let (Some((wh, we)), Some(b)) = (&wide_planes, band) {
+            let mut mc = if pigmented { pm[at] } else { 0.0 };
+            if let (Some((wh, we, wm)), Some(b)) = (&wide_planes, band) {
                 let t = noise::smoothstep(b.x0 - 50.0, b.x0 + 50.0, x)
                     * (1.0 - noise::smoothstep(b.x1 - 50.0, b.x1 + 50.0, x));
                 hc += (wh[at] - hc) * t;
                 ec += (we[at] - ec) * t;
+                if pigmented {
+                    mc += (wm[at] - mc) * t;
+                }
             }
             let ink = match (&ink_columns[i], &row) {
                 (Some(c), Some(r)) => geom.ink_od_in(x, y, c, r),
@@ -766,11 +794,13 @@ pub fn render_rgb(
             } else {
                 1.0
             };
-            let mut rgb = stain.rgb(
-                hc * thick,
-                ec * thick,
-                [pen[0] + ink[0], pen[1] + ink[1], pen[2] + ink[2]],
-            );
+            let mut extra = [pen[0] + ink[0], pen[1] + ink[1], pen[2] + ink[2]];
+            if pigmented {
+                for (v, m) in extra.iter_mut().zip(MELANIN_OD) {
+                    *v += mc * thick * m;
+                }
+            }
+            let mut rgb = stain.rgb(hc * thick, ec * thick, extra);
             if let Some(fields) = &geom.scan {
                 // `Geometry::scan_gain`, with the field's gains kept while the row
                 // stays in it.

@@ -145,6 +145,7 @@ impl<'a> Shader<'a> {
         let f = thick * g.fold_factor(x, y);
         k.h *= f * grain_h;
         k.e *= f * grain_e;
+        k.m *= f;
         // Chromatin and cytoplasm take up eosin with the hematoxylin, as real
         // nuclei do: pure hematoxylin shows navy to teal in the measured stains
         // (synth 1.3; before, only over a real slide's texture).
@@ -432,7 +433,30 @@ impl<'a> Shader<'a> {
             };
             out = mixc(out, c(look.nuc_h * nh * dense, 0.5), cov);
         }
+        if g.melanin > 0.0 {
+            out.m = self.melanin_at(s, x, y, own, cov);
+        }
         out
+    }
+
+    /// Synth 1.6: melanin in the basal keratinocytes, as sections of all but the
+    /// fairest skin show it: brown granules in the cytoplasm, more in some cells
+    /// than others, thinning over the nucleus, in the basal layer and (on more
+    /// pigmented slides) a cell or two above it; around the junction wherever it
+    /// runs: rete, papillae cut across, psoriasiform ridges alike. Never a finding.
+    /// `own` is the nearest cell's hash, `cov` the nucleus's coverage at the point.
+    fn melanin_at(&self, s: &Site, x: f32, y: f32, own: u64, cov: f32) -> f32 {
+        let g = self.geom;
+        if s.sdf > g.melanin_reach_um + 4.0 {
+            return 0.0;
+        }
+        let layer =
+            1.0 - noise::smoothstep(0.5 * g.melanin_reach_um, g.melanin_reach_um + 4.0, s.sdf);
+        // Cell to cell: a few cells heavily pigmented, most moderately, some not.
+        let u = unit(noise::mix(own ^ 0x3E1A), 0);
+        let cell = if u < 0.2 { 0.0 } else { 0.3 + 1.2 * u * u };
+        let gran = noise::smoothstep(0.45, 0.8, noise::value(x / 0.6, y / 0.6, g.salt ^ 0x3E1B));
+        g.melanin * layer * cell * (0.15 + 0.85 * gran) * (1.0 - 0.85 * cov)
     }
 
     /// Papillary (fine, pale, loose) and reticular (coarse wavy bundles) dermis.
@@ -771,7 +795,7 @@ mod tests {
         let a = Artefacts::default();
         (
             Geometry::build_with(Generator::V0_3, class, seed, 1600.0, 1200.0, &a),
-            Geometry::build_with(Generator::V1_5, class, seed, 1600.0, 1200.0, &a),
+            Geometry::build_with(Generator::V1_6, class, seed, 1600.0, 1200.0, &a),
         )
     }
 
@@ -859,6 +883,123 @@ mod tests {
         assert_eq!(
             digest_of(Generator::V1_4),
             "7ef17aec5892ae1dd4bf7bb21e4c7199fe4fd86184115ec8aa35c1a53422fc35"
+        );
+    }
+
+    #[test]
+    fn synth_1_6_pigments_the_basal_layer_of_some_slides_of_every_class_and_nothing_else() {
+        // Melanin (synth 1.6): on about two thirds of slides, in every class; in the
+        // basal layer along the junction (granular, patchy cell to cell), never in
+        // the upper epidermis, the dermis or a lesion; none under synth 1.5. In pixels:
+        // the basal layer of a pigmented slide is browner (blue absorbs more, against
+        // red) than the same slide drawn by 1.5, and the dermis is untouched.
+        use crate::synth::anatomy::Region;
+        use crate::synth::render::Shader;
+        let a = Artefacts::default();
+        let (mut pigmented, mut pixels_checked) = (0, false);
+        for class in SlideClass::ALL {
+            let mut of_class = 0;
+            for seed in 0..9 {
+                let g = Geometry::build_with(Generator::V1_6, class, seed, 1600.0, 1200.0, &a);
+                let old = Geometry::build_with(Generator::V1_5, class, seed, 1600.0, 1200.0, &a);
+                assert_eq!(old.melanin, 0.0);
+                if g.melanin == 0.0 {
+                    continue;
+                }
+                of_class += 1;
+                let shader = Shader { geom: &g, aa: 0.25 };
+                let (mut basal, mut basal_m, mut high_m) = (0usize, 0usize, 0usize);
+                for i in 0..400 {
+                    let x = 100.0 + 3.5 * i as f32;
+                    for j in 0..300 {
+                        let y = j as f32 * 1.5;
+                        let s = g.locate(x, y);
+                        let m = shader.shade_in(&g.column_at(x), &g.row_at(y)).m;
+                        let epidermis = matches!(s.region, Region::Basal | Region::Spinous);
+                        if epidermis && s.sdf < 4.0 {
+                            basal += 1;
+                            basal_m += (m > 0.02) as usize;
+                        } else if m > 0.0 {
+                            // Only a cell or two above the junction (reach + ramp).
+                            assert!(
+                                epidermis,
+                                "{class} seed {seed}: melanin in {:?} at ({x}, {y})",
+                                s.region
+                            );
+                            assert!(
+                                s.sdf < g.melanin_reach_um + 4.0,
+                                "{class} seed {seed}: at sdf {}",
+                                s.sdf
+                            );
+                            high_m += 1;
+                        }
+                    }
+                }
+                let share = basal_m as f64 / basal.max(1) as f64;
+                assert!(basal > 200, "{class} seed {seed}: {basal} basal points");
+                assert!(
+                    (0.3..0.95).contains(&share),
+                    "{class} seed {seed}: pigmented share {share:.2}"
+                );
+                assert!(
+                    high_m > 0,
+                    "{class} seed {seed}: no pigment above the basal points"
+                );
+                if !pixels_checked && g.melanin > 0.3 {
+                    pixels_checked = true;
+                    // Pixels: blue-over-red optical density of the junction's points.
+                    let r = Raster::new(1.0);
+                    let (new_px, old_px) = (
+                        render_rgb(&g, r, 100, 0, 1400, 450),
+                        render_rgb(&old, r, 100, 0, 1400, 450),
+                    );
+                    let (mut near, mut far) = ((0.0f64, 0.0f64, 0usize), (0usize, 0usize));
+                    for j in 0..450 {
+                        for i in 0..1400 {
+                            let s = g.locate(100.0 + i as f32 + 0.5, j as f32 + 0.5);
+                            let k = (j * 1400 + i) * 3;
+                            let od =
+                                |p: &[u8], c: usize| -((p[k + c].max(1) as f64) / 255.0).log10();
+                            if matches!(s.region, Region::Basal) && s.sdf < 3.0 {
+                                near.0 += od(&new_px, 2) - od(&new_px, 0);
+                                near.1 += od(&old_px, 2) - od(&old_px, 0);
+                                near.2 += 1;
+                            } else if matches!(s.region, Region::Reticular) {
+                                far.0 += 1;
+                                far.1 += (new_px[k..k + 3] != old_px[k..k + 3]) as usize;
+                            }
+                        }
+                    }
+                    let n = near.2.max(1) as f64;
+                    assert!(
+                        near.0 / n > near.1 / n + 0.03,
+                        "blue-red OD {:.3} vs 1.5's {:.3}",
+                        near.0 / n,
+                        near.1 / n
+                    );
+                    assert!(
+                        far.0 > 1000 && far.1 == 0,
+                        "{} of {} dermis pixels changed",
+                        far.1,
+                        far.0
+                    );
+                }
+                pigmented += 1;
+            }
+            assert!(of_class > 0, "{class}: no pigmented slide in 9 seeds");
+        }
+        assert!(
+            (12..=30).contains(&pigmented),
+            "{pigmented} of 36 slides pigmented"
+        );
+    }
+
+    #[test]
+    fn synth_1_5_is_kept_byte_for_byte() {
+        // Synth 1.6 added basal melanin and nothing else: 1.5 renders as it did.
+        assert_eq!(
+            digest_of(Generator::V1_5),
+            "9674ecbf98f96e39f94724e554446cfe6ce7b096c2b6a0594cd5e86156b78d72"
         );
     }
 
@@ -1323,8 +1464,10 @@ mod tests {
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_5);
-        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_5);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_6);
+        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_6);
+        assert_eq!("1.6".parse::<Generator>().unwrap(), Generator::V1_6);
+        assert_eq!("1.5".parse::<Generator>().unwrap(), Generator::V1_5);
         assert_eq!("1.4".parse::<Generator>().unwrap(), Generator::V1_4);
         assert_eq!("1.4.0".parse::<Generator>().unwrap(), Generator::V1_4);
         assert_eq!("1.5.0".parse::<Generator>().unwrap(), Generator::V1_5);

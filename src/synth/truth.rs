@@ -150,6 +150,10 @@ pub struct Structures {
     /// Synth 1.2: tears (start, direction, length, widest gap), if any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tears: Vec<super::anatomy::Tear>,
+    /// Synth 1.6: basal melanin (peak concentration, reach above the junction in
+    /// µm), if the slide is pigmented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub melanin: Option<[f32; 2]>,
 }
 
 impl Truth {
@@ -228,6 +232,7 @@ impl Truth {
                 chatter: geom.chatter.clone(),
                 scan_fields: geom.scan.clone(),
                 tears: geom.tears.clone(),
+                melanin: (geom.melanin > 0.0).then_some([geom.melanin, geom.melanin_reach_um]),
             },
             implant: None,
             texture_from: geom.texture.as_ref().map(|t| t.source.clone()),
