@@ -1091,8 +1091,9 @@ impl Geometry {
             texture: None,
         };
         if generator == Generator::V1_6 {
-            // Fair to dark skin: none on a third of slides, else up to an optical
-            // density of about 0.8 in blue in the most pigmented cells' granules.
+            // Fair to dark skin: none on a third of slides, else a peak of 0.1-0.7,
+            // which the most pigmented cells' granules carry 1.5 times (`melanin_at`):
+            // an optical density of up to about 0.9 in blue.
             let mut r = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x3E1A6E));
             if r.gen_bool(2.0 / 3.0) {
                 geom.melanin = r.gen_range(0.1..0.7);
