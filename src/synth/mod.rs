@@ -350,7 +350,7 @@ impl SynthOptions {
             }
         }
         if self.texture.is_some() && !self.generator.is_v1() {
-            return bad("--texture-from needs a synth 1.x generator (1.4 or 1.5)".into());
+            return bad("--texture-from needs a synth 1.x generator (1.4, 1.5 or 1.6)".into());
         }
         if let Some(t) = &self.tiles {
             let (lo, hi) = limits::TILE_PX;
