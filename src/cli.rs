@@ -154,11 +154,12 @@ struct SynthArgs {
     /// JPEG quality of the tiles (default: drawn per slide).
     #[arg(long)]
     jpeg_quality: Option<u8>,
-    /// Renderer: 1.6 (real-tissue appearance, default; 1.0 to 1.3 name the same
-    /// line), 1.5 (1.6 without basal melanin), 1.4 (the look model 2 was trained on)
-    /// or 0.3 (the look model 1.2.0 was trained on), the older ones kept byte for
-    /// byte; all draw the same anatomy and masks for a seed.
-    #[arg(long, default_value = "1.6")]
+    /// Renderer: 1.7 (real-tissue appearance, default; 1.0 to 1.3 name the same
+    /// line), 1.6 (1.7 with round pale papillae cut across and a sparser basal
+    /// layer), 1.5 (1.6 without basal melanin), 1.4 (the look model 2 was trained
+    /// on) or 0.3 (the look model 1.2.0 was trained on), the older ones kept byte
+    /// for byte; all draw the same lesions and finding masks for a seed.
+    #[arg(long, default_value = "1.7")]
     generator: String,
     /// Draw lesions (and sham normal structures) into this real normal-skin slide
     /// instead of rendering a phantom: ids <class>-implant-<seed>, masks and truth as

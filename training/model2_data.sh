@@ -26,13 +26,15 @@
 # DIRA phantoms for acantholysis; train6: phantoms textured from CMU-1's train part,
 # 8 of each class, for psoriasiform change in the scanner's look; train7: 24 fold
 # and 8 pen phantoms of every class (no training slide had a section artefact); train8:
-# 64 synth 1.6 phantoms of every class, two thirds with basal melanin. Needs a release build (DIRASCOPE=path
+# 64 synth 1.6 phantoms of every class, two thirds with basal melanin; train9: 80
+# synth 1.7 phantoms of every class (papillae cut across, about 40% with a tangential
+# stretch). Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
 # Seeds (disjoint from every other set in the project; see training/protocol.sh):
 #   train  3000-3999, implants 4000-4399, (train2) 5000-8999, (train3) 9000-10999,
 #   (train4) 11000-11299, (train5) 11300-11399, (train6) 11400-11799, (train7) 11800-11999,
-#   (train8) 12000-12199
+#   (train8) 12000-12199, (train9) 12200-12399
 #   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999,
 #   held4 920000-923999
 set -euo pipefail
@@ -60,10 +62,12 @@ step() {
 }
 
 # synth tiles at source MPP $mpp (224 um tiles), downsampled to 1.0 um/px when finer.
+# PIN=VERSION renders with that generator whatever GENERATOR says.
 phantoms() {
     local name=$1 mpp=$2
     shift 2
-    local px
+    local px GEN=("${GEN[@]}")
+    [ -n "${PIN:-}" ] && GEN=(--generator "$PIN")
     px=$(awk -v m="$mpp" 'BEGIN { printf "%d", 224 / m + 0.5 }')
     if [ -s "$OUT/$name/labels.csv" ]; then echo "== $name exists"; return; fi
     if grep -qw -- "$name" <<<"${SKIP:-}"; then echo "== $name skipped (SKIP)"; return; fi
@@ -214,11 +218,18 @@ for phase in $PHASES; do
         # under 2.12.0 (MODEL_CARD.md), and no phantom before 1.6 had any.
         # Pinned to synth 1.6 whatever GENERATOR says (class = seed mod 4).
         train8)
-            GEN_SAVED=("${GEN[@]}")
-            GEN=(--generator 1.6)
-            phantoms train8-mel-1.0 1.0 --count 48 --seed 12000 --width-mm 3 --height-mm 3
-            phantoms train8-mel-0.5 0.5 --count 16 --seed 12100 --width-mm 3 --height-mm 3
-            GEN=("${GEN_SAVED[@]}")
+            PIN=1.6 phantoms train8-mel-1.0 1.0 --count 48 --seed 12000 --width-mm 3 --height-mm 3
+            PIN=1.6 phantoms train8-mel-0.5 0.5 --count 16 --seed 12100 --width-mm 3 --height-mm 3
+            ;;
+        # Papillae cut across (synth 1.7: pink ovals ringed by a crowded dark basal
+        # layer), for the real CMU-1 test part's false pustule tiles on a tangential
+        # cut (MODEL_CARD.md, "Tried after 2.12.0"). Pinned to synth 1.7.
+        # training/tangential_subset.py keeps the tiles over the cut and a quarter of
+        # the rest.
+        train9)
+            PIN=1.7 phantoms train9-tan-1.0 1.0 --count 64 --seed 12200 --width-mm 3 --height-mm 2.5
+            PIN=1.7 phantoms train9-tan-0.5 0.5 --count 16 --seed 12300 --width-mm 3 --height-mm 2.5
+            step "$PY" training/tangential_subset.py "$OUT/train9s" "$OUT/train9-tan-1.0" "$OUT/train9-tan-0.5"
             ;;
         held3)
             implants held3-implant-cmu test 916000 \

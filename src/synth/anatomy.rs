@@ -177,6 +177,12 @@ pub struct Tangential {
     pub depth: f32,
     /// Papillae: `x` µm, `y` µm below the plate, radius `r`; sorted by `x`.
     pub islands: Vec<Circle>,
+    /// Synth 1.7: each papilla an oval of the circle's area, `[aspect, angle]` per
+    /// island (a papilla is cut across obliquely more often than square on);
+    /// empty before 1.7 (round papillae).
+    pub ovals: Vec<[f32; 2]>,
+    /// Farthest reach of a papilla from its centre along x, µm.
+    pub reach: f32,
     /// Salt of the slab's undulating lower edge.
     pub salt: u64,
 }
@@ -184,19 +190,45 @@ pub struct Tangential {
 /// Ramp of a tangential stretch at each end, µm.
 const TANGENTIAL_RAMP_UM: f32 = 60.0;
 
+/// Signed distance (+ outside) to an oval of semi-axes `a` (along `angle`) and `b`
+/// at offset (dx, dy) from its centre: the implicit function over its gradient's
+/// length, exact on the outline and close enough a basal layer's width away.
+fn oval_sdf(dx: f32, dy: f32, a: f32, b: f32, angle: f32) -> f32 {
+    let (sn, cs) = angle.sin_cos();
+    let (u, w) = (dx * cs + dy * sn, -dx * sn + dy * cs);
+    let q = noise::hypot(u / a, w / b);
+    let grad = noise::hypot(u / (a * a), w / (b * b)) / q.max(1e-6);
+    (q - 1.0) / grad.max(1e-6)
+}
+
 impl Tangential {
     /// Signed distance (+ inside the epidermis) at `x`, `dv` µm below the plate.
     fn sdf(&self, x: f32, dv: f32) -> f32 {
         let bottom = self.depth * (0.7 + 0.6 * noise::value(x / 70.0, 0.5, self.salt));
-        let mut best = bottom - dv;
-        let start = self.islands.partition_point(|c| c.x < x - 40.0);
-        for c in &self.islands[start..] {
-            if c.x > x + 40.0 {
-                break;
-            }
-            best = best.min(noise::hypot(x - c.x, dv - c.y) - c.r);
+        self.papillae_near(x)
+            .map(|i| self.papilla_sdf(i, x, dv))
+            .fold(bottom - dv, f32::min)
+    }
+
+    /// Synth 1.7: whether (x, `dv` µm below the plate) lies in a papilla cut across.
+    pub fn in_papilla(&self, x: f32, dv: f32) -> bool {
+        self.papillae_near(x)
+            .any(|i| self.papilla_sdf(i, x, dv) < 0.0)
+    }
+
+    /// Indices of the papillae that may reach column `x`.
+    fn papillae_near(&self, x: f32) -> impl Iterator<Item = usize> + '_ {
+        let start = self.islands.partition_point(|c| c.x < x - self.reach);
+        (start..self.islands.len()).take_while(move |&i| self.islands[i].x <= x + self.reach)
+    }
+
+    /// Signed distance (+ outside) to papilla `i`: a circle, or from 1.7 an oval.
+    fn papilla_sdf(&self, i: usize, x: f32, dv: f32) -> f32 {
+        let c = &self.islands[i];
+        match self.ovals.get(i) {
+            Some(&[k, ang]) => oval_sdf(x - c.x, dv - c.y, c.r * k.sqrt(), c.r / k.sqrt(), ang),
+            None => noise::hypot(x - c.x, dv - c.y) - c.r,
         }
-        best
     }
 
     fn weight(&self, x: f32) -> f32 {
@@ -502,6 +534,8 @@ pub struct Site {
     /// What the site would be without the coil it lies in (dermis or fat), so the
     /// coil's stroma can fade into it; the same as `region` outside coils.
     pub under: Region,
+    /// Synth 1.7: in a papilla cut across inside a tangential slab.
+    pub papilla: bool,
 }
 
 impl Site {
@@ -520,6 +554,7 @@ impl Site {
             neh: false,
             tubule_dist: f32::MAX,
             under: Region::Glass,
+            papilla: false,
         }
     }
 }
@@ -1090,7 +1125,7 @@ impl Geometry {
             melanin_reach_um: 0.0,
             texture: None,
         };
-        if generator == Generator::V1_6 {
+        if matches!(generator, Generator::V1_6 | Generator::V1_7) {
             // Fair to dark skin: none on a third of slides, else a peak of 0.1-0.7,
             // which the most pigmented cells' granules carry 1.5 times (`melanin_at`):
             // an optical density of up to about 0.9 in blue.
@@ -1233,6 +1268,24 @@ impl Geometry {
             // unchanged, so a seed keeps its lesions and the finding masks).
             let mut r2 = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x7A_11_6E));
             geom.tangential = geom.draw_tangential(&mut r2, lo, hi);
+            if let (Generator::V1_7, Some(t)) = (generator, geom.tangential.as_mut()) {
+                // Papillae cut obliquely: ovals of aspect 1-2 at any angle, from a
+                // stream of their own (the islands' places and sizes are 1.6's).
+                let mut r = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x0FA1));
+                t.ovals = (0..t.islands.len())
+                    .map(|_| {
+                        [
+                            r.gen_range(1.0f32..2.0),
+                            r.gen_range(0.0..std::f32::consts::PI),
+                        ]
+                    })
+                    .collect();
+                t.reach = t
+                    .islands
+                    .iter()
+                    .map(|c| c.r * 2.0f32.sqrt() + 1.0)
+                    .fold(t.reach, f32::max);
+            }
             if let Some(t) = &geom.tangential {
                 let caps: Vec<Vessel> = t
                     .islands
@@ -1529,6 +1582,7 @@ impl Geometry {
             // A papilla cut across inside the slab is papillary dermis, however deep.
             if site.region == Region::Papillary && v < plate_top + t.depth && t.weight(x) > 0.5 {
                 site.v = site.v.min(plate_top);
+                site.papilla = self.generator == Generator::V1_7 && t.in_papilla(x, v - plate_top);
             }
         }
         site.under = site.region;
@@ -1657,6 +1711,8 @@ impl Geometry {
             x1,
             depth,
             islands,
+            ovals: Vec::new(),
+            reach: 40.0,
             salt: rng.gen(),
         })
     }

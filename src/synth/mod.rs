@@ -38,13 +38,14 @@ pub use self::truth::{MaskGrid, Truth, TruthFinding};
 
 /// Version of the default generator, written into every truth file; bump it
 /// whenever the same arguments would render different pixels.
-pub const GENERATOR_VERSION: &str = "1.6.0";
+pub const GENERATOR_VERSION: &str = "1.7.0";
 
 /// Which renderer draws the pixels. `V0_3` is kept byte-for-byte so model 1.2.0's
 /// training set and the realism baseline stay reproducible; `V1_4` likewise for model
 /// 2 (2.9.0 and 2.12.0 were trained, calibrated and validated on it, and the fixtures
 /// are drawn with it); `V1_5` likewise (synth 1.5, the fat in lobules, was the
-/// default when 1.6 came); `V1_6` (the default) is the synth 1.x line as it is now. The
+/// default when 1.6 came); `V1_6` likewise (basal melanin; the default when 1.7
+/// came); `V1_7` (the default) is the synth 1.x line as it is now. The
 /// 1.x generators draw the same anatomy and masks for the same seed with real-tissue
 /// appearance (docs/realism.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
@@ -55,9 +56,11 @@ pub enum Generator {
     V1_4,
     #[serde(rename = "1.5.0")]
     V1_5,
-    #[default]
     #[serde(rename = "1.6.0")]
     V1_6,
+    #[default]
+    #[serde(rename = "1.7.0")]
+    V1_7,
 }
 
 impl Generator {
@@ -67,7 +70,8 @@ impl Generator {
             Generator::V0_3 => "0.3.0",
             Generator::V1_4 => "1.4.0",
             Generator::V1_5 => "1.5.0",
-            Generator::V1_6 => GENERATOR_VERSION,
+            Generator::V1_6 => "1.6.0",
+            Generator::V1_7 => GENERATOR_VERSION,
         }
     }
 
@@ -87,20 +91,23 @@ impl FromStr for Generator {
             // drawn whole, neutral absorbance and colour noise, 1.4.0 lesion
             // cells of its own (lobed neutrophils, acantholytic cells,
             // parakeratotic nuclei), 1.5.0 fat in lobules of rounded cells,
-            // 1.6.0 melanin in the basal layer.
-            // 1.4 and 1.5 are kept (model 2's phantoms; 1.5's fat); earlier 1.x
+            // 1.6.0 melanin in the basal layer, 1.7.0 papillae cut across as pink
+            // ovals ringed by a crowded dark basal layer.
+            // 1.4, 1.5 and 1.6 are kept (model 2's phantoms; 1.5's fat; 1.6's
+            // melanin); earlier 1.x
             // pixels are not (1.0 to 1.3 name the current line, 0.3 is the frozen
             // cartoon renderer).
             "1.4" | "1.4.0" => Ok(Generator::V1_4),
             "1.5" | "1.5.0" => Ok(Generator::V1_5),
-            "1.0" | "1.1" | "1.2" | "1.3" | "1.6" | "1.6.0" => Ok(Generator::V1_6),
+            "1.6" | "1.6.0" => Ok(Generator::V1_6),
+            "1.0" | "1.1" | "1.2" | "1.3" | "1.7" | "1.7.0" => Ok(Generator::V1_7),
             "1.0.0" | "1.1.0" | "1.2.0" | "1.3.0" => Err(SynthError::Usage(format!(
-                "generator {s}'s exact pixels are not kept; 1.6 (or 1.0-1.3) draws the \
-                 current synth 1.x, 1.5 and 1.4 earlier ones (1.4: model 2's phantoms), \
-                 0.3 the frozen one"
+                "generator {s}'s exact pixels are not kept; 1.7 (or 1.0-1.3) draws the \
+                 current synth 1.x, 1.6, 1.5 and 1.4 earlier ones (1.4: model 2's \
+                 phantoms), 0.3 the frozen one"
             ))),
             other => Err(SynthError::Usage(format!(
-                "unknown generator '{other}'; expected 0.3, 1.4, 1.5 or 1.6 (1.0 to 1.3 name the current line)"
+                "unknown generator '{other}'; expected 0.3, 1.4, 1.5, 1.6 or 1.7 (1.0 to 1.3 name the current line)"
             ))),
         }
     }
@@ -350,7 +357,7 @@ impl SynthOptions {
             }
         }
         if self.texture.is_some() && !self.generator.is_v1() {
-            return bad("--texture-from needs a synth 1.x generator (1.4, 1.5 or 1.6)".into());
+            return bad("--texture-from needs a synth 1.x generator (1.4, 1.5, 1.6 or 1.7)".into());
         }
         if let Some(t) = &self.tiles {
             let (lo, hi) = limits::TILE_PX;

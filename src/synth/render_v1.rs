@@ -345,8 +345,13 @@ impl<'a> Shader<'a> {
         let look = &g.look;
         let salt = g.salt ^ 0x90;
         // Cells on a jittered grid in (x, depth): flatter towards the granular layer.
+        // Synth 1.7: the basal layer crowded with small dark nuclei, little
+        // cytoplasm between them, as real sections show it (a dark band along the
+        // junction and round every papilla cut across).
+        let crowded = g.generator == Generator::V1_7 && s.region == Region::Basal;
         let (sx, sy) = match s.region {
             Region::Granular => (14.0, 5.5),
+            Region::Basal if crowded => (6.0, 6.5),
             Region::Basal => (7.5, 9.0),
             _ => (16.0, 14.0),
         };
@@ -377,6 +382,12 @@ impl<'a> Shader<'a> {
                 let size = g.cell_scale * (0.75 + 0.55 * unit(hsh, 2));
                 let (a, b, ang, open) = match s.region {
                     Region::Granular => (4.0 * size, 1.4 * size, 0.2 * (unit(h2, 0) - 0.5), 0.3),
+                    Region::Basal if crowded => (
+                        3.0 * size,
+                        2.6 * size,
+                        unit(h2, 0) * std::f32::consts::PI,
+                        0.15,
+                    ),
                     Region::Basal => (
                         3.2 * size,
                         2.3 * size,
@@ -410,7 +421,11 @@ impl<'a> Shader<'a> {
             }
         }
         let tone = 0.85 + 0.3 * unit(own, 3);
-        let basal_dark = if s.region == Region::Basal { 1.3 } else { 1.0 };
+        let basal_dark = match s.region {
+            Region::Basal if crowded => 1.8,
+            Region::Basal => 1.3,
+            _ => 1.0,
+        };
         let mut out = c(look.epi_h * tone * basal_dark, look.epi_e * tone);
         // Fine cytoplasmic texture and, at most, faint intercellular bridges.
         let gap = d2.sqrt() - d1.sqrt();
@@ -426,10 +441,10 @@ impl<'a> Shader<'a> {
             out.h += 0.8 * noise::smoothstep(0.62, 0.78, gran);
         }
         if cov > 0.0 {
-            let dense = if s.region == Region::Spinous {
-                1.0
-            } else {
-                1.25
+            let dense = match s.region {
+                Region::Spinous => 1.0,
+                _ if crowded => 1.4,
+                _ => 1.25,
             };
             out = mixc(out, c(look.nuc_h * nh * dense, 0.5), cov);
         }
@@ -501,7 +516,12 @@ impl<'a> Shader<'a> {
                 noise::smoothstep(0.3 + 0.12 * look.clefts, 0.42 + 0.12 * look.clefts, bundle);
             c(0.04 * space, e * space * (1.0 - 0.92 * cleft))
         };
-        let mut out = if pw >= 1.0 {
+        let mut out = if s.papilla {
+            // Synth 1.7: a papilla cut across is as pink as the collagen around
+            // it in real sections, not the pale fine dermis of the papillae's tips.
+            let f = fine(());
+            c(f.h, f.e * 2.2)
+        } else if pw >= 1.0 {
             fine(())
         } else if pw <= 0.0 {
             coarse(())
@@ -795,7 +815,7 @@ mod tests {
         let a = Artefacts::default();
         (
             Geometry::build_with(Generator::V0_3, class, seed, 1600.0, 1200.0, &a),
-            Geometry::build_with(Generator::V1_6, class, seed, 1600.0, 1200.0, &a),
+            Geometry::build_with(Generator::V1_7, class, seed, 1600.0, 1200.0, &a),
         )
     }
 
@@ -813,6 +833,26 @@ mod tests {
             for artefacts in [Artefacts::default(), a] {
                 let g = Geometry::build_with(gen, class, 40 + i as u64, 1600.0, 1200.0, &artefacts);
                 h.update(render_rgb(&g, Raster::new(4.0), 0, 0, 400, 300));
+            }
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    /// sha256 of the tangential stretches of the first three normal slides that have
+    /// one, at 1 um/px, rendered by `gen` (the whole-slide digest at 4 um/px cuts none).
+    fn tangential_digest(gen: Generator) -> String {
+        use sha2::{Digest, Sha256};
+        let a = Artefacts::default();
+        let mut h = Sha256::new();
+        let mut n = 0;
+        for seed in 1.. {
+            let g = Geometry::build_with(gen, SlideClass::Normal, seed, 1600.0, 1200.0, &a);
+            if let Some(t) = &g.tangential {
+                h.update(render_rgb(&g, Raster::new(1.0), t.x0 as i64, 0, 256, 400));
+                n += 1;
+                if n == 3 {
+                    break;
+                }
             }
         }
         format!("{:x}", h.finalize())
@@ -1000,6 +1040,20 @@ mod tests {
         assert_eq!(
             digest_of(Generator::V1_5),
             "9674ecbf98f96e39f94724e554446cfe6ce7b096c2b6a0594cd5e86156b78d72"
+        );
+    }
+
+    #[test]
+    fn synth_1_6_is_kept_byte_for_byte() {
+        // Synth 1.7 changed the tangentially cut papillae and the basal layer and
+        // nothing else: 1.6 renders as it did.
+        assert_eq!(
+            tangential_digest(Generator::V1_6),
+            "38cca61cba4287c1c0675e2c10ba25a24e43bbca452375efafc1bec0049d9b91"
+        );
+        assert_eq!(
+            digest_of(Generator::V1_6),
+            "9fb265ea149c9bae44bef45e166c7f0feb0633b89e287aae7ed84e6c3be6d222"
         );
     }
 
@@ -1239,6 +1293,101 @@ mod tests {
     }
 
     #[test]
+    fn synth_1_7_draws_papillae_cut_across_as_pink_ovals_ringed_by_a_crowded_dark_basal_layer() {
+        // In a tangential slab of a 1.7 slide: the papillae are ovals (wider one
+        // way than the other), their collagen as pink as the reticular dermis's
+        // (1.6's were paler), and the basal layer round them holds more nucleus per
+        // area than 1.6's did.
+        use crate::synth::anatomy::Region;
+        use crate::synth::render::Shader;
+        let a = Artefacts::default();
+        let mut checked = 0;
+        for seed in 1..40 {
+            let g = Geometry::build_with(
+                Generator::V1_7,
+                SlideClass::Normal,
+                seed,
+                1600.0,
+                1200.0,
+                &a,
+            );
+            let Some(t) = g.tangential.clone() else {
+                continue;
+            };
+            let old = Geometry::build_with(
+                Generator::V1_6,
+                SlideClass::Normal,
+                seed,
+                1600.0,
+                1200.0,
+                &a,
+            );
+            assert_eq!(t.islands.len(), t.ovals.len());
+            assert!(
+                t.ovals.iter().any(|o| o[0] > 1.4),
+                "seed {seed}: no oval papilla"
+            );
+            assert!(old.tangential.as_ref().unwrap().ovals.is_empty());
+            let (new_s, old_s) = (
+                Shader { geom: &g, aa: 0.25 },
+                Shader {
+                    geom: &old,
+                    aa: 0.25,
+                },
+            );
+            let (mut pap, mut pap_e, mut old_pap_e, mut ret_e, mut ret) =
+                (0usize, 0.0f64, 0.0f64, 0.0f64, 0usize);
+            let (mut basal, mut basal_h, mut old_basal, mut old_basal_h) =
+                (0usize, 0.0f64, 0usize, 0.0f64);
+            let mut x = t.x0;
+            while x < t.x1 {
+                let mut y = 0.0;
+                while y < 900.0 {
+                    let (s, so) = (g.locate(x, y), old.locate(x, y));
+                    if s.papilla && s.region == Region::Papillary {
+                        pap += 1;
+                        pap_e += new_s.shade(x, y).e as f64;
+                        if so.region == Region::Papillary {
+                            old_pap_e += old_s.shade(x, y).e as f64;
+                        }
+                    }
+                    if s.region == Region::Reticular {
+                        ret += 1;
+                        ret_e += new_s.shade(x, y).e as f64;
+                    }
+                    if s.region == Region::Basal {
+                        basal += 1;
+                        basal_h += new_s.shade(x, y).h as f64;
+                    }
+                    if so.region == Region::Basal {
+                        old_basal += 1;
+                        old_basal_h += old_s.shade(x, y).h as f64;
+                    }
+                    y += 1.5;
+                }
+                x += 1.5;
+            }
+            assert!(pap > 200, "seed {seed}: {pap} papilla points");
+            let (pe, ope, re) = (
+                pap_e / pap as f64,
+                old_pap_e / pap as f64,
+                ret_e / ret.max(1) as f64,
+            );
+            assert!(
+                pe > 1.5 * ope && pe > 0.7 * re,
+                "seed {seed}: papilla eosin {pe:.3}, 1.6 {ope:.3}, reticular {re:.3}"
+            );
+            let (bh, obh) = (basal_h / basal as f64, old_basal_h / old_basal as f64);
+            assert!(
+                bh > 1.2 * obh,
+                "seed {seed}: basal haematoxylin {bh:.3}, 1.6 {obh:.3}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 3, "{checked} tangential slides in 39 seeds");
+    }
+
+    #[test]
     fn margin_ink_colours_only_a_band_at_the_inked_margins() {
         let g = find(SlideClass::Psoriasis, |g| {
             g.ink
@@ -1464,9 +1613,12 @@ mod tests {
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_6);
-        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_6);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_7);
+        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_7);
+        assert_eq!("1.7".parse::<Generator>().unwrap(), Generator::V1_7);
         assert_eq!("1.6".parse::<Generator>().unwrap(), Generator::V1_6);
+        assert_eq!("1.6.0".parse::<Generator>().unwrap(), Generator::V1_6);
+        assert_eq!(Generator::V1_6.version(), "1.6.0");
         assert_eq!("1.5".parse::<Generator>().unwrap(), Generator::V1_5);
         assert_eq!("1.4".parse::<Generator>().unwrap(), Generator::V1_4);
         assert_eq!("1.4.0".parse::<Generator>().unwrap(), Generator::V1_4);
