@@ -30,7 +30,10 @@
 #                                  tile, not shipped: MODEL_CARD.md)
 #   val9     seeds 930000-939999  (synth 1.4; spent 2026-12-05 on 2.12.0, 2.9.0
 #                                  fine-tuned with fold, pen and DIRA phantoms: MODEL_CARD.md)
-#   val10    seeds 940000-949999  (the next candidate's validation; never rendered:
+#   val10    seeds 940000-949999  (synth 1.4; spent 2026-12-05: candidate t10 not
+#                                  shipped (DIRA 11/13), so it is 2.12.0's
+#                                  validation: MODEL_CARD.md)
+#   val11    seeds 960000-969999  (the next candidate's validation; never rendered:
 #                                  render and run once after its rule exists, with
 #                                  the generator of the calibration set its rule was
 #                                  fitted on: GENERATOR=1.4 for the set of 2.12.0)
@@ -38,7 +41,7 @@
 # 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039,
 # training/loop_test.sh 880000-880101 (hence val8 skips to 890000), model 2's
 # held-out sets 900000-923999 (training/model2_data.sh; hence val9 at 930000), the 1.x
-# calibration 950000- (hence val10 stops at 949999).
+# calibration 950000- (hence val10 stops at 949999 and val11 starts at 960000).
 #
 # Environment:
 #   B        dirascope binary (default target/debug/dirascope)
@@ -104,7 +107,8 @@ base_seed() {
         val8) echo 890000 ;;
         val9) echo 930000 ;;
         val10) echo 940000 ;;
-        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7, val8, val9, val10)" >&2; exit 2 ;;
+        val11) echo 960000 ;;
+        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7, val8, val9, val10, val11)" >&2; exit 2 ;;
     esac
 }
 
@@ -175,5 +179,5 @@ case ${1:-} in
         calibrate
         validate val
         ;;
-    *) sed -n '2,41p' "$0"; exit 2 ;;
+    *) awk 'NR > 1 && /^set -euo/ { exit } NR > 1' "$0"; exit 2 ;;
 esac
