@@ -12,7 +12,8 @@
 #   EXTRA_TRAIN: more export names under DATA, e.g. "train3-implant-cmu train3-implant-pd", each weighted EXTRA_WEIGHT, default 2;
 #   HEAD_POOL: train.py --head-pool, e.g. lse:2 to turn INIT's average-pooled head into a log-mean-exp one;
 #   THREADS: torch threads, default 2; HARD_NEGATIVE_WEIGHT: train.py --hard-negative-weight;
-#   REAL_CROPS: train.py --real-crops, random crops per real train part instead of the grid x REAL_REPEAT)
+#   REAL_CROPS: train.py --real-crops, random crops per real train part instead of the grid x REAL_REPEAT;
+#   SEED: train.py --seed, default 1, for replicates of one recipe)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -50,7 +51,7 @@ held() { # NAME=DIR,DIR,... of the rendered sets only
     --ood --ood-taps=-1,3 --ood-threshold-from oodcal \
     --ood-heldout-desc "${OOD_DESC:-oodcal: synth 1.0 phantoms never trained on (seeds 914000-914203) at source MPP 1.0, 0.5 and 0.25 and lesions implanted into the real test parts (seeds 914600-915399; CMU-1 rows y >= 1484, PD columns x >= 1024)}" \
     ${HARD_NEGATIVE_WEIGHT:+--hard-negative-weight "$HARD_NEGATIVE_WEIGHT"} \
-    --steps "$STEPS" --lr 5e-4 --pos-frac 0.01 \
+    --steps "$STEPS" --lr 5e-4 --pos-frac 0.01 ${SEED:+--seed "$SEED"} \
     --pos-frac-for neutrophilic_eccrine_hidradenitis=0.1 ${PSORIASIFORM_POS_FRAC:+psoriasiform=$PSORIASIFORM_POS_FRAC} \
     --arch slim-s2 ${HEAD_POOL:+--head-pool "$HEAD_POOL"} --threads "${THREADS:-2}" \
     --name dirascope-v2 --version "${VERSION:-2.0.0}" --rule-from "$INIT" \
