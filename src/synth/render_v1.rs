@@ -1296,8 +1296,8 @@ mod tests {
     fn synth_1_7_draws_papillae_cut_across_as_pink_ovals_ringed_by_a_crowded_dark_basal_layer() {
         // In a tangential slab of a 1.7 slide: the papillae are ovals (wider one
         // way than the other), their collagen as pink as the reticular dermis's
-        // (1.6's were paler), and the basal layer round them holds more nucleus per
-        // area than 1.6's did.
+        // (1.6's were paler), and the basal layer round them (crowded nuclei, darker
+        // cytoplasm) carries more hematoxylin than 1.6's did.
         use crate::synth::anatomy::Region;
         use crate::synth::render::Shader;
         let a = Artefacts::default();
