@@ -86,13 +86,25 @@ def add(a: dict, b: dict) -> dict:
 
 def thresholds(model: Path) -> str:
     text = (model / "model.toml").read_text()
-    keys = ("dira_threshold", "psoriasiform_threshold", "no_call_margin")
+    keys = {"dira_threshold": "DIRA", "psoriasiform_threshold": "psoriasiform", "no_call_margin": "margin"}
     found = {}
     for line in text.splitlines():
         k = line.split("=")[0].strip()
         if k in keys:
             found[k] = line.split("=")[1].strip()
-    return ", ".join(f"{k.split('_')[0]} {found.get(k, '?')}" for k in keys)
+    return ", ".join(f"{label} {found.get(k, '?')}" for k, label in keys.items())
+
+
+def ceiling(scored: Path, labels: list[dict]) -> dict:
+    """What the variant's DIRA score can do at all, in hindsight, on every slide: its
+    AUROC (DIRA against the rest) and the fewest DIRA errors (missed + false) any one
+    threshold gives, no-call band ignored. Descriptive only: nothing is fitted on it."""
+    score = {r["slide_id"]: float(r["dira_score"]) for r in csv.DictReader(open(scored / "summary.csv", newline=""))}
+    pos = [score[r["slide_id"]] for r in labels if r["label"] == "dira"]
+    neg = [score[r["slide_id"]] for r in labels if r["label"] != "dira"]
+    pairs = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    best = min((sum(p < t for p in pos) + sum(n >= t for n in neg), t) for t in sorted(set(pos + neg)) + [2.0])
+    return {"auroc": pairs / (len(pos) * len(neg)), "fewest_errors": best[0], "at": best[1]}
 
 
 def main() -> None:
@@ -122,6 +134,10 @@ def main() -> None:
         write_labels([r for n in rest for r in sets[n][1]], labels)
         folds[left] = (merged, labels)
 
+    everything = args.work / "all-sets"
+    run([args.bin, "merge", *[str(s[0]) for s in sets.values()], "--out", str(everything)])
+    all_labels = [r for s in sets.values() for r in s[1]]
+
     report = {}
     for v in args.variant:
         name, rest = v.split("=", 1)
@@ -144,14 +160,21 @@ def main() -> None:
         for t in per_set.values():
             t = {k: v for k, v in t.items() if k != "rule"}
             total = t if total is None else add(total, t)
-        report[name] = {"total": total, "per_set": per_set}
+        copy = args.work / f"{name}-on-all"
+        run(["cp", "-al", str(everything), str(copy)])
+        run([args.bin, "recall", str(copy), "--model", model])
+        hindsight = ceiling(copy, all_labels)
+        shutil.rmtree(copy)
+        report[name] = {"total": total, "per_set": per_set, "hindsight": hindsight}
         print(f"{name}: {total['right']}/{total['slides']} right, DIRA {total['dira_called']}/{total['dira']}, "
               f"false DIRA {total['false_dira']}/{total['other']}, mixed {total['mixed']}")
         for left, t in per_set.items():
             print(f"    {left:6} {t['right']:3}/{t['slides']} DIRA {t['dira_called']}/{t['dira']} "
                   f"false {t['false_dira']} mixed {t['mixed']}  [{t['rule']}]")
         print(f"    missed: {', '.join(total['missed']) or '-'}")
-        print(f"    false DIRA: {', '.join(total['false']) or '-'}", flush=True)
+        print(f"    false DIRA: {', '.join(total['false']) or '-'}")
+        print(f"    hindsight on all {len(all_labels)} slides: DIRA-score AUROC {hindsight['auroc']:.4f}, "
+              f"fewest DIRA errors at one threshold {hindsight['fewest_errors']} (at {hindsight['at']:.3f})", flush=True)
     (args.work / "loso.json").write_text(json.dumps(report, indent=1))
 
 
