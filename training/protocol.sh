@@ -33,15 +33,19 @@
 #   val10    seeds 940000-949999  (synth 1.4; spent 2026-12-05: candidate t10 not
 #                                  shipped (DIRA 11/13), so it is 2.12.0's
 #                                  validation: MODEL_CARD.md)
-#   val11    seeds 960000-969999  (the next candidate's validation; never rendered:
+#   val11    seeds 960000-969999  (synth 1.4; spent 2026-12-06 on 2.15.0, 2.12.0's
+#                                  weights with a rule refitted on cal and val7-val10:
+#                                  MODEL_CARD.md)
+#   val12    seeds 980000-989999  (the next candidate's validation; never rendered:
 #                                  render and run once after its rule exists, with
 #                                  the generator of the calibration set its rule was
-#                                  fitted on: GENERATOR=1.4 for the set of 2.12.0)
+#                                  fitted on: GENERATOR=1.4 for the sets of 2.15.0)
 # Seeds used elsewhere and never here: training 1000-2107, held-out tiles
 # 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039,
 # training/loop_test.sh 880000-880101 (hence val8 skips to 890000), model 2's
 # held-out sets 900000-923999 (training/model2_data.sh; hence val9 at 930000), the 1.x
-# calibration 950000- (hence val10 stops at 949999 and val11 starts at 960000).
+# calibration 950000- (hence val10 stops at 949999 and val11 starts at 960000),
+# training/finetune_experiment.sh 970000-970107 (hence val12 at 980000).
 #
 # Environment:
 #   B        dirascope binary (default target/debug/dirascope)
@@ -108,7 +112,8 @@ base_seed() {
         val9) echo 930000 ;;
         val10) echo 940000 ;;
         val11) echo 960000 ;;
-        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7, val8, val9, val10, val11)" >&2; exit 2 ;;
+        val12) echo 980000 ;;
+        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7, val8, val9, val10, val11, val12)" >&2; exit 2 ;;
     esac
 }
 
