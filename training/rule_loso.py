@@ -30,14 +30,10 @@ import csv
 import json
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
-EXPECTED = {
-    "dira": "dira-pattern",
-    "pustular-psoriasis": "psoriasiform-pattern",
-    "psoriasis": "psoriasiform-pattern",
-    "normal": "no-pustular-pattern",
-}
+from protocol_tables import EXPECTED
 
 
 def run(cmd: list[str]) -> None:
@@ -85,14 +81,9 @@ def add(a: dict, b: dict) -> dict:
 
 
 def thresholds(model: Path) -> str:
-    text = (model / "model.toml").read_text()
-    keys = {"dira_threshold": "DIRA", "psoriasiform_threshold": "psoriasiform", "no_call_margin": "margin"}
-    found = {}
-    for line in text.splitlines():
-        k = line.split("=")[0].strip()
-        if k in keys:
-            found[k] = line.split("=")[1].strip()
-    return ", ".join(f"{label} {found.get(k, '?')}" for k, label in keys.items())
+    rule = tomllib.loads((model / "model.toml").read_text())["rule"]
+    return (f"DIRA {rule['dira_threshold']}, psoriasiform {rule['psoriasiform_threshold']}, "
+            f"margin {rule['no_call_margin']}")
 
 
 def ceiling(scored: Path, labels: list[dict]) -> dict:
