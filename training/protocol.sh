@@ -36,7 +36,10 @@
 #   val11    seeds 960000-969999  (synth 1.4; spent 2026-12-06 on 2.15.0, 2.12.0's
 #                                  weights with a rule refitted on cal and val7-val10:
 #                                  MODEL_CARD.md)
-#   val12    seeds 980000-989999  (the next candidate's validation; never rendered:
+#   val12    seeds 980000-989999  (synth 1.4, SCALE=1, all 12 strata; spent 2026-12-06
+#                                  on 2.15.0 once more, at the protocol's full scale:
+#                                  models/dirascope-v2/protocol/predeclared-val12.md)
+#   val13    seeds 990000-999999  (the next candidate's validation; never rendered:
 #                                  render and run once after its rule exists, with
 #                                  the generator of the calibration set its rule was
 #                                  fitted on: GENERATOR=1.4 for the sets of 2.15.0)
@@ -113,7 +116,8 @@ base_seed() {
         val10) echo 940000 ;;
         val11) echo 960000 ;;
         val12) echo 980000 ;;
-        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7, val8, val9, val10, val11, val12)" >&2; exit 2 ;;
+        val13) echo 990000 ;;
+        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7, val8, val9, val10, val11, val12, val13)" >&2; exit 2 ;;
     esac
 }
 
