@@ -154,12 +154,14 @@ struct SynthArgs {
     /// JPEG quality of the tiles (default: drawn per slide).
     #[arg(long)]
     jpeg_quality: Option<u8>,
-    /// Renderer: 1.7 (real-tissue appearance, default; 1.0 to 1.3 name the same
-    /// line), 1.6 (1.7 with round pale papillae cut across and a sparser basal
-    /// layer), 1.5 (1.6 without basal melanin), 1.4 (the look model 2 was trained
-    /// on) or 0.3 (the look model 1.2.0 was trained on), the older ones kept byte
-    /// for byte; all draw the same lesions and finding masks for a seed.
-    #[arg(long, default_value = "1.7")]
+    /// Renderer: 1.8 (real-tissue appearance, default; 1.0 to 1.3 name the same
+    /// line), 1.7 (1.8's phantoms; with --implant-into, the implants model 2 was
+    /// trained on, without synth 1.4's lesion cells and the scanner's optics), 1.6
+    /// (1.7 with round pale papillae cut across and a sparser basal layer), 1.5 (1.6
+    /// without basal melanin), 1.4 (the look model 2 was trained on) or 0.3 (the look
+    /// model 1.2.0 was trained on), the older ones kept byte for byte; all draw the
+    /// same lesions and finding masks for a seed.
+    #[arg(long, default_value = "1.8")]
     generator: String,
     /// Draw lesions (and sham normal structures) into this real normal-skin slide
     /// instead of rendering a phantom: ids <class>-implant-<seed>, masks and truth as
@@ -167,6 +169,11 @@ struct SynthArgs {
     /// slide's own MPP (needed where the file has none).
     #[arg(long, value_name = "SLIDE")]
     implant_into: Option<PathBuf>,
+    /// With --implant-into (generator 1.8): sigma in µm of the optics the drawn
+    /// structures are seen through before they are blended in (default 0.5; 0: as
+    /// sharp as drawn).
+    #[arg(long, value_name = "UM")]
+    optics_um: Option<f32>,
     /// Render synth 1.0's corneum, epidermis and dermis with this real slide's own
     /// texture and stain (its train part where training/real_split.toml lists it).
     #[arg(long, value_name = "SLIDE")]
@@ -473,6 +480,9 @@ fn synth(args: SynthArgs) -> Result<u8, Failure> {
     if args.part.is_some() {
         return Err(usage("--part goes with --implant-into"));
     }
+    if args.optics_um.is_some() {
+        return Err(usage("--optics-um goes with --implant-into"));
+    }
     let artefacts = args
         .artefacts
         .parse()
@@ -554,6 +564,22 @@ fn implant(
             "--implant-into writes slides: --tiles and --artefacts do not apply",
         ));
     }
+    let generator: crate::synth::Generator = args
+        .generator
+        .parse()
+        .map_err(|e: crate::synth::SynthError| usage(e.to_string()))?;
+    if generator < crate::synth::Generator::V1_4 {
+        return Err(usage(
+            "--implant-into draws with a synth 1.x generator (1.4 to 1.8), not 0.3",
+        ));
+    }
+    if let Some(o) = args.optics_um {
+        if !(0.0..=5.0).contains(&o) || generator < crate::synth::Generator::V1_8 {
+            return Err(usage(format!(
+                "--optics-um must be between 0 and 5 and goes with generator 1.8, got {o}"
+            )));
+        }
+    }
     let part = match part.as_deref() {
         None => None,
         Some("train") => Some(Part::Train),
@@ -574,6 +600,8 @@ fn implant(
         out: args.out.clone(),
         mask_downsample: args.mask_downsample,
         jpeg_quality: args.jpeg_quality,
+        generator,
+        optics_um: args.optics_um.unwrap_or(synth::OPTICS_UM),
     };
     match synth::implant_into(&options) {
         Ok(slides) => emit_slides(&slides),

@@ -2,7 +2,8 @@
 //! `../shared/fixtures/real/` (skipped with a printed reason where that folder is
 //! absent). The masks must line up with what was drawn, the real pixels outside the
 //! implants must be the slide's own bytes, the stain must be the slide's, and the
-//! same seed must give the same file at any thread count.
+//! same seed must give the same file at any thread count. Generator 1.8 (the default)
+//! sees what it draws through the optics; 1.7 draws model 2's implants byte for byte.
 
 mod common;
 
@@ -329,4 +330,159 @@ fn an_acantholytic_cleft_is_an_open_space_with_rounded_cells_floating_in_it() {
     // Mostly open space (the cleft), but not empty: acantholytic cells float in it.
     assert!(clear as f64 > 0.35 * n as f64, "{clear} of {n} clear");
     assert!(cells as f64 > 0.1 * n as f64, "{cells} of {n} cells");
+}
+
+/// sha256 of level 0's RGB bytes.
+fn pixel_digest(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(pixels(path).0))
+}
+
+#[test]
+fn generator_1_7_draws_the_implants_of_model_2s_training_sets_byte_for_byte() {
+    // Digests of the implants drawn by the binary of the commit before synth 1.8
+    // (decoded with tifffile), which drew model 2's implant sets.
+    let Some(dir) = real_dir() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let cmu = dir.join("CMU-1-Small-Region.svs");
+    implant(
+        &cmu,
+        &["--class", "dira", "--seed", "3", "--generator", "1.7"],
+        out.path(),
+        "2",
+    );
+    assert_eq!(
+        pixel_digest(&out.path().join("dira-implant-3.tiff")),
+        "714c1273a518adf82f5b413cbc50326fa1b7e05b6279482c8d88f3490c8b1cd2"
+    );
+    let pd = dir.join("skin-normal-10x-public-domain.jpg");
+    let args = [
+        "--class",
+        "psoriasis",
+        "--seed",
+        "901",
+        "--mpp",
+        "0.75",
+        "--part",
+        "test",
+        "--generator",
+        "1.7",
+    ];
+    implant(&pd, &args, out.path(), "2");
+    assert_eq!(
+        pixel_digest(&out.path().join("psoriasis-implant-901.tiff")),
+        "6b7044bce67f10c9c222c311d4ceb9d37db97078fb04afde141ba79af264ceaf"
+    );
+    let truth = truth(out.path(), "psoriasis-implant-901");
+    assert_eq!(truth["generator_version"], "1.7.0");
+    assert_eq!(truth["implant"]["optics_um"].as_f64(), Some(0.0));
+}
+
+/// Mean squared step between neighbouring pixels (both directions, all channels)
+/// over the pixels an implant changed.
+fn sharpness(real: &[u8], drawn: &[u8], w: usize, h: usize) -> (f64, usize) {
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for y in 0..h - 1 {
+        for x in 0..w - 1 {
+            let q = (y * w + x) * 3;
+            if real[q..q + 3] == drawn[q..q + 3] {
+                continue;
+            }
+            for c in 0..3 {
+                let v = drawn[q + c] as f64;
+                sum += (v - drawn[q + 3 + c] as f64).powi(2)
+                    + (v - drawn[q + w * 3 + c] as f64).powi(2);
+            }
+            n += 1;
+        }
+    }
+    (sum / n.max(1) as f64, n)
+}
+
+#[test]
+fn synth_1_8_sees_what_it_draws_through_the_optics_and_keeps_the_rest() {
+    let Some(dir) = real_dir() else { return };
+    let src = dir.join("CMU-1-Small-Region.svs");
+    let args = ["--class", "dira", "--seed", "5", "--part", "test"];
+    let mut runs = Vec::new();
+    for optics in ["0", "0.5", "1.0"] {
+        let out = tempfile::tempdir().unwrap();
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--optics-um", optics]);
+        implant(&src, &a, out.path(), "2");
+        let t = truth(out.path(), "dira-implant-5");
+        assert_eq!(t["generator_version"], "1.8.0");
+        assert_eq!(
+            t["implant"]["optics_um"].as_f64(),
+            Some(optics.parse().unwrap())
+        );
+        runs.push((out, t));
+    }
+    let (real, w, h) = {
+        let (all, w, h) = pixels(&src);
+        // The test part: rows from 1484 on (training/real_split.toml).
+        (
+            all[1484 * w as usize * 3..].to_vec(),
+            w as usize,
+            h as usize - 1484,
+        )
+    };
+    let mut previous = f64::INFINITY;
+    for (out, t) in &runs {
+        let (drawn, w2, h2) = pixels(&out.path().join("dira-implant-5.tiff"));
+        assert_eq!((w2 as usize, h2 as usize), (w, h));
+        let (s, n) = sharpness(&real, &drawn, w, h);
+        eprintln!(
+            "optics {}: {n} pixels drawn, mean squared step {s:.1}",
+            t["implant"]["optics_um"]
+        );
+        assert!(n > 10_000, "{n}");
+        assert!(
+            s < previous,
+            "blurrier optics, sharper pixels: {s} after {previous}"
+        );
+        previous = s;
+        // Past each implant's reach (which counts the optics' 3 sigma) nothing changed.
+        let mpp = t["mpp"].as_f64().unwrap();
+        let reach: Vec<(f64, f64, f64)> = t["implant"]["implants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let c = i["centre_um"].as_array().unwrap();
+                (
+                    c[0].as_f64().unwrap() / mpp,
+                    c[1].as_f64().unwrap() / mpp,
+                    i["reach_um"].as_f64().unwrap() / mpp + 1.0,
+                )
+            })
+            .collect();
+        for y in 0..h {
+            for x in 0..w {
+                let (fx, fy) = (x as f64 + 0.5, y as f64 + 0.5);
+                let q = (y * w + x) * 3;
+                if reach
+                    .iter()
+                    .all(|&(cx, cy, r)| (fx - cx).hypot(fy - cy) > r)
+                {
+                    assert_eq!(
+                        real[q..q + 3],
+                        drawn[q..q + 3],
+                        "({x}, {y}) changed outside every implant"
+                    );
+                }
+            }
+        }
+    }
+    // The same lesions as generator 1.7 (masks and truth), drawn otherwise.
+    let old = tempfile::tempdir().unwrap();
+    let mut a = args.to_vec();
+    a.extend_from_slice(&["--generator", "1.7"]);
+    implant(&src, &a, old.path(), "2");
+    let t17 = truth(old.path(), "dira-implant-5");
+    assert_eq!(t17["findings"], runs[1].1["findings"]);
+    assert_ne!(
+        pixel_digest(&old.path().join("dira-implant-5.tiff")),
+        pixel_digest(&runs[1].0.path().join("dira-implant-5.tiff"))
+    );
 }

@@ -48,8 +48,10 @@ REAL=${REAL:-../shared/fixtures/real}
 CMU="$REAL/CMU-1-Small-Region.svs"
 PD="$REAL/skin-normal-10x-public-domain.jpg"
 MAPPING=fixtures/annotations/phantom-mapping.toml
-# GENERATOR: the phantoms' renderer (default: synth's own default). Model 2 (2.9.0,
-# 2.12.0) was trained and evaluated on synth 1.4: GENERATOR=1.4 renders its sets again.
+# GENERATOR: the phantoms' and implants' renderer (default: synth's own default). Model
+# 2 (2.9.0, 2.12.0) was trained and evaluated on synth 1.4: GENERATOR=1.4 renders its
+# sets again (its implants too: 1.4 to 1.7 draw the implants of those sets; 1.8 draws
+# them with synth 1.4's lesion cells, through the optics).
 GEN=()
 [ -n "${GENERATOR:-}" ] && GEN=(--generator "$GENERATOR")
 mkdir -p "$OUT"
@@ -105,7 +107,7 @@ implants() {
         made=0
         seed=$first
         while [ "$made" -lt "$n" ] && [ "$seed" -lt $((first + 4 * n + 40)) ]; do
-            if "$B" synth --implant-into "$image" "$@" --part "$part" --class "$class" \
+            if "$B" synth --implant-into "$image" "$@" "${GEN[@]}" --part "$part" --class "$class" \
                 --seed "$seed" --out "$slides" >/dev/null 2>"$slides/.err"; then
                 made=$((made + 1))
             fi

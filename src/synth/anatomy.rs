@@ -1125,7 +1125,7 @@ impl Geometry {
             melanin_reach_um: 0.0,
             texture: None,
         };
-        if matches!(generator, Generator::V1_6 | Generator::V1_7) {
+        if generator >= Generator::V1_6 {
             // Fair to dark skin: none on a third of slides, else a peak of 0.1-0.7,
             // which the most pigmented cells' granules carry 1.5 times (`melanin_at`):
             // an optical density of up to about 0.9 in blue.
@@ -1268,7 +1268,11 @@ impl Geometry {
             // unchanged, so a seed keeps its lesions and the finding masks).
             let mut r2 = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x7A_11_6E));
             geom.tangential = geom.draw_tangential(&mut r2, lo, hi);
-            if let (Generator::V1_7, Some(t)) = (generator, geom.tangential.as_mut()) {
+            if let Some(t) = geom
+                .tangential
+                .as_mut()
+                .filter(|_| generator >= Generator::V1_7)
+            {
                 // Papillae cut obliquely: ovals of aspect 1-2 at any angle, from a
                 // stream of their own (the islands' places and sizes are 1.6's).
                 let mut r = ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x0FA1));
@@ -1582,7 +1586,7 @@ impl Geometry {
             // A papilla cut across inside the slab is papillary dermis, however deep.
             if site.region == Region::Papillary && v < plate_top + t.depth && t.weight(x) > 0.5 {
                 site.v = site.v.min(plate_top);
-                site.papilla = self.generator == Generator::V1_7 && t.in_papilla(x, v - plate_top);
+                site.papilla = self.generator >= Generator::V1_7 && t.in_papilla(x, v - plate_top);
             }
         }
         site.under = site.region;

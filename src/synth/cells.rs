@@ -43,7 +43,7 @@ impl CellAt {
     }
 
     /// Of two overlapping cells, the one in front: the more nucleus, else the more cell.
-    fn front(self, other: CellAt) -> CellAt {
+    pub fn front(self, other: CellAt) -> CellAt {
         if (other.nuc, other.cov) > (self.nuc, self.cov) {
             other
         } else {

@@ -14,6 +14,13 @@
 //! concentration range; pixels no implant touches are the slide's own bytes (the
 //! default output is lossless Deflate). Masks, truth.json and the QuPath GeoJSON
 //! follow `synth`'s layout; the slide id is `<class>-implant-<seed>`.
+//!
+//! Synth 1.8 (the default generator) draws the implants' neutrophils as synth 1.4
+//! draws its own (`cells`: 2-5 lobes of varied size, pale granular cytoplasm, some
+//! dying), coils with irregular cells, and sees everything drawn through the
+//! scanner's optics (a Gaussian of `optics_um`) before it is blended in. Earlier
+//! generators (`--generator 1.4` to `1.7`) draw the implants of model 2's training
+//! sets, byte for byte.
 
 use std::path::{Path, PathBuf};
 
@@ -23,13 +30,15 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::anatomy::{EPIDERMIS, TISSUE};
-use super::cells::acantholytic_field;
+use super::cells::{self, acantholytic_field, CellAt, Crowd};
 use super::noise::{self, hash2, unit};
 use super::output::{prepare_dir, write_manifest, SlideFiles};
 use super::render::{c, disc, ellipse, mixc, neutrophil_at, Conc};
 use super::render_v1::nucleus;
 use super::truth::{finding_records, round6, MaskGrid, Structures, Truth};
-use super::{Artefacts, Finding, SlideClass, SlideOutput, StainMatrix, SynthError, Variant};
+use super::{
+    Artefacts, Finding, Generator, SlideClass, SlideOutput, StainMatrix, SynthError, Variant,
+};
 use crate::real_split::{Part, RealSplit};
 use crate::slide::writer::{PyramidWriter, TileCompression, WriterOptions};
 use crate::slide::{self, Mpp, OpenOptions, Rect};
@@ -42,6 +51,13 @@ const CELL_UM: f64 = 2.0;
 /// Concentration scale the drawing functions use (synth 1.0's: CMU-1's p95).
 pub(super) const DRAW_H95: f32 = 0.82;
 pub(super) const DRAW_E95: f32 = 0.98;
+/// Synth 1.8: the nuclear hematoxylin the implants' neutrophils are drawn with
+/// (`cells::neutrophil` draws chromatin 2.0-2.6 times it, 1.2-1.6 on the drawing's
+/// scale, where the slide's 95th hematoxylin percentile is 0.82: neutrophils are
+/// the darkest nuclei of a section).
+const NEUTROPHIL_NUC_H: f32 = 0.62;
+/// Synth 1.8: the default sigma of the optics the drawn layer is seen through, µm.
+pub const OPTICS_UM: f32 = 0.5;
 
 /// What `synth --implant-into` needs.
 #[derive(Debug, Clone)]
@@ -59,6 +75,11 @@ pub struct ImplantOptions {
     pub mask_downsample: u32,
     /// JPEG at this quality instead of lossless Deflate.
     pub jpeg_quality: Option<u8>,
+    /// 1.8 (the default) draws synth 1.4's lesion cells through the optics;
+    /// 1.4-1.7 the implants of model 2's training sets.
+    pub generator: Generator,
+    /// Synth 1.8: sigma of the Gaussian the drawn layer is blurred by, µm (0: none).
+    pub optics_um: f32,
 }
 
 /// The slide's stain, measured by Macenko's method on its tissue pixels.
@@ -99,6 +120,8 @@ pub struct ImplantTruth {
     pub compression: String,
     pub stain: MeasuredStain,
     pub epidermis_threshold: f32,
+    /// Sigma of the optics the drawn layer was blurred by, µm (0 before synth 1.8).
+    pub optics_um: f32,
     pub implants: Vec<ImplantRecord>,
 }
 
@@ -1002,6 +1025,33 @@ fn neutrophil(x: f32, y: f32, spacing: f32, occ: f32, salt: u64, aa: f32) -> Opt
     neutrophil_at(x, y, spacing, occ, salt, aa).map(|k| c(0.72 * k.h, k.e + 0.08 + 0.12 * k.h))
 }
 
+/// Synth 1.8: a neutrophil of synth 1.4's crowds ([`cells::neutrophil`]) in the
+/// real slide's tone: eosin taken up with the hematoxylin, 0.35 a unit, as synth 1.3
+/// draws it over all tissue (purple, not the navy of pure hematoxylin in a
+/// scanner's stain).
+fn neutrophil_v18(x: f32, y: f32, crowd: Crowd, salt: u64, aa: f32) -> Option<CellAt> {
+    cells::neutrophil(x, y, crowd, salt, NEUTROPHIL_NUC_H, aa).map(tone)
+}
+
+/// The real slide's tone of a drawn cell (see [`neutrophil_v18`]).
+fn tone(cell: CellAt) -> CellAt {
+    CellAt {
+        k: c(cell.k.h, cell.k.e + 0.35 * cell.k.h),
+        ..cell
+    }
+}
+
+/// `cell` in front of what an implant draws at a point (`k`, covering `cover` of
+/// the real tissue): the coverage and concentrations of the two together.
+fn in_front(cell: CellAt, cover: f32, k: Conc) -> (f32, Conc) {
+    let total = cell.cov + (1.0 - cell.cov) * cover;
+    if total <= 0.0 {
+        return (0.0, k);
+    }
+    let t = cell.cov / total;
+    (total, mixc(k, cell.k, t))
+}
+
 /// Local coordinates: along the surface (u) and along the inward normal (v).
 #[inline]
 fn local(p: &Implant, x: f32, y: f32) -> (f32, f32) {
@@ -1012,7 +1062,8 @@ fn local(p: &Implant, x: f32, y: f32) -> (f32, f32) {
 
 /// Coverage (0-1) and concentrations of implant `p` at (x, y) µm, or `None`
 /// where it draws nothing.
-fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Conc)> {
+/// `v18`: synth 1.8's cells (else the implants of generators 1.4-1.7).
+fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32, v18: bool) -> Option<(f32, Conc)> {
     let (dx, dy) = (x - p.x, y - p.y);
     if dx * dx + dy * dy > p.reach * p.reach || !an.tissue_at(x, y) {
         return None;
@@ -1032,7 +1083,28 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
             let serum = c(0.06 + 0.05 * fib, 0.28 + 0.22 * fib + 0.3 * strand);
             let r2 = (u / p.a).powi(2) + (v / p.b).powi(2);
             let occ = 0.97 - 0.3 * r2.min(1.0);
-            let k = neutrophil(x, y, 7.0, occ, salt ^ 2, aa).unwrap_or(serum);
+            let k = if v18 {
+                // Two interleaved crowds in the middle, one thinning to the rim.
+                let front = Crowd {
+                    spacing: 9.0,
+                    occ: occ - 0.05,
+                    pyknotic: 0.12,
+                };
+                let back = Crowd {
+                    spacing: 9.0,
+                    occ: (0.6 - 0.6 * r2).max(0.0),
+                    pyknotic: 0.12,
+                };
+                let a = neutrophil_v18(x, y, front, salt ^ 2, aa);
+                let b = neutrophil_v18(x + 4.5, y + 4.5, back, salt ^ 0x5B, aa);
+                let cell = match (a, b) {
+                    (Some(a), Some(b)) => Some(a.front(b)),
+                    (a, b) => a.or(b),
+                };
+                CellAt::maybe_over(cell, serum)
+            } else {
+                neutrophil(x, y, 7.0, occ, salt ^ 2, aa).unwrap_or(serum)
+            };
             // A little of the real tissue shows through, as in a section of finite thickness.
             Some((0.9 * cov, k))
         }
@@ -1053,7 +1125,14 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
                 let (cu, cv) = local(p, cx, cy);
                 (cu / p.a).powi(2) + (cv / p.b).powi(2) <= 0.85
             });
-            if let Some(n) = neutrophil(x, y, 17.0, 0.2, salt ^ 9, aa) {
+            if v18 {
+                let crowd = Crowd {
+                    spacing: 17.0,
+                    occ: 0.2,
+                    pyknotic: 0.1,
+                };
+                out = CellAt::maybe_over(neutrophil_v18(x, y, crowd, salt ^ 9, aa), out);
+            } else if let Some(n) = neutrophil(x, y, 17.0, 0.2, salt ^ 9, aa) {
                 out = n;
             }
             Some((cov, out))
@@ -1065,6 +1144,14 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
                 // The inflamed halo: neutrophils over the real dermis.
                 if inflamed {
                     let occ = 0.3 * (1.0 - (d - p.a - 6.0) / (p.reach - p.a - 6.0)).max(0.0);
+                    if v18 {
+                        let crowd = Crowd {
+                            spacing: 10.0,
+                            occ,
+                            pyknotic: 0.15,
+                        };
+                        return neutrophil_v18(x, y, crowd, salt ^ 5, aa).map(|n| (n.cov, n.k));
+                    }
                     return neutrophil(x, y, 10.0, occ, salt ^ 5, aa).map(|k| (1.0, k));
                 }
                 return None;
@@ -1092,8 +1179,19 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
                 let th = ty.atan2(tx) + std::f32::consts::PI;
                 let ci = (th / std::f32::consts::TAU * n).floor();
                 let hsh = hash2(ci as i64, (t.x * 10.0) as i64, salt ^ 7);
-                let ca = (ci + 0.5) / n * std::f32::consts::TAU - std::f32::consts::PI;
-                let rr = t.rl + 0.6 * (t.ro - t.rl);
+                // Synth 1.8: each nucleus off its cell's middle, at its own height
+                // and size (a ring of evenly spaced beads reads as drawn).
+                let (jit, height, size) = if v18 {
+                    (
+                        0.6 * (unit(hsh, 10) - 0.5),
+                        0.4 + 0.35 * unit(hsh, 11),
+                        0.8 + 0.4 * unit(hsh, 12),
+                    )
+                } else {
+                    (0.0, 0.6, 1.0)
+                };
+                let ca = (ci + 0.5 + jit) / n * std::f32::consts::TAU - std::f32::consts::PI;
+                let rr = t.rl + height * (t.ro - t.rl);
                 let (nx, ny) = (rr * ca.cos(), rr * ca.sin());
                 let grain = 0.85 + 0.3 * noise::value(x / 1.4, y / 1.4, salt ^ 8);
                 let (cyto, nuc) = match t.state {
@@ -1104,8 +1202,8 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
                 let nu = nucleus(
                     tx - nx,
                     ty - ny,
-                    nuc,
-                    nuc * 0.85,
+                    nuc * size,
+                    nuc * size * 0.85,
                     ca,
                     0.1,
                     if t.state == 2 { 0.0 } else { 0.6 },
@@ -1116,8 +1214,10 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
                     y,
                 );
                 let mut cell = mixc(cyto, c(nu.1, 0.2), nu.0);
-                // Myoepithelium: a thin dark rim.
-                if r > t.ro - 1.5 {
+                // Myoepithelium: a thin dark rim (synth 1.8: broken, as its flat
+                // nuclei are spaced along the tubule).
+                let rim = !v18 || noise::value(x / 6.0, y / 6.0, salt ^ 0x3E) > 0.45;
+                if r > t.ro - 1.5 && rim {
                     cell = mixc(cell, c(0.55, 0.3), 0.6);
                 }
                 if t.state == 1 && noise::value(x / 2.5, y / 2.5, salt ^ 9) > 0.62 {
@@ -1126,14 +1226,25 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
                 k = mixc(stroma, cell, edge);
                 break;
             }
+            // The loose stroma between tubules lets the real dermis through.
+            let cover = if in_tubule { body } else { 0.5 * body };
             if inflamed {
                 let occ = if in_tubule { 0.15 } else { 0.45 };
-                if let Some(n) = neutrophil(x, y, 9.0, occ, salt ^ 10, aa) {
+                if v18 {
+                    let crowd = Crowd {
+                        spacing: 9.0,
+                        occ,
+                        pyknotic: 0.15,
+                    };
+                    if let Some(n) = neutrophil_v18(x, y, crowd, salt ^ 10, aa) {
+                        let (cv, k) = in_front(n, cover, k);
+                        return Some((cv * body, k));
+                    }
+                } else if let Some(n) = neutrophil(x, y, 9.0, occ, salt ^ 10, aa) {
                     return Some((body, n));
                 }
             }
-            // The loose stroma between tubules lets the real dermis through.
-            Some((if in_tubule { body } else { 0.5 * body }, k))
+            Some((cover, k))
         }
         Kind::Psoriasiform { munro } => {
             let (u, _) = local(p, x, y);
@@ -1153,7 +1264,16 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32) -> Option<(f32, Con
                     let (ma, mb) = (14.0 + 10.0 * unit(hsh, 1), 5.0 + 3.0 * unit(hsh, 2));
                     let mv = 0.5 * (dg - de);
                     if unit(hsh, 0) < 0.7 && (mu / ma).powi(2) + (mv / mb).powi(2) < 1.0 {
-                        if let Some(n) = neutrophil(x, y, 7.5, 0.85, salt ^ 12, aa) {
+                        if v18 {
+                            let crowd = Crowd {
+                                spacing: 7.5,
+                                occ: 0.85,
+                                pyknotic: 0.4,
+                            };
+                            if let Some(n) = neutrophil_v18(x, y, crowd, salt ^ 12, aa) {
+                                return Some((fade * n.cov, n.k));
+                            }
+                        } else if let Some(n) = neutrophil(x, y, 7.5, 0.85, salt ^ 12, aa) {
                             return Some((fade, n));
                         }
                     }
@@ -1293,7 +1413,8 @@ fn mask_bits(p: &Implant, an: &Anatomy, x: f32, y: f32) -> u8 {
         // parakeratosis and Munro microabscesses. The stretch's own epidermis is
         // the real, normal one and is not marked, so a tile of real epidermis
         // alone never teaches "psoriasiform".
-        Kind::Psoriasiform { .. } => shade(p, an, x, y, 1.0).is_some_and(|(a, _)| a > 0.25),
+        // The zone of every generator (synth 1.8 draws other cells in the same one).
+        Kind::Psoriasiform { .. } => shade(p, an, x, y, 1.0, false).is_some_and(|(a, _)| a > 0.25),
         _ => false,
     };
     if inside {
@@ -1303,62 +1424,197 @@ fn mask_bits(p: &Implant, an: &Anatomy, x: f32, y: f32) -> u8 {
     }
 }
 
-/// Composites every implant into `rgb` (row-major, `w` × `h`, level 0 at `mpp`).
-fn composite(
-    rgb: &mut [u8],
+/// What a slide's implants are drawn with: level 0's width and MPP, the anatomy,
+/// the implants, the slide's stain and the noise's salt.
+struct Drawing<'a> {
     w: usize,
     mpp: f64,
-    an: &Anatomy,
-    implants: &[Implant],
-    stain: &MeasuredStain,
+    an: &'a Anatomy,
+    implants: &'a [Implant],
+    stain: &'a MeasuredStain,
     salt: u64,
-) {
-    let aa = (0.75 * mpp) as f32;
-    let hs = stain.h_p50_p95[1].max(0.05) / DRAW_H95;
-    let es = stain.e_p50_p95[1].max(0.05) / DRAW_E95;
-    let g = stain.glass;
-    rgb.par_chunks_mut(w * 3).enumerate().for_each(|(j, row)| {
-        let y = ((j as f64 + 0.5) * mpp) as f32;
-        let near: Vec<&Implant> = implants
+}
+
+impl Drawing<'_> {
+    /// Composites every implant into `rgb` (row-major, level 0): synth 1.8 through
+    /// the optics ([`Self::composite_v18`]), earlier generators as drawn.
+    fn composite(&self, rgb: &mut [u8], options: &ImplantOptions) {
+        if options.generator >= Generator::V1_8 {
+            self.composite_v18(rgb, options.optics_um);
+        } else {
+            self.composite_v17(rgb);
+        }
+    }
+
+    /// The point (x, y) µm of level-0 pixel (i, j).
+    fn at(&self, i: usize, j: usize) -> (f32, f32) {
+        (
+            ((i as f64 + 0.5) * self.mpp) as f32,
+            ((j as f64 + 0.5) * self.mpp) as f32,
+        )
+    }
+
+    /// The implants near row `y` µm.
+    fn near_row(&self, y: f32) -> Vec<&Implant> {
+        self.implants
             .iter()
             .filter(|p| (p.y - y).abs() <= p.reach)
-            .collect();
-        if near.is_empty() {
-            return;
-        }
-        for i in 0..w {
-            let x = ((i as f64 + 0.5) * mpp) as f32;
-            let mut cov = 0.0f32;
-            let mut drawn = [0.0f32; 3];
-            for p in &near {
-                if (p.x - x).abs() > p.reach {
-                    continue;
-                }
-                let Some((a, k)) = shade(p, an, x, y, aa) else {
-                    continue;
-                };
-                if a <= 0.0 {
-                    continue;
-                }
-                let o = [0, 1, 2]
-                    .map(|ch| k.h * hs * stain.hematoxylin[ch] + k.e * es * stain.eosin[ch]);
-                let t = if cov == 0.0 { 1.0 } else { a };
-                for ch in 0..3 {
-                    drawn[ch] += (o[ch] - drawn[ch]) * t;
-                }
-                cov = cov.max(a);
-            }
-            if cov <= 0.0 {
+            .collect()
+    }
+
+    /// What the implants `near` draw at (x, y): optical density per channel and
+    /// coverage, or `None`; `v18` synth 1.8's cells.
+    fn drawn_at(&self, near: &[&Implant], x: f32, y: f32, v18: bool) -> Option<([f32; 3], f32)> {
+        let st = self.stain;
+        let aa = (0.75 * self.mpp) as f32;
+        let hs = st.h_p50_p95[1].max(0.05) / DRAW_H95;
+        let es = st.e_p50_p95[1].max(0.05) / DRAW_E95;
+        let mut cov = 0.0f32;
+        let mut drawn = [0.0f32; 3];
+        for p in near {
+            if (p.x - x).abs() > p.reach {
                 continue;
             }
-            let px = &mut row[i * 3..i * 3 + 3];
-            let hsh = hash2(i as i64, j as i64, salt);
+            let Some((a, k)) = shade(p, self.an, x, y, aa, v18) else {
+                continue;
+            };
+            if a <= 0.0 {
+                continue;
+            }
+            let o = [0, 1, 2].map(|ch| k.h * hs * st.hematoxylin[ch] + k.e * es * st.eosin[ch]);
+            let t = if cov == 0.0 { 1.0 } else { a };
             for ch in 0..3 {
-                let real = od(px[ch], g[ch]);
-                let o = real + (drawn[ch] - real) * cov;
-                let noise = 1.6 * (unit(hsh, ch as u32) + unit(hsh, ch as u32 + 3) - 1.0);
-                let v = g[ch] * 10f32.powf(-o) + noise * cov;
-                px[ch] = v.round().clamp(0.0, 255.0) as u8;
+                drawn[ch] += (o[ch] - drawn[ch]) * t;
+            }
+            cov = cov.max(a);
+        }
+        (cov > 0.0).then_some((drawn, cov))
+    }
+
+    /// Generators 1.4-1.7: each drawn point blended at once, as sharp as drawn.
+    fn composite_v17(&self, rgb: &mut [u8]) {
+        let g = self.stain.glass;
+        rgb.par_chunks_mut(self.w * 3)
+            .enumerate()
+            .for_each(|(j, row)| {
+                let near = self.near_row(self.at(0, j).1);
+                if near.is_empty() {
+                    return;
+                }
+                for i in 0..self.w {
+                    let (x, y) = self.at(i, j);
+                    let Some((drawn, cov)) = self.drawn_at(&near, x, y, false) else {
+                        continue;
+                    };
+                    let px = &mut row[i * 3..i * 3 + 3];
+                    let hsh = hash2(i as i64, j as i64, self.salt);
+                    for ch in 0..3 {
+                        let real = od(px[ch], g[ch]);
+                        let o = real + (drawn[ch] - real) * cov;
+                        let noise = 1.6 * (unit(hsh, ch as u32) + unit(hsh, ch as u32 + 3) - 1.0);
+                        let v = g[ch] * 10f32.powf(-o) + noise * cov;
+                        px[ch] = v.round().clamp(0.0, 255.0) as u8;
+                    }
+                }
+            });
+    }
+
+    /// Synth 1.8: the implants drawn into a layer (optical density times coverage,
+    /// and coverage), the layer blurred by the optics (a Gaussian of `optics_um`),
+    /// then blended into the real pixels. The slide's own optics blurred its real
+    /// structures; drawn ones were sharp to the pixel, a give-away
+    /// (docs/realism.md). Pixels beyond the kernel (3 sigma along each axis) from
+    /// anything drawn keep their bytes.
+    fn composite_v18(&self, rgb: &mut [u8], optics_um: f32) {
+        let w = self.w;
+        let h = rgb.len() / (w * 3);
+        let mut layer = vec![0.0f32; w * h * 4];
+        layer
+            .par_chunks_mut(w * 4)
+            .enumerate()
+            .for_each(|(j, row)| {
+                let near = self.near_row(self.at(0, j).1);
+                if near.is_empty() {
+                    return;
+                }
+                for i in 0..w {
+                    let (x, y) = self.at(i, j);
+                    if let Some((d, cov)) = self.drawn_at(&near, x, y, true) {
+                        row[i * 4..i * 4 + 4].copy_from_slice(&[
+                            d[0] * cov,
+                            d[1] * cov,
+                            d[2] * cov,
+                            cov,
+                        ]);
+                    }
+                }
+            });
+        gaussian_blur(&mut layer, w, h, 4, optics_um / self.mpp as f32);
+        let g = self.stain.glass;
+        rgb.par_chunks_mut(w * 3)
+            .zip(layer.par_chunks(w * 4))
+            .enumerate()
+            .for_each(|(j, (row, lay))| {
+                for i in 0..w {
+                    let cov = lay[i * 4 + 3].min(1.0);
+                    if cov <= 0.0 {
+                        continue;
+                    }
+                    let hsh = hash2(i as i64, j as i64, self.salt);
+                    for ch in 0..3 {
+                        let px = &mut row[i * 3 + ch];
+                        let o = od(*px, g[ch]) * (1.0 - cov) + lay[i * 4 + ch];
+                        let noise = 1.6 * (unit(hsh, ch as u32) + unit(hsh, ch as u32 + 3) - 1.0);
+                        let v = g[ch] * 10f32.powf(-o) + noise * cov;
+                        *px = v.round().clamp(0.0, 255.0) as u8;
+                    }
+                }
+            });
+    }
+}
+
+/// Blurs `buf` (`w` × `h` pixels of `planes` interleaved channels) by a Gaussian of
+/// `sigma` pixels, truncated at 3 sigma (separable: rows, then columns). Where
+/// every pixel within 3 sigma is zero the result is exactly zero.
+fn gaussian_blur(buf: &mut [f32], w: usize, h: usize, planes: usize, sigma: f32) {
+    if sigma <= 0.0 {
+        return;
+    }
+    let r = (3.0 * sigma).ceil() as isize;
+    let mut kernel: Vec<f32> = (-r..=r)
+        .map(|k| (-(k * k) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let sum: f32 = kernel.iter().sum();
+    kernel.iter_mut().for_each(|k| *k /= sum);
+    let stride = w * planes;
+    // Rows, in place through a copy of each row.
+    buf.par_chunks_mut(stride).for_each(|row| {
+        if row.iter().all(|&v| v == 0.0) {
+            return;
+        }
+        let src = row.to_vec();
+        for i in 0..w as isize {
+            for p in 0..planes {
+                let mut acc = 0.0f32;
+                for (t, &k) in kernel.iter().enumerate() {
+                    let ii = (i + t as isize - r).clamp(0, w as isize - 1) as usize;
+                    acc += k * src[ii * planes + p];
+                }
+                row[i as usize * planes + p] = acc;
+            }
+        }
+    });
+    // Columns: each output row from the rows within r of it.
+    let src = buf.to_vec();
+    buf.par_chunks_mut(stride).enumerate().for_each(|(j, row)| {
+        let j = j as isize;
+        for (t, &k) in kernel.iter().enumerate() {
+            let jj = (j + t as isize - r).clamp(0, h as isize - 1) as usize;
+            let from = &src[jj * stride..(jj + 1) * stride];
+            if t == 0 {
+                row.iter_mut().zip(from).for_each(|(o, &v)| *o = k * v);
+            } else {
+                row.iter_mut().zip(from).for_each(|(o, &v)| *o += k * v);
             }
         }
     });
@@ -1535,11 +1791,27 @@ struct Context<'a> {
 
 fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput, SynthError> {
     let options = ctx.options;
+    // How far past what it draws an implant changes pixels: the corner of the
+    // optics' kernel (3 sigma, whole pixels, along each axis).
+    let optics_reach = if options.generator >= Generator::V1_8 {
+        let r = (3.0 * options.optics_um / ctx.mpp as f32).ceil();
+        (r * std::f32::consts::SQRT_2).ceil() * ctx.mpp as f32
+    } else {
+        0.0
+    };
     let (w, h, mpp, an) = (ctx.w, ctx.h, ctx.mpp, ctx.an);
     let (implants, variant) = plan(an, class, seed, &options.slide)?;
     let id = format!("{class}-implant-{seed}");
     let mut rgb = ctx.source.to_vec();
-    composite(&mut rgb, w, mpp, an, &implants, ctx.stain, seed ^ 0x0DD5);
+    let drawing = Drawing {
+        w,
+        mpp,
+        an,
+        implants: &implants,
+        stain: ctx.stain,
+        salt: seed ^ 0x0DD5,
+    };
+    drawing.composite(&mut rgb, options);
 
     let mut files = SlideFiles::new(&options.out, &id);
     let source_name = options
@@ -1602,7 +1874,7 @@ fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput,
     let s = ctx.stain;
     let truth = Truth {
         generator: "dirascope synth --implant-into",
-        generator_version: super::GENERATOR_VERSION,
+        generator_version: options.generator.version(),
         slide_id: id.clone(),
         class,
         variant,
@@ -1668,6 +1940,11 @@ fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput,
             },
             stain: s.clone(),
             epidermis_threshold: an.threshold,
+            optics_um: if options.generator >= Generator::V1_8 {
+                options.optics_um
+            } else {
+                0.0
+            },
             implants: implants
                 .iter()
                 .map(|p| ImplantRecord {
@@ -1676,7 +1953,7 @@ fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput,
                     centre_um: [p.x, p.y],
                     semi_axes_um: [p.a, p.b],
                     angle_deg: p.ang.to_degrees(),
-                    reach_um: p.reach,
+                    reach_um: p.reach + optics_reach,
                 })
                 .collect(),
         }),

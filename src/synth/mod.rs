@@ -28,7 +28,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 pub use self::anatomy::{Geometry, Region, Site, Variant};
-pub use self::implant::{run as implant_into, ImplantOptions, ImplantTruth};
+pub use self::implant::{run as implant_into, ImplantOptions, ImplantTruth, OPTICS_UM};
 pub use self::output::{write_set, write_slide, SlideOutput};
 pub use self::render::{render_rgb, Raster};
 pub use self::stain::StainMatrix;
@@ -38,17 +38,21 @@ pub use self::truth::{MaskGrid, Truth, TruthFinding};
 
 /// Version of the default generator, written into every truth file; bump it
 /// whenever the same arguments would render different pixels.
-pub const GENERATOR_VERSION: &str = "1.7.0";
+pub const GENERATOR_VERSION: &str = "1.8.0";
 
 /// Which renderer draws the pixels. `V0_3` is kept byte-for-byte so model 1.2.0's
 /// training set and the realism baseline stay reproducible; `V1_4` likewise for model
 /// 2 (2.9.0 and 2.12.0 were trained, calibrated and validated on it, and the fixtures
 /// are drawn with it); `V1_5` likewise (synth 1.5, the fat in lobules, was the
 /// default when 1.6 came); `V1_6` likewise (basal melanin; the default when 1.7
-/// came); `V1_7` (the default) is the synth 1.x line as it is now. The
-/// 1.x generators draw the same anatomy and masks for the same seed with real-tissue
-/// appearance (docs/realism.md).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+/// came); `V1_7` likewise (papillae cut across; the default when 1.8 came); `V1_8`
+/// (the default) is the synth 1.x line as it is now: its phantoms are 1.7's pixel for
+/// pixel, its implants (`--implant-into`) are drawn with synth 1.4's lesion cells
+/// and through the scanner's optics, where every earlier generator draws the
+/// implants of model 2's training sets. The 1.x generators draw the same anatomy
+/// and masks for the same seed with real-tissue appearance (docs/realism.md).
+/// Ordered by age, so `g >= Generator::V1_7` reads "1.7 or later".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Generator {
     #[serde(rename = "0.3.0")]
     V0_3,
@@ -58,9 +62,11 @@ pub enum Generator {
     V1_5,
     #[serde(rename = "1.6.0")]
     V1_6,
-    #[default]
     #[serde(rename = "1.7.0")]
     V1_7,
+    #[default]
+    #[serde(rename = "1.8.0")]
+    V1_8,
 }
 
 impl Generator {
@@ -71,7 +77,8 @@ impl Generator {
             Generator::V1_4 => "1.4.0",
             Generator::V1_5 => "1.5.0",
             Generator::V1_6 => "1.6.0",
-            Generator::V1_7 => GENERATOR_VERSION,
+            Generator::V1_7 => "1.7.0",
+            Generator::V1_8 => GENERATOR_VERSION,
         }
     }
 
@@ -92,22 +99,24 @@ impl FromStr for Generator {
             // cells of its own (lobed neutrophils, acantholytic cells,
             // parakeratotic nuclei), 1.5.0 fat in lobules of rounded cells,
             // 1.6.0 melanin in the basal layer, 1.7.0 papillae cut across as pink
-            // ovals ringed by a crowded dark basal layer.
-            // 1.4, 1.5 and 1.6 are kept (model 2's phantoms; 1.5's fat; 1.6's
-            // melanin); earlier 1.x
+            // ovals ringed by a crowded dark basal layer, 1.8.0 implants with
+            // synth 1.4's lesion cells, seen through the scanner's optics.
+            // 1.4, 1.5, 1.6 and 1.7 are kept (model 2's phantoms; 1.5's fat; 1.6's
+            // melanin; 1.7's phantoms are 1.8's, its implants model 2's); earlier 1.x
             // pixels are not (1.0 to 1.3 name the current line, 0.3 is the frozen
             // cartoon renderer).
             "1.4" | "1.4.0" => Ok(Generator::V1_4),
             "1.5" | "1.5.0" => Ok(Generator::V1_5),
             "1.6" | "1.6.0" => Ok(Generator::V1_6),
-            "1.0" | "1.1" | "1.2" | "1.3" | "1.7" | "1.7.0" => Ok(Generator::V1_7),
+            "1.7" | "1.7.0" => Ok(Generator::V1_7),
+            "1.0" | "1.1" | "1.2" | "1.3" | "1.8" | "1.8.0" => Ok(Generator::V1_8),
             "1.0.0" | "1.1.0" | "1.2.0" | "1.3.0" => Err(SynthError::Usage(format!(
-                "generator {s}'s exact pixels are not kept; 1.7 (or 1.0-1.3) draws the \
-                 current synth 1.x, 1.6, 1.5 and 1.4 earlier ones (1.4: model 2's \
+                "generator {s}'s exact pixels are not kept; 1.8 (or 1.0-1.3) draws the \
+                 current synth 1.x, 1.7, 1.6, 1.5 and 1.4 earlier ones (1.4: model 2's \
                  phantoms), 0.3 the frozen one"
             ))),
             other => Err(SynthError::Usage(format!(
-                "unknown generator '{other}'; expected 0.3, 1.4, 1.5, 1.6 or 1.7 (1.0 to 1.3 name the current line)"
+                "unknown generator '{other}'; expected 0.3, 1.4, 1.5, 1.6, 1.7 or 1.8 (1.0 to 1.3 name the current line)"
             ))),
         }
     }
@@ -357,7 +366,7 @@ impl SynthOptions {
             }
         }
         if self.texture.is_some() && !self.generator.is_v1() {
-            return bad("--texture-from needs a synth 1.x generator (1.4, 1.5, 1.6 or 1.7)".into());
+            return bad("--texture-from needs a synth 1.x generator (1.4 to 1.8)".into());
         }
         if let Some(t) = &self.tiles {
             let (lo, hi) = limits::TILE_PX;

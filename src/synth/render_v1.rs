@@ -348,7 +348,7 @@ impl<'a> Shader<'a> {
         // Synth 1.7: the basal layer crowded with small dark nuclei, little
         // cytoplasm between them, as real sections show it (a dark band along the
         // junction and round every papilla cut across).
-        let crowded = g.generator == Generator::V1_7 && s.region == Region::Basal;
+        let crowded = g.generator >= Generator::V1_7 && s.region == Region::Basal;
         let (sx, sy) = match s.region {
             Region::Granular => (14.0, 5.5),
             Region::Basal if crowded => (6.0, 6.5),
@@ -1058,6 +1058,19 @@ mod tests {
     }
 
     #[test]
+    fn synth_1_8_phantoms_are_1_7s_pixel_for_pixel() {
+        // Synth 1.8 changed the implants only (`--implant-into`): its phantoms are
+        // 1.7's, whole slides and tangential stretches alike (checked against the
+        // 1.7 binary of the commit before, eight 1.6 x 1.2 mm slides at 1 um/px).
+        // When 1.8's phantoms change, pin 1.7's digests here from the code before.
+        assert_eq!(digest_of(Generator::V1_7), digest_of(Generator::V1_8));
+        assert_eq!(
+            tangential_digest(Generator::V1_7),
+            tangential_digest(Generator::V1_8)
+        );
+    }
+
+    #[test]
     fn both_generators_share_anatomy_and_masks_but_not_pixels() {
         // Finding and tissue masks are the same for a seed; the epidermis differs
         // only where synth 1.1 cut a stretch tangentially.
@@ -1613,9 +1626,12 @@ mod tests {
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_7);
-        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_7);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_8);
+        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_8);
+        assert_eq!("1.8".parse::<Generator>().unwrap(), Generator::V1_8);
         assert_eq!("1.7".parse::<Generator>().unwrap(), Generator::V1_7);
+        assert_eq!(Generator::V1_7.version(), "1.7.0");
+        assert!(Generator::V1_8 > Generator::V1_7 && Generator::V1_4 > Generator::V0_3);
         assert_eq!("1.6".parse::<Generator>().unwrap(), Generator::V1_6);
         assert_eq!("1.6.0".parse::<Generator>().unwrap(), Generator::V1_6);
         assert_eq!(Generator::V1_6.version(), "1.6.0");
