@@ -1524,52 +1524,73 @@ impl Drawing<'_> {
     /// then blended into the real pixels. The slide's own optics blurred its real
     /// structures; drawn ones were sharp to the pixel, a give-away
     /// (docs/realism.md). Pixels beyond the kernel (3 sigma along each axis) from
-    /// anything drawn keep their bytes.
+    /// anything drawn keep their bytes. The layer is held a band of rows at a time
+    /// (with the kernel's reach above and below), so memory stays that of the slide.
     fn composite_v18(&self, rgb: &mut [u8], optics_um: f32) {
+        const BAND: usize = 256;
         let w = self.w;
         let h = rgb.len() / (w * 3);
-        let mut layer = vec![0.0f32; w * h * 4];
-        layer
-            .par_chunks_mut(w * 4)
-            .enumerate()
-            .for_each(|(j, row)| {
-                let near = self.near_row(self.at(0, j).1);
-                if near.is_empty() {
-                    return;
-                }
-                for i in 0..w {
-                    let (x, y) = self.at(i, j);
-                    if let Some((d, cov)) = self.drawn_at(&near, x, y, true) {
-                        row[i * 4..i * 4 + 4].copy_from_slice(&[
-                            d[0] * cov,
-                            d[1] * cov,
-                            d[2] * cov,
-                            cov,
-                        ]);
-                    }
-                }
-            });
-        gaussian_blur(&mut layer, w, h, 4, optics_um / self.mpp as f32);
+        let sigma = optics_um / self.mpp as f32;
+        let r = if sigma > 0.0 {
+            (3.0 * sigma).ceil() as usize
+        } else {
+            0
+        };
         let g = self.stain.glass;
-        rgb.par_chunks_mut(w * 3)
-            .zip(layer.par_chunks(w * 4))
-            .enumerate()
-            .for_each(|(j, (row, lay))| {
-                for i in 0..w {
-                    let cov = lay[i * 4 + 3].min(1.0);
-                    if cov <= 0.0 {
-                        continue;
+        for j0 in (0..h).step_by(BAND) {
+            let j1 = (j0 + BAND).min(h);
+            let (l0, l1) = (j0.saturating_sub(r), (j1 + r).min(h));
+            let mut layer = vec![0.0f32; (l1 - l0) * w * 4];
+            layer
+                .par_chunks_mut(w * 4)
+                .enumerate()
+                .for_each(|(k, row)| {
+                    let j = l0 + k;
+                    let near = self.near_row(self.at(0, j).1);
+                    if near.is_empty() {
+                        return;
                     }
-                    let hsh = hash2(i as i64, j as i64, self.salt);
-                    for ch in 0..3 {
-                        let px = &mut row[i * 3 + ch];
-                        let o = od(*px, g[ch]) * (1.0 - cov) + lay[i * 4 + ch];
-                        let noise = 1.6 * (unit(hsh, ch as u32) + unit(hsh, ch as u32 + 3) - 1.0);
-                        let v = g[ch] * 10f32.powf(-o) + noise * cov;
-                        *px = v.round().clamp(0.0, 255.0) as u8;
+                    for i in 0..w {
+                        let (x, y) = self.at(i, j);
+                        if let Some((d, cov)) = self.drawn_at(&near, x, y, true) {
+                            row[i * 4..i * 4 + 4].copy_from_slice(&[
+                                d[0] * cov,
+                                d[1] * cov,
+                                d[2] * cov,
+                                cov,
+                            ]);
+                        }
                     }
-                }
-            });
+                });
+            if layer.iter().all(|&v| v == 0.0) {
+                continue;
+            }
+            // Clamped at the band's ends as at the slide's: inside the slide the band
+            // holds every row within the kernel's reach of its own rows.
+            gaussian_blur(&mut layer, w, l1 - l0, 4, sigma);
+            rgb[j0 * w * 3..j1 * w * 3]
+                .par_chunks_mut(w * 3)
+                .zip(layer[(j0 - l0) * w * 4..(j1 - l0) * w * 4].par_chunks(w * 4))
+                .enumerate()
+                .for_each(|(k, (row, lay))| {
+                    let j = j0 + k;
+                    for i in 0..w {
+                        let cov = lay[i * 4 + 3].min(1.0);
+                        if cov <= 0.0 {
+                            continue;
+                        }
+                        let hsh = hash2(i as i64, j as i64, self.salt);
+                        for ch in 0..3 {
+                            let px = &mut row[i * 3 + ch];
+                            let o = od(*px, g[ch]) * (1.0 - cov) + lay[i * 4 + ch];
+                            let noise =
+                                1.6 * (unit(hsh, ch as u32) + unit(hsh, ch as u32 + 3) - 1.0);
+                            let v = g[ch] * 10f32.powf(-o) + noise * cov;
+                            *px = v.round().clamp(0.0, 255.0) as u8;
+                        }
+                    }
+                });
+        }
     }
 }
 
