@@ -52,6 +52,33 @@ fn truth(out: &Path, id: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Each implant of `truth` as (centre x, centre y, reach) in level-0 pixels, the
+/// reach widened by `margin_px`.
+fn reaches(truth: &Value, margin_px: f64) -> Vec<(f64, f64, f64)> {
+    let mpp = truth["mpp"].as_f64().unwrap();
+    truth["implant"]["implants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let c = i["centre_um"].as_array().unwrap();
+            (
+                c[0].as_f64().unwrap() / mpp,
+                c[1].as_f64().unwrap() / mpp,
+                i["reach_um"].as_f64().unwrap() / mpp + margin_px,
+            )
+        })
+        .collect()
+}
+
+/// Whether pixel (x, y)'s centre lies beyond every reach of [`reaches`].
+fn outside_all(reach: &[(f64, f64, f64)], x: usize, y: usize) -> bool {
+    let (fx, fy) = (x as f64 + 0.5, y as f64 + 0.5);
+    reach
+        .iter()
+        .all(|&(cx, cy, r)| (fx - cx).hypot(fy - cy) > r)
+}
+
 fn grey(path: &Path) -> (Vec<u8>, u32, u32) {
     let img = image::open(path).expect("mask png").to_luma8();
     let (w, h) = img.dimensions();
@@ -75,26 +102,12 @@ fn implants_line_up_with_their_masks_and_leave_every_other_pixel_as_it_was() {
         implants.iter().any(|i| i["finding"].is_null()),
         "shams are implanted too"
     );
-    let reach: Vec<(f64, f64, f64)> = implants
-        .iter()
-        .map(|i| {
-            let c = i["centre_um"].as_array().unwrap();
-            (
-                c[0].as_f64().unwrap() / mpp,
-                c[1].as_f64().unwrap() / mpp,
-                i["reach_um"].as_f64().unwrap() / mpp + 2.0,
-            )
-        })
-        .collect();
+    let reach = reaches(&truth, 2.0);
     // Outside every implant's reach the bytes are the slide's own (lossless output).
     let (mut outside, mut changed_outside) = (0usize, 0usize);
     for y in 0..h as usize {
         for x in 0..w as usize {
-            let (fx, fy) = (x as f64 + 0.5, y as f64 + 0.5);
-            if reach
-                .iter()
-                .all(|&(cx, cy, r)| (fx - cx).hypot(fy - cy) > r)
-            {
+            if outside_all(&reach, x, y) {
                 outside += 1;
                 let q = (y * w as usize + x) * 3;
                 if before[q..q + 3] != after[q..q + 3] {
@@ -443,28 +456,11 @@ fn synth_1_8_sees_what_it_draws_through_the_optics_and_keeps_the_rest() {
         );
         previous = s;
         // Past each implant's reach (which counts the optics' 3 sigma) nothing changed.
-        let mpp = t["mpp"].as_f64().unwrap();
-        let reach: Vec<(f64, f64, f64)> = t["implant"]["implants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| {
-                let c = i["centre_um"].as_array().unwrap();
-                (
-                    c[0].as_f64().unwrap() / mpp,
-                    c[1].as_f64().unwrap() / mpp,
-                    i["reach_um"].as_f64().unwrap() / mpp + 1.0,
-                )
-            })
-            .collect();
+        let reach = reaches(t, 1.0);
         for y in 0..h {
             for x in 0..w {
-                let (fx, fy) = (x as f64 + 0.5, y as f64 + 0.5);
                 let q = (y * w + x) * 3;
-                if reach
-                    .iter()
-                    .all(|&(cx, cy, r)| (fx - cx).hypot(fy - cy) > r)
-                {
+                if outside_all(&reach, x, y) {
                     assert_eq!(
                         real[q..q + 3],
                         drawn[q..q + 3],
