@@ -130,6 +130,125 @@ pub struct Coil {
     pub tubules: Vec<Tubule>,
 }
 
+/// Synth 1.9: how far a follicle's fibrous sheath reaches past its outer root
+/// sheath, µm.
+pub const FIBROUS_SHEATH_UM: f32 = 6.0;
+
+/// Synth 1.9: a hair follicle as the section cuts it: along its axis, the segment
+/// from (`x0`, `y0`) (its upper end) to (`x1`, `y1`), or across it, a point (the two
+/// ends the same). Out from the axis: the hair shaft to `shaft` (its canal empty
+/// where the shaft fell out of the section, `lost`), the inner root sheath to
+/// `shaft + irs`, the outer root sheath to `r`, then the fibrous sheath. The axis
+/// lies `z0` µm out of the section's plane (so a cut may miss the shaft), and a
+/// follicle cut along leaves the plane over the last `taper` µm of its length at
+/// either end, narrowing to where the plane grazes its outer layers only.
+/// Sebaceous lobules sit beside it. Normal anatomy: never a finding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Follicle {
+    pub x0: f32,
+    pub y0: f32,
+    pub x1: f32,
+    pub y1: f32,
+    pub r: f32,
+    pub shaft: f32,
+    pub irs: f32,
+    pub lost: bool,
+    pub z0: f32,
+    pub taper: f32,
+    /// Melanin of the hair shaft (0: fair hair).
+    pub pigment: f32,
+    pub lobules: Vec<Lobule>,
+    /// Everything it draws lies in this box (x0, y0, x1, y1), µm.
+    #[serde(skip)]
+    pub bbox: [f32; 4],
+}
+
+/// Synth 1.9: a sebaceous lobule, an ellipse of semi-axes `a` (along `angle`) and `b`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lobule {
+    pub x: f32,
+    pub y: f32,
+    pub a: f32,
+    pub b: f32,
+    pub angle: f32,
+}
+
+impl Lobule {
+    /// The ellipse's normalised radius at (x, y): below 1 inside.
+    #[inline]
+    pub fn q(&self, x: f32, y: f32) -> f32 {
+        let (s, c) = self.angle.sin_cos();
+        let (dx, dy) = (x - self.x, y - self.y);
+        let (u, v) = (dx * c + dy * s, -dx * s + dy * c);
+        ((u / self.a).powi(2) + (v / self.b).powi(2)).sqrt()
+    }
+}
+
+impl Follicle {
+    /// Distance from (x, y) to the axis, µm, and where along it (0 at the upper end,
+    /// 1 at the lower).
+    #[inline]
+    pub fn axis(&self, x: f32, y: f32) -> (f32, f32) {
+        let (dx, dy) = (self.x1 - self.x0, self.y1 - self.y0);
+        let l2 = dx * dx + dy * dy;
+        let t = if l2 > 0.0 {
+            (((x - self.x0) * dx + (y - self.y0) * dy) / l2).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        (noise::hypot(x - self.x0 - t * dx, y - self.y0 - t * dy), t)
+    }
+
+    /// Distance in three dimensions from (x, y) in the section's plane to the axis,
+    /// µm: what decides the layer there.
+    #[inline]
+    pub fn radius_at(&self, x: f32, y: f32) -> f32 {
+        let (d, t) = self.axis(x, y);
+        let end = if self.taper > 0.0 {
+            let l = self.length();
+            ((t - 0.5).abs() * l - (0.5 * l - self.taper)).max(0.0) / self.taper
+        } else {
+            0.0
+        };
+        noise::hypot(d, self.z0 + 1.3 * (self.r + FIBROUS_SHEATH_UM) * end)
+    }
+
+    /// Length of the axis cut in the section's plane, µm (0 when cut across).
+    pub fn length(&self) -> f32 {
+        noise::hypot(self.x1 - self.x0, self.y1 - self.y0)
+    }
+
+    /// Distance from (x, y) to the nearest thing it draws (0 inside), µm.
+    pub fn distance(&self, x: f32, y: f32) -> f32 {
+        let sheath = self.axis(x, y).0 - self.r - FIBROUS_SHEATH_UM;
+        self.lobules
+            .iter()
+            .map(|l| noise::hypot(x - l.x, y - l.y) - l.a.max(l.b))
+            .fold(sheath, f32::min)
+            .max(0.0)
+    }
+
+    fn bound(&mut self) {
+        let rr = self.r + FIBROUS_SHEATH_UM;
+        let mut b = [
+            self.x0.min(self.x1) - rr,
+            self.y0.min(self.y1) - rr,
+            self.x0.max(self.x1) + rr,
+            self.y0.max(self.y1) + rr,
+        ];
+        for l in &self.lobules {
+            let e = l.a.max(l.b);
+            b = [
+                b[0].min(l.x - e),
+                b[1].min(l.y - e),
+                b[2].max(l.x + e),
+                b[3].max(l.y + e),
+            ];
+        }
+        self.bbox = b;
+    }
+}
+
 /// Where the psoriasiform change is (a stretch of epidermis), with its ramps.
 #[derive(Debug, Clone, Serialize)]
 pub struct Zone {
@@ -505,6 +624,14 @@ pub enum Region {
     TubuleCells,
     TubuleLumen,
     CoilStroma,
+    /// Synth 1.9: a hair follicle's shaft (or its empty canal).
+    HairShaft,
+    /// Synth 1.9: its inner and outer root sheaths.
+    RootSheath,
+    /// Synth 1.9: its fibrous sheath and glassy membrane.
+    FollicleSheath,
+    /// Synth 1.9: a sebaceous lobule.
+    Sebaceous,
 }
 
 /// The answer of [`Geometry::locate`].
@@ -536,6 +663,9 @@ pub struct Site {
     pub under: Region,
     /// Synth 1.7: in a papilla cut across inside a tangential slab.
     pub papilla: bool,
+    /// Synth 1.9: in a follicle, the distance from its axis; in a sebaceous lobule,
+    /// the normalised radius (below 1), µm.
+    pub radial: f32,
 }
 
 impl Site {
@@ -555,6 +685,7 @@ impl Site {
             tubule_dist: f32::MAX,
             under: Region::Glass,
             papilla: false,
+            radial: 0.0,
         }
     }
 }
@@ -617,6 +748,8 @@ pub struct Geometry {
     pub kogoj: Vec<Circle>,
     pub clefts: Vec<Cleft>,
     pub coils: Vec<Coil>,
+    /// Synth 1.9: hair follicles and their sebaceous lobules.
+    pub follicles: Vec<Follicle>,
     pub vessels: Vec<Vessel>,
     vessel_index: SpatialIndex,
     pub stain: StainMatrix,
@@ -1104,6 +1237,7 @@ impl Geometry {
             kogoj,
             clefts,
             coils: Vec::new(),
+            follicles: Vec::new(),
             vessels: Vec::new(),
             vessel_index: SpatialIndex::new(w, h, 200.0),
             stain: StainMatrix::sample(&mut rng),
@@ -1317,6 +1451,12 @@ impl Geometry {
             geom.chatter = draw_chatter(&mut r3, w, h);
             geom.scan = draw_scan_fields(&mut r3);
             geom.tears = draw_tears(&mut r3, &geom);
+            if generator >= Generator::V1_9 {
+                // Synth 1.9's hair follicles, from a stream of their own again.
+                let mut r4 =
+                    ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0xF0_11_1C));
+                geom.follicles = geom.draw_follicles(&mut r4, lo, len, dej_max);
+            }
         }
         let mut index = SpatialIndex::new(w, h, 200.0);
         for (i, v) in geom.vessels.iter().enumerate() {
@@ -1630,6 +1770,34 @@ impl Geometry {
                 }
             }
         }
+        for (fi, f) in self.follicles.iter().enumerate() {
+            if x < f.bbox[0] || x > f.bbox[2] || y < f.bbox[1] || y > f.bbox[3] {
+                continue;
+            }
+            site.item = fi as u32;
+            for (li, l) in f.lobules.iter().enumerate() {
+                let q = l.q(x, y);
+                if q < 1.0 {
+                    site.region = Region::Sebaceous;
+                    site.sub = li as u32;
+                    site.radial = q;
+                    return site;
+                }
+            }
+            let d = f.radius_at(x, y);
+            if d < f.r + FIBROUS_SHEATH_UM {
+                site.radial = d;
+                site.region = if d < f.shaft {
+                    Region::HairShaft
+                } else if d < f.r {
+                    Region::RootSheath
+                } else {
+                    Region::FollicleSheath
+                };
+                return site;
+            }
+            site.item = 0;
+        }
         for &vi in self.vessel_index.query(x, y) {
             let ves = &self.vessels[vi as usize];
             let (dx, mut dy) = (x - ves.x, y - ves.y);
@@ -1666,6 +1834,125 @@ impl Geometry {
             PSORIASIFORM => !self.zones.is_empty(),
             _ => false,
         }
+    }
+
+    /// Synth 1.9: hair follicles in the dermis: none on a fifth of slides, else 0.4-1.6
+    /// a millimetre of width; three in five cut along their axis (150-700 µm of it,
+    /// up to 0.6 rad off the vertical, as follicles run obliquely), the rest across;
+    /// outer root sheath 30-90 µm in radius, the shaft 15-30% of it (lost from the
+    /// section in three in ten), the inner root sheath 12-18%; one to three sebaceous
+    /// lobules beside the upper half of most follicles cut along, and of some cut
+    /// across. Each lies below the deepest the epidermis reaches (`dej_max`), above
+    /// the tissue's bottom, clear of the other follicles and of every coil with its
+    /// hidradenitis halo, so no finding mask changes.
+    fn draw_follicles(
+        &self,
+        rng: &mut ChaCha8Rng,
+        lo: f32,
+        len: f32,
+        dej_max: f32,
+    ) -> Vec<Follicle> {
+        use std::f32::consts::{FRAC_PI_2, TAU};
+        let mut out: Vec<Follicle> = Vec::new();
+        if rng.gen_bool(0.2) {
+            return out;
+        }
+        let n = ((len / 1000.0) * rng.gen_range(0.4..1.6)).round().max(1.0) as usize;
+        for _ in 0..n {
+            for _ in 0..40 {
+                let r = rng.gen_range(30.0f32..90.0);
+                let along = rng.gen_bool(0.6);
+                let x0 = rng.gen_range(lo..lo + len);
+                let (top, deep) = (dej_max + 20.0 + r, self.bottom.at(x0) - r - 40.0);
+                if deep <= top {
+                    continue;
+                }
+                let y0 = rng.gen_range(top..deep);
+                let (mut x1, mut y1) = (x0, y0);
+                let z0 = r * 0.35 * rng.gen_range(0.0f32..1.0).powi(2);
+                let mut taper = 0.0;
+                if along {
+                    let l = rng.gen_range(150.0f32..700.0);
+                    let a = rng.gen_range(-0.6f32..0.6);
+                    x1 = x0 + l * a.sin();
+                    y1 = y0 + l * a.cos();
+                    taper = (r * rng.gen_range(1.0f32..3.0)).min(0.4 * l);
+                }
+                let mut f = Follicle {
+                    x0,
+                    y0,
+                    x1,
+                    y1,
+                    r,
+                    shaft: r * rng.gen_range(0.15..0.3),
+                    irs: r * rng.gen_range(0.12..0.18),
+                    lost: rng.gen_bool(0.3),
+                    z0,
+                    taper,
+                    pigment: if rng.gen_bool(0.5) {
+                        rng.gen_range(0.2..1.0)
+                    } else {
+                        0.0
+                    },
+                    lobules: Vec::new(),
+                    bbox: [0.0; 4],
+                };
+                if rng.gen_bool(if along { 0.7 } else { 0.35 }) {
+                    for _ in 0..rng.gen_range(1..=3) {
+                        let (a, b) = (rng.gen_range(25.0f32..65.0), rng.gen_range(18.0f32..40.0));
+                        let off = r + FIBROUS_SHEATH_UM + 0.8 * b;
+                        let (lx, ly, angle) = if along {
+                            let t = rng.gen_range(0.1f32..0.5);
+                            let l = f.length();
+                            let (ux, uy) = ((x1 - x0) / l, (y1 - y0) / l);
+                            let side = if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
+                            (
+                                x0 + t * (x1 - x0) - side * uy * off,
+                                y0 + t * (y1 - y0) + side * ux * off,
+                                uy.atan2(ux),
+                            )
+                        } else {
+                            let phi = rng.gen_range(0.0..TAU);
+                            (x0 + off * phi.cos(), y0 + off * phi.sin(), phi + FRAC_PI_2)
+                        };
+                        f.lobules.push(Lobule {
+                            x: lx,
+                            y: ly,
+                            a,
+                            b,
+                            angle,
+                        });
+                    }
+                }
+                f.bound();
+                let [bx0, by0, bx1, by1] = f.bbox;
+                let floor = [bx0, 0.5 * (bx0 + bx1), bx1]
+                    .iter()
+                    .map(|&x| self.bottom.at(x))
+                    .fold(f32::MAX, f32::min);
+                let clear_of_coils = self
+                    .coils
+                    .iter()
+                    .all(|c| f.distance(c.x, c.y) > c.r + NEH_HALO_UM + 15.0);
+                let clear_of_follicles = out.iter().all(|o| {
+                    bx0 > o.bbox[2] + 20.0
+                        || bx1 < o.bbox[0] - 20.0
+                        || by0 > o.bbox[3] + 20.0
+                        || by1 < o.bbox[1] - 20.0
+                });
+                if by0 > dej_max + 10.0
+                    && by1 < floor - 30.0
+                    && bx0 > lo - 100.0
+                    && bx1 < lo + len + 100.0
+                    && clear_of_coils
+                    && clear_of_follicles
+                {
+                    out.push(f);
+                    break;
+                }
+            }
+        }
+        out
     }
 
     /// A tangential stretch on 40% of slides, where the epidermis has room for it

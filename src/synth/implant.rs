@@ -1944,6 +1944,7 @@ fn write_one(ctx: &Context, class: SlideClass, seed: u64) -> Result<SlideOutput,
             scan_fields: None,
             tears: Vec::new(),
             melanin: None,
+            follicles: Vec::new(),
         },
         texture_from: None,
         implant: Some(ImplantTruth {

@@ -482,6 +482,10 @@ impl<'a> Shader<'a> {
                 }
                 out
             }
+            // Synth 0.3 draws no follicles (synth 1.9's): never reached.
+            Region::HairShaft | Region::RootSheath | Region::FollicleSheath | Region::Sebaceous => {
+                self.collagen(x, y)
+            }
             Region::TubuleCells | Region::TubuleLumen => {
                 let coil = &g.coils[s.item as usize];
                 let t = &coil.tubules[s.sub as usize];

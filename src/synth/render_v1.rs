@@ -10,7 +10,7 @@
 //! synth 1.4's own (`cells`); vessels and red cells keep synth 0.3's drawing
 //! inside this look. Pure functions of µm coordinates and the slide's salt, like 0.3.
 
-use super::anatomy::{Region, Site};
+use super::anatomy::{Follicle, Region, Site, FIBROUS_SHEATH_UM};
 use super::cells::{self, CellAt, Crowd};
 use super::noise::{self, hash2, unit};
 use super::render::{c, disc, ellipse, mixc, Conc, Shader};
@@ -129,6 +129,10 @@ impl<'a> Shader<'a> {
             Region::TubuleCells | Region::TubuleLumen | Region::CoilStroma => {
                 self.coil_v1(site, x, y)
             }
+            Region::HairShaft | Region::RootSheath | Region::FollicleSheath => {
+                self.follicle_v1(site, x, y)
+            }
+            Region::Sebaceous => self.sebaceous_v1(site, x, y),
             _ => {
                 let k = self.shade_site(site, x, y);
                 c(k.h * V03_H, k.e * V03_E)
@@ -805,6 +809,275 @@ impl<'a> Shader<'a> {
     }
 }
 
+/// Synth 1.9's cells round (x, y): the nearest cell's hash, the gap between the
+/// distances to the nearest and the second nearest centre (0 on the border between
+/// two cells), and the most covering nucleus there with its hematoxylin.
+struct CellsAround {
+    own: u64,
+    gap: f32,
+    cov: f32,
+    h: f32,
+}
+
+/// Cells centred on a jittered grid of spacing `sp` (each centre between `lo` and
+/// `1 - lo` of its grid cell, from `salt`); `nucleus(dx, dy, hash)` gives a cell's
+/// nucleus coverage and hematoxylin at offset (dx, dy) from its centre, `None` for a
+/// cell the section cut past its nucleus.
+fn cells_around(
+    x: f32,
+    y: f32,
+    sp: f32,
+    lo: f32,
+    salt: u64,
+    nucleus: impl Fn(f32, f32, u64) -> Option<(f32, f32)>,
+) -> CellsAround {
+    let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
+    let (mut cov, mut nh) = (0.0f32, 0.0f32);
+    let (mut d1, mut d2, mut own) = (f32::MAX, f32::MAX, 0u64);
+    for j in gj - 1..=gj + 1 {
+        for i in gi - 1..=gi + 1 {
+            let hsh = hash2(i, j, salt);
+            let cx = (i as f32 + lo + (1.0 - 2.0 * lo) * unit(hsh, 0)) * sp;
+            let cy = (j as f32 + lo + (1.0 - 2.0 * lo) * unit(hsh, 1)) * sp;
+            let (dx, dy) = (x - cx, y - cy);
+            let q = dx * dx + dy * dy;
+            if q < d1 {
+                d2 = d1;
+                d1 = q;
+                own = hsh;
+            } else if q < d2 {
+                d2 = q;
+            }
+            if let Some((cv, hv)) = nucleus(dx, dy, hsh) {
+                if cv > cov {
+                    cov = cv;
+                    nh = hv;
+                }
+            }
+        }
+    }
+    CellsAround {
+        own,
+        gap: d2.sqrt() - d1.sqrt(),
+        cov,
+        h: nh,
+    }
+}
+
+impl<'a> Shader<'a> {
+    /// Synth 1.9: a hair follicle, out from its axis: the hair shaft (pale pink
+    /// keratin in fine streaks along the axis, a denser cuticle, melanin granules
+    /// in dark hair) or, where the shaft fell out of the section, its empty canal;
+    /// the inner root sheath, bright eosinophilic with red trichohyalin granules;
+    /// the outer root sheath, clear glycogenated cells with a palisade of darker
+    /// basal cells at its edge; the glassy membrane; the fibrous sheath's
+    /// concentric collagen with flat fibroblast nuclei, fading into what the
+    /// follicle lies in. `u` runs along the axis (round it, for a follicle cut
+    /// across), so streaks follow the follicle.
+    fn follicle_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let look = &g.look;
+        let f = &g.follicles[s.item as usize];
+        let fsalt = g.salt ^ 0xF011 ^ ((s.item as u64) << 28);
+        let d = s.radial;
+        let l = f.length();
+        let u = if l > 0.0 {
+            ((x - f.x0) * (f.x1 - f.x0) + (y - f.y0) * (f.y1 - f.y0)) / l
+        } else {
+            (y - f.y0).atan2(x - f.x0) * f.r
+        };
+        match s.region {
+            Region::HairShaft if f.lost => {
+                let edge = noise::smoothstep(f.shaft - 1.5, f.shaft, d);
+                c(0.01, 0.03 + 0.35 * edge * noise::value(u / 2.0, d, fsalt))
+            }
+            Region::HairShaft => {
+                let streak = noise::value(u / 9.0, d / 1.1, fsalt ^ 1);
+                let cuticle = noise::smoothstep(f.shaft - 1.5, f.shaft - 0.3, d);
+                let mut out = c(0.05, 0.5 + 0.3 * streak + 0.3 * cuticle);
+                if f.pigment > 0.0 {
+                    let gran =
+                        noise::smoothstep(0.55, 0.85, noise::value(u / 1.8, d / 0.8, fsalt ^ 2));
+                    out.m = f.pigment * (0.3 + 0.7 * gran) * (1.0 - 0.6 * cuticle);
+                }
+                out
+            }
+            Region::RootSheath if d < f.shaft + f.irs => {
+                let mut out = c(0.06, look.collagen_e * 1.5 + 0.1);
+                let gran = noise::value(x / 0.8, y / 0.8, fsalt ^ 3);
+                if d > f.shaft + 0.4 * f.irs {
+                    out.e += 0.6 * noise::smoothstep(0.7, 0.85, gran);
+                }
+                out
+            }
+            Region::RootSheath => self.outer_root_sheath(f, d, x, y, fsalt ^ 4),
+            _ => {
+                if d < f.r + 1.8 {
+                    // The glassy membrane.
+                    return c(
+                        0.03,
+                        look.collagen_e * 1.3 + 0.1 * noise::value(u / 3.0, d, fsalt),
+                    );
+                }
+                let fib = noise::value(u / 12.0, d, fsalt ^ 5);
+                let mut out = c(0.03, look.collagen_e * (0.7 + 0.4 * fib));
+                let (ci, cj) = ((u / 14.0).floor(), ((d - f.r) / 3.0).floor());
+                let hsh = hash2(ci as i64, cj as i64, fsalt ^ 6);
+                if unit(hsh, 0) < 0.35 {
+                    let (cu, cd) = ((ci + 0.5) * 14.0, f.r + (cj + 0.5) * 3.0);
+                    let (cv, hv) = nucleus(
+                        u - cu,
+                        d - cd,
+                        4.5,
+                        1.1,
+                        0.0,
+                        0.1,
+                        0.2,
+                        hsh,
+                        self.aa,
+                        fsalt,
+                        x,
+                        y,
+                    );
+                    if cv > 0.0 {
+                        out = mixc(out, c(look.nuc_h * hv * 1.2, 0.4), cv);
+                    }
+                }
+                let under = Site {
+                    region: s.under,
+                    ..*s
+                };
+                let around = match s.under {
+                    Region::Fat => self.fat_v1(x, y),
+                    _ => self.dermis_v1(&under, x, y),
+                };
+                let fade = noise::smoothstep(f.r + 3.0, f.r + FIBROUS_SHEATH_UM, d);
+                mixc(out, around, fade)
+            }
+        }
+    }
+
+    /// The outer root sheath at distance `d` from the axis: clear cells with
+    /// visible membranes and small nuclei, the outermost 8 µm a palisade of
+    /// darker basal cells.
+    fn outer_root_sheath(&self, f: &Follicle, d: f32, x: f32, y: f32, salt: u64) -> Conc {
+        let g = self.geom;
+        let look = &g.look;
+        let palisade = d > f.r - 8.0;
+        let sp = if palisade { 7.0 } else { 10.0 };
+        let cells = cells_around(x, y, sp, 0.15, salt, |dx, dy, hsh| {
+            let h2 = noise::mix(hsh);
+            if unit(h2, 3) < 0.2 {
+                return None;
+            }
+            let size = g.cell_scale * (0.8 + 0.4 * unit(hsh, 2));
+            let ang = unit(h2, 0) * std::f32::consts::PI;
+            let (a, b) = (3.0 * size, 2.4 * size);
+            Some(nucleus(
+                dx, dy, a, b, ang, 0.12, 0.6, hsh, self.aa, salt, x, y,
+            ))
+        });
+        let (own, cov, nh) = (cells.own, cells.cov, cells.h);
+        let tone = 0.85 + 0.3 * unit(own, 3);
+        let mut out = if palisade {
+            c(look.epi_h * 1.3 * tone, look.epi_e * 0.9 * tone)
+        } else {
+            c(look.epi_h * 0.45 * tone, look.epi_e * 0.5 * tone)
+        };
+        if cells.gap < 0.6 {
+            out = c(out.h * 1.3 + 0.02, out.e * 1.2 + 0.03);
+        }
+        if cov > 0.0 {
+            let dark = if palisade { 1.3 } else { 1.0 };
+            out = mixc(out, c(look.nuc_h * nh * dark, 0.5), cov);
+        }
+        out
+    }
+
+    /// Synth 1.9: a sebaceous lobule: a rim of flat, dark germinative cells;
+    /// inside, big cells of foamy, finely vacuolated pale cytoplasm with thin
+    /// membranes and a small, dark, scalloped central nucleus; in the biggest
+    /// lobules a centre of holocrine debris without nuclei.
+    fn sebaceous_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        let look = &g.look;
+        let l = &g.follicles[s.item as usize].lobules[s.sub as usize];
+        let lsalt = g.salt ^ 0x5EB ^ ((s.item as u64) << 28) ^ ((s.sub as u64) << 20);
+        let edge = (1.0 - s.radial) * l.a.min(l.b);
+        if edge < 3.5 {
+            let mut out = c(look.epi_h * 1.5, look.epi_e * 0.7);
+            let tangent = (y - l.y).atan2(x - l.x) + std::f32::consts::FRAC_PI_2;
+            let sp = 6.0;
+            let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
+            for j in gj - 1..=gj + 1 {
+                for i in gi - 1..=gi + 1 {
+                    let hsh = hash2(i, j, lsalt ^ 1);
+                    let cx = (i as f32 + 0.2 + 0.6 * unit(hsh, 0)) * sp;
+                    let cy = (j as f32 + 0.2 + 0.6 * unit(hsh, 1)) * sp;
+                    let (cv, hv) = nucleus(
+                        x - cx,
+                        y - cy,
+                        2.8,
+                        1.7,
+                        tangent,
+                        0.1,
+                        0.2,
+                        hsh,
+                        self.aa,
+                        lsalt,
+                        x,
+                        y,
+                    );
+                    if cv > 0.0 {
+                        out = mixc(out, c(look.nuc_h * hv * 1.3, 0.4), cv);
+                    }
+                }
+            }
+            return out;
+        }
+        let foam = noise::value(x / 1.1, y / 1.1, lsalt ^ 2);
+        let cyto = mixc(
+            c(0.02, 0.06),
+            c(0.1, 0.3),
+            noise::smoothstep(0.42, 0.62, foam),
+        );
+        if l.b > 30.0 && s.radial < 0.3 {
+            // Holocrine debris.
+            return c(
+                0.03,
+                0.15 + 0.15 * noise::value(x / 2.0, y / 2.0, lsalt ^ 3),
+            );
+        }
+        let cells = cells_around(x, y, 13.0, 0.2, lsalt ^ 4, |dx, dy, hsh| {
+            let r = 2.0 + 0.6 * unit(hsh, 2);
+            Some(nucleus(
+                dx,
+                dy,
+                r,
+                r * 0.85,
+                0.0,
+                0.35,
+                0.1,
+                hsh,
+                self.aa,
+                lsalt,
+                x,
+                y,
+            ))
+        });
+        let (own, cov, nh) = (cells.own, cells.cov, cells.h);
+        let tone = 0.85 + 0.3 * unit(own, 3);
+        let mut out = c(cyto.h * tone, cyto.e * tone);
+        if cells.gap < 0.8 {
+            out = c(0.12, 0.4);
+        }
+        if cov > 0.0 {
+            out = mixc(out, c(look.nuc_h * nh * 1.3, 0.4), cov);
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::synth::anatomy::Geometry;
@@ -1067,6 +1340,148 @@ mod tests {
         assert_eq!(
             tangential_digest(Generator::V1_7),
             tangential_digest(Generator::V1_8)
+        );
+    }
+
+    /// Synth 1.9 adds hair follicles and sebaceous glands to 1.8 and changes nothing
+    /// else: every point's mask bits are 1.8's, a point's region differs only where
+    /// 1.9 draws a follicle or a lobule over 1.8's dermis, fat or vessel, and the
+    /// pixels are 1.8's beyond 12 µm of every follicle's box.
+    #[test]
+    fn synth_1_9_adds_follicles_and_sebaceous_glands_and_changes_nothing_else() {
+        use crate::synth::anatomy::Region as R;
+        let a = Artefacts::default();
+        let (mut follicles, mut lobules, mut drawn, mut kept) = (0, 0, 0usize, 0usize);
+        for (i, class) in SlideClass::ALL.into_iter().enumerate() {
+            for seed in [60 + i as u64, 70 + i as u64] {
+                let old = Geometry::build_with(Generator::V1_8, class, seed, 3000.0, 2400.0, &a);
+                let new = Geometry::build_with(Generator::V1_9, class, seed, 3000.0, 2400.0, &a);
+                assert!(old.follicles.is_empty());
+                follicles += new.follicles.len();
+                lobules += new.follicles.iter().map(|f| f.lobules.len()).sum::<usize>();
+                for yi in 0..600 {
+                    for xi in 0..750 {
+                        let (x, y) = (xi as f32 * 4.0 + 1.3, yi as f32 * 4.0 + 0.7);
+                        let (so, sn) = (old.locate(x, y), new.locate(x, y));
+                        assert_eq!(so.flags, sn.flags, "{class:?} {seed} at ({x}, {y})");
+                        if so.region != sn.region {
+                            assert!(
+                                matches!(
+                                    sn.region,
+                                    R::HairShaft | R::RootSheath | R::FollicleSheath | R::Sebaceous
+                                ) && matches!(
+                                    so.region,
+                                    R::Papillary
+                                        | R::Reticular
+                                        | R::Fat
+                                        | R::VesselWall
+                                        | R::VesselLumen
+                                ),
+                                "{class:?} {seed} at ({x}, {y}): {:?} -> {:?}",
+                                so.region,
+                                sn.region
+                            );
+                            drawn += 1;
+                        }
+                    }
+                }
+                let (w, h) = (750, 600);
+                let po = render_rgb(&old, Raster::new(4.0), 0, 0, w, h);
+                let pn = render_rgb(&new, Raster::new(4.0), 0, 0, w, h);
+                let near = |x: f32, y: f32| {
+                    new.follicles.iter().any(|f| {
+                        let [x0, y0, x1, y1] = f.bbox;
+                        x > x0 - 12.0 && x < x1 + 12.0 && y > y0 - 12.0 && y < y1 + 12.0
+                    })
+                };
+                for (k, (po, pn)) in po.chunks(3).zip(pn.chunks(3)).enumerate() {
+                    let (x, y) = ((k % w) as f32 * 4.0 + 2.0, (k / w) as f32 * 4.0 + 2.0);
+                    if !near(x, y) {
+                        assert_eq!(po, pn, "{class:?} {seed}: pixel at ({x}, {y}) um");
+                        kept += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            follicles >= 8 && lobules >= 4 && drawn > 2000 && kept > 2_000_000,
+            "{follicles} follicles, {lobules} lobules, {drawn} points drawn, {kept} pixels kept"
+        );
+    }
+
+    /// Synth 1.9's follicles as a section shows them: across the middle of one, out
+    /// from its axis, the shaft where the cut passes through it, then the inner and
+    /// the outer root sheath; a sebaceous lobule at each lobule's centre; none in an
+    /// eccrine coil or its hidradenitis halo; on most slides, a few a slide.
+    #[test]
+    fn synth_1_9_draws_follicles_in_layers_with_sebaceous_lobules_beside_them() {
+        use crate::synth::anatomy::{Region as R, NEH_HALO_UM};
+        let a = Artefacts::default();
+        let (mut slides_with, mut shafts, mut sheaths, mut inner, mut lobules) = (0, 0, 0, 0, 0);
+        for seed in 1..=30u64 {
+            let g = Geometry::build_with(
+                Generator::V1_9,
+                SlideClass::Normal,
+                seed,
+                4000.0,
+                3000.0,
+                &a,
+            );
+            slides_with += !g.follicles.is_empty() as usize;
+            assert!(
+                g.follicles.len() <= 8,
+                "seed {seed}: {} follicles",
+                g.follicles.len()
+            );
+            for (fi, f) in g.follicles.iter().enumerate() {
+                for c in &g.coils {
+                    assert!(
+                        f.distance(c.x, c.y) > c.r + NEH_HALO_UM,
+                        "seed {seed}: follicle {fi} in a coil's halo"
+                    );
+                }
+                let (mx, my) = (0.5 * (f.x0 + f.x1), 0.5 * (f.y0 + f.y1));
+                let l = f.length();
+                let (nx, ny) = if l > 0.0 {
+                    (-(f.y1 - f.y0) / l, (f.x1 - f.x0) / l)
+                } else {
+                    (1.0, 0.0)
+                };
+                let mut last = 0u8;
+                for k in 0..400 {
+                    let d = k as f32 * 0.25;
+                    let rho = d.hypot(f.z0);
+                    if rho > f.r - 3.0 {
+                        break;
+                    }
+                    let s = g.locate(mx + nx * d, my + ny * d);
+                    assert_eq!(s.item as usize, fi, "seed {seed}");
+                    let (want, rank) = if rho < f.shaft {
+                        (R::HairShaft, 1)
+                    } else {
+                        (R::RootSheath, 2)
+                    };
+                    assert_eq!(s.region, want, "seed {seed}, follicle {fi}, {d} um out");
+                    assert!(rank >= last, "layers out of order");
+                    last = rank;
+                    shafts += (rank == 1) as usize;
+                    sheaths += (rank == 2) as usize;
+                    inner += (rank == 2 && rho < f.shaft + f.irs) as usize;
+                }
+                for lb in &f.lobules {
+                    let s = g.locate(lb.x, lb.y);
+                    assert_eq!(
+                        (s.region, s.item as usize),
+                        (R::Sebaceous, fi),
+                        "seed {seed}"
+                    );
+                    lobules += 1;
+                }
+            }
+        }
+        assert!(
+            (18..=28).contains(&slides_with) && shafts > 100 && inner > 100 && sheaths > 1000 && lobules >= 10,
+            "{slides_with}/30 slides with follicles; {shafts} shaft, {inner} inner and {sheaths} root-sheath points, {lobules} lobules"
         );
     }
 
@@ -1626,9 +2041,12 @@ mod tests {
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_8);
-        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_8);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_9);
+        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_9);
+        assert_eq!("1.9".parse::<Generator>().unwrap(), Generator::V1_9);
         assert_eq!("1.8".parse::<Generator>().unwrap(), Generator::V1_8);
+        assert_eq!(Generator::V1_8.version(), "1.8.0");
+        assert!(Generator::V1_9 > Generator::V1_8);
         assert_eq!("1.7".parse::<Generator>().unwrap(), Generator::V1_7);
         assert_eq!(Generator::V1_7.version(), "1.7.0");
         assert!(Generator::V1_8 > Generator::V1_7 && Generator::V1_4 > Generator::V0_3);

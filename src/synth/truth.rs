@@ -154,6 +154,10 @@ pub struct Structures {
     /// µm), if the slide is pigmented.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub melanin: Option<[f32; 2]>,
+    /// Synth 1.9: hair follicles (axis ends, radii of the sheaths, shaft lost or
+    /// not, its pigment) with their sebaceous lobules, if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub follicles: Vec<super::anatomy::Follicle>,
 }
 
 impl Truth {
@@ -233,6 +237,7 @@ impl Truth {
                 scan_fields: geom.scan.clone(),
                 tears: geom.tears.clone(),
                 melanin: (geom.melanin > 0.0).then_some([geom.melanin, geom.melanin_reach_um]),
+                follicles: geom.follicles.clone(),
             },
             implant: None,
             texture_from: geom.texture.as_ref().map(|t| t.source.clone()),
