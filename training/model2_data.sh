@@ -51,7 +51,10 @@ MAPPING=fixtures/annotations/phantom-mapping.toml
 # GENERATOR: the phantoms' and implants' renderer (default: synth's own default). Model
 # 2 (2.9.0, 2.12.0) was trained and evaluated on synth 1.4: GENERATOR=1.4 renders its
 # sets again (its implants too: 1.4 to 1.7 draw the implants of those sets; 1.8 draws
-# them with synth 1.4's lesion cells, through the optics).
+# them with synth 1.4's lesion cells, through the optics). The default since 2026-12-06,
+# synth 1.9, draws hair follicles and sebaceous glands, which 2.15.0 (trained without
+# any) reads as hidradenitis on a fifth of their tiles (training/follicle_probe.sh):
+# render the next model's sets with it.
 GEN=()
 [ -n "${GENERATOR:-}" ] && GEN=(--generator "$GENERATOR")
 mkdir -p "$OUT"

@@ -48,7 +48,8 @@
 # training/loop_test.sh 880000-880101 (hence val8 skips to 890000), model 2's
 # held-out sets 900000-923999 (training/model2_data.sh; hence val9 at 930000), the 1.x
 # calibration 950000- (hence val10 stops at 949999 and val11 starts at 960000),
-# training/finetune_experiment.sh 970000-970107 (hence val12 at 980000).
+# training/finetune_experiment.sh 970000-970107 (hence val12 at 980000),
+# training/follicle_probe.sh 610000-610399.
 #
 # Environment:
 #   B        dirascope binary (default target/debug/dirascope)

@@ -1,0 +1,119 @@
+"""Compares a model's scores of the same phantoms without (synth 1.8) and with
+(synth 1.9) hair follicles and sebaceous glands: training/follicle_probe.sh OUT
+renders and scores them; this reads OUT/g1.8, OUT/g1.9 (slides) and OUT/s1.8,
+OUT/s1.9 (score runs).
+
+A tile's follicle share is the fraction of its level-0 pixels that differ between
+the two renders (1.9 draws 1.8's pixels wherever it draws no follicle, so the
+difference is the follicles, widened by the optics and the JPEG blocks). Prints,
+for tiles at least MIN_SHARE follicle, each finding's share of tiles over 0.5 and
+the OOD share under both renders; the largest change of any tile with no follicle
+pixel (0 when nothing else changed); and the slide calls that changed.
+"""
+import csv
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+FINDINGS = ["subcorneal_pustule", "acantholysis", "neutrophilic_eccrine_hidradenitis", "psoriasiform"]
+MIN_SHARE = 0.05
+
+
+def level0(path):
+    with tifffile.TiffFile(path) as t:
+        return t.series[0].levels[0].asarray()
+
+
+def tiles(run, slide):
+    with open(run / slide / "tiles.csv") as f:
+        return {(int(r["x"]), int(r["y"])): r for r in csv.DictReader(f)}
+
+
+def summary(run):
+    with open(run / "summary.csv") as f:
+        return {r["slide_id"]: r for r in csv.DictReader(f)}
+
+
+def lobule_in(truth, x, y, w, h):
+    """Whether a sebaceous lobule's centre lies in the tile (level-0 pixels)."""
+    mpp = truth["mpp"]
+    return any(
+        x <= lb["x"] / mpp < x + w and y <= lb["y"] / mpp < y + h
+        for f in truth["structures"].get("follicles", [])
+        for lb in f["lobules"]
+    )
+
+
+def main(out, model="models/dirascope-v2"):
+    out = Path(out)
+    ood_t = tomllib.load(open(Path(model) / "model.toml", "rb"))["ood"]["threshold"]
+    s18, s19 = summary(out / "s1.8"), summary(out / "s1.9")
+    rows = []  # (class, share, p18[4], p19[4], ood18, ood19, lobule in the tile)
+    new_tiles = []  # (share, p19[4], lobule): follicle tiles 1.8 did not score
+    clear_change = 0.0
+    for slide in sorted(s19):
+        cls = slide.rsplit("-", 1)[0]
+        a, b = level0(out / "g1.8" / f"{slide}.tiff"), level0(out / "g1.9" / f"{slide}.tiff")
+        diff = (a != b).any(axis=2)
+        t18, t19 = tiles(out / "s1.8", slide), tiles(out / "s1.9", slide)
+        truth = json.loads((out / "g1.9" / f"{slide}.truth.json").read_text())
+        for key, r in t19.items():
+            x, y, w, h = (int(r[k]) for k in ("x", "y", "width", "height"))
+            share = float(diff[y:y + h, x:x + w].mean()) if w and h else 0.0
+            p19 = [float(r[f]) for f in FINDINGS]
+            lobule = lobule_in(truth, x, y, w, h)
+            if key not in t18:
+                if share >= MIN_SHARE:
+                    new_tiles.append((share, p19, lobule))
+                continue
+            p18 = [float(t18[key][f]) for f in FINDINGS]
+            if share == 0.0:
+                clear_change = max(clear_change, max(abs(u - v) for u, v in zip(p18, p19)))
+            elif share >= MIN_SHARE:
+                rows.append((cls, share, p18, p19, float(t18[key]["ood"]), float(r["ood"]), lobule))
+    print(f"tiles at least {MIN_SHARE:.0%} follicle: {len(rows)} (of {sum(1 for _ in s19)} slides)")
+    print(f"largest change of a finding probability on tiles with no follicle pixel: {clear_change:.2e}")
+    print("| tiles | n | " + " | ".join(f"{f} > 0.5 (1.8 -> 1.9)" for f in FINDINGS) + " | OOD (1.8 -> 1.9) |")
+    print("|---|---:|" + "---|" * (len(FINDINGS) + 1))
+    for name, sel in [("all", rows), ("share >= 0.25", [r for r in rows if r[1] >= 0.25])] + [
+        (c, [r for r in rows if r[0] == c]) for c in ["dira", "pustular-psoriasis", "psoriasis", "normal"]
+    ]:
+        if not sel:
+            continue
+        cells = []
+        for i in range(len(FINDINGS)):
+            n18 = sum(r[2][i] > 0.5 for r in sel)
+            n19 = sum(r[3][i] > 0.5 for r in sel)
+            cells.append(f"{n18 / len(sel):.1%} -> {n19 / len(sel):.1%} (max {max(r[3][i] for r in sel):.2f})")
+        o18 = sum(r[4] > ood_t for r in sel) / len(sel)
+        o19 = sum(r[5] > ood_t for r in sel) / len(sel)
+        print(f"| {name} | {len(sel)} | " + " | ".join(cells) + f" | {o18:.1%} -> {o19:.1%} |")
+    hid = FINDINGS.index("neutrophilic_eccrine_hidradenitis")
+    every = [(r[3], r[6]) for r in rows] + [(p, lb) for _, p, lb in new_tiles]
+    print(f"\nhidradenitis > 0.5 on 1.9's follicle tiles ({len(new_tiles)} of them tiles 1.8 did not score):")
+    for name, sel in [("a lobule's centre in the tile", [p for p, lb in every if lb]),
+                      ("no lobule's centre in the tile", [p for p, lb in every if not lb])]:
+        if sel:
+            print(f"  {name}: {sum(p[hid] > 0.5 for p in sel)}/{len(sel)} = {sum(p[hid] > 0.5 for p in sel) / len(sel):.1%}")
+    print("\nslides whose call changed (1.8 -> 1.9):")
+    changed = 0
+    for slide in sorted(s19):
+        a, b = s18[slide], s19[slide]
+        if a["call"] != b["call"]:
+            changed += 1
+            print(f"  {slide}: {a['call']} -> {b['call']} (DIRA {float(a['dira_score']):.3f} -> "
+                  f"{float(b['dira_score']):.3f}, psoriasiform {float(a['psoriasiform_score']):.3f} -> "
+                  f"{float(b['psoriasiform_score']):.3f})")
+    print(f"  {changed} of {len(s19)}")
+    print("\nlargest rises of a slide's finding scores (1.8 -> 1.9):")
+    for f in FINDINGS + ["dira"]:
+        d = max(s19, key=lambda s: float(s19[s][f + "_score"]) - float(s18[s][f + "_score"]))
+        print(f"  {f}: {d} {float(s18[d][f + '_score']):.3f} -> {float(s19[d][f + '_score']):.3f}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# What hair follicles and sebaceous glands (synth 1.9) do to a model that never saw
+# them: the same seeds rendered by synth 1.8 (no follicles) and 1.9 (1.8's pixels
+# plus follicles: nothing else changes, unit test
+# synth_1_9_adds_follicles_and_sebaceous_glands_and_changes_nothing_else), both
+# scored, and compared tile by tile and slide by slide (follicle_probe.py).
+#
+#   training/follicle_probe.sh OUT [BIN] [MODEL]
+#
+# Seeds 610000 + 100 * class index + 0..N-1 (N=${N:-10} a class; registered in
+# training/protocol.sh), SIZE_MM x SIZE_MM (default 3) at 0.5 um/px.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:?usage: training/follicle_probe.sh OUT [BIN] [MODEL]}
+B=${2:-target/release/dirascope}
+MODEL=${3:-models/dirascope-v2}
+PY=${PYTHON:-training/.venv/bin/python}
+N=${N:-10}
+SIZE=${SIZE_MM:-3}
+mkdir -p "$OUT"
+i=0
+for class in dira pustular-psoriasis psoriasis normal; do
+    for gen in 1.8 1.9; do
+        [ -e "$OUT/g$gen/$class.done" ] && continue
+        "$B" synth --generator "$gen" --class "$class" --seed $((610000 + 100 * i)) --count "$N" \
+            --mpp 0.5 --width-mm "$SIZE" --height-mm "$SIZE" --out "$OUT/g$gen" >/dev/null
+        touch "$OUT/g$gen/$class.done"
+    done
+    i=$((i + 1))
+done
+for gen in 1.8 1.9; do
+    [ -e "$OUT/s$gen/summary.csv" ] || "$B" score "$OUT/g$gen" --model "$MODEL" --out "$OUT/s$gen" >/dev/null
+done
+"$PY" training/follicle_probe.py "$OUT"
