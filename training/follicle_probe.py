@@ -50,7 +50,9 @@ def lobule_in(truth, x, y, w, h):
 
 def main(out, model="models/dirascope-v2"):
     out = Path(out)
-    ood_t = tomllib.load(open(Path(model) / "model.toml", "rb"))["ood"]["threshold"]
+    # A model without an OOD detector (no [ood] table) flags nothing.
+    ood = tomllib.load(open(Path(model) / "model.toml", "rb")).get("ood")
+    ood_t = ood["threshold"] if ood else float("inf")
     s18, s19 = summary(out / "s1.8"), summary(out / "s1.9")
     rows = []  # (class, share, p18[4], p19[4], ood18, ood19, lobule in the tile)
     new_tiles = []  # (share, p19[4], lobule): follicle tiles 1.8 did not score
@@ -71,10 +73,11 @@ def main(out, model="models/dirascope-v2"):
                     new_tiles.append((share, p19, lobule))
                 continue
             p18 = [float(t18[key][f]) for f in FINDINGS]
+            ood18, ood19 = (float(t.get("ood") or 0.0) for t in (t18[key], r))
             if share == 0.0:
                 clear_change = max(clear_change, max(abs(u - v) for u, v in zip(p18, p19)))
             elif share >= MIN_SHARE:
-                rows.append((cls, share, p18, p19, float(t18[key]["ood"]), float(r["ood"]), lobule))
+                rows.append((cls, share, p18, p19, ood18, ood19, lobule))
     print(f"tiles at least {MIN_SHARE:.0%} follicle: {len(rows)} (of {sum(1 for _ in s19)} slides)")
     print(f"largest change of a finding probability on tiles with no follicle pixel: {clear_change:.2e}")
     print("| tiles | n | " + " | ".join(f"{f} > 0.5 (1.8 -> 1.9)" for f in FINDINGS) + " | OOD (1.8 -> 1.9) |")

@@ -31,4 +31,4 @@ done
 for gen in 1.8 1.9; do
     [ -e "$OUT/s$gen/summary.csv" ] || "$B" score "$OUT/g$gen" --model "$MODEL" --out "$OUT/s$gen" >/dev/null
 done
-"$PY" training/follicle_probe.py "$OUT"
+"$PY" training/follicle_probe.py "$OUT" "$MODEL"

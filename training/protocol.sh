@@ -49,7 +49,7 @@
 # held-out sets 900000-923999 (training/model2_data.sh; hence val9 at 930000), the 1.x
 # calibration 950000- (hence val10 stops at 949999 and val11 starts at 960000),
 # training/finetune_experiment.sh 970000-970107 (hence val12 at 980000),
-# training/follicle_probe.sh 610000-610399.
+# training/follicle_probe.sh 610000-610399, training/follicle_finetune.sh 612000-612047.
 #
 # Environment:
 #   B        dirascope binary (default target/debug/dirascope)
