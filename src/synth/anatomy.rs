@@ -1774,11 +1774,11 @@ impl Geometry {
             if x < f.bbox[0] || x > f.bbox[2] || y < f.bbox[1] || y > f.bbox[3] {
                 continue;
             }
-            site.item = fi as u32;
             for (li, l) in f.lobules.iter().enumerate() {
                 let q = l.q(x, y);
                 if q < 1.0 {
                     site.region = Region::Sebaceous;
+                    site.item = fi as u32;
                     site.sub = li as u32;
                     site.radial = q;
                     return site;
@@ -1786,6 +1786,7 @@ impl Geometry {
             }
             let d = f.radius_at(x, y);
             if d < f.r + FIBROUS_SHEATH_UM {
+                site.item = fi as u32;
                 site.radial = d;
                 site.region = if d < f.shaft {
                     Region::HairShaft
@@ -1796,7 +1797,6 @@ impl Geometry {
                 };
                 return site;
             }
-            site.item = 0;
         }
         for &vi in self.vessel_index.query(x, y) {
             let ves = &self.vessels[vi as usize];

@@ -1035,12 +1035,6 @@ impl<'a> Shader<'a> {
             }
             return out;
         }
-        let foam = noise::value(x / 1.1, y / 1.1, lsalt ^ 2);
-        let cyto = mixc(
-            c(0.02, 0.06),
-            c(0.1, 0.3),
-            noise::smoothstep(0.42, 0.62, foam),
-        );
         if l.b > 30.0 && s.radial < 0.3 {
             // Holocrine debris.
             return c(
@@ -1048,6 +1042,12 @@ impl<'a> Shader<'a> {
                 0.15 + 0.15 * noise::value(x / 2.0, y / 2.0, lsalt ^ 3),
             );
         }
+        let foam = noise::value(x / 1.1, y / 1.1, lsalt ^ 2);
+        let cyto = mixc(
+            c(0.02, 0.06),
+            c(0.1, 0.3),
+            noise::smoothstep(0.42, 0.62, foam),
+        );
         let cells = cells_around(x, y, 13.0, 0.2, lsalt ^ 4, |dx, dy, hsh| {
             let r = 2.0 + 0.6 * unit(hsh, 2);
             Some(nucleus(
