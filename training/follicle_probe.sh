@@ -7,8 +7,9 @@
 #
 #   training/follicle_probe.sh OUT [BIN] [MODEL]
 #
-# Seeds 610000 + 100 * class index + 0..N-1 (N=${N:-10} a class; registered in
-# training/protocol.sh), SIZE_MM x SIZE_MM (default 3) at 0.5 um/px.
+# Seeds SEED + 100 * class index + 0..N-1 (SEED default 610000, N=${N:-10} a class;
+# registered in training/protocol.sh; SEED=995000 is val13's follicle stratum),
+# SIZE_MM x SIZE_MM (default 3) at 0.5 um/px.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: training/follicle_probe.sh OUT [BIN] [MODEL]}
@@ -17,12 +18,13 @@ MODEL=${3:-models/dirascope-v2}
 PY=${PYTHON:-training/.venv/bin/python}
 N=${N:-10}
 SIZE=${SIZE_MM:-3}
+SEED=${SEED:-610000}
 mkdir -p "$OUT"
 i=0
 for class in dira pustular-psoriasis psoriasis normal; do
     for gen in 1.8 1.9; do
         [ -e "$OUT/g$gen/$class.done" ] && continue
-        "$B" synth --generator "$gen" --class "$class" --seed $((610000 + 100 * i)) --count "$N" \
+        "$B" synth --generator "$gen" --class "$class" --seed $((SEED + 100 * i)) --count "$N" \
             --mpp 0.5 --width-mm "$SIZE" --height-mm "$SIZE" --out "$OUT/g$gen" >/dev/null
         touch "$OUT/g$gen/$class.done"
     done

@@ -28,13 +28,15 @@
 # and 8 pen phantoms of every class (no training slide had a section artefact); train8:
 # 64 synth 1.6 phantoms of every class, two thirds with basal melanin; train9: 80
 # synth 1.7 phantoms of every class (papillae cut across, about 40% with a tangential
-# stretch). Needs a release build (DIRASCOPE=path
+# stretch); train10: synth 1.9 phantoms of every class (hair follicles
+# and sebaceous glands, which 2.15.0 reads as hidradenitis), 96 at 1.0 um/px and 24 at 0.5, as
+# the negatives that unteach it (with HARD_NEGATIVE_WEIGHT in model2_finetune.sh). Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
 # Seeds (disjoint from every other set in the project; see training/protocol.sh):
 #   train  3000-3999, implants 4000-4399, (train2) 5000-8999, (train3) 9000-10999,
 #   (train4) 11000-11299, (train5) 11300-11399, (train6) 11400-11799, (train7) 11800-11999,
-#   (train8) 12000-12199, (train9) 12200-12399
+#   (train8) 12000-12199, (train9) 12200-12399, (train10) 12400-12599
 #   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999,
 #   held4 920000-923999
 set -euo pipefail
@@ -235,6 +237,10 @@ for phase in $PHASES; do
             PIN=1.7 phantoms train9-tan-1.0 1.0 --count 64 --seed 12200 --width-mm 3 --height-mm 2.5
             PIN=1.7 phantoms train9-tan-0.5 0.5 --count 16 --seed 12300 --width-mm 3 --height-mm 2.5
             step "$PY" training/tangential_subset.py "$OUT/train9s" "$OUT/train9-tan-1.0" "$OUT/train9-tan-0.5"
+            ;;
+        train10)
+            PIN=1.9 phantoms train10-fol-1.0 1.0 --count 96 --seed 12400 --width-mm 4 --height-mm 3
+            PIN=1.9 phantoms train10-fol-0.5 0.5 --count 24 --seed 12500 --width-mm 3 --height-mm 3
             ;;
         held3)
             implants held3-implant-cmu test 916000 \
