@@ -112,6 +112,12 @@ def main(out, model="models/dirascope-v2"):
                   f"{float(b['dira_score']):.3f}, psoriasiform {float(a['psoriasiform_score']):.3f} -> "
                   f"{float(b['psoriasiform_score']):.3f})")
     print(f"  {changed} of {len(s19)}")
+    print("\ncalls by class (1.8 / 1.9):")
+    for cls in ["dira", "pustular-psoriasis", "psoriasis", "normal"]:
+        for name, runs in [("1.8", s18), ("1.9", s19)]:
+            calls = [runs[s]["call"] for s in runs if s.rsplit("-", 1)[0] == cls]
+            counts = ", ".join(f"{c} {calls.count(c)}" for c in sorted(set(calls)))
+            print(f"  {cls} under {name} ({len(calls)}): {counts}")
     print("\nlargest rises of a slide's finding scores (1.8 -> 1.9):")
     for f in FINDINGS + ["dira"]:
         d = max(s19, key=lambda s: float(s19[s][f + "_score"]) - float(s18[s][f + "_score"]))

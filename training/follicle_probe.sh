@@ -9,7 +9,8 @@
 #
 # Seeds SEED + 100 * class index + 0..N-1 (SEED default 610000, N=${N:-10} a class;
 # registered in training/protocol.sh; SEED=995000 is val13's follicle stratum),
-# SIZE_MM x SIZE_MM (default 3) at 0.5 um/px.
+# SIZE_MM x SIZE_MM (default 3) at 0.5 um/px. RENDER_ONLY=1 stops after rendering (a
+# validation stratum rendered ahead of its scoring).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: training/follicle_probe.sh OUT [BIN] [MODEL]}
@@ -30,6 +31,7 @@ for class in dira pustular-psoriasis psoriasis normal; do
     done
     i=$((i + 1))
 done
+[ -n "${RENDER_ONLY:-}" ] && exit 0
 for gen in 1.8 1.9; do
     [ -e "$OUT/s$gen/summary.csv" ] || "$B" score "$OUT/g$gen" --model "$MODEL" --out "$OUT/s$gen" >/dev/null
 done

@@ -44,8 +44,10 @@
 #                                  the generator of the calibration set its rule was
 #                                  fitted on: GENERATOR=1.4 for the sets of 2.15.0;
 #                                  995000-995309 its follicle stratum, synth 1.8/1.9
-#                                  pairs by training/follicle_probe.sh: candidate
-#                                  2.16.0, models/dirascope-v2/protocol/predeclared-2.16.0.md)
+#                                  pairs by training/follicle_probe.sh. Pre-declared for
+#                                  candidate 2.16.0 (protocol/predeclared-2.16.0.md),
+#                                  which failed its checks first: rendered, never scored,
+#                                  still reserved)
 # Seeds used elsewhere and never here: training 1000-2107, held-out tiles
 # 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039,
 # training/loop_test.sh 880000-880101 (hence val8 skips to 890000), model 2's
