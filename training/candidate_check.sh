@@ -41,7 +41,7 @@ if [ ! -s "$WORK/model/model.toml" ]; then
 fi
 "$B" recall "$WORK/pool-all" --model "$WORK/model" >/dev/null
 "$PY" training/protocol_tables.py tables "$WORK/pool-all" "$WORK/pool-labels.csv" | awk "NR <= 12"
-grep -E "^(dira_threshold|psoriasiform_threshold|margin) " "$WORK/model/model.toml"
+grep -E "^(dira_threshold|psoriasiform_threshold|no_call_margin) " "$WORK/model/model.toml"
 
 echo "== 2-3. held-out tiles: $BASE against the candidate"
 held() { # NAME=DIR,DIR of the rendered sets only
