@@ -9,7 +9,8 @@
 #
 #   training/model2_finetune.sh DATA OUT [STEPS] [INIT]     (env REAL_REPEAT, default 30; PSORIASIFORM_POS_FRAC, default 0.01; VERSION;
 #   OOD_DESC: the [ood] held-out description when the oodcal sets differ from the default;
-#   EXTRA_TRAIN: more export names under DATA, e.g. "train3-implant-cmu train3-implant-pd", each weighted EXTRA_WEIGHT, default 2;
+#   EXTRA_TRAIN: more export names under DATA, e.g. "train3-implant-cmu train3-implant-pd", each weighted EXTRA_WEIGHT, default 2,
+#   or NAME=W for a weight of its own, e.g. "train5-dira=1 train10-fol-1.0=4";
 #   HEAD_POOL: train.py --head-pool, e.g. lse:2 to turn INIT's average-pooled head into a log-mean-exp one;
 #   THREADS: torch threads, default 2; HARD_NEGATIVE_WEIGHT: train.py --hard-negative-weight;
 #   REAL_CROPS: train.py --real-crops, random crops per real train part instead of the grid x REAL_REPEAT;
@@ -37,9 +38,9 @@ held() { # NAME=DIR,DIR,... of the rendered sets only
 "$PY" training/train.py --init "$INIT" \
     --train "${PHANTOMS[@]}" \
         "$D/train2-implant-cmu" "$D/train2-implant-pd" \
-        ${EXTRA_TRAIN:+$(for e in $EXTRA_TRAIN; do printf '%s ' "$D/$e"; done)} \
+        ${EXTRA_TRAIN:+$(for e in $EXTRA_TRAIN; do printf '%s ' "$D/${e%%=*}"; done)} \
     --export-weight train2-implant-cmu=3 train2-implant-pd=2 \
-        ${EXTRA_TRAIN:+$(for e in $EXTRA_TRAIN; do printf '%s ' "$e=${EXTRA_WEIGHT:-2}"; done)} \
+        ${EXTRA_TRAIN:+$(for e in $EXTRA_TRAIN; do [[ $e == *=* ]] || e="$e=${EXTRA_WEIGHT:-2}"; printf '%s ' "$e"; done)} \
     --real-train-parts "$REAL/CMU-1-Small-Region.svs" "$REAL/skin-normal-10x-public-domain.jpg" \
     --real-repeat "${REAL_REPEAT:-30}" ${REAL_CROPS:+--real-crops "$REAL_CROPS"} --lab-augment \
     --heldout $(held held-1.0 held-mixed-1.0 held-dira-1.0) \
