@@ -74,7 +74,7 @@ pub(super) fn neutrophil(
     aa: f32,
 ) -> Option<CellAt> {
     let sp = crowd.spacing;
-    let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+    let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
     let mut best: Option<CellAt> = None;
     for j in gj - 1..=gj + 1 {
         for i in gi - 1..=gi + 1 {
@@ -276,7 +276,7 @@ pub(super) fn acantholytic_field(
         0.01 + 0.04 * noise::value(x / 6.0, y / 6.0, salt ^ 3),
     );
     let sp = 14.0;
-    let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+    let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
     for j in gj - 1..=gj + 1 {
         for i in gi - 1..=gi + 1 {
             let hsh = hash2(i, j, salt ^ 4);

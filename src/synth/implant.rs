@@ -986,7 +986,7 @@ fn plan(
 /// Keratinocytes on a jittered grid with cytoplasm of the real epidermis' colour
 /// `base` and open nuclei.
 fn keratinocyte(x: f32, y: f32, spacing: f32, salt: u64, aa: f32, base: Conc) -> Conc {
-    let (gi, gj) = (noise::floor_i64(x / spacing), noise::floor_i64(y / spacing));
+    let (gi, gj) = ((x / spacing).floor() as i64, (y / spacing).floor() as i64);
     let mut best = (0.0f32, 0.0f32);
     for j in gj - 1..=gj + 1 {
         for i in gi - 1..=gi + 1 {
@@ -1279,7 +1279,7 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32, v18: bool) -> Optio
                     }
                 }
                 let sp = 8.0;
-                let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+                let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
                 for j in gj - 1..=gj + 1 {
                     for i in gi - 1..=gi + 1 {
                         let hsh = hash2(i, j, salt ^ 13);
@@ -1331,7 +1331,7 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32, v18: bool) -> Optio
                 if r < w + 1.2 {
                     let wall = ((w + 1.2 - r) / aa + 0.5).clamp(0.0, 1.0);
                     let lumen = ((w - r) / aa + 0.5).clamp(0.0, 1.0);
-                    let (gi, gj) = (noise::floor_i64(x / 6.0), noise::floor_i64(y / 6.0));
+                    let (gi, gj) = ((x / 6.0).floor() as i64, (y / 6.0).floor() as i64);
                     let mut rbc = 0.0f32;
                     for j in gj - 1..=gj + 1 {
                         for i in gi - 1..=gi + 1 {
@@ -1361,7 +1361,7 @@ fn shade(p: &Implant, an: &Anatomy, x: f32, y: f32, aa: f32, v18: bool) -> Optio
         Kind::ShamNuclei => {
             let d = (dx * dx + dy * dy).sqrt();
             let sp = 7.0;
-            let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+            let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
             let occ = 0.6 * (1.0 - (d / p.a).powi(2)).max(0.0);
             for j in gj - 1..=gj + 1 {
                 for i in gi - 1..=gi + 1 {

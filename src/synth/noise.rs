@@ -26,16 +26,14 @@ pub fn unit(h: u64, k: u32) -> f32 {
 
 /// `x.floor() as i64` without a library call (the baseline x86-64 build has no
 /// rounding instruction): truncation rounds negative values up, so step down
-/// where it did. Equal to `x.floor() as i64` for every f32, infinities and NaN
-/// included (the casts saturate alike); `floor_i64(x) as f32` is `x.floor()`
-/// wherever that is below 2^63 in magnitude (where `x - x.floor()` would differ,
-/// at -0.0, both give +0.0 after `smooth`); value noise is only ever asked at
-/// such points. The shaders find their cell of a lattice with it too.
+/// where it did. `floor_i64(x) as f32` is `x.floor()` wherever that is below
+/// 2^63 in magnitude (where `x - x.floor()` would differ, at -0.0, both give
+/// +0.0 after `smooth`); value noise is only ever asked at such points.
 #[inline]
-pub fn floor_i64(x: f32) -> i64 {
+fn floor_i64(x: f32) -> i64 {
     let t = x as i64;
     if (t as f32) > x {
-        t.saturating_sub(1)
+        t - 1
     } else {
         t
     }
@@ -216,11 +214,6 @@ mod tests {
             -16_777_217.0,
             1e18,
             -1e18,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-            f32::MAX,
-            f32::MIN,
         ];
         // Every special value and every 997th bit pattern below 2^62 in magnitude
         // (every exponent in range, both signs).
@@ -228,14 +221,7 @@ mod tests {
             .step_by(997)
             .map(f32::from_bits)
             .filter(|x| x.abs() < 4.6e18);
-        for x in specials {
-            assert_eq!(floor_i64(x), x.floor() as i64, "floor of {x:e}");
-        }
-        for x in specials
-            .into_iter()
-            .filter(|x| x.abs() < 4.6e18)
-            .chain(strided)
-        {
+        for x in specials.into_iter().chain(strided) {
             assert_eq!(floor_i64(x), x.floor() as i64, "floor of {x:e}");
             // What `value` uses: the fraction past the lattice point, after `smooth`.
             let (mine, lib) = (smooth(x - floor_i64(x) as f32), smooth(x - x.floor()));

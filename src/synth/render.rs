@@ -83,7 +83,7 @@ pub(super) fn neutrophil_at(
     salt: u64,
     aa: f32,
 ) -> Option<Conc> {
-    let (gi, gj) = (noise::floor_i64(x / spacing), noise::floor_i64(y / spacing));
+    let (gi, gj) = ((x / spacing).floor() as i64, (y / spacing).floor() as i64);
     let mut best: Option<Conc> = None;
     for j in gj - 1..=gj + 1 {
         for i in gi - 1..=gi + 1 {
@@ -148,7 +148,7 @@ impl<'a> Shader<'a> {
         border_um: f32,
         salt: u64,
     ) -> Conc {
-        let (gi, gj) = (noise::floor_i64(x / sx), noise::floor_i64(v / sy));
+        let (gi, gj) = ((x / sx).floor() as i64, (v / sy).floor() as i64);
         let (mut d1, mut d2) = (f32::MAX, f32::MAX);
         let mut nuc = 0.0f32;
         let mut own = 0u64;
@@ -237,7 +237,7 @@ impl<'a> Shader<'a> {
                 if para > 0.05 {
                     // Parakeratosis: flat nuclei kept in the corneum.
                     let (sx, sy) = (13.0, 4.5);
-                    let (gi, gj) = (noise::floor_i64(x / sx), noise::floor_i64(t / sy));
+                    let (gi, gj) = ((x / sx).floor() as i64, (t / sy).floor() as i64);
                     for j in gj - 1..=gj + 1 {
                         for i in gi - 1..=gi + 1 {
                             let hsh = hash2(i, j, salt ^ 3);
@@ -339,7 +339,7 @@ impl<'a> Shader<'a> {
                 let n = (gx * gx + gy * gy).sqrt().max(1e-3);
                 let (cs, sn) = (gx / n, gy / n);
                 let (sx, sy) = (7.5, 7.5);
-                let (gi, gj) = (noise::floor_i64(x / sx), noise::floor_i64(y / sy));
+                let (gi, gj) = ((x / sx).floor() as i64, (y / sy).floor() as i64);
                 let mut nuc = 0.0f32;
                 for j in gj - 1..=gj + 1 {
                     for i in gi - 1..=gi + 1 {
@@ -359,7 +359,7 @@ impl<'a> Shader<'a> {
             Region::Cleft => {
                 let mut out = c(0.01, 0.04);
                 let (sp, occ) = (15.0, 0.55);
-                let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+                let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
                 for j in gj - 1..=gj + 1 {
                     for i in gi - 1..=gi + 1 {
                         let hsh = hash2(i, j, salt ^ 14);
@@ -401,7 +401,7 @@ impl<'a> Shader<'a> {
                     if s.region == Region::Papillary {
                         let occ = 0.04 + 0.25 * s.pk;
                         let (sp, salt2) = (22.0, salt ^ 17);
-                        let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+                        let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
                         let hsh = hash2(gi, gj, salt2);
                         if unit(hsh, 0) < occ {
                             let cx = (gi as f32 + 0.3 + 0.4 * unit(hsh, 1)) * sp;
@@ -442,7 +442,7 @@ impl<'a> Shader<'a> {
                 let v = &g.vessels[s.item as usize];
                 let occ = if v.tortuous { 0.8 } else { 0.45 };
                 let sp = 7.0;
-                let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+                let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
                 let mut out = c(0.0, 0.03);
                 for j in gj - 1..=gj + 1 {
                     for i in gi - 1..=gi + 1 {
@@ -564,7 +564,7 @@ impl<'a> Shader<'a> {
     fn fat(&self, x: f32, y: f32) -> Conc {
         let sp = self.geom.adipocyte_um;
         let salt = self.geom.salt ^ 34;
-        let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+        let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
         let (mut d1, mut d2) = (f32::MAX, f32::MAX);
         for j in gj - 1..=gj + 1 {
             for i in gi - 1..=gi + 1 {
@@ -593,7 +593,7 @@ impl<'a> Shader<'a> {
             (34.0, 24.0, 0.55)
         };
         let salt = self.geom.salt ^ 35;
-        let (gi, gj) = (noise::floor_i64(x / sx), noise::floor_i64(y / sy));
+        let (gi, gj) = ((x / sx).floor() as i64, (y / sy).floor() as i64);
         let mut best = 0.0f32;
         for j in gj - 1..=gj + 1 {
             for i in gi - 1..=gi + 1 {
@@ -670,26 +670,6 @@ fn blur_plane(src: &[f32], w: usize, h: usize, k: &[f32], tmp: &mut Vec<f32>, ds
             }
         }
     }
-}
-
-/// `v.round().clamp(0.0, 255.0) as u8` without a library call per channel (the
-/// baseline x86-64 build has no rounding instruction; `roundf` was 2% of a
-/// render): clamped first to [-1, 256], where rounding half away from zero is
-/// the truncation stepped by one when the exact remainder reaches a half. The
-/// same byte for every f32, NaN included (tested against the library).
-#[inline]
-fn to_u8(v: f32) -> u8 {
-    let v = v.clamp(-1.0, 256.0);
-    let t = v as i32;
-    let d = v - t as f32;
-    let r = if d >= 0.5 {
-        t + 1
-    } else if d <= -0.5 {
-        t - 1
-    } else {
-        t
-    };
-    r.clamp(0, 255) as u8
 }
 
 /// Renders the `w × h` pixels whose top-left is global pixel (`x0`, `y0`) of the
@@ -780,7 +760,6 @@ pub fn render_rgb(
         }
     }
     let stain = &geom.stain;
-    let glass = stain.rgb(0.0, 0.0, [0.0; 3]);
     let v1 = geom.generator.is_v1();
     let mut out = vec![0u8; w * h * 3];
     let nsalt = geom.salt ^ 0xA5A5;
@@ -825,13 +804,7 @@ pub fn render_rgb(
                     *v += mc * thick * m;
                 }
             }
-            // Bare glass (nothing stained, nothing drawn over it) is the same light
-            // at every pixel: `stain.rgb` of zeros, computed once.
-            let mut rgb = if hc == 0.0 && ec == 0.0 && extra == [0.0; 3] {
-                glass
-            } else {
-                stain.rgb(hc * thick, ec * thick, extra)
-            };
+            let mut rgb = stain.rgb(hc * thick, ec * thick, extra);
             if let Some(fields) = &geom.scan {
                 // `Geometry::scan_gain`, with the field's gains kept while the row
                 // stays in it.
@@ -856,13 +829,13 @@ pub fn render_rgb(
                 let hc = noise::mix(hsh);
                 for c in 0..3 {
                     let n = lum + (unit(hc, c as u32) - 0.5) * geom.noise_sigma * CHROMA_NOISE;
-                    out[(j * w + i) * 3 + c] = to_u8(rgb[c] + n);
+                    out[(j * w + i) * 3 + c] = (rgb[c] + n).round().clamp(0.0, 255.0) as u8;
                 }
                 continue;
             }
             for c in 0..3 {
                 let n = lum + (unit(hsh, 2 + (c as u32 % 2)) - 0.5) * geom.noise_sigma;
-                out[(j * w + i) * 3 + c] = to_u8(rgb[c] + n);
+                out[(j * w + i) * 3 + c] = (rgb[c] + n).round().clamp(0.0, 255.0) as u8;
             }
         }
     }
@@ -873,38 +846,6 @@ pub fn render_rgb(
 mod tests {
     use super::*;
     use crate::synth::{Artefacts, SlideClass};
-
-    #[test]
-    fn to_u8_is_the_library_round_and_clamp() {
-        // Halves either side of each edge, the float just below a half, the non-finite.
-        let halves = [
-            0.5f32,
-            -0.5,
-            0.499_999_97,
-            -0.499_999_97,
-            254.5,
-            255.5,
-            255.499_98,
-            -1.5,
-        ];
-        let extremes = [
-            f32::NAN,
-            f32::MIN,
-            f32::MAX,
-            f32::NEG_INFINITY,
-            f32::INFINITY,
-            -0.0,
-        ];
-        let specials = halves.into_iter().chain(extremes);
-        // Every 97th bit pattern of the f32s between -300 and 300, and the specials.
-        let strided = (0..=u32::MAX)
-            .step_by(97)
-            .map(f32::from_bits)
-            .filter(|v| v.abs() < 300.0);
-        for v in specials.chain(strided) {
-            assert_eq!(to_u8(v), v.round().clamp(0.0, 255.0) as u8, "{v:e}");
-        }
-    }
 
     #[test]
     fn a_region_renders_the_same_whole_or_in_pieces() {

@@ -75,7 +75,7 @@ pub(super) fn nucleus(
 /// then their distances taken as `noise::hypot` gives them (its rounding keeps the
 /// order): synth 1.4's fat is drawn with exactly these numbers.
 fn voronoi_gap(x: f32, y: f32, sp: f32, salt: u64, jit: f32) -> f32 {
-    let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+    let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
     let (mut q1, mut q2) = (f64::MAX, f64::MAX);
     for j in gj - 1..=gj + 1 {
         for i in gi - 1..=gi + 1 {
@@ -237,7 +237,7 @@ impl<'a> Shader<'a> {
         let (sx, sy) = (13.0, 4.5);
         let t = s.dc;
         let salt = g.salt ^ 0x4F0;
-        let (gi, gj) = (noise::floor_i64(x / sx), noise::floor_i64(t / sy));
+        let (gi, gj) = ((x / sx).floor() as i64, (t / sy).floor() as i64);
         let mut best: Option<CellAt> = None;
         for j in gj - 1..=gj + 1 {
             for i in gi - 1..=gi + 1 {
@@ -360,7 +360,7 @@ impl<'a> Shader<'a> {
             _ => (16.0, 14.0),
         };
         let vv = s.v;
-        let (gi, gj) = (noise::floor_i64(x / sx), noise::floor_i64(vv / sy));
+        let (gi, gj) = ((x / sx).floor() as i64, (vv / sy).floor() as i64);
         let (mut d1, mut d2) = (f32::MAX, f32::MAX);
         let mut own = 0u64;
         let (mut cov, mut nh, mut halo) = (0.0f32, 0.0f32, 0.0f32);
@@ -538,7 +538,7 @@ impl<'a> Shader<'a> {
         } else {
             (34.0, 22.0, 0.35)
         };
-        let (gi, gj) = (noise::floor_i64(x / sx), noise::floor_i64(y / sy));
+        let (gi, gj) = ((x / sx).floor() as i64, (y / sy).floor() as i64);
         // The local fibre slope, computed once and only where a nucleus is near.
         let mut slope = None;
         // A centre lies in the middle 70% of its cell each way: cells whose
@@ -592,7 +592,7 @@ impl<'a> Shader<'a> {
         if papillary {
             let occ = 0.05 + 0.25 * s.pk;
             let sp = 20.0;
-            let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+            let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
             let hsh = hash2(gi, gj, salt ^ 8);
             if unit(hsh, 0) < occ {
                 let cx = (gi as f32 + 0.3 + 0.4 * unit(hsh, 1)) * sp;
@@ -831,7 +831,7 @@ fn cells_around(
     salt: u64,
     nucleus: impl Fn(f32, f32, u64) -> Option<(f32, f32)>,
 ) -> CellsAround {
-    let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+    let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
     let (mut cov, mut nh) = (0.0f32, 0.0f32);
     let (mut d1, mut d2, mut own) = (f32::MAX, f32::MAX, 0u64);
     for j in gj - 1..=gj + 1 {
@@ -1008,7 +1008,7 @@ impl<'a> Shader<'a> {
             let mut out = c(look.epi_h * 1.5, look.epi_e * 0.7);
             let tangent = (y - l.y).atan2(x - l.x) + std::f32::consts::FRAC_PI_2;
             let sp = 6.0;
-            let (gi, gj) = (noise::floor_i64(x / sp), noise::floor_i64(y / sp));
+            let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
             for j in gj - 1..=gj + 1 {
                 for i in gi - 1..=gi + 1 {
                     let hsh = hash2(i, j, lsalt ^ 1);
