@@ -10,11 +10,11 @@
 #   benches/synth_same.sh /tmp/dirascope-before target/release/dirascope
 #
 # The real fixtures (../shared/fixtures/real, or REAL) are used where present;
-# without them those two cases are skipped, and said so.
+# without them those two cases are skipped, and said so. About 5 minutes on 2 cores.
 set -euo pipefail
+a=$(realpath "${1:?usage: benches/synth_same.sh BINARY_A BINARY_B}")
+b=$(realpath "${2:?usage: benches/synth_same.sh BINARY_A BINARY_B}")
 cd "$(dirname "$0")/.."
-a=${1:?usage: benches/synth_same.sh BINARY_A BINARY_B}
-b=${2:?usage: benches/synth_same.sh BINARY_A BINARY_B}
 REAL=${REAL:-../shared/fixtures/real}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
