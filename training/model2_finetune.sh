@@ -14,7 +14,8 @@
 #   HEAD_POOL: train.py --head-pool, e.g. lse:2 to turn INIT's average-pooled head into a log-mean-exp one;
 #   THREADS: torch threads, default 2; HARD_NEGATIVE_WEIGHT: train.py --hard-negative-weight;
 #   REAL_CROPS: train.py --real-crops, random crops per real train part instead of the grid x REAL_REPEAT;
-#   SEED: train.py --seed, default 1, for replicates of one recipe)
+#   SEED: train.py --seed, default 1, for replicates of one recipe;
+#   IMPLANT_WEIGHTS: the train2 implant sets' weights, default "train2-implant-cmu=3 train2-implant-pd=2")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -39,7 +40,7 @@ held() { # NAME=DIR,DIR,... of the rendered sets only
     --train "${PHANTOMS[@]}" \
         "$D/train2-implant-cmu" "$D/train2-implant-pd" \
         ${EXTRA_TRAIN:+$(for e in $EXTRA_TRAIN; do printf '%s ' "$D/${e%%=*}"; done)} \
-    --export-weight train2-implant-cmu=3 train2-implant-pd=2 \
+    --export-weight ${IMPLANT_WEIGHTS:-train2-implant-cmu=3 train2-implant-pd=2} \
         ${EXTRA_TRAIN:+$(for e in $EXTRA_TRAIN; do [[ $e == *=* ]] || e="$e=${EXTRA_WEIGHT:-2}"; printf '%s ' "$e"; done)} \
     --real-train-parts "$REAL/CMU-1-Small-Region.svs" "$REAL/skin-normal-10x-public-domain.jpg" \
     --real-repeat "${REAL_REPEAT:-30}" ${REAL_CROPS:+--real-crops "$REAL_CROPS"} --lab-augment \
