@@ -23,6 +23,7 @@ MODEL=${3:-models/dirascope-v2}
 B=${4:-target/release/dirascope}
 PY=${PYTHON:-training/.venv/bin/python}
 REAL=${REAL:-../shared/fixtures/real}
+. training/common.sh
 : "${PROBE:?PROBE: the OUT of training/follicle_probe.sh}" "${CAL:?CAL: the calibration set}" "${CAL_LABELS:?}"
 mkdir -p "$WORK"
 [ -s "$WORK/train19/labels.csv" ] || "$B" synth --generator 1.9 --seed 612000 --count 48 --mpp 1.0 \
@@ -34,13 +35,8 @@ mkdir -p "$WORK"
     ${HARD_NEGATIVE_WEIGHT:+--hard-negative-weight "$HARD_NEGATIVE_WEIGHT"} ${SEED:+--seed "$SEED"} \
     --name dirascope-v2 --version 2.16.0-follicle-experiment --rule-from "$MODEL" --out "$WORK/model"
 M="$WORK/model"
-mkdir -p "$WORK/probe"
-for g in 1.8 1.9; do
-    ln -sfn "$(realpath "$PROBE/g$g")" "$WORK/probe/g$g"
-    [ -s "$WORK/probe/s$g/summary.csv" ] || "$B" score "$PROBE/g$g" --model "$M" --out "$WORK/probe/s$g" >/dev/null
-done
 echo "== follicle probe under the fine-tuned model"
-"$PY" training/follicle_probe.py "$WORK/probe" "$M"
+follicle_probe_under "$B" "$M" "$PROBE" "$WORK"
 [ -s "$WORK/cal/summary.csv" ] || "$B" score "$CAL"/*/ --model "$M" --out "$WORK/cal" >/dev/null
 echo "== calibration set under $MODEL's rule"
 "$PY" training/protocol_tables.py tables "$WORK/cal" "$CAL_LABELS" >"$WORK/cal-tables.md"
@@ -53,18 +49,5 @@ dira = [float(r["dira_score"]) for r in rows if lab[r["slide_id"]] == "dira"]
 other = [float(r["dira_score"]) for r in rows if lab[r["slide_id"]] != "dira"]
 print(f"DIRA-score gap: lowest DIRA {min(dira):.3f} - highest other {max(other):.3f} = {min(dira) - max(other):.3f}")
 PY
-echo "== real fixtures, whole"
-[ -s "$WORK/cmu/summary.csv" ] || "$B" score "$REAL/CMU-1-Small-Region.svs" --model "$M" --out "$WORK/cmu" >/dev/null
-[ -s "$WORK/pd/summary.csv" ] || "$B" score "$REAL/skin-normal-10x-public-domain.jpg" --mpp 0.75 --model "$M" --out "$WORK/pd" >/dev/null
-"$PY" - "$WORK/cmu" "$WORK/pd" <<'PY'
-import csv, sys
-from pathlib import Path
-for run in sys.argv[1:]:
-    s = next(csv.DictReader(open(Path(run) / "summary.csv")))
-    print(f"{s['slide_id']}: {s['call']} (DIRA {float(s['dira_score']):.3f}, psoriasiform {float(s['psoriasiform_score']):.3f})")
-cmu = next(p for p in Path(sys.argv[1]).iterdir() if p.is_dir())
-tiles = [r for r in csv.DictReader(open(cmu / "tiles.csv")) if int(r["y"]) + int(r["height"]) / 2 >= 1484]
-for f in ["subcorneal_pustule", "acantholysis", "neutrophilic_eccrine_hidradenitis", "psoriasiform"]:
-    n = sum(float(r[f]) > 0.5 for r in tiles)
-    print(f"CMU-1 test part (tile centres at y >= 1484, {len(tiles)} tiles): {f} > 0.5 {n} ({n / max(len(tiles), 1):.1%})")
-PY
+echo "== real fixtures, whole, and their test parts"
+real_fixtures_under "$B" "$M" "$REAL" "$WORK"

@@ -30,12 +30,7 @@ for e in train-mixed-1.0 train-dira-1.0 train-mixed-0.5 train-dira-0.5 train-dir
     train-tex-cmu train-tex-pd; do
     if [ -s "$D/$e/labels.csv" ]; then PHANTOMS+=("$D/$e"); else echo "model2_finetune: $D/$e not rendered, left out" >&2; fi
 done
-held() { # NAME=DIR,DIR,... of the rendered sets only
-    local name=$1 dirs=() e
-    shift
-    for e in "$@"; do [ -s "$D/$e/labels.csv" ] && dirs+=("$D/$e"); done
-    [ ${#dirs[@]} -gt 0 ] && (IFS=,; echo "$name=${dirs[*]}")
-}
+. training/common.sh
 "$PY" training/train.py --init "$INIT" \
     --train "${PHANTOMS[@]}" \
         "$D/train2-implant-cmu" "$D/train2-implant-pd" \
@@ -44,12 +39,12 @@ held() { # NAME=DIR,DIR,... of the rendered sets only
         ${EXTRA_TRAIN:+$(for e in $EXTRA_TRAIN; do [[ $e == *=* ]] || e="$e=${EXTRA_WEIGHT:-2}"; printf '%s ' "$e"; done)} \
     --real-train-parts "$REAL/CMU-1-Small-Region.svs" "$REAL/skin-normal-10x-public-domain.jpg" \
     --real-repeat "${REAL_REPEAT:-30}" ${REAL_CROPS:+--real-crops "$REAL_CROPS"} --lab-augment \
-    --heldout $(held held-1.0 held-mixed-1.0 held-dira-1.0) \
-        $(held held-0.5 held-mixed-0.5 held-dira-0.5) \
-        $(held held-0.25 held-mixed-0.25 held-dira-0.25) \
+    --heldout $(held_sets "$D" held-1.0 held-mixed-1.0 held-dira-1.0) \
+        $(held_sets "$D" held-0.5 held-mixed-0.5 held-dira-0.5) \
+        $(held_sets "$D" held-0.25 held-mixed-0.25 held-dira-0.25) \
         "implants=$D/held2-implant-cmu,$D/held2-implant-pd" \
         "implants-extra=$D/held2-implant-cmu-extra,$D/held2-implant-pd-extra" \
-        $(held oodcal oodcal-mixed-1.0 oodcal-dira-0.5 oodcal-mixed-0.25 oodcal-implant-cmu oodcal-implant-pd) \
+        $(held_sets "$D" oodcal oodcal-mixed-1.0 oodcal-dira-0.5 oodcal-mixed-0.25 oodcal-implant-cmu oodcal-implant-pd) \
     --ood --ood-taps=-1,3 --ood-threshold-from oodcal \
     --ood-heldout-desc "${OOD_DESC:-oodcal: synth 1.0 phantoms never trained on (seeds 914000-914203) at source MPP 1.0, 0.5 and 0.25 and lesions implanted into the real test parts (seeds 914600-915399; CMU-1 rows y >= 1484, PD columns x >= 1024)}" \
     ${HARD_NEGATIVE_WEIGHT:+--hard-negative-weight "$HARD_NEGATIVE_WEIGHT"} \
