@@ -39,15 +39,15 @@
 #   val12    seeds 980000-989999  (synth 1.4, SCALE=1, all 12 strata; spent 2026-12-06
 #                                  on 2.15.0 once more, at the protocol's full scale:
 #                                  models/dirascope-v2/protocol/predeclared-val12.md)
-#   val13    seeds 990000-999999  (the next candidate's validation; never rendered:
-#                                  render and run once after its rule exists, with
-#                                  the generator of the calibration set its rule was
-#                                  fitted on: GENERATOR=1.4 for the sets of 2.15.0;
-#                                  995000-995309 its follicle stratum, synth 1.8/1.9
-#                                  pairs by training/follicle_probe.sh. Pre-declared for
-#                                  candidate 2.16.0 (protocol/predeclared-2.16.0.md),
-#                                  which failed its checks first: rendered, never scored,
-#                                  still reserved)
+#   val13    seeds 990000-999999  (synth 1.4, SCALE=0.34, 11 strata, and 995000-995309
+#                                  its follicle stratum, synth 1.8/1.9 pairs by
+#                                  training/follicle_probe.sh; rendered for candidate
+#                                  2.16.0, which failed its checks; spent 2026-12-06 on
+#                                  2.20.0: protocol/validation-val13-set.md)
+#   val14    seeds 1000000-1009999 (the next candidate's validation; never rendered:
+#                                  render and run once after its rule exists, with the
+#                                  generator of the calibration set its rule was fitted
+#                                  on: GENERATOR=1.4 for 2.20.0's 260-slide pool)
 # Seeds used elsewhere and never here: training 1000-2107, held-out tiles
 # 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039,
 # training/loop_test.sh 880000-880101 (hence val8 skips to 890000), model 2's
@@ -124,7 +124,8 @@ base_seed() {
         val11) echo 960000 ;;
         val12) echo 980000 ;;
         val13) echo 990000 ;;
-        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7, val8, val9, val10, val11, val12, val13)" >&2; exit 2 ;;
+        val14) echo 1000000 ;;
+        *) echo "unknown set '$1' (cal, val, val2, val3, val4, val5, val6, val7, val8, val9, val10, val11, val12, val13, val14)" >&2; exit 2 ;;
     esac
 }
 
