@@ -8,7 +8,8 @@
 # measured on the tiles the threshold was set on.
 #
 #   training/model2_finetune.sh DATA OUT [STEPS] [INIT]     (env REAL_REPEAT, default 30; PSORIASIFORM_POS_FRAC, default 0.01; VERSION;
-#   OOD_DESC: the [ood] held-out description when the oodcal sets differ from the default;
+#   OOD_DESC: the [ood] held-out description when the oodcal sets differ from the default (OOD_SYNTH: the generator
+#   that rendered them, default 1.9, the default since 2026-12-06; 2.2.0-2.15.0 had synth 1.0 or 1.4 sets);
 #   EXTRA_TRAIN: more export names under DATA, e.g. "train3-implant-cmu train3-implant-pd", each weighted EXTRA_WEIGHT, default 2,
 #   or NAME=W for a weight of its own, e.g. "train5-dira=1 train10-fol-1.0=4";
 #   HEAD_POOL: train.py --head-pool, e.g. lse:2 to turn INIT's average-pooled head into a log-mean-exp one;
@@ -46,7 +47,7 @@ done
         "implants-extra=$D/held2-implant-cmu-extra,$D/held2-implant-pd-extra" \
         $(held_sets "$D" oodcal oodcal-mixed-1.0 oodcal-dira-0.5 oodcal-mixed-0.25 oodcal-implant-cmu oodcal-implant-pd) \
     --ood --ood-taps=-1,3 --ood-threshold-from oodcal \
-    --ood-heldout-desc "${OOD_DESC:-oodcal: synth 1.0 phantoms never trained on (seeds 914000-914203) at source MPP 1.0, 0.5 and 0.25 and lesions implanted into the real test parts (seeds 914600-915399; CMU-1 rows y >= 1484, PD columns x >= 1024)}" \
+    --ood-heldout-desc "${OOD_DESC:-oodcal: phantoms never trained on (model2_data.sh oodcal, synth ${OOD_SYNTH:-1.9}: seeds 914000-914003 at source MPP 1.0, 914100-914103 at 0.5, 914200-914203 at 0.25) and lesions implanted into the real test parts (seeds 914600-915399; CMU-1 rows y >= 1484, PD columns x >= 1024)}" \
     ${HARD_NEGATIVE_WEIGHT:+--hard-negative-weight "$HARD_NEGATIVE_WEIGHT"} \
     --steps "$STEPS" --lr 5e-4 --pos-frac 0.01 ${SEED:+--seed "$SEED"} \
     --pos-frac-for neutrophilic_eccrine_hidradenitis=0.1 ${PSORIASIFORM_POS_FRAC:+psoriasiform=$PSORIASIFORM_POS_FRAC} \
