@@ -29,6 +29,8 @@ follicle_probe_under() {
 real_fixtures_under() {
     local b=$1 model=$2 real=$3 work=$4
     [ -s "$work/cmu/summary.csv" ] || "$b" score "$real/CMU-1-Small-Region.svs" --model "$model" --out "$work/cmu" >/dev/null
-    [ -s "$work/pd/summary.csv" ] || "$b" score "$real/skin-normal-10x-public-domain.jpg" --mpp 0.75 --model "$model" --out "$work/pd" >/dev/null
+    # The public-domain image has no MPP of its own: the split's estimate.
+    [ -s "$work/pd/summary.csv" ] || "$b" score "$real/skin-normal-10x-public-domain.jpg" \
+        --mpp "$("$PY" training/real_split.py mpp skin-normal-10x-public-domain.jpg)" --model "$model" --out "$work/pd" >/dev/null
     "$PY" training/real_fixture_rates.py "$work/cmu" "$work/pd"
 }

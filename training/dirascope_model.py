@@ -362,13 +362,18 @@ def write_manifest(
     ood: dict | None = None,
     views: list[str] | None = None,
     views_min_probability: float = 0.0,
+    views_text: str | None = None,
+    stain: str | None = None,
 ) -> None:
     """`aggregation_and_rule`: the `[aggregation]` and `[rule]` tables as TOML
     text (a retrained model keeps the calibrated ones); default placeholders
     otherwise. `ood`: the graph's OOD output, {"threshold", "max_fraction",
     "fitted_on"}, written as the `[ood]` table. `views`: `[output] views` (test-time
     views whose logits the pipeline averages; see `run_views`), written where
-    there is more than the identity."""
+    there is more than the identity; `views_text`, where given, is written in their
+    place as it is (a kept manifest's views lines with their comments).
+    `stain`: a `[stain]` table with the comment lines above it, written last (a
+    kept manifest's, see `kept_manifest_parts`)."""
     sha = sha256_file(folder / "model.onnx")
     # The PyTorch checkpoint shipped for fine-tuning, with its hash (model check verifies it).
     ckpt = folder / "checkpoint.pt"
@@ -379,6 +384,8 @@ def write_manifest(
                   if views and list(views) != ["identity"] else "")
     if views_line and views_min_probability > 0:
         views_line += f"views_min_probability = {views_min_probability}\n"
+    if views_text is not None:
+        views_line = views_text
     tail = aggregation_and_rule if aggregation_and_rule is not None else DEFAULT_AGGREGATION_AND_RULE.format(
         tile_threshold=tile_threshold
     )
@@ -420,7 +427,52 @@ threshold = {ood["threshold"]:.4f}
 max_fraction = {ood["max_fraction"]}
 fitted_on = {json.dumps(ood["fitted_on"])}
 """
+    if stain is not None:
+        text = text.rstrip("\n") + "\n\n" + stain.strip("\n") + "\n"
     (folder / "model.toml").write_text(text)
+
+
+def kept_manifest_parts(text: str) -> tuple[str | None, str | None, str | None]:
+    """What a retrained model keeps of an older model.toml, as text with its comments:
+    the `[output]` lines after `classes` (the views and their comments; None where
+    there are none), the `[aggregation]` to `[rule]` tables (None where there is no
+    `[aggregation]`), and the `[stain]` table with the comment lines just above it
+    (None where there is none), wherever it stands. `[ood]` is not kept: it is
+    written afresh for the new weights."""
+    lines = text.split("\n")
+
+    def table_end(start: int) -> int:
+        end = start + 1
+        while end < len(lines) and not lines[end].startswith("["):
+            end += 1
+        # Comment lines just above the next table belong to it.
+        while end > start + 1 and (lines[end - 1].startswith("#") or not lines[end - 1].strip()):
+            end -= 1
+        return end
+
+    stain, stain_span = None, None
+    if "[stain]" in lines:
+        start = lines.index("[stain]")
+        while start > 0 and lines[start - 1].startswith("#"):
+            start -= 1
+        end = table_end(lines.index("[stain]"))
+        stain, stain_span = "\n".join(lines[start:end]) + "\n", (start, end)
+        lines = lines[:start] + lines[end:]
+    views = None
+    if "[output]" in lines:
+        first = lines.index("[output]") + 1
+        while first < len(lines) and not lines[first].startswith("classes"):
+            first += 1
+        end = table_end(lines.index("[output]"))
+        if first + 1 < end:
+            views = "\n".join(lines[first + 1:end]) + "\n"
+    tail = None
+    if "[aggregation]" in lines:
+        body = "\n".join(lines[lines.index("[aggregation]"):])
+        if "\n[ood]" in body:
+            body = body[: body.index("\n[ood]")]
+        tail = body.rstrip("\n") + "\n"
+    return views, tail, stain
 
 
 def preprocess(tiles_u8: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:

@@ -16,7 +16,9 @@
 #   THREADS: torch threads, default 2; HARD_NEGATIVE_WEIGHT: train.py --hard-negative-weight;
 #   REAL_CROPS: train.py --real-crops, random crops per real train part instead of the grid x REAL_REPEAT;
 #   SEED: train.py --seed, default 1, for replicates of one recipe;
-#   IMPLANT_WEIGHTS: the train2 implant sets' weights, default "train2-implant-cmu=3 train2-implant-pd=2")
+#   IMPLANT_WEIGHTS: the train2 implant sets' weights, default "train2-implant-cmu=3 train2-implant-pd=2";
+#   RULE_FROM: the model folder whose [output] views, [aggregation], [rule] and [stain] tables the new folder
+#   starts from, default INIT; the bundled one when INIT is an older folder, as for 2.19.0 and 2.20.0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -43,8 +45,8 @@ done
     --heldout $(held_sets "$D" held-1.0 held-mixed-1.0 held-dira-1.0) \
         $(held_sets "$D" held-0.5 held-mixed-0.5 held-dira-0.5) \
         $(held_sets "$D" held-0.25 held-mixed-0.25 held-dira-0.25) \
-        "implants=$D/held2-implant-cmu,$D/held2-implant-pd" \
-        "implants-extra=$D/held2-implant-cmu-extra,$D/held2-implant-pd-extra" \
+        $(held_sets "$D" implants held2-implant-cmu held2-implant-pd) \
+        $(held_sets "$D" implants-extra held2-implant-cmu-extra held2-implant-pd-extra) \
         $(held_sets "$D" oodcal oodcal-mixed-1.0 oodcal-dira-0.5 oodcal-mixed-0.25 oodcal-implant-cmu oodcal-implant-pd) \
     --ood --ood-taps=-1,3 --ood-threshold-from oodcal \
     --ood-heldout-desc "${OOD_DESC:-oodcal: phantoms never trained on (model2_data.sh oodcal, synth ${OOD_SYNTH:-1.9}: seeds 914000-914003 at source MPP 1.0, 914100-914103 at 0.5, 914200-914203 at 0.25) and lesions implanted into the real test parts (seeds 914600-915399; CMU-1 rows y >= 1484, PD columns x >= 1024)}" \
@@ -52,6 +54,6 @@ done
     --steps "$STEPS" --lr 5e-4 --pos-frac 0.01 ${SEED:+--seed "$SEED"} \
     --pos-frac-for neutrophilic_eccrine_hidradenitis=0.1 ${PSORIASIFORM_POS_FRAC:+psoriasiform=$PSORIASIFORM_POS_FRAC} \
     --arch slim-s2 ${HEAD_POOL:+--head-pool "$HEAD_POOL"} --threads "${THREADS:-2}" \
-    --name dirascope-v2 --version "${VERSION:-2.0.0}" --rule-from "$INIT" \
+    --name dirascope-v2 --version "${VERSION:-2.0.0}" --rule-from "${RULE_FROM:-$INIT}" \
     --intended-use "research use only; trained on phantom slides and on lesions implanted into real normal skin; not a diagnostic device" \
     --out "$OUT"

@@ -28,13 +28,12 @@ def main(runs):
             f"psoriasiform {float(s['psoriasiform_score']):.3f})"
         )
         name = os.path.basename(s["path"])
-        x0, y0, x1, y1 = real_split.part(name, "test", images)
         w, h = images[name]["width"], images[name]["height"]
 
         def in_test(r):
             cx = (int(r["x"]) + min(int(r["x"]) + int(r["width"]), w)) / 2
             cy = (int(r["y"]) + min(int(r["y"]) + int(r["height"]), h)) / 2
-            return x0 <= cx < x1 and y0 <= cy < y1
+            return real_split.in_part(name, "test", cx, cy, images)
 
         tiles = [r for r in csv.DictReader(open(Path(run) / s["slide_id"] / "tiles.csv")) if in_test(r)]
         rates = ", ".join(f"{f} {sum(float(r[f]) > 0.5 for r in tiles) / max(len(tiles), 1):.1%}" for f in FINDINGS)

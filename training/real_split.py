@@ -38,6 +38,13 @@ def part(file, which, images=None):
     return (r.get("x0", 0), r.get("y0", 0), r.get("x1", img["width"]), r.get("y1", img["height"]))
 
 
+def in_part(file, which, x, y, images=None):
+    """Whether level-0 point (x, y) of real image `file` lies in its `which` part (a
+    tile belongs to the part its centre lies in)."""
+    x0, y0, x1, y1 = part(file, which, images)
+    return x0 <= x < x1 and y0 <= y < y1
+
+
 def mpp(file, images=None):
     images = images or load()
     return images[os.path.basename(file.rstrip("/"))]["mpp"]
@@ -59,6 +66,14 @@ def level0(path):
 
 
 if __name__ == "__main__":
-    imgs = load()
-    for name in sorted({i["file"] for i in imgs.values()}):
-        print(name, "train", part(name, "train", imgs), "test", part(name, "test", imgs))
+    # No arguments: every image's parts. `mpp FILE`: the image's MPP (for shell scripts).
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "mpp":
+        print(mpp(sys.argv[2]))
+    elif len(sys.argv) == 1:
+        imgs = load()
+        for name in sorted({i["file"] for i in imgs.values()}):
+            print(name, "train", part(name, "train", imgs), "test", part(name, "test", imgs))
+    else:
+        raise SystemExit("usage: python training/real_split.py [mpp FILE]")

@@ -527,8 +527,8 @@ def main() -> None:
     ap.add_argument("--ood-heldout-desc", default=None,
                     help="what the held-out sets are, for the manifest's [ood] fitted_on (default: their names)")
     ap.add_argument("--rule-from", type=Path, default=None,
-                    help="a model folder whose [aggregation] and [rule] tables start this one's "
-                         "(when --out has no model.toml yet)")
+                    help="a model folder whose [output] views, [aggregation], [rule] and [stain] tables "
+                         "start this one's (when --out has no model.toml yet; default: --init's folder)")
     ap.add_argument("--intended-use", default=None, help="the manifest's intended_use (default: write_manifest's)")
     ap.add_argument("--init", type=Path, default=None,
                     help="start from a model folder (its checkpoint.pt) or a checkpoint file; "
@@ -933,25 +933,28 @@ def main() -> None:
     if not old_manifest.is_file() and init_dir is not None:
         # A fine-tuned folder starts from its parent's aggregation and rule.
         old_manifest = init_dir / "model.toml"
-    kept_tail, kept_views, kept_views_min = None, None, 0.0
+    # Kept as text with their comments: the [output] views, [aggregation] and [rule],
+    # and the [stain] table; write_manifest writes [ood] afresh.
+    kept_tail, kept_views, kept_views_min, kept_views_text, kept_stain = None, None, 0.0, None, None
     if old_manifest.is_file():
         old_text = old_manifest.read_text()
         old_toml = tomllib.loads(old_text)
         kept_views = dm.manifest_views(old_toml)
         kept_views_min = dm.manifest_views_min_probability(old_toml)
+        kept_views_text, kept_tail, kept_stain = dm.kept_manifest_parts(old_text)
         if kept_views != ["identity"]:
             print(f"kept [output] views {kept_views} of {old_manifest}")
-        if "[aggregation]" in old_text:
-            kept_tail = old_text[old_text.index("[aggregation]"):]
-            if "\n[ood]" in kept_tail:
-                # write_manifest writes the [ood] table (last) afresh.
-                kept_tail = kept_tail[: kept_tail.index("\n[ood]")].rstrip("\n") + "\n"
+        if kept_tail is not None:
             print(f"kept [aggregation] and [rule] of {old_manifest}: recalibrate them for this model")
+        if kept_stain is not None:
+            print(f"kept [stain] of {old_manifest}")
     dm.write_manifest(
         args.out,
         aggregation_and_rule=kept_tail,
         views=kept_views,
         views_min_probability=kept_views_min,
+        views_text=kept_views_text,
+        stain=kept_stain,
         name=args.name,
         version=args.version,
         tile_px=args.tile_px,
