@@ -450,13 +450,13 @@ def kept_manifest_parts(text: str) -> tuple[str | None, str | None, str | None]:
             end -= 1
         return end
 
-    stain, stain_span = None, None
+    stain = None
     if "[stain]" in lines:
         start = lines.index("[stain]")
         while start > 0 and lines[start - 1].startswith("#"):
             start -= 1
         end = table_end(lines.index("[stain]"))
-        stain, stain_span = "\n".join(lines[start:end]) + "\n", (start, end)
+        stain = "\n".join(lines[start:end]) + "\n"
         lines = lines[:start] + lines[end:]
     views = None
     if "[output]" in lines:

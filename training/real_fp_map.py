@@ -64,7 +64,8 @@ def main() -> None:
     src_mpp = real_split.mpp(args.image)
     img = resample(real_split.level0(Path(real_split.REAL_DIR) / args.image), src_mpp, scorer.mpp)
     px, scale = scorer.px, src_mpp / scorer.mpp  # model px per source px
-    x0, y0, _, _ = real_split.part(args.image, "test")  # where the split line is drawn
+    images = real_split.load()
+    x0, y0, _, _ = real_split.part(args.image, "test", images)  # where the split line is drawn
     spots, tiles = [], []
     for y in range(0, img.shape[0] - px + 1, STRIDE):
         for x in range(0, img.shape[1] - px + 1, STRIDE):
@@ -78,7 +79,7 @@ def main() -> None:
     test = []
     for i, (x, y) in enumerate(spots):
         cx, cy = (x + px / 2) / scale, (y + px / 2) / scale
-        in_test = real_split.in_part(args.image, "test", cx, cy)
+        in_test = real_split.in_part(args.image, "test", cx, cy, images)
         test.append(in_test)
         for k, name in enumerate(dm.FINDINGS):
             if p[i, k] > 0.5:
