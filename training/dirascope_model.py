@@ -360,32 +360,25 @@ def write_manifest(
     intended_use: str = "research use only; trained on phantom slides; not a diagnostic device",
     aggregation_and_rule: str | None = None,
     ood: dict | None = None,
-    views: list[str] | None = None,
-    views_min_probability: float = 0.0,
-    views_text: str | None = None,
+    views: str | None = None,
     stain: str | None = None,
 ) -> None:
     """`aggregation_and_rule`: the `[aggregation]` and `[rule]` tables as TOML
     text (a retrained model keeps the calibrated ones); default placeholders
     otherwise. `ood`: the graph's OOD output, {"threshold", "max_fraction",
-    "fitted_on"}, written as the `[ood]` table. `views`: `[output] views` (test-time
-    views whose logits the pipeline averages; see `run_views`), written where
-    there is more than the identity; `views_text`, where given, is written in their
-    place as it is (a kept manifest's views lines with their comments).
-    `stain`: a `[stain]` table with the comment lines above it, written last (a
-    kept manifest's, see `kept_manifest_parts`)."""
+    "fitted_on"}, written as the `[ood]` table. `views`: the rest of the `[output]`
+    table as TOML text, `views` and `views_min_probability` with their comments
+    (test-time views whose logits the pipeline averages; see `run_views`); none
+    means the tile as it is. `stain`: a `[stain]` table with the comment lines
+    above it, written last. A retrained model keeps all three from its parent's
+    manifest (`kept_manifest_parts`)."""
     sha = sha256_file(folder / "model.onnx")
     # The PyTorch checkpoint shipped for fine-tuning, with its hash (model check verifies it).
     ckpt = folder / "checkpoint.pt"
     ckpt_lines = (f'checkpoint = "checkpoint.pt"\ncheckpoint_sha256 = "{sha256_file(ckpt)}"\n'
                   if ckpt.is_file() else "")
     classes = ", ".join(json.dumps(f) for f in FINDINGS)
-    views_line = (f"views = [{', '.join(json.dumps(v) for v in views)}]\n"
-                  if views and list(views) != ["identity"] else "")
-    if views_line and views_min_probability > 0:
-        views_line += f"views_min_probability = {views_min_probability}\n"
-    if views_text is not None:
-        views_line = views_text
+    views_line = views or ""
     tail = aggregation_and_rule if aggregation_and_rule is not None else DEFAULT_AGGREGATION_AND_RULE.format(
         tile_threshold=tile_threshold
     )
@@ -434,8 +427,8 @@ fitted_on = {json.dumps(ood["fitted_on"])}
 
 def kept_manifest_parts(text: str) -> tuple[str | None, str | None, str | None]:
     """What a retrained model keeps of an older model.toml, as text with its comments:
-    the `[output]` lines after `classes` (the views and their comments; None where
-    there are none), the `[aggregation]` to `[rule]` tables (None where there is no
+    the `[output]` lines other than `activation` and `classes` (the views and their
+    comments; None where there are none), the `[aggregation]` to `[rule]` tables (None where there is no
     `[aggregation]`), and the `[stain]` table with the comment lines just above it
     (None where there is none), wherever it stands. `[ood]` is not kept: it is
     written afresh for the new weights."""
@@ -460,12 +453,10 @@ def kept_manifest_parts(text: str) -> tuple[str | None, str | None, str | None]:
         lines = lines[:start] + lines[end:]
     views = None
     if "[output]" in lines:
-        first = lines.index("[output]") + 1
-        while first < len(lines) and not lines[first].startswith("classes"):
-            first += 1
-        end = table_end(lines.index("[output]"))
-        if first + 1 < end:
-            views = "\n".join(lines[first + 1:end]) + "\n"
+        start = lines.index("[output]")
+        rest = [ln for ln in lines[start + 1:table_end(start)] if not ln.startswith(("activation", "classes"))]
+        if any(ln.strip() for ln in rest):
+            views = "\n".join(rest) + "\n"
     tail = None
     if "[aggregation]" in lines:
         body = "\n".join(lines[lines.index("[aggregation]"):])

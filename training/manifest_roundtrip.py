@@ -32,8 +32,7 @@ def main() -> None:
         dm.write_manifest(
             Path(tmp), name=t["name"], version=t["version"], tile_px=t["input"]["tile_px"], mpp=t["input"]["mpp"],
             mean=t["input"]["mean"], std=t["input"]["std"], training_data=t["training_data"],
-            intended_use=t["intended_use"], aggregation_and_rule=tail, views=dm.manifest_views(t),
-            views_min_probability=dm.manifest_views_min_probability(t), views_text=views_text, stain=stain,
+            intended_use=t["intended_use"], aggregation_and_rule=tail, views=views_text, stain=stain,
             ood=None if ood is None else {k: ood[k] for k in ("threshold", "max_fraction", "fitted_on")})
         again = (Path(tmp) / "model.toml").read_text()
     if again == text:

@@ -935,12 +935,10 @@ def main() -> None:
         old_manifest = init_dir / "model.toml"
     # Kept as text with their comments: the [output] views, [aggregation] and [rule],
     # and the [stain] table; write_manifest writes [ood] afresh.
-    kept_tail, kept_views, kept_views_min, kept_views_text, kept_stain = None, None, 0.0, None, None
+    kept_tail, kept_views_text, kept_stain = None, None, None
     if old_manifest.is_file():
         old_text = old_manifest.read_text()
-        old_toml = tomllib.loads(old_text)
-        kept_views = dm.manifest_views(old_toml)
-        kept_views_min = dm.manifest_views_min_probability(old_toml)
+        kept_views = dm.manifest_views(tomllib.loads(old_text))  # refuses unknown views
         kept_views_text, kept_tail, kept_stain = dm.kept_manifest_parts(old_text)
         if kept_views != ["identity"]:
             print(f"kept [output] views {kept_views} of {old_manifest}")
@@ -951,9 +949,7 @@ def main() -> None:
     dm.write_manifest(
         args.out,
         aggregation_and_rule=kept_tail,
-        views=kept_views,
-        views_min_probability=kept_views_min,
-        views_text=kept_views_text,
+        views=kept_views_text,
         stain=kept_stain,
         name=args.name,
         version=args.version,
