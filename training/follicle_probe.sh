@@ -10,7 +10,9 @@
 # Seeds SEED + 100 * class index + 0..N-1 (SEED default 610000, N=${N:-10} a class;
 # registered in training/protocol.sh; SEED=995000 is val13's follicle stratum),
 # SIZE_MM x SIZE_MM (default 3) at 0.5 um/px. RENDER_ONLY=1 stops after rendering (a
-# validation stratum rendered ahead of its scoring).
+# validation stratum rendered ahead of its scoring). OLD and NEW (default 1.8 and 1.9)
+# probe another generator step that redraws one structure the same way: OLD=1.9
+# NEW=1.10 SEED=614000 for synth 1.10's eccrine coils (seeds 614000-614399).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: training/follicle_probe.sh OUT [BIN] [MODEL]}
@@ -20,10 +22,12 @@ PY=${PYTHON:-training/.venv/bin/python}
 N=${N:-10}
 SIZE=${SIZE_MM:-3}
 SEED=${SEED:-610000}
+OLD=${OLD:-1.8}
+NEW=${NEW:-1.9}
 mkdir -p "$OUT"
 i=0
 for class in dira pustular-psoriasis psoriasis normal; do
-    for gen in 1.8 1.9; do
+    for gen in $OLD $NEW; do
         [ -e "$OUT/g$gen/$class.done" ] && continue
         "$B" synth --generator "$gen" --class "$class" --seed $((SEED + 100 * i)) --count "$N" \
             --mpp 0.5 --width-mm "$SIZE" --height-mm "$SIZE" --out "$OUT/g$gen" >/dev/null
@@ -32,7 +36,7 @@ for class in dira pustular-psoriasis psoriasis normal; do
     i=$((i + 1))
 done
 [ -n "${RENDER_ONLY:-}" ] && exit 0
-for gen in 1.8 1.9; do
+for gen in $OLD $NEW; do
     [ -e "$OUT/s$gen/summary.csv" ] || "$B" score "$OUT/g$gen" --model "$MODEL" --out "$OUT/s$gen" >/dev/null
 done
-"$PY" training/follicle_probe.py "$OUT" "$MODEL"
+"$PY" training/follicle_probe.py "$OUT" "$MODEL" "$OLD" "$NEW"

@@ -9,7 +9,8 @@
 #
 #   training/model2_finetune.sh DATA OUT [STEPS] [INIT]     (env REAL_REPEAT, default 30; PSORIASIFORM_POS_FRAC, default 0.01; VERSION;
 #   OOD_DESC: the [ood] held-out description when the oodcal sets differ from the default (OOD_SYNTH: the generator
-#   that rendered them, default 1.9, the default since 2026-12-06; 2.2.0-2.15.0 had synth 1.0 or 1.4 sets);
+#   that rendered them, default 1.9, the default generator 2026-12-06 to 2026-12-07 (2.16.0-2.20.0's sets; say OOD_SYNTH=1.10
+#   for sets rendered by the default since); 2.2.0-2.15.0 had synth 1.0 or 1.4 sets);
 #   EXTRA_TRAIN: more export names under DATA, e.g. "train3-implant-cmu train3-implant-pd", each weighted EXTRA_WEIGHT, default 2,
 #   or NAME=W for a weight of its own, e.g. "train5-dira=1 train10-fol-1.0=4";
 #   HEAD_POOL: train.py --head-pool, e.g. lse:2 to turn INIT's average-pooled head into a log-mean-exp one;

@@ -116,9 +116,66 @@ pub struct Vessel {
 pub struct Tubule {
     pub x: f32,
     pub y: f32,
+    /// Radius, µm; synth 1.10: the section's minor semi-axis.
     pub r: f32,
+    /// Lumen radius, µm, in the same units as `r`.
     pub lumen: f32,
     pub duct: bool,
+    /// Synth 1.10: the section's major semi-axis over its minor (a tube cut
+    /// obliquely; 1 cut square across, and for every tubule of earlier generators).
+    pub aspect: f32,
+    /// Synth 1.10: the major axis's unit direction.
+    pub axis: [f32; 2],
+}
+
+impl Tubule {
+    /// A tubule cut square across (every tubule before synth 1.10).
+    fn round(x: f32, y: f32, r: f32, lumen: f32, duct: bool) -> Tubule {
+        Tubule {
+            x,
+            y,
+            r,
+            lumen,
+            duct,
+            aspect: 1.0,
+            axis: [1.0, 0.0],
+        }
+    }
+
+    /// (x, y) in the section's own frame with the major axis shrunk to the minor's
+    /// length: the section's edge is the circle of radius `r` there, its lumen the
+    /// circle of radius `lumen`. Synth 1.10.
+    pub fn local(&self, x: f32, y: f32) -> (f32, f32) {
+        let (dx, dy) = (x - self.x, y - self.y);
+        let along = dx * self.axis[0] + dy * self.axis[1];
+        let across = dy * self.axis[0] - dx * self.axis[1];
+        (along / self.aspect, across)
+    }
+
+    /// (u, v) of `local` back to a plate offset from the centre, µm.
+    pub fn to_plate(&self, u: f32, v: f32) -> (f32, f32) {
+        let along = u * self.aspect;
+        (
+            along * self.axis[0] - v * self.axis[1],
+            along * self.axis[1] + v * self.axis[0],
+        )
+    }
+
+    /// Signed distance from (x, y) to the section's edge, µm (negative inside):
+    /// exact on a round section, a close approximation on an elongated one
+    /// (gradient-normalised ellipse distance). Synth 1.10.
+    fn edge_distance(&self, x: f32, y: f32) -> f32 {
+        let (dx, dy) = (x - self.x, y - self.y);
+        let along = dx * self.axis[0] + dy * self.axis[1];
+        let across = dy * self.axis[0] - dx * self.axis[1];
+        let (a, b) = (self.r * self.aspect, self.r);
+        let k0 = noise::hypot(along / a, across / b);
+        let k1 = noise::hypot(along / (a * a), across / (b * b));
+        if k1 <= 0.0 {
+            return -b;
+        }
+        k0 * (k0 - 1.0) / k1
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -602,6 +659,140 @@ fn draw_ink(rng: &mut ChaCha8Rng) -> Option<MarginInk> {
         cover: rng.gen_range(0.35..0.95),
         patch_um: rng.gen_range(60.0..240.0),
     })
+}
+
+/// Synth 1.10: an eccrine coil of radius `r` at (x, y) as a section through a coiled
+/// tube shows it: one to three lobules of tightly packed tubule sections, round where
+/// the tube is cut square across, oval or long where it runs obliquely or along the
+/// section; secretory sections of 13-19 µm minor radius with lumens of varied size,
+/// an eighth of them ducts (narrower, small lumens), and a short run of duct sections
+/// rising from the coil toward the epidermis. Every section lies inside the disc,
+/// which stays the coil's mask.
+fn coiled_tube_sections(rng: &mut ChaCha8Rng, x: f32, y: f32, r: f32) -> Vec<Tubule> {
+    use std::f32::consts::{PI, TAU};
+    let n_lobules = match rng.gen_range(0..20) {
+        0..=6 => 1,
+        7..=14 => 2,
+        _ => 3,
+    };
+    let mut lobules: Vec<(f32, f32, f32)> = Vec::new();
+    for _ in 0..n_lobules {
+        let rl = if n_lobules == 1 {
+            r * rng.gen_range(0.55f32..0.8)
+        } else {
+            r * rng.gen_range(0.38f32..0.58)
+        };
+        let mut best = (x, y);
+        for _ in 0..30 {
+            let (a, d) = (
+                rng.gen_range(0.0..TAU),
+                (r - rl - 6.0).max(0.0) * rng.gen_range(0.0f32..1.0).sqrt(),
+            );
+            best = (x + d * a.cos(), y + d * a.sin());
+            if lobules
+                .iter()
+                .all(|&(lx, ly, lr)| noise::hypot(lx - best.0, ly - best.1) > 0.85 * (lr + rl))
+            {
+                break;
+            }
+        }
+        lobules.push((best.0, best.1, rl));
+    }
+    let mut out: Vec<Tubule> = Vec::new();
+    // Fits inside the coil's disc and clear of every section drawn so far.
+    let fits = |out: &[Tubule], t: &Tubule, gap: f32| {
+        if noise::hypot(t.x - x, t.y - y) + t.r * t.aspect > r - 2.0 {
+            return false;
+        }
+        out.iter().all(|u| {
+            let d = noise::hypot(u.x - t.x, u.y - t.y);
+            if d > u.r * u.aspect + t.r * t.aspect + gap {
+                return true;
+            }
+            if d <= u.r + t.r + gap {
+                return false;
+            }
+            // Between the two bounds: each edge, at 32 points, stays `gap` clear
+            // of the other section.
+            let clear = |a: &Tubule, b: &Tubule| {
+                (0..32).all(|k| {
+                    let ang = k as f32 / 32.0 * TAU;
+                    let (px, py) = a.to_plate(a.r * ang.cos(), a.r * ang.sin());
+                    b.edge_distance(a.x + px, a.y + py) > gap
+                })
+            };
+            clear(t, u) && clear(u, t)
+        })
+    };
+    for &(lx, ly, rl) in &lobules {
+        let fill = rng.gen_range(0.5f32..0.62) * PI * rl * rl;
+        let mut area = 0.0;
+        for _ in 0..1500 {
+            if area >= fill {
+                break;
+            }
+            // Ducts are narrower and would fill the gaps the secretory sections
+            // leave: at most about one section in eight.
+            let duct = rng.gen_bool(0.12) && 8 * out.iter().filter(|t| t.duct).count() <= out.len();
+            let tr = if duct {
+                rng.gen_range(9.0f32..12.5)
+            } else {
+                rng.gen_range(13.0f32..19.0)
+            };
+            let stretch = rng.gen_range(0.0f32..1.0);
+            let aspect = if duct {
+                1.0 + 0.5 * stretch
+            } else {
+                1.0 + 1.6 * stretch * stretch
+            };
+            let angle = rng.gen_range(0.0..PI);
+            let (a, d) = (
+                rng.gen_range(0.0..TAU),
+                (rl - tr).max(0.0) * rng.gen_range(0.0f32..1.0).sqrt(),
+            );
+            let lumen = if duct {
+                rng.gen_range(2.5f32..4.0)
+            } else {
+                rng.gen_range(3.0f32..8.0)
+            };
+            let gap = rng.gen_range(1.5f32..3.5);
+            let t = Tubule {
+                x: lx + d * a.cos(),
+                y: ly + d * a.sin(),
+                r: tr,
+                lumen,
+                duct,
+                aspect,
+                axis: [angle.cos(), angle.sin()],
+            };
+            if fits(&out, &t, gap) {
+                area += PI * tr * tr * aspect;
+                out.push(t);
+            }
+        }
+    }
+    // The duct leaving the coil: a few round sections stepping up toward the
+    // epidermis from the first lobule's top, as far as the disc allows.
+    let (lx, ly, rl) = lobules[0];
+    let (mut px, mut py) = (lx + rng.gen_range(-0.4f32..0.4) * rl, ly - rl);
+    for _ in 0..rng.gen_range(2..5) {
+        let tr = rng.gen_range(8.5f32..11.0);
+        px += rng.gen_range(-12.0f32..12.0);
+        py -= 2.0 * tr + rng.gen_range(4.0f32..14.0);
+        let t = Tubule {
+            x: px,
+            y: py,
+            r: tr,
+            lumen: rng.gen_range(2.0f32..3.5),
+            duct: true,
+            aspect: 1.0 + 0.4 * rng.gen_range(0.0f32..1.0),
+            axis: [0.0, 1.0],
+        };
+        if fits(&out, &t, 3.0) {
+            out.push(t);
+        }
+    }
+    out
 }
 
 /// What occupies a point.
@@ -1321,17 +1512,17 @@ impl Geometry {
                     continue;
                 }
                 let duct = rng.gen_bool(0.25);
-                tubules.push(Tubule {
-                    x: tx,
-                    y: ty,
-                    r: if duct { tr * 0.8 } else { tr },
-                    lumen: if duct {
+                tubules.push(Tubule::round(
+                    tx,
+                    ty,
+                    if duct { tr * 0.8 } else { tr },
+                    if duct {
                         rng.gen_range(2.5..4.0)
                     } else {
                         rng.gen_range(4.0..7.0)
                     },
                     duct,
-                });
+                ));
             }
             geom.coils.push(Coil {
                 x: cx,
@@ -1456,6 +1647,16 @@ impl Geometry {
                 let mut r4 =
                     ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0xF0_11_1C));
                 geom.follicles = geom.draw_follicles(&mut r4, lo, len, dej_max);
+            }
+            if generator >= Generator::V1_10 {
+                // Synth 1.10's coils as a coiled tube cut across, each from a
+                // stream of its own: the same discs (so the same masks), new tubules.
+                for (ci, c) in geom.coils.iter_mut().enumerate() {
+                    let mut r5 = ChaCha8Rng::seed_from_u64(noise::mix(
+                        seed ^ class.salt() ^ 0xC0_11_10 ^ ((ci as u64) << 32),
+                    ));
+                    c.tubules = coiled_tube_sections(&mut r5, c.x, c.y, c.r);
+                }
             }
         }
         let mut index = SpatialIndex::new(w, h, 200.0);
@@ -1746,17 +1947,28 @@ impl Geometry {
                 if d < c.r + 12.0 {
                     site.item = ci as u32;
                     let mut nearest = f32::MAX;
+                    let oval = self.generator >= Generator::V1_10;
                     for (ti, t) in c.tubules.iter().enumerate() {
-                        let dt = noise::hypot(x - t.x, y - t.y);
-                        if dt - t.r < nearest {
-                            nearest = dt - t.r;
+                        let edge = if oval {
+                            t.edge_distance(x, y)
+                        } else {
+                            noise::hypot(x - t.x, y - t.y) - t.r
+                        };
+                        if edge < nearest {
+                            nearest = edge;
                             site.sub = ti as u32;
                         }
                     }
                     site.tubule_dist = nearest.max(0.0);
                     if nearest < 0.0 {
                         let t = &c.tubules[site.sub as usize];
-                        site.region = if noise::hypot(x - t.x, y - t.y) < t.lumen {
+                        let centre = if oval {
+                            let (u, v) = t.local(x, y);
+                            noise::hypot(u, v)
+                        } else {
+                            noise::hypot(x - t.x, y - t.y)
+                        };
+                        site.region = if centre < t.lumen {
                             Region::TubuleLumen
                         } else {
                             Region::TubuleCells

@@ -10,7 +10,7 @@
 //! synth 1.4's own (`cells`); vessels and red cells keep synth 0.3's drawing
 //! inside this look. Pure functions of µm coordinates and the slide's salt, like 0.3.
 
-use super::anatomy::{Follicle, Region, Site, FIBROUS_SHEATH_UM};
+use super::anatomy::{Follicle, Region, Site, Tubule, FIBROUS_SHEATH_UM};
 use super::cells::{self, CellAt, Crowd};
 use super::noise::{self, hash2, unit};
 use super::render::{c, disc, ellipse, mixc, Conc, Shader};
@@ -746,7 +746,14 @@ impl<'a> Shader<'a> {
             return out;
         }
         let t = &coil.tubules[s.sub as usize];
-        let (dx, dy) = (x - t.x, y - t.y);
+        // Synth 1.10 draws oval and long sections: the cells are laid out in the
+        // section's own frame, where its edge is a circle (`Tubule::local`).
+        let oval = g.generator >= Generator::V1_10;
+        let (dx, dy) = if oval {
+            t.local(x, y)
+        } else {
+            (x - t.x, y - t.y)
+        };
         let d = noise::hypot(dx, dy);
         let ang = dy.atan2(dx);
         let tsalt = g.salt ^ 0xC1 ^ ((s.item as u64) << 20) ^ s.sub as u64;
@@ -768,14 +775,27 @@ impl<'a> Shader<'a> {
         }
         // Nuclei near the basement membrane, one per cell around the tubule.
         let rm = lumen + 0.62 * (t.r - lumen);
-        let n = ((std::f32::consts::TAU * rm) / 7.5).round().max(5.0);
+        let n = if oval {
+            ((std::f32::consts::TAU * rm * perimeter_factor(t.aspect)) / 7.5)
+                .round()
+                .max(5.0)
+        } else {
+            ((std::f32::consts::TAU * rm) / 7.5).round().max(5.0)
+        };
         let sec = ((ang / std::f32::consts::TAU + 0.5) * n).floor();
         for k in [sec - 1.0, sec, sec + 1.0] {
             let hsh = hash2(k as i64, s.sub as i64, tsalt);
             let ac = (k + 0.5 + 0.3 * (unit(hsh, 0) - 0.5)) / n * std::f32::consts::TAU
                 - std::f32::consts::PI;
             let rr = lumen + (t.r - lumen) * (0.35 + 0.5 * unit(hsh, 1));
-            let (nx, ny) = (t.x + rr * ac.cos(), t.y + rr * ac.sin());
+            let (ox, oy, rot) = if oval {
+                let (px, py) = t.to_plate(rr * ac.cos(), rr * ac.sin());
+                let (rx, ry) = t.to_plate(ac.cos(), ac.sin());
+                (x - t.x - px, y - t.y - py, ry.atan2(rx))
+            } else {
+                let (nx, ny) = (t.x + rr * ac.cos(), t.y + rr * ac.sin());
+                (x - nx, y - ny, ac)
+            };
             // An inflamed coil's cells: some nuclei shrunken and dark (pyknotic).
             let pyknotic = coil.inflamed && unit(hsh, 3) < 0.3;
             let r = if pyknotic {
@@ -784,11 +804,11 @@ impl<'a> Shader<'a> {
                 2.4 + 0.7 * unit(hsh, 2)
             };
             let (cv, hv) = nucleus(
-                x - nx,
-                y - ny,
+                ox,
+                oy,
                 r,
                 r * 0.85,
-                ac,
+                rot,
                 0.08,
                 0.5,
                 hsh,
@@ -802,11 +822,82 @@ impl<'a> Shader<'a> {
                 out = mixc(out, c(g.look.nuc_h * hv * dark, 0.3), cv);
             }
         }
+        if oval && !t.duct {
+            out = self.myoepithelium(out, t, (dx, dy, d, ang), s.sub, tsalt, x, y);
+        }
         if coil.inflamed {
             return self.coil_neutrophil(out, x, y, (13.0, 0.25, nsalt ^ 4));
         }
         out
     }
+
+    /// Synth 1.10: the myoepithelial layer of a secretory tubule, a thin pink rim at
+    /// its edge with a flat dark spindle nucleus along it every 16 µm or so (not in
+    /// every stretch the section cuts). `at` is the point in the section's own frame:
+    /// (u, v), its radius there and its angle.
+    #[allow(clippy::too_many_arguments)]
+    fn myoepithelium(
+        &self,
+        base: Conc,
+        t: &Tubule,
+        at: (f32, f32, f32, f32),
+        sub: u32,
+        tsalt: u64,
+        x: f32,
+        y: f32,
+    ) -> Conc {
+        use std::f32::consts::{FRAC_PI_2, PI, TAU};
+        let (u, v, d, ang) = at;
+        let mut out = base;
+        let rim = noise::smoothstep(t.r - 2.2, t.r - 0.9, d);
+        if rim > 0.0 {
+            out = mixc(
+                out,
+                c(0.07, 0.75 * self.geom.look.collagen_e.max(0.6)),
+                0.7 * rim,
+            );
+        }
+        let n = ((TAU * t.r * perimeter_factor(t.aspect)) / 16.0)
+            .round()
+            .max(3.0);
+        let sec = ((ang / TAU + 0.5) * n).floor();
+        let msalt = tsalt ^ 0x4D_7E;
+        for k in [sec - 1.0, sec, sec + 1.0] {
+            let hsh = hash2(k as i64, sub as i64, msalt);
+            if unit(hsh, 2) < 0.35 {
+                continue;
+            }
+            let ac = (k + 0.5 + 0.4 * (unit(hsh, 0) - 0.5)) / n * TAU - PI;
+            let rr = t.r - 1.5;
+            let (nu, nv) = (rr * ac.cos(), rr * ac.sin());
+            let (px, py) = t.to_plate(u - nu, v - nv);
+            let (rx, ry) = t.to_plate(ac.cos(), ac.sin());
+            let (cv, hv) = nucleus(
+                px,
+                py,
+                3.0 + 0.9 * unit(hsh, 1),
+                1.1 + 0.3 * unit(hsh, 3),
+                ry.atan2(rx) + FRAC_PI_2,
+                0.05,
+                0.25,
+                hsh,
+                self.aa,
+                msalt,
+                x,
+                y,
+            );
+            if cv > 0.0 {
+                out = mixc(out, c(self.geom.look.nuc_h * hv * 1.3, 0.3), cv);
+            }
+        }
+        out
+    }
+}
+
+/// An ellipse's perimeter over its minor circle's (Ramanujan's approximation) for
+/// a major-over-minor ratio `aspect`: 1 for a circle.
+fn perimeter_factor(aspect: f32) -> f32 {
+    0.5 * (3.0 * (aspect + 1.0) - ((3.0 * aspect + 1.0) * (aspect + 3.0)).sqrt())
 }
 
 /// Synth 1.9's cells round (x, y): the nearest cell's hash, the gap between the
@@ -1080,6 +1171,7 @@ impl<'a> Shader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::{c, noise};
     use crate::synth::anatomy::Geometry;
     use crate::synth::render::{render_rgb, Raster};
     use crate::synth::{Artefacts, Generator, MaskGrid, SlideClass, EPIDERMIS_BIT, TISSUE_BIT};
@@ -1129,6 +1221,267 @@ mod tests {
             }
         }
         format!("{:x}", h.finalize())
+    }
+
+    /// sha256 of every eccrine coil (its disc and 30 µm round it) of the first two
+    /// slides of each class that have one, at 1 µm/px, rendered by `gen`.
+    fn coil_digest(gen: Generator) -> String {
+        use sha2::{Digest, Sha256};
+        let a = Artefacts::default();
+        let mut h = Sha256::new();
+        for class in SlideClass::ALL {
+            let mut n = 0;
+            for seed in 1..40 {
+                let g = Geometry::build_with(gen, class, seed, 3000.0, 2400.0, &a);
+                for c in &g.coils {
+                    let reach = (c.r + 30.0) as i64;
+                    let (x0, y0) = (c.x as i64 - reach, c.y as i64 - reach);
+                    let side = 2 * reach as usize;
+                    h.update(render_rgb(&g, Raster::new(1.0), x0, y0, side, side));
+                }
+                n += !g.coils.is_empty() as usize;
+                if n == 2 {
+                    break;
+                }
+            }
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    #[test]
+    fn synth_1_9_is_kept_byte_for_byte() {
+        // Synth 1.10 redrew the eccrine coils and nothing else: 1.9 (model 2.20.0
+        // learnt follicles from it) renders as it did. Pinned from the code of the
+        // commit before; `benches/synth_same.sh` with every case at `--generator 1.9`
+        // gave identical files against that commit's binary.
+        assert_eq!(
+            coil_digest(Generator::V1_9),
+            "50c3451d8679d07b5792846af677c507818c2dc5e1fc6513eaa88a886f5a95f3"
+        );
+        assert_eq!(
+            digest_of(Generator::V1_9),
+            "54c61ce609f007d98af72ea962f57063f59b4239dfe06c5a18dbcc1e82d48258"
+        );
+    }
+
+    /// Synth 1.10 redraws the tubules of each eccrine coil and changes nothing else:
+    /// the same coils (centre, radius, inflamed), the same follicles, every point's
+    /// mask bits 1.9's, a point's region different only inside a coil's disc (between
+    /// tubule, lumen, stroma and what the coil lies in), and the pixels 1.9's beyond
+    /// 30 µm of every coil.
+    #[test]
+    fn synth_1_10_redraws_the_coils_and_changes_nothing_else() {
+        use crate::synth::anatomy::Region as R;
+        let a = Artefacts::default();
+        let (mut coils, mut moved, mut kept) = (0, 0usize, 0usize);
+        for (i, class) in SlideClass::ALL.into_iter().enumerate() {
+            for seed in [80 + i as u64, 90 + i as u64] {
+                let old = Geometry::build_with(Generator::V1_9, class, seed, 3000.0, 2400.0, &a);
+                let new = Geometry::build_with(Generator::V1_10, class, seed, 3000.0, 2400.0, &a);
+                assert_eq!(old.coils.len(), new.coils.len());
+                for (o, n) in old.coils.iter().zip(&new.coils) {
+                    assert_eq!((o.x, o.y, o.r, o.inflamed), (n.x, n.y, n.r, n.inflamed));
+                }
+                assert_eq!(old.follicles.len(), new.follicles.len());
+                coils += new.coils.len();
+                let in_coil = |x: f32, y: f32, margin: f32| {
+                    new.coils
+                        .iter()
+                        .any(|c| noise::hypot(x - c.x, y - c.y) < c.r + margin)
+                };
+                for yi in 0..600 {
+                    for xi in 0..750 {
+                        let (x, y) = (xi as f32 * 4.0 + 1.3, yi as f32 * 4.0 + 0.7);
+                        let (so, sn) = (old.locate(x, y), new.locate(x, y));
+                        assert_eq!(so.flags, sn.flags, "{class:?} {seed} at ({x}, {y})");
+                        if so.region != sn.region {
+                            let coil_or_under = |r: R| {
+                                matches!(
+                                    r,
+                                    R::TubuleCells
+                                        | R::TubuleLumen
+                                        | R::CoilStroma
+                                        | R::Papillary
+                                        | R::Reticular
+                                        | R::Fat
+                                        | R::VesselWall
+                                        | R::VesselLumen
+                                )
+                            };
+                            assert!(
+                                in_coil(x, y, 12.0)
+                                    && coil_or_under(so.region)
+                                    && coil_or_under(sn.region),
+                                "{class:?} {seed} at ({x}, {y}): {:?} -> {:?}",
+                                so.region,
+                                sn.region
+                            );
+                            moved += 1;
+                        }
+                    }
+                }
+                let (w, h) = (750, 600);
+                let po = render_rgb(&old, Raster::new(4.0), 0, 0, w, h);
+                let pn = render_rgb(&new, Raster::new(4.0), 0, 0, w, h);
+                for (k, (po, pn)) in po.chunks(3).zip(pn.chunks(3)).enumerate() {
+                    let (x, y) = ((k % w) as f32 * 4.0 + 2.0, (k / w) as f32 * 4.0 + 2.0);
+                    if !in_coil(x, y, 30.0) {
+                        assert_eq!(po, pn, "{class:?} {seed}: pixel at ({x}, {y}) um");
+                        kept += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            coils >= 8 && moved > 1000 && kept > 3_000_000,
+            "{coils} coils, {moved} points redrawn, {kept} pixels kept"
+        );
+    }
+
+    /// Synth 1.10's coils as a section through a coiled tube shows them: sections
+    /// more crowded than 1.9's round tubules scattered over the disc, a share of them oval or long,
+    /// some ducts, each inside the coil's disc and clear of the others; a point's
+    /// region follows the section's own shape (lumen at its centre, cells out to its
+    /// edge along the long axis, not past it).
+    #[test]
+    fn synth_1_10_coils_are_packed_round_oval_and_long_tubule_sections() {
+        use crate::synth::anatomy::Region as R;
+        let a = Artefacts::default();
+        // How crowded a coil's sections are: for each section, the area of the
+        // sections centred within 60 µm of it over that disc's area, the mean.
+        let crowding = |g: &Geometry| -> Vec<f32> {
+            let disc = std::f32::consts::PI * 60.0 * 60.0;
+            g.coils
+                .iter()
+                .flat_map(|c| {
+                    c.tubules.iter().map(|t| {
+                        c.tubules
+                            .iter()
+                            .filter(|u| noise::hypot(t.x - u.x, t.y - u.y) < 60.0)
+                            .map(|u| std::f32::consts::PI * u.r * u.r * u.aspect)
+                            .sum::<f32>()
+                            / disc
+                    })
+                })
+                .collect()
+        };
+        let (mut sections, mut long, mut ducts, mut checked) = (0usize, 0usize, 0usize, 0usize);
+        let (mut crowd_old, mut crowd_new) = (Vec::new(), Vec::new());
+        for seed in 1..=24u64 {
+            let class = SlideClass::ALL[seed as usize % 4];
+            let g = Geometry::build_with(Generator::V1_10, class, seed, 4000.0, 3000.0, &a);
+            let old = Geometry::build_with(Generator::V1_9, class, seed, 4000.0, 3000.0, &a);
+            crowd_new.extend(crowding(&g));
+            crowd_old.extend(crowding(&old));
+            for c in &g.coils {
+                assert!(
+                    c.tubules.len() >= 6,
+                    "seed {seed}: {} sections",
+                    c.tubules.len()
+                );
+                for (ti, t) in c.tubules.iter().enumerate() {
+                    sections += 1;
+                    long += (t.aspect > 1.5) as usize;
+                    ducts += t.duct as usize;
+                    assert!(
+                        noise::hypot(t.x - c.x, t.y - c.y) + t.r * t.aspect <= c.r,
+                        "seed {seed}: section {ti} leaves its coil's disc"
+                    );
+                    // Points just inside the edge all round belong to no other section.
+                    for k in 0..24 {
+                        let ang = k as f32 / 24.0 * std::f32::consts::TAU;
+                        let (px, py) = t.to_plate(0.97 * t.r * ang.cos(), 0.97 * t.r * ang.sin());
+                        for (ui, u) in c.tubules.iter().enumerate() {
+                            if ui != ti {
+                                let (lu, lv) = u.local(t.x + px, t.y + py);
+                                assert!(
+                                    noise::hypot(lu, lv) > u.r,
+                                    "seed {seed}: sections {ti} and {ui} overlap"
+                                );
+                            }
+                        }
+                    }
+                    let site = |u: f32| {
+                        let (px, py) = t.to_plate(u, 0.0);
+                        g.locate(t.x + px, t.y + py)
+                    };
+                    if t.lumen > 1.0 {
+                        assert_eq!(site(0.0).region, R::TubuleLumen, "seed {seed} section {ti}");
+                    }
+                    let inner = site(0.9 * t.r);
+                    assert_eq!(inner.region, R::TubuleCells, "seed {seed} section {ti}");
+                    assert_eq!(inner.sub as usize, ti);
+                    let past = site(t.r + 1.0 / t.aspect);
+                    assert!(
+                        past.sub as usize != ti
+                            || !matches!(past.region, R::TubuleCells | R::TubuleLumen),
+                        "seed {seed}: section {ti} reaches past its edge"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
+        let (co, cn) = (mean(&crowd_old), mean(&crowd_new));
+        let got = format!(
+            "{sections} sections, {long} long, {ducts} ducts; crowding 1.9 {co:.3}, 1.10 {cn:.3}"
+        );
+        assert!(sections > 300 && checked == sections, "{got}");
+        let (long, ducts) = (
+            long as f32 / sections as f32,
+            ducts as f32 / sections as f32,
+        );
+        assert!((0.08..0.4).contains(&long), "{got}");
+        assert!((0.05..0.3).contains(&ducts), "{got}");
+        // Measured when written: 1.9 0.300, 1.10 0.385 (24 slides).
+        assert!(cn > 1.2 * co, "{got}");
+    }
+
+    /// Synth 1.10's myoepithelium: round the edge of a secretory section, flat dark
+    /// nuclei along it in some stretches and a pink rim; nothing deeper in the cells.
+    #[test]
+    fn synth_1_10_myoepithelium_lines_the_edge_of_secretory_tubules() {
+        use crate::synth::render::Shader;
+        let a = Artefacts::default();
+        let g = Geometry::build_with(Generator::V1_10, SlideClass::Normal, 3, 4000.0, 3000.0, &a);
+        let shader = Shader { geom: &g, aa: 0.25 };
+        let base = c(0.16, 0.3);
+        let (mut rim_dark, mut rim_n, mut deep_changed, mut tubules) = (0usize, 0usize, 0usize, 0);
+        for c in &g.coils {
+            for (ti, t) in c.tubules.iter().enumerate().filter(|(_, t)| !t.duct) {
+                tubules += 1;
+                for k in 0..720 {
+                    let ang = k as f32 / 720.0 * std::f32::consts::TAU - std::f32::consts::PI;
+                    for (radius, deep) in [(t.r - 1.5, false), (t.r - 6.0, true)] {
+                        let (u, v) = (radius * ang.cos(), radius * ang.sin());
+                        let (px, py) = t.to_plate(u, v);
+                        let out = shader.myoepithelium(
+                            base,
+                            t,
+                            (u, v, radius, v.atan2(u)),
+                            ti as u32,
+                            77,
+                            t.x + px,
+                            t.y + py,
+                        );
+                        if deep {
+                            deep_changed +=
+                                ((out.h, out.e, out.m) != (base.h, base.e, base.m)) as usize;
+                        } else {
+                            rim_n += 1;
+                            rim_dark += (out.h > base.h + 0.25) as usize;
+                        }
+                    }
+                }
+            }
+        }
+        let share = rim_dark as f32 / rim_n.max(1) as f32;
+        assert!(tubules >= 10, "{tubules} secretory sections");
+        assert_eq!(deep_changed, 0);
+        assert!(
+            (0.05..0.6).contains(&share),
+            "{share:.3} of the rim under a nucleus"
+        );
     }
 
     #[test]
@@ -2041,9 +2394,13 @@ mod tests {
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_9);
-        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_9);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_10);
+        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_10);
+        assert_eq!("1.10".parse::<Generator>().unwrap(), Generator::V1_10);
+        assert_eq!("1.10.0".parse::<Generator>().unwrap(), Generator::V1_10);
         assert_eq!("1.9".parse::<Generator>().unwrap(), Generator::V1_9);
+        assert_eq!(Generator::V1_9.version(), "1.9.0");
+        assert!(Generator::V1_10 > Generator::V1_9);
         assert_eq!("1.8".parse::<Generator>().unwrap(), Generator::V1_8);
         assert_eq!(Generator::V1_8.version(), "1.8.0");
         assert!(Generator::V1_9 > Generator::V1_8);
