@@ -1,6 +1,7 @@
-"""The follicle-bearing tiles of a synth 1.9 tile export, as an export of their own.
+"""The follicle-bearing tiles of a synth 1.9 tile export, as an export of their own
+(with `--structure coils`, the tiles of a synth 1.10 export that meet an eccrine coil).
 
-    python training/follicle_subset.py SRC DST [--margin-um M]
+    python training/follicle_subset.py SRC DST [--margin-um M] [--structure follicles|coils]
 
 Keeps the tiles of SRC (a `dirascope synth --tiles` export) whose square meets a
 hair follicle (the capsule from (x0, y0) to (x1, y1) of radius r in the slide's
@@ -10,7 +11,11 @@ those tiles only and a `tiles` link to SRC's tiles, so train.py reads it as any
 other export. Why: the whole synth 1.9 sets teach "follicles are not
 hidradenitis", but their many follicle-free tiles also shift the mix away from
 the psoriasiform lesson (candidates 2.17.0-2.19.0); these tiles carry the first
-lesson alone.
+lesson alone. `--structure coils` keeps the tiles whose square meets an eccrine
+coil's disc (truth.json's coils: x, y, radius, inflamed), inflamed or not: synth
+1.10 draws coils as a coiled tube cut across, which model 2.20.0 (trained on 1.9's
+round tubules) reads as hidradenitis on 2% of normal-coil tiles (docs/realism.md,
+"Synth 1.10"); these tiles teach the new look on both sides.
 """
 
 import argparse
@@ -41,12 +46,19 @@ def meets_follicle(f: dict, x: float, y: float, side: float, margin: float) -> b
     return any(rect_distance(lb["x"], lb["y"], x, y, side) <= max(lb["a"], lb["b"]) + margin for lb in f["lobules"])
 
 
+def meets_coil(c: list, x: float, y: float, side: float, margin: float) -> bool:
+    """Whether an eccrine coil's disc (x, y, radius, inflamed) comes within margin of the square."""
+    return rect_distance(c[0], c[1], x, y, side) <= c[2] + margin
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src", type=Path, help="a synth --tiles export of synth 1.9 (or later) slides")
     ap.add_argument("dst", type=Path, help="folder to write (created)")
     ap.add_argument("--margin-um", type=float, default=0.0)
+    ap.add_argument("--structure", choices=["follicles", "coils"], default="follicles")
     args = ap.parse_args()
+    need, meets = ((1, 9), meets_follicle) if args.structure == "follicles" else ((1, 10), meets_coil)
 
     with open(args.src / "labels.csv", newline="") as f:
         reader = csv.DictReader(f)
@@ -61,15 +73,16 @@ def main() -> None:
         # The truth file leaves out empty lists, so only the generator version tells
         # "no follicle drawn" from "a generator that draws none".
         version = tuple(int(v) for v in truth.get("generator_version", "0.0").split(".")[:2])
-        if version < (1, 9):
-            raise SystemExit(f"{truth_file}: generator {truth.get('generator_version')} draws no follicles; render with --generator 1.9 or later")
-        follicles[slide] = truth["structures"].get("follicles", [])
+        if version < need:
+            raise SystemExit(f"{truth_file}: generator {truth.get('generator_version')} does not draw "
+                             f"{args.structure} that way; render with --generator {need[0]}.{need[1]} or later")
+        follicles[slide] = truth["structures"].get(args.structure, [])
 
     keep = [
         r
         for r in rows
         if any(
-            meets_follicle(f, float(r["x_um"]), float(r["y_um"]), int(r["tile_px"]) * float(r["tile_mpp"]), args.margin_um)
+            meets(f, float(r["x_um"]), float(r["y_um"]), int(r["tile_px"]) * float(r["tile_mpp"]), args.margin_um)
             for f in follicles[r["slide_id"]]
         )
     ]
@@ -93,7 +106,7 @@ def main() -> None:
     by_class = {}
     for r in keep:
         by_class[r["class"]] = by_class.get(r["class"], 0) + 1
-    print(f"{len(keep)} of {len(rows)} tiles meet a follicle (margin {args.margin_um:g} um), "
+    print(f"{len(keep)} of {len(rows)} tiles meet {args.structure} (margin {args.margin_um:g} um), "
           f"from {len(slides)} slides: " + ", ".join(f"{k} {v}" for k, v in sorted(by_class.items())))
 
 

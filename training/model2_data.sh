@@ -30,13 +30,17 @@
 # synth 1.7 phantoms of every class (papillae cut across, about 40% with a tangential
 # stretch); train10: synth 1.9 phantoms of every class (hair follicles
 # and sebaceous glands, which 2.15.0 reads as hidradenitis), 96 at 1.0 um/px and 24 at 0.5, as
-# the negatives that unteach it (with HARD_NEGATIVE_WEIGHT in model2_finetune.sh). Needs a release build (DIRASCOPE=path
+# the negatives that unteach it (with HARD_NEGATIVE_WEIGHT in model2_finetune.sh); train12: synth
+# 1.10 phantoms of every class (eccrine coils as a coiled tube cut across, which 2.20.0 reads as
+# hidradenitis on 2% of normal-coil tiles), 64 at 1.0 um/px and 16 at 0.5, then only their tiles
+# that meet a coil (training/follicle_subset.py --structure coils) as train12-coil-1.0 and
+# train12-coil-0.5. Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
 # Seeds (disjoint from every other set in the project; see training/protocol.sh):
 #   train  3000-3999, implants 4000-4399, (train2) 5000-8999, (train3) 9000-10999,
 #   (train4) 11000-11299, (train5) 11300-11399, (train6) 11400-11799, (train7) 11800-11999,
-#   (train8) 12000-12199, (train9) 12200-12399, (train10) 12400-12599
+#   (train8) 12000-12199, (train9) 12200-12399, (train10) 12400-12599, (train12) 12600-12799
 #   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999,
 #   held4 920000-923999
 set -euo pipefail
@@ -241,6 +245,14 @@ for phase in $PHASES; do
         train10)
             PIN=1.9 phantoms train10-fol-1.0 1.0 --count 96 --seed 12400 --width-mm 4 --height-mm 3
             PIN=1.9 phantoms train10-fol-0.5 0.5 --count 24 --seed 12500 --width-mm 3 --height-mm 3
+            ;;
+        train12)
+            PIN=1.10 phantoms train12-all-1.0 1.0 --count 64 --seed 12600 --width-mm 4 --height-mm 3
+            PIN=1.10 phantoms train12-all-0.5 0.5 --count 16 --seed 12700 --width-mm 3 --height-mm 3
+            for m in 1.0 0.5; do
+                [ -s "$OUT/train12-coil-$m/labels.csv" ] ||
+                    step "$PY" training/follicle_subset.py --structure coils "$OUT/train12-all-$m" "$OUT/train12-coil-$m"
+            done
             ;;
         held3)
             implants held3-implant-cmu test 916000 \

@@ -47,15 +47,18 @@
 #   val14    seeds 1000000-1009999 (the next candidate's validation; never rendered:
 #                                  render and run once after its rule exists, with the
 #                                  generator of the calibration set its rule was fitted
-#                                  on: GENERATOR=1.4 for 2.20.0's 260-slide pool)
+#                                  on: GENERATOR=1.4 for 2.20.0's 260-slide pool; its
+#                                  follicle stratum SEED=1005000 follicle_probe.sh, and
+#                                  a coil stratum OLD=1.9 NEW=1.10 SEED=1006000)
 # Seeds used elsewhere and never here: training 1000-2107, held-out tiles
 # 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039,
 # training/loop_test.sh 880000-880101 (hence val8 skips to 890000), model 2's
 # held-out sets 900000-923999 (training/model2_data.sh; hence val9 at 930000), the 1.x
 # calibration 950000- (hence val10 stops at 949999 and val11 starts at 960000),
 # training/finetune_experiment.sh 970000-970107 (hence val12 at 980000),
-# training/follicle_probe.sh 610000-610399, training/follicle_finetune.sh 612000-612047,
-# model2_data.sh train10 12400-12599.
+# training/follicle_probe.sh 610000-610399 (and OLD=1.9 NEW=1.10, the coil probe,
+# 614000-614399), training/follicle_finetune.sh 612000-612047, model2_data.sh train10
+# 12400-12599 and train12 12600-12799.
 #
 # Environment:
 #   B        dirascope binary (default target/debug/dirascope)
