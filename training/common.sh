@@ -11,17 +11,18 @@ held_sets() {
     return 0
 }
 
-# follicle_probe_under B MODEL PROBE WORK: scores the follicle probe's slides (PROBE/g1.8 and
-# PROBE/g1.9, from training/follicle_probe.sh) with MODEL into WORK/probe, once, and prints
-# training/follicle_probe.py's comparison.
+# follicle_probe_under B MODEL PROBE WORK [OLD NEW]: scores the follicle probe's slides (PROBE/g1.8 and
+# PROBE/g1.9, from training/follicle_probe.sh; PROBE/gOLD and PROBE/gNEW for another pair, e.g. the
+# coil probe's 1.9 and 1.10) with MODEL into WORK/probe, once, and prints training/follicle_probe.py's
+# comparison.
 follicle_probe_under() {
-    local b=$1 model=$2 probe=$3 work=$4 g
+    local b=$1 model=$2 probe=$3 work=$4 old=${5:-1.8} new=${6:-1.9} g
     mkdir -p "$work/probe"
-    for g in 1.8 1.9; do
+    for g in $old $new; do
         ln -sfn "$(realpath "$probe/g$g")" "$work/probe/g$g"
         [ -s "$work/probe/s$g/summary.csv" ] || "$b" score "$probe/g$g" --model "$model" --out "$work/probe/s$g" >/dev/null
     done
-    "$PY" training/follicle_probe.py "$work/probe" "$model"
+    "$PY" training/follicle_probe.py "$work/probe" "$model" "$old" "$new"
 }
 
 # real_fixtures_under B MODEL REAL WORK: scores both real fixtures whole with MODEL into WORK/cmu

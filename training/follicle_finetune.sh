@@ -13,6 +13,9 @@
 #   - the protocol's calibration set (CAL, with CAL_LABELS; training/protocol.sh
 #     render cal), calls under MODEL's rule and the DIRA-score gap;
 #   - both real fixtures whole (calls; CMU-1's test-part tiles over 0.5).
+# GEN=1.10 TRAIN_SEED=616000 OLD=1.9 NEW=1.10 runs the same experiment for synth 1.10's eccrine
+# coils (48 synth 1.10 slides, seeds 616000-616047; PROBE the coil probe's OUT). Without CAL the
+# calibration set is left out, and said so.
 #
 #   PROBE=DIR CAL=DIR CAL_LABELS=CSV training/follicle_finetune.sh WORK [STEPS] [MODEL] [BIN]
 set -euo pipefail
@@ -24,19 +27,27 @@ B=${4:-target/release/dirascope}
 PY=${PYTHON:-training/.venv/bin/python}
 REAL=${REAL:-../shared/fixtures/real}
 . training/common.sh
-: "${PROBE:?PROBE: the OUT of training/follicle_probe.sh}" "${CAL:?CAL: the calibration set}" "${CAL_LABELS:?}"
+: "${PROBE:?PROBE: the OUT of training/follicle_probe.sh}"
+GEN=${GEN:-1.9}
 mkdir -p "$WORK"
-[ -s "$WORK/train19/labels.csv" ] || "$B" synth --generator 1.9 --seed 612000 --count 48 --mpp 1.0 \
-    --width-mm 4 --height-mm 3 --tiles --tile-px 224 --tile-mpp 1.0 --out "$WORK/train19" >/dev/null
-[ -s "$WORK/model/model.toml" ] || "$PY" training/train.py --init "$MODEL" --train "$WORK/train19" \
+[ -s "$WORK/train$GEN/labels.csv" ] || "$B" synth --generator "$GEN" --seed "${TRAIN_SEED:-612000}" --count 48 --mpp 1.0 \
+    --width-mm 4 --height-mm 3 --tiles --tile-px 224 --tile-mpp 1.0 --out "$WORK/train$GEN" >/dev/null
+[ -s "$WORK/model/model.toml" ] || "$PY" training/train.py --init "$MODEL" --train "$WORK/train$GEN" \
     --real-train-parts "$REAL/CMU-1-Small-Region.svs" "$REAL/skin-normal-10x-public-domain.jpg" \
     --real-repeat 30 --lab-augment --steps "$STEPS" --lr 5e-4 --pos-frac 0.01 \
     --pos-frac-for neutrophilic_eccrine_hidradenitis=0.1 psoriasiform=0.01 --arch slim-s2 --threads 2 \
     ${HARD_NEGATIVE_WEIGHT:+--hard-negative-weight "$HARD_NEGATIVE_WEIGHT"} ${SEED:+--seed "$SEED"} \
-    --name dirascope-v2 --version 2.16.0-follicle-experiment --rule-from "$MODEL" --out "$WORK/model"
+    --name dirascope-v2 --version "${VERSION:-2.16.0-follicle-experiment}" --rule-from "$MODEL" --out "$WORK/model"
 M="$WORK/model"
-echo "== follicle probe under the fine-tuned model"
-follicle_probe_under "$B" "$M" "$PROBE" "$WORK"
+echo "== probe (${OLD:-1.8} -> ${NEW:-1.9}) under the fine-tuned model"
+follicle_probe_under "$B" "$M" "$PROBE" "$WORK" "${OLD:-1.8}" "${NEW:-1.9}"
+if [ -z "${CAL:-}" ]; then
+    echo "== no CAL: the calibration set left out"
+    echo "== real fixtures, whole, and their test parts"
+    real_fixtures_under "$B" "$M" "$REAL" "$WORK"
+    exit 0
+fi
+: "${CAL_LABELS:?CAL_LABELS: the labels of the calibration set}"
 [ -s "$WORK/cal/summary.csv" ] || "$B" score "$CAL"/*/ --model "$M" --out "$WORK/cal" >/dev/null
 echo "== calibration set under $MODEL's rule"
 "$PY" training/protocol_tables.py tables "$WORK/cal" "$CAL_LABELS" >"$WORK/cal-tables.md"
