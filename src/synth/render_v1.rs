@@ -871,7 +871,9 @@ impl<'a> Shader<'a> {
             let rr = t.r - 1.5;
             let (nu, nv) = (rr * ac.cos(), rr * ac.sin());
             let (px, py) = t.to_plate(u - nu, v - nv);
-            let (rx, ry) = t.to_plate(ac.cos(), ac.sin());
+            // Along the edge: square to the ellipse's normal there, which in the
+            // plate is (cos / aspect, sin) in the section's axes.
+            let (rx, ry) = t.to_plate(ac.cos() / (t.aspect * t.aspect), ac.sin());
             let (cv, hv) = nucleus(
                 px,
                 py,
