@@ -13,9 +13,10 @@ hidradenitis", but their many follicle-free tiles also shift the mix away from
 the psoriasiform lesson (candidates 2.17.0-2.19.0); these tiles carry the first
 lesson alone. `--structure coils` keeps the tiles whose square meets an eccrine
 coil's disc (truth.json's coils: x, y, radius, inflamed), inflamed or not: synth
-1.10 draws coils as a coiled tube cut across, which model 2.20.0 (trained on 1.9's
-round tubules) reads as hidradenitis on 2% of normal-coil tiles (docs/realism.md,
-"Synth 1.10"); these tiles teach the new look on both sides.
+1.10 draws coils as a coiled tube cut across, in which model 2.20.0 (trained on
+1.9's round tubules) finds hidradenitis on fewer inflamed-coil tiles and sees it in
+some normal coils (docs/realism.md, "Synth 1.10"); these tiles teach the new look on
+both sides.
 """
 
 import argparse

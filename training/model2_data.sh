@@ -31,9 +31,9 @@
 # stretch); train10: synth 1.9 phantoms of every class (hair follicles
 # and sebaceous glands, which 2.15.0 reads as hidradenitis), 96 at 1.0 um/px and 24 at 0.5, as
 # the negatives that unteach it (with HARD_NEGATIVE_WEIGHT in model2_finetune.sh); train12: synth
-# 1.10 phantoms of every class (eccrine coils as a coiled tube cut across, which 2.20.0 reads as
-# hidradenitis on 2% of normal-coil tiles), 64 at 1.0 um/px and 16 at 0.5, then only their tiles
-# that meet a coil (training/follicle_subset.py --structure coils) as train12-coil-1.0 and
+# 1.10 phantoms of every class (eccrine coils as a coiled tube cut across, in which 2.20.0 finds
+# hidradenitis on 89% of inflamed-coil tiles and now and then in a normal coil), 64 at 1.0 um/px
+# and 16 at 0.5, then only their tiles that meet a coil (training/follicle_subset.py --structure coils) as train12-coil-1.0 and
 # train12-coil-0.5. Needs a release build (DIRASCOPE=path
 # overrides) and Python with training/requirements.txt (PYTHON=path overrides).
 #
