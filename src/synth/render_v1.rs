@@ -1266,6 +1266,53 @@ mod tests {
         );
     }
 
+    /// What a newer generator must leave as an older one drew it, on one slide of
+    /// 3 x 2.4 mm: every point's mask bits (a 4 um grid), a point's region only where
+    /// `region_ok(x, y, old, new)` allows a change, and every pixel at 4 um/px except
+    /// where `drawn(x, y)` (the new structure's reach). Returns (points whose region
+    /// changed, pixels compared).
+    fn changes_only_where(
+        old: &Geometry,
+        new: &Geometry,
+        what: &str,
+        region_ok: impl Fn(
+            f32,
+            f32,
+            crate::synth::anatomy::Region,
+            crate::synth::anatomy::Region,
+        ) -> bool,
+        drawn: impl Fn(f32, f32) -> bool,
+    ) -> (usize, usize) {
+        let (mut moved, mut kept) = (0usize, 0usize);
+        for yi in 0..600 {
+            for xi in 0..750 {
+                let (x, y) = (xi as f32 * 4.0 + 1.3, yi as f32 * 4.0 + 0.7);
+                let (so, sn) = (old.locate(x, y), new.locate(x, y));
+                assert_eq!(so.flags, sn.flags, "{what} at ({x}, {y})");
+                if so.region != sn.region {
+                    assert!(
+                        region_ok(x, y, so.region, sn.region),
+                        "{what} at ({x}, {y}): {:?} -> {:?}",
+                        so.region,
+                        sn.region
+                    );
+                    moved += 1;
+                }
+            }
+        }
+        let (w, h) = (750, 600);
+        let po = render_rgb(old, Raster::new(4.0), 0, 0, w, h);
+        let pn = render_rgb(new, Raster::new(4.0), 0, 0, w, h);
+        for (k, (po, pn)) in po.chunks(3).zip(pn.chunks(3)).enumerate() {
+            let (x, y) = ((k % w) as f32 * 4.0 + 2.0, (k / w) as f32 * 4.0 + 2.0);
+            if !drawn(x, y) {
+                assert_eq!(po, pn, "{what}: pixel at ({x}, {y}) um");
+                kept += 1;
+            }
+        }
+        (moved, kept)
+    }
+
     /// Synth 1.10 redraws the tubules of each eccrine coil and changes nothing else:
     /// the same coils (centre, radius, inflamed), the same follicles, every point's
     /// mask bits 1.9's, a point's region different only inside a coil's disc (between
@@ -1291,47 +1338,28 @@ mod tests {
                         .iter()
                         .any(|c| noise::hypot(x - c.x, y - c.y) < c.r + margin)
                 };
-                for yi in 0..600 {
-                    for xi in 0..750 {
-                        let (x, y) = (xi as f32 * 4.0 + 1.3, yi as f32 * 4.0 + 0.7);
-                        let (so, sn) = (old.locate(x, y), new.locate(x, y));
-                        assert_eq!(so.flags, sn.flags, "{class:?} {seed} at ({x}, {y})");
-                        if so.region != sn.region {
-                            let coil_or_under = |r: R| {
-                                matches!(
-                                    r,
-                                    R::TubuleCells
-                                        | R::TubuleLumen
-                                        | R::CoilStroma
-                                        | R::Papillary
-                                        | R::Reticular
-                                        | R::Fat
-                                        | R::VesselWall
-                                        | R::VesselLumen
-                                )
-                            };
-                            assert!(
-                                in_coil(x, y, 12.0)
-                                    && coil_or_under(so.region)
-                                    && coil_or_under(sn.region),
-                                "{class:?} {seed} at ({x}, {y}): {:?} -> {:?}",
-                                so.region,
-                                sn.region
-                            );
-                            moved += 1;
-                        }
-                    }
-                }
-                let (w, h) = (750, 600);
-                let po = render_rgb(&old, Raster::new(4.0), 0, 0, w, h);
-                let pn = render_rgb(&new, Raster::new(4.0), 0, 0, w, h);
-                for (k, (po, pn)) in po.chunks(3).zip(pn.chunks(3)).enumerate() {
-                    let (x, y) = ((k % w) as f32 * 4.0 + 2.0, (k / w) as f32 * 4.0 + 2.0);
-                    if !in_coil(x, y, 30.0) {
-                        assert_eq!(po, pn, "{class:?} {seed}: pixel at ({x}, {y}) um");
-                        kept += 1;
-                    }
-                }
+                let coil_or_under = |r: R| {
+                    matches!(
+                        r,
+                        R::TubuleCells
+                            | R::TubuleLumen
+                            | R::CoilStroma
+                            | R::Papillary
+                            | R::Reticular
+                            | R::Fat
+                            | R::VesselWall
+                            | R::VesselLumen
+                    )
+                };
+                let (m, k) = changes_only_where(
+                    &old,
+                    &new,
+                    &format!("{class:?} {seed}"),
+                    |x, y, so, sn| in_coil(x, y, 12.0) && coil_or_under(so) && coil_or_under(sn),
+                    |x, y| in_coil(x, y, 30.0),
+                );
+                moved += m;
+                kept += k;
             }
         }
         assert!(
@@ -1714,48 +1742,29 @@ mod tests {
                 assert!(old.follicles.is_empty());
                 follicles += new.follicles.len();
                 lobules += new.follicles.iter().map(|f| f.lobules.len()).sum::<usize>();
-                for yi in 0..600 {
-                    for xi in 0..750 {
-                        let (x, y) = (xi as f32 * 4.0 + 1.3, yi as f32 * 4.0 + 0.7);
-                        let (so, sn) = (old.locate(x, y), new.locate(x, y));
-                        assert_eq!(so.flags, sn.flags, "{class:?} {seed} at ({x}, {y})");
-                        if so.region != sn.region {
-                            assert!(
-                                matches!(
-                                    sn.region,
-                                    R::HairShaft | R::RootSheath | R::FollicleSheath | R::Sebaceous
-                                ) && matches!(
-                                    so.region,
-                                    R::Papillary
-                                        | R::Reticular
-                                        | R::Fat
-                                        | R::VesselWall
-                                        | R::VesselLumen
-                                ),
-                                "{class:?} {seed} at ({x}, {y}): {:?} -> {:?}",
-                                so.region,
-                                sn.region
-                            );
-                            drawn += 1;
-                        }
-                    }
-                }
-                let (w, h) = (750, 600);
-                let po = render_rgb(&old, Raster::new(4.0), 0, 0, w, h);
-                let pn = render_rgb(&new, Raster::new(4.0), 0, 0, w, h);
                 let near = |x: f32, y: f32| {
                     new.follicles.iter().any(|f| {
                         let [x0, y0, x1, y1] = f.bbox;
                         x > x0 - 12.0 && x < x1 + 12.0 && y > y0 - 12.0 && y < y1 + 12.0
                     })
                 };
-                for (k, (po, pn)) in po.chunks(3).zip(pn.chunks(3)).enumerate() {
-                    let (x, y) = ((k % w) as f32 * 4.0 + 2.0, (k / w) as f32 * 4.0 + 2.0);
-                    if !near(x, y) {
-                        assert_eq!(po, pn, "{class:?} {seed}: pixel at ({x}, {y}) um");
-                        kept += 1;
-                    }
-                }
+                let (d, k) = changes_only_where(
+                    &old,
+                    &new,
+                    &format!("{class:?} {seed}"),
+                    |_, _, so, sn| {
+                        matches!(
+                            sn,
+                            R::HairShaft | R::RootSheath | R::FollicleSheath | R::Sebaceous
+                        ) && matches!(
+                            so,
+                            R::Papillary | R::Reticular | R::Fat | R::VesselWall | R::VesselLumen
+                        )
+                    },
+                    near,
+                );
+                drawn += d;
+                kept += k;
             }
         }
         assert!(
