@@ -698,8 +698,9 @@ pub fn render_rgb(
     let mut ch = vec![0.0f32; bw * bh];
     let mut ce = vec![0.0f32; bw * bh];
     // Melanin only where the slide has any (synth 1.6): earlier generators and
-    // unpigmented slides skip its plane, and their pixels stay as they were.
-    let pigmented = geom.melanin > 0.0;
+    // unpigmented slides skip its plane, and their pixels stay as they were. Synth
+    // 1.11 draws red cells' own blue-green absorption on that plane too.
+    let pigmented = geom.melanin > 0.0 || geom.generator >= super::Generator::V1_11;
     let mut cm = vec![0.0f32; if pigmented { bw * bh } else { 0 }];
     let norm = 1.0 / (ss * ss) as f32;
     // Every row shades the same sample columns: their share of the anatomy once.

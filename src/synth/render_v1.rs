@@ -8,7 +8,8 @@
 //! fat in lobules with septa, uneven section thickness and fine stain grain.
 //! Lesion cells (neutrophils, acantholytic cells, parakeratotic nuclei) are
 //! synth 1.4's own (`cells`); vessels and red cells keep synth 0.3's drawing
-//! inside this look. Pure functions of µm coordinates and the slide's salt, like 0.3.
+//! inside this look until synth 1.11 draws them anew (`vessel_v1`). Pure functions
+//! of µm coordinates and the slide's salt, like 0.3.
 
 use super::anatomy::{Follicle, Region, Site, Tubule, FIBROUS_SHEATH_UM};
 use super::cells::{self, CellAt, Crowd};
@@ -133,6 +134,9 @@ impl<'a> Shader<'a> {
                 self.follicle_v1(site, x, y)
             }
             Region::Sebaceous => self.sebaceous_v1(site, x, y),
+            Region::VesselWall | Region::VesselLumen if g.generator >= Generator::V1_11 => {
+                self.vessel_v1(site, x, y)
+            }
             _ => {
                 let k = self.shade_site(site, x, y);
                 c(k.h * V03_H, k.e * V03_E)
@@ -894,6 +898,161 @@ impl<'a> Shader<'a> {
         }
         out
     }
+
+    /// Synth 1.11: a vessel as real sections show one, in place of synth 0.3's ring
+    /// of dark blocks round red dots. The wall: pink with a fibrillar grain round the
+    /// lumen, a muscle coat of circumferential spindle nuclei where the vessel is
+    /// wide enough for one. The endothelium: flat dark nuclei along the lumen's edge,
+    /// bulging into it, one every 10-24 µm and not in every stretch. The lumen, by
+    /// the vessel's own draw: empty but for a little pale serum, or red cells
+    /// (7-8 µm discs, bright eosinophilic with a paler centre) in clumps, or packed
+    /// into one red mass (as a dilated psoriasiform capillary always is).
+    fn vessel_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
+        use std::f32::consts::{PI, TAU};
+        let g = self.geom;
+        let v = &g.vessels[s.item as usize];
+        let vsalt = g.salt ^ 0x7E55 ^ ((s.item as u64) << 24);
+        let own = hash2(s.item as i64, 0, vsalt);
+        // The vessel's own frame, as `Geometry::locate` takes it.
+        let (dx, dy) = (x - v.x, y - v.y);
+        let (u, w) = if v.tortuous {
+            (dx - 3.5 * (dy / 9.0).sin(), dy)
+        } else {
+            let (sn, cs) = v.angle.sin_cos();
+            (dx * cs + dy * sn, -dx * sn + dy * cs)
+        };
+        let (a, b) = (v.rx, v.ry);
+        // The eccentric angle of the point and how far out from the lumen's edge
+        // it lies along the ray from the centre (negative inside the lumen).
+        let th = (w / b).atan2(u / a);
+        let rho = ((u / a).powi(2) + (w / b).powi(2)).sqrt();
+        let edge = noise::hypot(a * th.cos(), b * th.sin());
+        let out_um = (rho - 1.0) * edge;
+        let mut out = if out_um >= 0.0 {
+            // The wall: concentric fibres, a little denser toward the lumen.
+            let fib = noise::value(th * edge / 5.0, out_um / 0.8, vsalt ^ 1);
+            let inner = 1.0 - noise::smoothstep(0.0, v.wall + 0.5, out_um);
+            c(
+                0.05 + 0.03 * inner,
+                g.look.collagen_e.max(0.5) * (0.55 + 0.25 * fib + 0.2 * inner),
+            )
+        } else {
+            self.vessel_lumen(v.tortuous, own, vsalt, x, y)
+        };
+        // A muscle coat in wide vessels: spindle nuclei along the circumference,
+        // in the middle of the wall.
+        if v.wall >= 3.5 && out_um > 0.5 {
+            let n = ((TAU * (a + b) * 0.5 + PI * v.wall) / 13.0)
+                .round()
+                .max(4.0);
+            let sec = ((th / TAU + 0.5) * n).floor();
+            for k in [sec - 1.0, sec, sec + 1.0] {
+                let hsh = hash2(k as i64, 1, vsalt ^ 2);
+                if unit(hsh, 2) < 0.45 {
+                    continue;
+                }
+                let tc = (k + 0.5 + 0.4 * (unit(hsh, 0) - 0.5)) / n * TAU - PI;
+                out = self.along_edge(out, (u, w), (a, b), tc, 0.5 * v.wall, hsh, (3.5, 0.8));
+            }
+        }
+        // The endothelium: flat nuclei at the lumen's edge.
+        let n = ((PI * (a + b) * 1.05) / (10.0 + 14.0 * unit(own, 3)))
+            .round()
+            .max(2.0);
+        let sec = ((th / TAU + 0.5) * n).floor();
+        let plump = if a.min(b) < 7.0 { 1.35 } else { 1.0 };
+        for k in [sec - 1.0, sec, sec + 1.0] {
+            let hsh = hash2(k as i64, 0, vsalt ^ 3);
+            if unit(hsh, 2) < 0.3 {
+                continue;
+            }
+            let tc = (k + 0.5 + 0.5 * (unit(hsh, 0) - 0.5)) / n * TAU - PI;
+            out = self.along_edge(out, (u, w), (a, b), tc, 0.3, hsh, (3.0, 1.1 * plump));
+        }
+        out
+    }
+
+    /// A vessel's lumen at (x, y): pale serum, with red cells by the vessel's own
+    /// draw `own` (always packed in a dilated psoriasiform capillary).
+    fn vessel_lumen(&self, tortuous: bool, own: u64, vsalt: u64, x: f32, y: f32) -> Conc {
+        let serum = 0.04 + 0.12 * unit(own, 1) * noise::value(x / 9.0, y / 9.0, vsalt ^ 4);
+        let ground = c(0.005, serum);
+        let kind = unit(own, 0);
+        let occ = if tortuous || kind > 0.55 {
+            0.9
+        } else if kind > 0.2 {
+            // Red cells in clumps, the rest of the lumen clear.
+            0.85 * noise::smoothstep(0.45, 0.6, noise::value(x / 14.0, y / 14.0, vsalt ^ 5))
+        } else {
+            0.04
+        };
+        if occ <= 0.0 {
+            return ground;
+        }
+        let cells = cells_around(x, y, 4.6, 0.1, vsalt ^ 6, |dx, dy, hsh| {
+            if unit(hsh, 2) > occ {
+                return None;
+            }
+            let r = 3.3 + 0.5 * unit(hsh, 3);
+            let cov = disc(dx, dy, r, self.aa);
+            // Biconcave: paler at the centre, seen face on.
+            let centre = 1.0 - 0.2 * (1.0 - noise::smoothstep(0.6, 1.8, noise::hypot(dx, dy)));
+            Some((cov, centre))
+        });
+        if cells.cov <= 0.0 {
+            return ground;
+        }
+        // Eosin, and haemoglobin's own absorption of blue and green (on melanin's
+        // vector, the nearest the renderer draws), which turns them orange-red.
+        let e = (0.7 + 0.25 * unit(cells.own, 4)) * cells.h;
+        let red = Conc {
+            h: 0.02,
+            e,
+            m: 0.22 * e,
+        };
+        mixc(ground, red, cells.cov)
+    }
+
+    /// `base` with a flat nucleus drawn over it, lying along a vessel's lumen ellipse
+    /// (semi-axes `ab`) at eccentric angle `tc`, `out_um` outside its edge; `(u, w)` the
+    /// point in the vessel's frame, `size` the nucleus's half-length and half-width.
+    #[allow(clippy::too_many_arguments)]
+    fn along_edge(
+        &self,
+        base: Conc,
+        (u, w): (f32, f32),
+        (a, b): (f32, f32),
+        tc: f32,
+        out_um: f32,
+        hsh: u64,
+        size: (f32, f32),
+    ) -> Conc {
+        let (st, ct) = tc.sin_cos();
+        // The edge point, its outward normal and its tangent.
+        let (nx, ny) = (b * ct, a * st);
+        let nl = noise::hypot(nx, ny).max(1e-6);
+        let (px, py) = (a * ct + out_um * nx / nl, b * st + out_um * ny / nl);
+        let ang = (a * st).atan2(b * ct) + std::f32::consts::FRAC_PI_2;
+        let (cv, hv) = nucleus(
+            u - px,
+            w - py,
+            size.0 + 1.5 * unit(hsh, 1),
+            size.1 + 0.3 * unit(hsh, 3),
+            ang,
+            0.05,
+            0.2,
+            hsh,
+            self.aa,
+            hsh,
+            u,
+            w,
+        );
+        if cv > 0.0 {
+            mixc(base, c(self.geom.look.nuc_h * hv * 1.5, 0.3), cv)
+        } else {
+            base
+        }
+    }
 }
 
 /// An ellipse's perimeter over its minor circle's (Ramanujan's approximation) for
@@ -1250,20 +1409,69 @@ mod tests {
         format!("{:x}", h.finalize())
     }
 
+    /// sha256 of the first six vessels (lumen, wall and 12 µm round them) of the
+    /// first two slides of each class, at 1 µm/px, rendered by `gen`.
+    fn vessel_digest(gen: Generator) -> String {
+        use sha2::{Digest, Sha256};
+        let a = Artefacts::default();
+        let mut h = Sha256::new();
+        for class in SlideClass::ALL {
+            for seed in [1, 2] {
+                let g = Geometry::build_with(gen, class, seed, 3000.0, 2400.0, &a);
+                for v in g.vessels.iter().take(6) {
+                    let reach = (v.rx.max(v.ry) + v.wall + 12.0) as i64;
+                    let (x0, y0) = (v.x as i64 - reach, v.y as i64 - reach);
+                    let side = 2 * reach as usize;
+                    h.update(render_rgb(&g, Raster::new(1.0), x0, y0, side, side));
+                }
+            }
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    /// Generators kept byte for byte after a newer one redrew a structure, pinned from
+    /// the code of the commit before each step: 1.9 when synth 1.10 redrew the eccrine
+    /// coils (model 2.20.0 learnt follicles from 1.9), 1.10 when synth 1.11 redrew the
+    /// vessels. `benches/synth_same.sh` with every case at the older generator (LINE)
+    /// gave identical files against that commit's binary, each time.
     #[test]
-    fn synth_1_9_is_kept_byte_for_byte() {
-        // Synth 1.10 redrew the eccrine coils and nothing else: 1.9 (model 2.20.0
-        // learnt follicles from it) renders as it did. Pinned from the code of the
-        // commit before; `benches/synth_same.sh` with every case at `--generator 1.9`
-        // gave identical files against that commit's binary.
-        assert_eq!(
-            coil_digest(Generator::V1_9),
-            "50c3451d8679d07b5792846af677c507818c2dc5e1fc6513eaa88a886f5a95f3"
-        );
-        assert_eq!(
-            digest_of(Generator::V1_9),
-            "54c61ce609f007d98af72ea962f57063f59b4239dfe06c5a18dbcc1e82d48258"
-        );
+    fn synth_1_9_and_1_10_are_kept_byte_for_byte() {
+        type Digest = fn(Generator) -> String;
+        let kept: [(Generator, &str, Digest, &str); 5] = [
+            (
+                Generator::V1_9,
+                "coils",
+                coil_digest,
+                "50c3451d8679d07b5792846af677c507818c2dc5e1fc6513eaa88a886f5a95f3",
+            ),
+            (
+                Generator::V1_9,
+                "slides",
+                digest_of,
+                "54c61ce609f007d98af72ea962f57063f59b4239dfe06c5a18dbcc1e82d48258",
+            ),
+            (
+                Generator::V1_10,
+                "vessels",
+                vessel_digest,
+                "f7da8ee2c21a7b6ca07f1b9d3a6a6ec42958f48290f6c6bce3be06621490220f",
+            ),
+            (
+                Generator::V1_10,
+                "coils",
+                coil_digest,
+                "1a742e199986ecef76e15a5395693ddfe1b5d28c43aec407e2683db7b4f6427b",
+            ),
+            (
+                Generator::V1_10,
+                "slides",
+                digest_of,
+                "dcb1b902c69d17566cdb85ed967dc53e9ebaa8cbf994c1797362a6570bf65279",
+            ),
+        ];
+        for (gen, what, digest, pinned) in kept {
+            assert_eq!(digest(gen), pinned, "{} {what}", gen.version());
+        }
     }
 
     /// What a newer generator must leave as an older one drew it, on one slide of
@@ -1511,6 +1719,130 @@ mod tests {
         assert!(
             (0.05..0.6).contains(&share),
             "{share:.3} of the rim under a nucleus"
+        );
+    }
+
+    /// Synth 1.11 redraws the vessels and changes nothing else: every point's mask
+    /// bits and region 1.10's, and the pixels 1.10's beyond 8 µm of every vessel's
+    /// wall, but for dark hair on slides without basal melanin (which 1.9 and 1.10
+    /// drew fair: the melanin plane, which now carries red cells' haemoglobin too,
+    /// was drawn on pigmented slides only).
+    #[test]
+    fn synth_1_11_redraws_the_vessels_and_changes_nothing_else() {
+        let a = Artefacts::default();
+        let (mut vessels, mut kept) = (0usize, 0usize);
+        for (i, class) in SlideClass::ALL.into_iter().enumerate() {
+            let seed = 70 + i as u64;
+            let old = Geometry::build_with(Generator::V1_10, class, seed, 3000.0, 2400.0, &a);
+            let new = Geometry::build_with(Generator::V1_11, class, seed, 3000.0, 2400.0, &a);
+            assert_eq!(old.vessels.len(), new.vessels.len());
+            vessels += new.vessels.len();
+            let near = |x: f32, y: f32| {
+                new.vessels
+                    .iter()
+                    .any(|v| noise::hypot(x - v.x, y - v.y) < v.rx.max(v.ry) + v.wall + 8.0 + 3.5)
+                    || (new.melanin == 0.0
+                        && new.follicles.iter().any(|f| {
+                            let [x0, y0, x1, y1] = f.bbox;
+                            f.pigment > 0.0
+                                && (x0 - 8.0..x1 + 8.0).contains(&x)
+                                && (y0 - 8.0..y1 + 8.0).contains(&y)
+                        }))
+            };
+            let (_, k) = changes_only_where(
+                &old,
+                &new,
+                &format!("{class:?} {seed}"),
+                |_, _, _, _| false,
+                near,
+            );
+            kept += k;
+        }
+        assert!(
+            vessels >= 100 && kept > 1_500_000,
+            "{vessels} vessels, {kept} pixels kept"
+        );
+    }
+
+    /// Synth 1.11's vessels as sections show them: flat dark endothelial nuclei along
+    /// part of the lumen's edge (not a continuous ring, not nowhere); lumens that are
+    /// packed with red cells, hold them in clumps, or are nearly empty, vessel by
+    /// vessel; red cells redder than anything else in the dermis (eosin with
+    /// haemoglobin's absorption on the melanin plane), the empty lumen pale.
+    #[test]
+    fn synth_1_11_vessels_have_endothelium_and_red_cells_packed_clumped_or_none() {
+        use crate::synth::render::Shader;
+        let a = Artefacts::default();
+        let (mut packed, mut clumped, mut empty) = (0, 0, 0);
+        let (mut edge_dark, mut edge_n) = (0usize, 0usize);
+        for seed in 1..4 {
+            let g = Geometry::build_with(
+                Generator::V1_11,
+                SlideClass::Normal,
+                seed,
+                4000.0,
+                3000.0,
+                &a,
+            );
+            let shader = Shader { geom: &g, aa: 0.25 };
+            let wide = |v: &crate::synth::anatomy::Vessel| !v.tortuous && v.rx.min(v.ry) >= 6.0;
+            for (vi, v) in g.vessels.iter().enumerate().filter(|(_, v)| wide(v)) {
+                let (sn, cs) = v.angle.sin_cos();
+                let at = |u: f32, w: f32| (v.x + u * cs - w * sn, v.y + u * sn + w * cs);
+                let (mut red, mut n) = (0usize, 0usize);
+                for k in 0..360 {
+                    let th = k as f32 / 360.0 * std::f32::consts::TAU;
+                    // On the lumen's edge, against the wall just outside it.
+                    let (x, y) = at(v.rx * th.cos(), v.ry * th.sin());
+                    let (xo, yo) = at((v.rx + 1.8) * th.cos(), (v.ry + 1.8) * th.sin());
+                    let site = g.locate(x, y);
+                    let wall = shader.shade_v1(&g.locate(xo, yo), xo, yo);
+                    if site.region == crate::synth::Region::VesselLumen
+                        || site.region == crate::synth::Region::VesselWall
+                    {
+                        let k = shader.shade_v1(&site, x, y);
+                        edge_n += 1;
+                        edge_dark += (k.h > wall.h + 0.2) as usize;
+                    }
+                    // Inside the lumen, clear of the edge.
+                    for f in [0.2, 0.45, 0.65] {
+                        let (x, y) = at(f * v.rx * th.cos(), f * v.ry * th.sin());
+                        let site = g.locate(x, y);
+                        if site.region != crate::synth::Region::VesselLumen
+                            || site.item != vi as u32
+                        {
+                            continue;
+                        }
+                        let k = shader.shade_v1(&site, x, y);
+                        n += 1;
+                        if k.m > 0.1 {
+                            assert!(k.e > 0.35 && k.h < 0.2, "a red cell: {k:?}");
+                            red += 1;
+                        } else if k.m == 0.0 && k.h < 0.1 {
+                            assert!(k.e < 0.35, "serum: {k:?}");
+                        }
+                    }
+                }
+                let share = red as f32 / n.max(1) as f32;
+                if share > 0.7 {
+                    packed += 1;
+                } else if share > 0.08 {
+                    clumped += 1;
+                } else {
+                    empty += 1;
+                }
+            }
+        }
+        let edge = edge_dark as f32 / edge_n.max(1) as f32;
+        // Each kind in at least a tenth of 100 or more vessels.
+        let all = packed + clumped + empty;
+        assert!(
+            all >= 100 && [packed, clumped, empty].iter().all(|&n| 10 * n >= all),
+            "{packed} packed, {clumped} clumped, {empty} empty"
+        );
+        assert!(
+            (0.08..0.7).contains(&edge),
+            "{edge:.3} of the lumen's edge under an endothelial nucleus"
         );
     }
 
@@ -2405,10 +2737,13 @@ mod tests {
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_10);
-        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_10);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_11);
+        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_11);
+        assert_eq!("1.11".parse::<Generator>().unwrap(), Generator::V1_11);
+        assert_eq!("1.11.0".parse::<Generator>().unwrap(), Generator::V1_11);
         assert_eq!("1.10".parse::<Generator>().unwrap(), Generator::V1_10);
-        assert_eq!("1.10.0".parse::<Generator>().unwrap(), Generator::V1_10);
+        assert_eq!(Generator::V1_10.version(), "1.10.0");
+        assert!(Generator::V1_11 > Generator::V1_10);
         assert_eq!("1.9".parse::<Generator>().unwrap(), Generator::V1_9);
         assert_eq!(Generator::V1_9.version(), "1.9.0");
         assert!(Generator::V1_10 > Generator::V1_9);
