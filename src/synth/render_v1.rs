@@ -905,7 +905,7 @@ impl<'a> Shader<'a> {
     /// wide enough for one. The endothelium: flat dark nuclei along the lumen's edge,
     /// bulging into it, one every 10-24 µm and not in every stretch. The lumen, by
     /// the vessel's own draw: empty but for a little pale serum, or red cells
-    /// (7-8 µm discs, bright eosinophilic with a paler centre) in clumps, or packed
+    /// (discs of 6.6-7.6 µm, orange-red with a paler centre) in clumps, or packed
     /// into one red mass (as a dilated psoriasiform capillary always is).
     fn vessel_v1(&self, s: &Site, x: f32, y: f32) -> Conc {
         use std::f32::consts::{PI, TAU};
@@ -947,7 +947,9 @@ impl<'a> Shader<'a> {
                 .max(4.0);
             let sec = ((th / TAU + 0.5) * n).floor();
             for k in [sec - 1.0, sec, sec + 1.0] {
-                let hsh = hash2(k as i64, 1, vsalt ^ 2);
+                // Hashed by the stretch modulo n, so the one either side of the seam
+                // at -pi is the same nucleus, not two half ones.
+                let hsh = hash2(k.rem_euclid(n) as i64, 1, vsalt ^ 2);
                 if unit(hsh, 2) < 0.45 {
                     continue;
                 }
@@ -962,7 +964,7 @@ impl<'a> Shader<'a> {
         let sec = ((th / TAU + 0.5) * n).floor();
         let plump = if a.min(b) < 7.0 { 1.35 } else { 1.0 };
         for k in [sec - 1.0, sec, sec + 1.0] {
-            let hsh = hash2(k as i64, 0, vsalt ^ 3);
+            let hsh = hash2(k.rem_euclid(n) as i64, 0, vsalt ^ 3);
             if unit(hsh, 2) < 0.3 {
                 continue;
             }
