@@ -12,7 +12,7 @@ The same measurement runs on both sides, so nothing depends on phantom truth:
   * texture energy: mean squared Laplacian-of-Gaussian (sigma 1 um) response of
     the grey image over the layer's pixels (fine-detail power).
 
-Usage: stats.py --phantoms DIR [--phantoms DIR ...] [--json OUT] [--sheet OUT.png]
+Usage: stats.py --phantoms DIR [--phantoms DIR ...] [--json OUT] [--per-image]
 """
 
 import argparse
@@ -107,8 +107,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--phantoms", action="append", required=True, metavar="NAME=DIR")
     ap.add_argument("--json")
+    ap.add_argument("--per-image", action="store_true",
+                    help="also each real image's test part alone (the pooled rows weigh them by area)")
     a = ap.parse_args()
-    result = {"real (test parts)": merge([measure_image(img) for _, img in real_parts()])}
+    reals = [(name, measure_image(img)) for name, img in real_parts()]
+    result = {"real (test parts)": merge([m for _, m in reals])}
+    if a.per_image:
+        for name, m in reals:
+            result[f"real test part: {name}"] = merge([m])
     for spec in a.phantoms:
         name, folder = spec.split("=", 1) if "=" in spec else (spec, spec)
         result[name] = merge([measure_image(img) for _, img in phantom_images(folder)])
