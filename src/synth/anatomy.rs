@@ -128,6 +128,20 @@ pub struct Tubule {
     pub axis: [f32; 2],
 }
 
+impl Vessel {
+    /// (x, y) µm in the vessel's own frame: along and across its axes, or for a
+    /// tortuous capillary with its winding taken out.
+    pub fn local(&self, x: f32, y: f32) -> (f32, f32) {
+        let (dx, dy) = (x - self.x, y - self.y);
+        if self.tortuous {
+            (dx - 3.5 * (dy / 9.0).sin(), dy)
+        } else {
+            let (s, c) = self.angle.sin_cos();
+            (dx * c + dy * s, -dx * s + dy * c)
+        }
+    }
+}
+
 impl Tubule {
     /// A tubule cut square across (every tubule before synth 1.10).
     fn round(x: f32, y: f32, r: f32, lumen: f32, duct: bool) -> Tubule {
@@ -2012,16 +2026,7 @@ impl Geometry {
         }
         for &vi in self.vessel_index.query(x, y) {
             let ves = &self.vessels[vi as usize];
-            let (dx, mut dy) = (x - ves.x, y - ves.y);
-            let mut dxr = dx;
-            if ves.tortuous {
-                dxr -= 3.5 * (dy / 9.0).sin();
-            } else {
-                let (s, c) = ves.angle.sin_cos();
-                let rx = dx * c + dy * s;
-                dy = -dx * s + dy * c;
-                dxr = rx;
-            }
+            let (dxr, dy) = ves.local(x, y);
             let q = (dxr / (ves.rx + ves.wall)).powi(2) + (dy / (ves.ry + ves.wall)).powi(2);
             if q < 1.0 {
                 site.item = vi;

@@ -914,13 +914,7 @@ impl<'a> Shader<'a> {
         let vsalt = g.salt ^ 0x7E55 ^ ((s.item as u64) << 24);
         let own = hash2(s.item as i64, 0, vsalt);
         // The vessel's own frame, as `Geometry::locate` takes it.
-        let (dx, dy) = (x - v.x, y - v.y);
-        let (u, w) = if v.tortuous {
-            (dx - 3.5 * (dy / 9.0).sin(), dy)
-        } else {
-            let (sn, cs) = v.angle.sin_cos();
-            (dx * cs + dy * sn, -dx * sn + dy * cs)
-        };
+        let (u, w) = v.local(x, y);
         let (a, b) = (v.rx, v.ry);
         // The eccentric angle of the point and how far out from the lumen's edge
         // it lies along the ray from the centre (negative inside the lumen).
