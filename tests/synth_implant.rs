@@ -424,7 +424,7 @@ fn synth_1_8_sees_what_it_draws_through_the_optics_and_keeps_the_rest() {
         a.extend_from_slice(&["--optics-um", optics]);
         implant(&src, &a, out.path(), "2");
         let t = truth(out.path(), "dira-implant-5");
-        assert_eq!(t["generator_version"], "1.11.0");
+        assert_eq!(t["generator_version"], "1.12.0");
         assert_eq!(
             t["implant"]["optics_um"].as_f64(),
             Some(optics.parse().unwrap())

@@ -25,6 +25,9 @@ pub const PSORIASIFORM: u8 = 32;
 pub const BASAL_UM: f32 = 9.0;
 /// Halo of neutrophils around an inflamed coil that still counts as hidradenitis, µm.
 pub const NEH_HALO_UM: f32 = 35.0;
+/// Synth 1.12: how far beyond a vessel's wall the cells round it may be drawn, µm:
+/// a cuff reaches at most 20 µm, and a nucleus centred there 7 µm more.
+pub const PERIVASCULAR_REACH: f32 = 28.0;
 
 /// A smooth random curve: `base + Σ amp·sin(k·t + phase)`.
 #[derive(Debug, Clone, Serialize)]
@@ -1674,8 +1677,15 @@ impl Geometry {
             }
         }
         let mut index = SpatialIndex::new(w, h, 200.0);
+        // Synth 1.12 draws cells up to PERIVASCULAR_REACH beyond a vessel's wall, and
+        // finds the vessels near a point of dermis by this index.
+        let margin = if generator >= Generator::V1_12 {
+            PERIVASCULAR_REACH + 6.0
+        } else {
+            6.0
+        };
         for (i, v) in geom.vessels.iter().enumerate() {
-            let r = v.rx.max(v.ry) + 6.0;
+            let r = v.rx.max(v.ry) + margin;
             index.insert(i as u32, v.x - r, v.y - r, v.x + r, v.y + r);
         }
         geom.vessel_index = index;
@@ -1815,6 +1825,12 @@ impl Geometry {
     #[inline]
     pub fn bottom_at(&self, x: f32) -> f32 {
         self.bottom.at(x)
+    }
+
+    /// Indices of the vessels whose box, widened by the index's margin (for synth
+    /// 1.12, [`PERIVASCULAR_REACH`] and more), holds (x, y) µm: a superset of those near.
+    pub fn vessels_near(&self, x: f32, y: f32) -> &[u32] {
+        self.vessel_index.query(x, y)
     }
 
     /// What occupies (x, y) µm, with the mask bits of every finding there.

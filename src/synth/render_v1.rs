@@ -11,7 +11,7 @@
 //! inside this look until synth 1.11 draws them anew (`vessel_v1`). Pure functions
 //! of µm coordinates and the slide's salt, like 0.3.
 
-use super::anatomy::{Follicle, Region, Site, Tubule, FIBROUS_SHEATH_UM};
+use super::anatomy::{Follicle, Region, Site, Tubule, Vessel, FIBROUS_SHEATH_UM};
 use super::cells::{self, CellAt, Crowd};
 use super::noise::{self, hash2, unit};
 use super::render::{c, disc, ellipse, mixc, Conc, Shader};
@@ -619,7 +619,99 @@ impl<'a> Shader<'a> {
                 out = mixc(out, c(look.nuc_h * hv * 1.3, 0.3), cv);
             }
         }
+        if g.generator >= Generator::V1_12 {
+            out = self.perivascular(out, x, y);
+        }
         CellAt::maybe_over(self.layer_cells(s, x, y), out)
+    }
+
+    /// Synth 1.12: the cells that lie round vessels in the dermis, drawn over `base`
+    /// at (x, y) µm. Each vessel draws its own cuff: a lymphocyte here and there (in
+    /// nearly half), a light cuff, or a dense one (one in six), reaching 5-20 µm
+    /// beyond the wall and thinning outward; a dilated psoriasiform capillary always
+    /// has a light one. Lymphocytes are small round dense nuclei of 5.4-6.8 µm; one
+    /// cell in eight is a histiocyte, an oval paler nucleus with open chromatin.
+    /// The cells lie in clusters round part of the wall, not evenly round it.
+    fn perivascular(&self, base: Conc, x: f32, y: f32) -> Conc {
+        let g = self.geom;
+        // The cuffs that may reach (x, y) with a nucleus: (vessel, share of places
+        // with a cell at the wall, reach beyond the wall).
+        let mut near = [(0u32, 0.0f32, 0.0f32); 4];
+        let mut n = 0;
+        for &vi in g.vessels_near(x, y) {
+            let v = &g.vessels[vi as usize];
+            let cuff = hash2(vi as i64, 7, g.salt ^ 0xCF0F);
+            let (occ, reach) = if v.tortuous {
+                (0.35, 9.0)
+            } else {
+                let kind = unit(cuff, 0);
+                let occ = if kind < 0.45 {
+                    0.1
+                } else if kind < 0.83 {
+                    0.35
+                } else {
+                    0.7
+                };
+                (occ, 5.0 + 15.0 * unit(cuff, 1))
+            };
+            let span = v.rx.max(v.ry) + v.wall + reach + 7.0;
+            if (x - v.x).abs() > span || (y - v.y).abs() > span || n == near.len() {
+                continue;
+            }
+            if beyond_wall(v, x, y) < reach + 7.0 {
+                near[n] = (vi, occ, reach);
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return base;
+        }
+        let near = &near[..n];
+        let (aa, salt) = (self.aa, g.salt ^ 0x9E7);
+        let cells = cells_around(x, y, 6.5, 0.05, salt, |dx, dy, hsh| {
+            // Whether a cell lies at this place is read at its centre, so the cuff's
+            // edge thins it and never cuts a nucleus.
+            let (cx, cy) = (x - dx, y - dy);
+            let mut p = 0.0f32;
+            for &(vi, occ, reach) in near {
+                let out = beyond_wall(&g.vessels[vi as usize], cx, cy);
+                if out < 1.0 {
+                    return None;
+                }
+                p = p.max(occ * (1.0 - noise::smoothstep(0.4 * reach, reach, out)));
+            }
+            // Cuffs are lopsided and patchy, not rings of beads.
+            p *= 0.2 + 1.6 * noise::value(cx / 16.0, cy / 16.0, salt ^ 1);
+            if unit(hsh, 2) >= p {
+                return None;
+            }
+            let ang = std::f32::consts::TAU * unit(hsh, 5);
+            Some(if unit(hsh, 3) < 0.12 {
+                let (cv, hv) = nucleus(
+                    dx,
+                    dy,
+                    4.2 + unit(hsh, 4),
+                    2.8 + 0.6 * unit(hsh, 6),
+                    ang,
+                    0.12,
+                    0.7,
+                    hsh,
+                    aa,
+                    salt,
+                    x,
+                    y,
+                );
+                (cv, 0.85 * hv)
+            } else {
+                let r = 2.7 + 0.7 * unit(hsh, 4);
+                let (cv, hv) = nucleus(dx, dy, r, 0.92 * r, ang, 0.07, 0.0, hsh, aa, salt, x, y);
+                (cv, 1.3 * hv)
+            })
+        });
+        if cells.cov <= 0.0 {
+            return base;
+        }
+        mixc(base, c(g.look.nuc_h * cells.h, 0.3), cells.cov)
     }
 
     /// Fat in lobules: adipocytes of varied size with thin membranes, fibrous septa
@@ -1051,6 +1143,17 @@ impl<'a> Shader<'a> {
     }
 }
 
+/// How far (x, y) µm lies beyond a vessel's wall along the ray from its centre
+/// (negative inside the wall or the lumen), measured as synth 1.11's vessel shader
+/// measures a point's distance from the lumen's edge.
+fn beyond_wall(v: &Vessel, x: f32, y: f32) -> f32 {
+    let (u, w) = v.local(x, y);
+    let (a, b) = (v.rx + v.wall, v.ry + v.wall);
+    let th = (w / b).atan2(u / a);
+    let rho = ((u / a).powi(2) + (w / b).powi(2)).sqrt();
+    (rho - 1.0) * noise::hypot(a * th.cos(), b * th.sin())
+}
+
 /// An ellipse's perimeter over its minor circle's (Ramanujan's approximation) for
 /// a major-over-minor ratio `aspect`: 1 for a circle.
 fn perimeter_factor(aspect: f32) -> f32 {
@@ -1428,12 +1531,13 @@ mod tests {
     /// Generators kept byte for byte after a newer one redrew a structure, pinned from
     /// the code of the commit before each step: 1.9 when synth 1.10 redrew the eccrine
     /// coils (model 2.20.0 learnt follicles from 1.9), 1.10 when synth 1.11 redrew the
-    /// vessels. `benches/synth_same.sh` with every case at the older generator (LINE)
-    /// gave identical files against that commit's binary, each time.
+    /// vessels, 1.11 when synth 1.12 drew cells round them. `benches/synth_same.sh` with
+    /// every case at the older generator (LINE) gave identical files against that
+    /// commit's binary, each time.
     #[test]
-    fn synth_1_9_and_1_10_are_kept_byte_for_byte() {
+    fn synth_1_9_to_1_11_are_kept_byte_for_byte() {
         type Digest = fn(Generator) -> String;
-        let kept: [(Generator, &str, Digest, &str); 5] = [
+        let kept: [(Generator, &str, Digest, &str); 7] = [
             (
                 Generator::V1_9,
                 "coils",
@@ -1463,6 +1567,18 @@ mod tests {
                 "slides",
                 digest_of,
                 "dcb1b902c69d17566cdb85ed967dc53e9ebaa8cbf994c1797362a6570bf65279",
+            ),
+            (
+                Generator::V1_11,
+                "vessels",
+                vessel_digest,
+                "3f3d61fe3966b41041dceb4e5512f5846cb21dd511b61da94370b1ad5444281b",
+            ),
+            (
+                Generator::V1_11,
+                "slides",
+                digest_of,
+                "59d13d35629cda05bd5af8e72dafde0dd239391ee186ef7d88f8f1bffbddc072",
             ),
         ];
         for (gen, what, digest, pinned) in kept {
@@ -1757,6 +1873,115 @@ mod tests {
         assert!(
             vessels >= 100 && kept > 1_500_000,
             "{vessels} vessels, {kept} pixels kept"
+        );
+    }
+
+    /// Synth 1.12 draws cells round the vessels and changes nothing else: every point's
+    /// mask bits and region 1.11's, and the pixels 1.11's beyond the cuffs' reach.
+    #[test]
+    fn synth_1_12_adds_cells_round_vessels_and_changes_nothing_else() {
+        use crate::synth::anatomy::PERIVASCULAR_REACH;
+        let a = Artefacts::default();
+        let (mut vessels, mut kept) = (0usize, 0usize);
+        for (i, class) in SlideClass::ALL.into_iter().enumerate() {
+            let seed = 80 + i as u64;
+            let old = Geometry::build_with(Generator::V1_11, class, seed, 3000.0, 2400.0, &a);
+            let new = Geometry::build_with(Generator::V1_12, class, seed, 3000.0, 2400.0, &a);
+            assert_eq!(old.vessels.len(), new.vessels.len());
+            vessels += new.vessels.len();
+            let near = |x: f32, y: f32| {
+                new.vessels.iter().any(|v| {
+                    noise::hypot(x - v.x, y - v.y)
+                        < v.rx.max(v.ry) + v.wall + PERIVASCULAR_REACH + 3.5
+                })
+            };
+            let what = format!("{class:?} {seed}");
+            let (_, k) = changes_only_where(&old, &new, &what, |_, _, _, _| false, near);
+            kept += k;
+        }
+        assert!(
+            vessels >= 100 && kept > 1_500_000,
+            "{vessels} vessels, {kept} pixels kept"
+        );
+    }
+
+    /// Synth 1.12's cells round vessels: nuclei far denser in the dermis just beyond a
+    /// vessel's wall than away from vessels (in 1.11 about as dense), and cuffs that
+    /// differ from vessel to vessel: some bare, some crowded.
+    #[test]
+    fn synth_1_12_draws_lymphocytes_round_vessels_not_elsewhere() {
+        use super::beyond_wall;
+        use crate::synth::anatomy::Region;
+        use crate::synth::render::Shader;
+        let a = Artefacts::default();
+        // (nuclear points near, points near, nuclear points far, points far).
+        let density = |gen: Generator| {
+            let mut n = [0usize; 4];
+            let mut per_vessel = Vec::new();
+            for seed in 1..3 {
+                let g = Geometry::build_with(gen, SlideClass::Normal, seed, 4000.0, 3000.0, &a);
+                let shader = Shader { geom: &g, aa: 0.25 };
+                let mut own = vec![[0usize; 2]; g.vessels.len()];
+                // Every other micrometre each way.
+                for yi in 0..1500 {
+                    for xi in 0..2000 {
+                        let (x, y) = (2.0 * xi as f32 + 0.5, 2.0 * yi as f32 + 0.5);
+                        let site = g.locate(x, y);
+                        if !matches!(site.region, Region::Papillary | Region::Reticular) {
+                            continue;
+                        }
+                        // The nearest vessel's distance beyond its wall.
+                        let (mut best, mut which) = (f32::MAX, 0);
+                        for &vi in g.vessels_near(x, y) {
+                            let d = beyond_wall(&g.vessels[vi as usize], x, y);
+                            if d < best {
+                                (best, which) = (d, vi as usize);
+                            }
+                        }
+                        let slot = if (1.0..10.0).contains(&best) {
+                            0
+                        } else if best > 60.0 {
+                            2
+                        } else {
+                            continue;
+                        };
+                        let dark = shader.shade_v1(&site, x, y).h > 0.45;
+                        n[slot] += dark as usize;
+                        n[slot + 1] += 1;
+                        if slot == 0 {
+                            own[which][0] += dark as usize;
+                            own[which][1] += 1;
+                        }
+                    }
+                }
+                per_vessel.extend(
+                    own.iter()
+                        .filter(|o| o[1] > 75)
+                        .map(|o| o[0] as f32 / o[1] as f32),
+                );
+            }
+            let near = n[0] as f32 / n[1] as f32;
+            let far = n[2] as f32 / n[3] as f32;
+            (near, far, per_vessel)
+        };
+        let (near, far, cuffs) = density(Generator::V1_12);
+        let (near_old, far_old, _) = density(Generator::V1_11);
+        eprintln!("1.12 near {near:.4} far {far:.4}; 1.11 near {near_old:.4} far {far_old:.4}");
+        let bare = cuffs.iter().filter(|&&d| d < 0.03).count();
+        let crowded = cuffs.iter().filter(|&&d| d > 0.12).count();
+        eprintln!("{} vessels: {bare} bare, {crowded} crowded", cuffs.len());
+        assert!(
+            near > 10.0 * far,
+            "1.12: {near:.4} near vessels, {far:.4} away"
+        );
+        assert!(
+            near_old < 2.0 * far_old,
+            "1.11: {near_old:.4} near, {far_old:.4} away"
+        );
+        assert!(
+            cuffs.len() >= 40 && 10 * bare >= cuffs.len() && 10 * crowded >= cuffs.len(),
+            "{} vessels: {bare} bare, {crowded} crowded",
+            cuffs.len()
         );
     }
 
@@ -2733,10 +2958,13 @@ mod tests {
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_11);
-        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_11);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_12);
+        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_12);
+        assert_eq!("1.12".parse::<Generator>().unwrap(), Generator::V1_12);
+        assert_eq!("1.12.0".parse::<Generator>().unwrap(), Generator::V1_12);
         assert_eq!("1.11".parse::<Generator>().unwrap(), Generator::V1_11);
-        assert_eq!("1.11.0".parse::<Generator>().unwrap(), Generator::V1_11);
+        assert_eq!(Generator::V1_11.version(), "1.11.0");
+        assert!(Generator::V1_12 > Generator::V1_11);
         assert_eq!("1.10".parse::<Generator>().unwrap(), Generator::V1_10);
         assert_eq!(Generator::V1_10.version(), "1.10.0");
         assert!(Generator::V1_11 > Generator::V1_10);
