@@ -26,7 +26,8 @@ pub const BASAL_UM: f32 = 9.0;
 /// Halo of neutrophils around an inflamed coil that still counts as hidradenitis, µm.
 pub const NEH_HALO_UM: f32 = 35.0;
 /// Synth 1.12: how far beyond a vessel's wall the cells round it may be drawn, µm:
-/// a cuff reaches at most 20 µm, and a nucleus centred there 7 µm more.
+/// a cuff reaches at most 20 µm, and a nucleus centred there 6 µm more and its
+/// smoothed edge (under 2 µm at the coarsest rasters synth draws).
 pub const PERIVASCULAR_REACH: f32 = 28.0;
 
 /// A smooth random curve: `base + Σ amp·sin(k·t + phase)`.
@@ -960,6 +961,9 @@ pub struct Geometry {
     pub follicles: Vec<Follicle>,
     pub vessels: Vec<Vessel>,
     vessel_index: SpatialIndex,
+    /// Synth 1.12: the vessels by their boxes widened by the cells round them (empty
+    /// for earlier generators).
+    cuff_index: SpatialIndex,
     pub stain: StainMatrix,
     pub blur_um: f32,
     pub noise_sigma: f32,
@@ -1448,6 +1452,7 @@ impl Geometry {
             follicles: Vec::new(),
             vessels: Vec::new(),
             vessel_index: SpatialIndex::new(w, h, 200.0),
+            cuff_index: SpatialIndex::new(w, h, 200.0),
             stain: StainMatrix::sample(&mut rng),
             blur_um: rng.gen_range(0.2..0.5),
             noise_sigma: rng.gen_range(1.0..3.0),
@@ -1677,18 +1682,22 @@ impl Geometry {
             }
         }
         let mut index = SpatialIndex::new(w, h, 200.0);
-        // Synth 1.12 draws cells up to PERIVASCULAR_REACH beyond a vessel's wall, and
-        // finds the vessels near a point of dermis by this index.
-        let margin = if generator >= Generator::V1_12 {
-            PERIVASCULAR_REACH + 6.0
-        } else {
-            6.0
-        };
         for (i, v) in geom.vessels.iter().enumerate() {
-            let r = v.rx.max(v.ry) + margin;
+            let r = v.rx.max(v.ry) + 6.0;
             index.insert(i as u32, v.x - r, v.y - r, v.x + r, v.y + r);
         }
         geom.vessel_index = index;
+        if generator >= Generator::V1_12 {
+            // Synth 1.12 draws cells up to PERIVASCULAR_REACH beyond a vessel's wall and
+            // finds the vessels near a point of dermis by an index of its own (the
+            // wider boxes would slow `locate` everywhere).
+            let mut cuffs = SpatialIndex::new(w, h, 200.0);
+            for (i, v) in geom.vessels.iter().enumerate() {
+                let r = v.rx.max(v.ry) + PERIVASCULAR_REACH + 6.0;
+                cuffs.insert(i as u32, v.x - r, v.y - r, v.x + r, v.y + r);
+            }
+            geom.cuff_index = cuffs;
+        }
 
         // Artefacts.
         if artefacts.pen {
@@ -1827,10 +1836,11 @@ impl Geometry {
         self.bottom.at(x)
     }
 
-    /// Indices of the vessels whose box, widened by the index's margin (for synth
-    /// 1.12, [`PERIVASCULAR_REACH`] and more), holds (x, y) µm: a superset of those near.
+    /// Synth 1.12: indices of the vessels whose box, widened by [`PERIVASCULAR_REACH`]
+    /// and more, holds (x, y) µm: a superset of those whose cells may reach it (none
+    /// for earlier generators).
     pub fn vessels_near(&self, x: f32, y: f32) -> &[u32] {
-        self.vessel_index.query(x, y)
+        self.cuff_index.query(x, y)
     }
 
     /// What occupies (x, y) µm, with the mask bits of every finding there.

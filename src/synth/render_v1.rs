@@ -636,8 +636,11 @@ impl<'a> Shader<'a> {
         let g = self.geom;
         // The cuffs that may reach (x, y) with a nucleus: (vessel, share of places
         // with a cell at the wall, reach beyond the wall).
-        let mut near = [(0u32, 0.0f32, 0.0f32); 4];
+        let mut near = [(0u32, 0.0f32, 0.0f32); 6];
         let mut n = 0;
+        // How far from its centre a nucleus drawn here can cover a point: the largest
+        // histiocyte's half-length with its outline's wobble and the edge's smoothing.
+        let nuc_reach = 6.0 + 1.2 * self.aa;
         for &vi in g.vessels_near(x, y) {
             let v = &g.vessels[vi as usize];
             let cuff = hash2(vi as i64, 7, g.salt ^ 0xCF0F);
@@ -654,11 +657,13 @@ impl<'a> Shader<'a> {
                 };
                 (occ, 5.0 + 15.0 * unit(cuff, 1))
             };
-            let span = v.rx.max(v.ry) + v.wall + reach + 7.0;
-            if (x - v.x).abs() > span || (y - v.y).abs() > span || n == near.len() {
-                continue;
-            }
-            if beyond_wall(v, x, y) < reach + 7.0 {
+            // A cell's centre lies within the wall's farthest reach from the vessel's
+            // centre (with a tortuous capillary's winding) plus the cuff's; its nucleus covers points `nuc_reach` beyond.
+            // (Measured from the centre, not as `beyond_wall`, which is not a distance
+            // and would cut nuclei at the edge of a long vessel's cuff.)
+            let winding = if v.tortuous { 3.5 } else { 0.0 };
+            let span = v.rx.max(v.ry) + v.wall + winding + reach + nuc_reach;
+            if noise::hypot(x - v.x, y - v.y) <= span && n < near.len() {
                 near[n] = (vi, occ, reach);
                 n += 1;
             }
@@ -667,8 +672,15 @@ impl<'a> Shader<'a> {
             return base;
         }
         let near = &near[..n];
+        // No place's share can exceed this (the densest cuff at its wall, at the patch
+        // noise's peak): a cell whose hash is over it, or whose nucleus cannot reach
+        // (x, y), is passed over before its place is measured.
+        let most = 1.8 * near.iter().fold(0.0f32, |m, c| m.max(c.1));
         let (aa, salt) = (self.aa, g.salt ^ 0x9E7);
         let cells = cells_around(x, y, 6.5, 0.05, salt, |dx, dy, hsh| {
+            if unit(hsh, 2) >= most || noise::hypot(dx, dy) > nuc_reach {
+                return None;
+            }
             // Whether a cell lies at this place is read at its centre, so the cuff's
             // edge thins it and never cuts a nucleus.
             let (cx, cy) = (x - dx, y - dy);
@@ -1920,6 +1932,15 @@ mod tests {
             let mut per_vessel = Vec::new();
             for seed in 1..3 {
                 let g = Geometry::build_with(gen, SlideClass::Normal, seed, 4000.0, 3000.0, &a);
+                // The same vessels, found by 1.12's index (1.11 has none).
+                let g12 = Geometry::build_with(
+                    Generator::V1_12,
+                    SlideClass::Normal,
+                    seed,
+                    4000.0,
+                    3000.0,
+                    &a,
+                );
                 let shader = Shader { geom: &g, aa: 0.25 };
                 let mut own = vec![[0usize; 2]; g.vessels.len()];
                 // Every other micrometre each way.
@@ -1932,8 +1953,8 @@ mod tests {
                         }
                         // The nearest vessel's distance beyond its wall.
                         let (mut best, mut which) = (f32::MAX, 0);
-                        for &vi in g.vessels_near(x, y) {
-                            let d = beyond_wall(&g.vessels[vi as usize], x, y);
+                        for &vi in g12.vessels_near(x, y) {
+                            let d = beyond_wall(&g12.vessels[vi as usize], x, y);
                             if d < best {
                                 (best, which) = (d, vi as usize);
                             }
