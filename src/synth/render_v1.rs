@@ -658,9 +658,10 @@ impl<'a> Shader<'a> {
                 (occ, 5.0 + 15.0 * unit(cuff, 1))
             };
             // A cell's centre lies within the wall's farthest reach from the vessel's
-            // centre (with a tortuous capillary's winding) plus the cuff's; its nucleus covers points `nuc_reach` beyond.
-            // (Measured from the centre, not as `beyond_wall`, which is not a distance
-            // and would cut nuclei at the edge of a long vessel's cuff.)
+            // centre (with a tortuous capillary's winding) plus the cuff's; its nucleus
+            // covers points `nuc_reach` beyond. (Measured from the centre, not as
+            // `beyond_wall`, which is not a distance and would cut nuclei at the edge
+            // of a long vessel's cuff.) More than six cuffs at one point: the first six.
             let winding = if v.tortuous { 3.5 } else { 0.0 };
             let span = v.rx.max(v.ry) + v.wall + winding + reach + nuc_reach;
             if noise::hypot(x - v.x, y - v.y) <= span && n < near.len() {
