@@ -643,6 +643,12 @@ impl<'a> Shader<'a> {
         let nuc_reach = 6.0 + 1.2 * self.aa;
         for &vi in g.vessels_near(x, y) {
             let v = &g.vessels[vi as usize];
+            // Most points of dermis are beyond any cuff's reach (20 µm): passed over
+            // before the vessel's own draw is read.
+            let d = noise::hypot(x - v.x, y - v.y);
+            if d > v.rx.max(v.ry) + v.wall + 3.5 + 20.0 + nuc_reach {
+                continue;
+            }
             let cuff = hash2(vi as i64, 7, g.salt ^ 0xCF0F);
             let (occ, reach) = if v.tortuous {
                 (0.35, 9.0)
@@ -664,7 +670,7 @@ impl<'a> Shader<'a> {
             // of a long vessel's cuff.) More than six cuffs at one point: the first six.
             let winding = if v.tortuous { 3.5 } else { 0.0 };
             let span = v.rx.max(v.ry) + v.wall + winding + reach + nuc_reach;
-            if noise::hypot(x - v.x, y - v.y) <= span && n < near.len() {
+            if d <= span && n < near.len() {
                 near[n] = (vi, occ, reach);
                 n += 1;
             }
@@ -1158,13 +1164,14 @@ impl<'a> Shader<'a> {
 
 /// How far (x, y) µm lies beyond a vessel's wall along the ray from its centre
 /// (negative inside the wall or the lumen), measured as synth 1.11's vessel shader
-/// measures a point's distance from the lumen's edge.
+/// measures a point's distance from the lumen's edge: the point is `rho` times the
+/// wall's edge point on its ray, so it lies (rho - 1) / rho of its own distance out
+/// (no angle needed).
 fn beyond_wall(v: &Vessel, x: f32, y: f32) -> f32 {
     let (u, w) = v.local(x, y);
     let (a, b) = (v.rx + v.wall, v.ry + v.wall);
-    let th = (w / b).atan2(u / a);
-    let rho = ((u / a).powi(2) + (w / b).powi(2)).sqrt();
-    (rho - 1.0) * noise::hypot(a * th.cos(), b * th.sin())
+    let rho = ((u / a).powi(2) + (w / b).powi(2)).sqrt().max(1e-6);
+    (rho - 1.0) / rho * noise::hypot(u, w)
 }
 
 /// An ellipse's perimeter over its minor circle's (Ramanujan's approximation) for
