@@ -621,6 +621,107 @@ fn draw_tears(rng: &mut ChaCha8Rng, g: &Geometry) -> Vec<Tear> {
         .collect()
 }
 
+/// Synth 1.13: knife lines, straight scratches a nick in the blade dragged through
+/// the section along the cut: the section thinner there or gone to the glass, a
+/// little thicker at the lips where the tissue was pushed aside; all parallel, each
+/// across the whole section.
+#[derive(Debug, Clone, Serialize)]
+pub struct KnifeLines {
+    /// Direction along the lines (the cut's direction), radians.
+    pub angle: f32,
+    pub lines: Vec<KnifeLine>,
+    /// (cos, sin) of `angle`.
+    #[serde(skip)]
+    along: [f32; 2],
+}
+
+/// One knife line, at `offset_um` across the cut from the slide's origin.
+#[derive(Debug, Clone, Serialize)]
+pub struct KnifeLine {
+    pub offset_um: f32,
+    /// Width at its widest, µm; it narrows and widens along its run.
+    pub width_um: f32,
+    /// Share of the section the scratch took at its deepest (1: the glass shows).
+    pub depth: f32,
+    /// Extra thickness at its lips, a share of the section.
+    pub lip: f32,
+    /// How far the line wavers to either side, µm, and over what length.
+    pub waver_um: f32,
+    pub waver_wavelength_um: f32,
+}
+
+impl KnifeLines {
+    /// Section thickness at (x, y) µm relative to the slide's own under the lines (1
+    /// away from them).
+    #[inline]
+    fn thickness(&self, x: f32, y: f32, salt: u64) -> f32 {
+        let t = x * self.along[0] + y * self.along[1];
+        let across = y * self.along[0] - x * self.along[1];
+        let mut kept = 1.0f32;
+        for (k, l) in self.lines.iter().enumerate() {
+            let off0 = across - l.offset_um;
+            // The scratch, its lips and its waver lie within this of its axis.
+            if off0.abs() > l.waver_um + 0.5 * l.width_um + 3.0 {
+                continue;
+            }
+            let salt = salt ^ (0x4B1F + k as u64);
+            // Ragged at a micrometre, wavering over its wavelength.
+            let off = off0
+                - l.waver_um * (t * std::f32::consts::TAU / l.waver_wavelength_um).sin()
+                - 0.5 * (noise::value(t / 1.5, 0.5, salt) - 0.5);
+            // Narrower and shallower in stretches, never quite closed.
+            let half = 0.5 * l.width_um * (0.35 + 0.65 * noise::value(t / 60.0, 2.5, salt));
+            let depth = l.depth
+                * (0.55 + 0.45 * noise::smoothstep(0.2, 0.55, noise::value(t / 180.0, 4.5, salt)));
+            let d = off.abs();
+            let scratch = noise::smoothstep(half + 0.4, half - 0.4, d);
+            let lip = noise::smoothstep(half - 0.2, half + 0.5, d)
+                * noise::smoothstep(half + 2.2, half + 0.9, d);
+            kept = kept.min(1.0 - depth * scratch + l.lip * lip);
+        }
+        kept
+    }
+}
+
+/// Knife lines on 20% of slides: one (60%), two or three parallel lines along the
+/// cut (chatter's direction where the slide has chatter), each through a point of
+/// the tissue.
+fn draw_knife_lines(rng: &mut ChaCha8Rng, g: &Geometry) -> Option<KnifeLines> {
+    if !rng.gen_bool(0.2) {
+        return None;
+    }
+    let angle = match &g.chatter {
+        Some(c) => c.angle,
+        None => rng.gen_range(0.0..std::f32::consts::PI),
+    };
+    let along = [angle.cos(), angle.sin()];
+    let n = match rng.gen_range(0..20) {
+        0..=11 => 1,
+        12..=16 => 2,
+        _ => 3,
+    };
+    let lines = (0..n)
+        .map(|_| {
+            let x = rng.gen_range(g.left.base..g.right.base);
+            let (top, bottom) = (g.surface.at(x), g.bottom.at(x));
+            let y = rng.gen_range(top..bottom.max(top + 1.0));
+            KnifeLine {
+                offset_um: y * along[0] - x * along[1],
+                width_um: rng.gen_range(2.0..7.0),
+                depth: rng.gen_range(0.5..1.0),
+                lip: rng.gen_range(0.0..0.15),
+                waver_um: rng.gen_range(0.2..1.5),
+                waver_wavelength_um: rng.gen_range(80.0..400.0),
+            }
+        })
+        .collect();
+    Some(KnifeLines {
+        angle,
+        lines,
+        along,
+    })
+}
+
 /// Visible fields on 75% of slides, half of them a line scanner's strips.
 fn draw_scan_fields(rng: &mut ChaCha8Rng) -> Option<ScanFields> {
     if !rng.gen_bool(0.75) {
@@ -981,6 +1082,8 @@ pub struct Geometry {
     pub scan: Option<ScanFields>,
     /// Synth 1.2's tears.
     pub tears: Vec<Tear>,
+    /// Synth 1.13's knife lines, if any.
+    pub knife: Option<KnifeLines>,
     /// Cell density and size multipliers for this slide (biological variation).
     pub cell_scale: f32,
     /// Which renderer draws this slide.
@@ -1465,6 +1568,7 @@ impl Geometry {
             chatter: None,
             scan: None,
             tears: Vec::new(),
+            knife: None,
             cell_scale: rng.gen_range(0.92..1.08),
             generator,
             look: Look::sample(&mut ChaCha8Rng::seed_from_u64(0)),
@@ -1664,6 +1768,12 @@ impl Geometry {
             geom.chatter = draw_chatter(&mut r3, w, h);
             geom.scan = draw_scan_fields(&mut r3);
             geom.tears = draw_tears(&mut r3, &geom);
+            if generator >= Generator::V1_13 {
+                // Synth 1.13's knife lines, from a stream of their own.
+                let mut r6 =
+                    ChaCha8Rng::seed_from_u64(noise::mix(seed ^ class.salt() ^ 0x4B_1F_E5));
+                geom.knife = draw_knife_lines(&mut r6, &geom);
+            }
             if generator >= Generator::V1_9 {
                 // Synth 1.9's hair follicles, from a stream of their own again.
                 let mut r4 =
@@ -2274,10 +2384,13 @@ impl Geometry {
         1.0 + c.amplitude * patch * wave
     }
 
-    /// Whether a row at y µm meets chatter's patches or a tear's reach: where it
-    /// does not, `chatter_gain` and `section_kept` are 1 along it (the renderer
-    /// skips them there).
+    /// Whether a row at y µm meets chatter's patches, a tear's reach or a knife line
+    /// (which cross the whole section): where it does not, `chatter_gain` and
+    /// `section_kept` are 1 along it (the renderer skips them there).
     pub fn section_marks_row(&self, y: f32) -> bool {
+        if self.knife.is_some() {
+            return true;
+        }
         let chatter = self
             .chatter
             .as_ref()
@@ -2289,14 +2402,18 @@ impl Geometry {
                 .any(|t| y >= t.bounds[1] && y <= t.bounds[3])
     }
 
-    /// How much of the section is there at (x, y) µm: 0 in a tear's gap, else 1.
+    /// How much of the section is there at (x, y) µm: 0 in a tear's gap, less in a
+    /// knife line's scratch and a little more at its lips, else 1.
     #[inline]
     pub fn section_kept(&self, x: f32, y: f32) -> f32 {
         let mut kept = 1.0f32;
         for t in &self.tears {
             kept = kept.min(1.0 - t.gap(x, y));
         }
-        kept
+        match &self.knife {
+            Some(k) => kept * k.thickness(x, y, self.salt),
+            None => kept,
+        }
     }
 
     /// Light the scanner's field lets through at (x, y) µm, per RGB channel, if

@@ -1551,13 +1551,14 @@ mod tests {
     /// Generators kept byte for byte after a newer one redrew a structure, pinned from
     /// the code of the commit before each step: 1.9 when synth 1.10 redrew the eccrine
     /// coils (model 2.20.0 learnt follicles from 1.9), 1.10 when synth 1.11 redrew the
-    /// vessels, 1.11 when synth 1.12 drew cells round them. `benches/synth_same.sh` with
+    /// vessels, 1.11 when synth 1.12 drew cells round them, 1.12 when synth 1.13 drew
+    /// knife lines. `benches/synth_same.sh` with
     /// every case at the older generator (LINE) gave identical files against that
     /// commit's binary, each time.
     #[test]
-    fn synth_1_9_to_1_11_are_kept_byte_for_byte() {
+    fn synth_1_9_to_1_12_are_kept_byte_for_byte() {
         type Digest = fn(Generator) -> String;
-        let kept: [(Generator, &str, Digest, &str); 7] = [
+        let kept: [(Generator, &str, Digest, &str); 8] = [
             (
                 Generator::V1_9,
                 "coils",
@@ -1599,6 +1600,12 @@ mod tests {
                 "slides",
                 digest_of,
                 "59d13d35629cda05bd5af8e72dafde0dd239391ee186ef7d88f8f1bffbddc072",
+            ),
+            (
+                Generator::V1_12,
+                "slides",
+                digest_of,
+                "456e3febf21b5dcfd3072a90708039778cf4960c63ded8f2663ee4c895921f2b",
             ),
         ];
         for (gen, what, digest, pinned) in kept {
@@ -2006,6 +2013,179 @@ mod tests {
             cuffs.len() >= 40 && 10 * bare >= cuffs.len() && 10 * crowded >= cuffs.len(),
             "{} vessels: {bare} bare, {crowded} crowded",
             cuffs.len()
+        );
+    }
+
+    /// Distance of (x, y) µm across the cut from knife line `l` of `k`'s axis.
+    fn across_knife_line(
+        k: &crate::synth::anatomy::KnifeLines,
+        l: &crate::synth::anatomy::KnifeLine,
+        x: f32,
+        y: f32,
+    ) -> f32 {
+        let (sn, cs) = k.angle.sin_cos();
+        y * cs - x * sn - l.offset_um
+    }
+
+    /// Synth 1.13 draws knife lines and changes nothing else: on slides with and
+    /// without them, every point's mask bits and region 1.12's, and every pixel 1.12's
+    /// farther from a line's axis than its waver, half its width, its lips and a pixel.
+    #[test]
+    fn synth_1_13_adds_knife_lines_and_changes_nothing_else() {
+        let a = Artefacts::default();
+        let (mut with, mut without, mut kept) = (0, 0, 0usize);
+        for seed in 1..=12u64 {
+            let class = SlideClass::ALL[seed as usize % 4];
+            let old = Geometry::build_with(Generator::V1_12, class, seed, 3000.0, 2400.0, &a);
+            let new = Geometry::build_with(Generator::V1_13, class, seed, 3000.0, 2400.0, &a);
+            assert!(old.knife.is_none());
+            let near = |x: f32, y: f32| {
+                new.knife.as_ref().is_some_and(|k| {
+                    k.lines.iter().any(|l| {
+                        across_knife_line(k, l, x, y).abs()
+                            <= l.waver_um + 0.5 * l.width_um + 3.0 + 3.0
+                    })
+                })
+            };
+            if new.knife.is_some() {
+                with += 1;
+            } else {
+                without += 1;
+            }
+            let what = format!("{class:?} {seed}");
+            let (moved, k) = changes_only_where(&old, &new, &what, |_, _, _, _| false, near);
+            assert_eq!(moved, 0);
+            kept += k;
+        }
+        assert!(
+            with >= 2 && without >= 2,
+            "{with} with knife lines, {without} without"
+        );
+        assert!(kept > 4_000_000, "{kept} pixels kept");
+    }
+
+    /// Knife lines as sections show them: on about a fifth of slides, one to three
+    /// parallel lines along the cut (chatter's direction where the slide has chatter),
+    /// each through the tissue; the section thinner along a line's axis (paler pixels
+    /// there than 4-6 µm to either side, on most of its run through the tissue) and
+    /// nowhere thicker than its lips allow.
+    #[test]
+    fn knife_lines_run_along_the_cut_and_thin_the_section() {
+        let a = Artefacts::default();
+        let (mut slides, mut lined, mut chattered) = (0, 0, 0);
+        let mut counts = [0usize; 4];
+        for seed in 0..300u64 {
+            let class = SlideClass::ALL[seed as usize % 4];
+            let g = Geometry::build_with(Generator::V1_13, class, seed, 2000.0, 1600.0, &a);
+            slides += 1;
+            let Some(k) = &g.knife else { continue };
+            lined += 1;
+            counts[k.lines.len()] += 1;
+            if let Some(c) = &g.chatter {
+                assert_eq!(c.angle, k.angle, "seed {seed}: knife lines across the cut");
+                chattered += 1;
+            }
+            for l in &k.lines {
+                assert!((2.0..7.0).contains(&l.width_um) && (0.5..1.0).contains(&l.depth));
+            }
+        }
+        let share = lined as f32 / slides as f32;
+        eprintln!("knife lines on {lined} of {slides} slides (lines per slide {counts:?}), {chattered} with chatter");
+        assert!((0.14..0.26).contains(&share), "{lined} of {slides} slides");
+        assert!(
+            counts[1] > counts[2] && counts[2] > 0 && counts[3] > 0,
+            "{counts:?}"
+        );
+        assert!(chattered > 0);
+
+        // Along the lines of the first slides that have them: the section's thickness
+        // on the axis and beside it, and the rendered light.
+        let (mut on_paler, mut runs) = (0usize, 0usize);
+        let mut seeds = (0u64..).filter_map(|seed| {
+            let g = Geometry::build_with(
+                Generator::V1_13,
+                SlideClass::Normal,
+                seed,
+                2000.0,
+                1600.0,
+                &a,
+            );
+            g.knife.is_some().then_some(g)
+        });
+        for g in seeds.by_ref().take(4) {
+            let k = g.knife.as_ref().unwrap();
+            let (sn, cs) = k.angle.sin_cos();
+            for l in &k.lines {
+                // Points on the axis: along the cut from its foot nearest the origin.
+                let (fx, fy) = (-l.offset_um * sn, l.offset_um * cs);
+                for step in -4000..4000 {
+                    let t = step as f32 * 1.0;
+                    let (x, y) = (fx + t * cs, fy + t * sn);
+                    if !(20.0..1980.0).contains(&x) || !(20.0..1580.0).contains(&y) {
+                        continue;
+                    }
+                    let kept = g.section_kept(x, y);
+                    assert!(kept <= 1.0 + l.lip + 1e-4, "{kept} at ({x}, {y})");
+                    if step % 40 != 0
+                        || !matches!(
+                            g.locate(x, y).region,
+                            crate::synth::anatomy::Region::Papillary
+                                | crate::synth::anatomy::Region::Reticular
+                        )
+                    {
+                        continue;
+                    }
+                    // The axis wavers by up to waver_um: the thinnest of a short
+                    // cross-section, against the section 5 µm out on both sides.
+                    let thinnest = (-8..=8)
+                        .map(|d| {
+                            let d = d as f32 * 0.25;
+                            g.section_kept(x - d * sn, y + d * cs)
+                        })
+                        .fold(f32::MAX, f32::min);
+                    let beside = g
+                        .section_kept(x - 5.5 * sn, y + 5.5 * cs)
+                        .min(g.section_kept(x + 5.5 * sn, y - 5.5 * cs));
+                    assert!(beside >= 0.999, "{beside} beside a line at ({x}, {y})");
+                    assert!(
+                        thinnest <= 1.0 - 0.5 * 0.55 * l.depth + 1e-3,
+                        "{thinnest} on a line"
+                    );
+                    // Rendered at 0.5 µm/px: the brightest pixel of the cross-section
+                    // over the mean of those 4-6 µm to either side.
+                    let px = |x: f32, y: f32| {
+                        let p = render_rgb(
+                            &g,
+                            Raster::new(0.5),
+                            (x / 0.5) as i64,
+                            (y / 0.5) as i64,
+                            1,
+                            1,
+                        );
+                        p.iter().map(|&v| v as f32).sum::<f32>()
+                    };
+                    let on = (-8..=8)
+                        .map(|d| {
+                            let d = d as f32 * 0.25;
+                            px(x - d * sn, y + d * cs)
+                        })
+                        .fold(0.0f32, f32::max);
+                    let off = [-6.0f32, -4.0, 4.0, 6.0]
+                        .map(|d| px(x - d * sn, y + d * cs))
+                        .iter()
+                        .sum::<f32>()
+                        / 4.0;
+                    runs += 1;
+                    if on > off + 15.0 {
+                        on_paler += 1;
+                    }
+                }
+            }
+        }
+        eprintln!("{on_paler} of {runs} points on knife lines paler than beside them");
+        assert!(
+            runs >= 30 && on_paler * 10 >= runs * 7,
+            "{on_paler} of {runs}"
         );
     }
 
@@ -2982,8 +3162,13 @@ mod tests {
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_12);
-        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_12);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_13);
+        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_13);
+        assert_eq!("1.13".parse::<Generator>().unwrap(), Generator::V1_13);
+        assert_eq!("1.13.0".parse::<Generator>().unwrap(), Generator::V1_13);
+        assert_eq!(Generator::V1_12.version(), "1.12.0");
+        assert!(Generator::V1_13 > Generator::V1_12);
+        assert_eq!(Generator::default(), Generator::V1_13);
         assert_eq!("1.12".parse::<Generator>().unwrap(), Generator::V1_12);
         assert_eq!("1.12.0".parse::<Generator>().unwrap(), Generator::V1_12);
         assert_eq!("1.11".parse::<Generator>().unwrap(), Generator::V1_11);

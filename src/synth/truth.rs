@@ -150,6 +150,10 @@ pub struct Structures {
     /// Synth 1.2: tears (start, direction, length, widest gap), if any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tears: Vec<super::anatomy::Tear>,
+    /// Synth 1.13: knife lines (direction along the cut; each line's offset across
+    /// it, width, depth, lips and waver), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knife_lines: Option<super::anatomy::KnifeLines>,
     /// Synth 1.6: basal melanin (peak concentration, reach above the junction in
     /// µm), if the slide is pigmented.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -236,6 +240,7 @@ impl Truth {
                 chatter: geom.chatter.clone(),
                 scan_fields: geom.scan.clone(),
                 tears: geom.tears.clone(),
+                knife_lines: geom.knife.clone(),
                 melanin: (geom.melanin > 0.0).then_some([geom.melanin, geom.melanin_reach_um]),
                 follicles: geom.follicles.clone(),
             },
