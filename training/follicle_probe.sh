@@ -14,7 +14,9 @@
 # probe another generator step that redraws one structure the same way: OLD=1.9
 # NEW=1.10 SEED=614000 for synth 1.10's eccrine coils (seeds 614000-614399), OLD=1.10
 # NEW=1.11 SEED=618000 for synth 1.11's vessels (seeds 618000-618399), OLD=1.11 NEW=1.12
-# SEED=619000 for synth 1.12's cells round vessels (seeds 619000-619399).
+# SEED=619000 for synth 1.12's cells round vessels (seeds 619000-619399), OLD=1.12 NEW=1.13
+# for synth 1.13's knife lines on the 619000 seeds (3 of 40 have them; training/knife_probe.sh
+# picks 20 that do from 620000-620399 and calls this script on them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: training/follicle_probe.sh OUT [BIN] [MODEL]}

@@ -677,7 +677,8 @@ impl KnifeLines {
             let scratch = noise::smoothstep(half + 0.4, half - 0.4, d);
             let lip = noise::smoothstep(half - 0.2, half + 0.5, d)
                 * noise::smoothstep(half + 2.2, half + 0.9, d);
-            kept = kept.min(1.0 - depth * scratch + l.lip * lip);
+            // Lines lie apart; where two meet, their thinning multiplies.
+            kept *= 1.0 - depth * scratch + l.lip * lip;
         }
         kept
     }

@@ -2067,8 +2067,8 @@ mod tests {
     /// Knife lines as sections show them: on about a fifth of slides, one to three
     /// parallel lines along the cut (chatter's direction where the slide has chatter),
     /// each through the tissue; the section thinner along a line's axis (paler pixels
-    /// there than 4-6 µm to either side, on most of its run through the tissue) and
-    /// nowhere thicker than its lips allow.
+    /// there than 4-6 µm to either side, on most of its run through the tissue),
+    /// thicker at its lips, and nowhere thicker than its lips allow.
     #[test]
     fn knife_lines_run_along_the_cut_and_thin_the_section() {
         let a = Artefacts::default();
@@ -2101,6 +2101,7 @@ mod tests {
         // Along the lines of the first slides that have them: the section's thickness
         // on the axis and beside it, and the rendered light.
         let (mut on_paler, mut runs) = (0usize, 0usize);
+        let (mut lipped, mut lip_runs, mut lip_most) = (0usize, 0usize, f32::MIN);
         let mut seeds = (0u64..).filter_map(|seed| {
             let g = Geometry::build_with(
                 Generator::V1_13,
@@ -2126,6 +2127,20 @@ mod tests {
                     }
                     let kept = g.section_kept(x, y);
                     assert!(kept <= 1.0 + l.lip + 1e-4, "{kept} at ({x}, {y})");
+                    // The lips: thicker just beside the scratch, by the line's own lip.
+                    let lips = (0..=40)
+                        .map(|d| {
+                            let d = d as f32 * 0.25 - 5.0;
+                            g.section_kept(x - d * sn, y + d * cs)
+                        })
+                        .fold(0.0f32, f32::max);
+                    lip_most = lip_most.max(lips - 1.0 - l.lip);
+                    if l.lip > 0.05 && lips > 1.0 + 0.5 * l.lip {
+                        lipped += 1;
+                    }
+                    if l.lip > 0.05 {
+                        lip_runs += 1;
+                    }
                     if step % 40 != 0
                         || !matches!(
                             g.locate(x, y).region,
@@ -2183,6 +2198,12 @@ mod tests {
             }
         }
         eprintln!("{on_paler} of {runs} points on knife lines paler than beside them");
+        eprintln!("{lipped} of {lip_runs} points on lines with lips thicker beside the scratch");
+        assert!(lip_most <= 1e-4, "a lip {lip_most} over its own");
+        assert!(
+            lip_runs >= 100 && lipped * 10 >= lip_runs * 9,
+            "{lipped} of {lip_runs}"
+        );
         assert!(
             runs >= 30 && on_paler * 10 >= runs * 7,
             "{on_paler} of {runs}"
