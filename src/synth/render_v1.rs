@@ -2102,7 +2102,7 @@ mod tests {
         // on the axis and beside it, and the rendered light.
         let (mut on_paler, mut runs) = (0usize, 0usize);
         let (mut lipped, mut lip_runs, mut lip_most) = (0usize, 0usize, f32::MIN);
-        let mut seeds = (0u64..).filter_map(|seed| {
+        let seeds = (0u64..).filter_map(|seed| {
             let g = Geometry::build_with(
                 Generator::V1_13,
                 SlideClass::Normal,
@@ -2113,14 +2113,14 @@ mod tests {
             );
             g.knife.is_some().then_some(g)
         });
-        for g in seeds.by_ref().take(4) {
+        for g in seeds.take(4) {
             let k = g.knife.as_ref().unwrap();
             let (sn, cs) = k.angle.sin_cos();
             for l in &k.lines {
                 // Points on the axis: along the cut from its foot nearest the origin.
                 let (fx, fy) = (-l.offset_um * sn, l.offset_um * cs);
                 for step in -4000..4000 {
-                    let t = step as f32 * 1.0;
+                    let t = step as f32;
                     let (x, y) = (fx + t * cs, fy + t * sn);
                     if !(20.0..1980.0).contains(&x) || !(20.0..1580.0).contains(&y) {
                         continue;
