@@ -584,6 +584,14 @@ fn draw_chatter(rng: &mut ChaCha8Rng, w: f32, h: f32) -> Option<Chatter> {
     })
 }
 
+/// A point inside the tissue (µm): x across the section's width, then y between the
+/// surface and the base there. Tears and knife lines draw through it.
+fn tissue_point(rng: &mut ChaCha8Rng, g: &Geometry) -> (f32, f32) {
+    let x = rng.gen_range(g.left.base..g.right.base);
+    let (top, bottom) = (g.surface.at(x), g.bottom.at(x));
+    (x, rng.gen_range(top..bottom.max(top + 1.0)))
+}
+
 /// Tears on 35% of slides, one to three, each starting inside the tissue.
 fn draw_tears(rng: &mut ChaCha8Rng, g: &Geometry) -> Vec<Tear> {
     if !rng.gen_bool(0.35) {
@@ -591,9 +599,7 @@ fn draw_tears(rng: &mut ChaCha8Rng, g: &Geometry) -> Vec<Tear> {
     }
     (0..rng.gen_range(1..=3))
         .map(|_| {
-            let x = rng.gen_range(g.left.base..g.right.base);
-            let (top, bottom) = (g.surface.at(x), g.bottom.at(x));
-            let y = rng.gen_range(top..bottom.max(top + 1.0));
+            let (x, y) = tissue_point(rng, g);
             let angle: f32 = rng.gen_range(0.0..std::f32::consts::TAU);
             let length_um = rng.gen_range(80.0..600.0);
             let width_um = rng.gen_range(2.0..14.0);
@@ -703,9 +709,7 @@ fn draw_knife_lines(rng: &mut ChaCha8Rng, g: &Geometry) -> Option<KnifeLines> {
     };
     let lines = (0..n)
         .map(|_| {
-            let x = rng.gen_range(g.left.base..g.right.base);
-            let (top, bottom) = (g.surface.at(x), g.bottom.at(x));
-            let y = rng.gen_range(top..bottom.max(top + 1.0));
+            let (x, y) = tissue_point(rng, g);
             KnifeLine {
                 offset_um: y * along[0] - x * along[1],
                 width_um: rng.gen_range(2.0..7.0),
