@@ -154,8 +154,11 @@ struct SynthArgs {
     /// JPEG quality of the tiles (default: drawn per slide).
     #[arg(long)]
     jpeg_quality: Option<u8>,
-    /// Renderer: 1.13 (real-tissue appearance, default; 1.0 to 1.3 name the same
-    /// line), 1.12 (1.13 without knife lines; with --implant-into, 1.13's implants),
+    /// Renderer: 1.14 (real-tissue appearance, default; 1.0 to 1.3 name the same
+    /// line), 1.13 (1.14 with hidradenitis, its mask and the neutrophils round an
+    /// inflamed coil, over the coil's whole disc and 35 um beyond rather than within
+    /// 35 um of its tubules; with --implant-into, 1.14's implants), 1.12 (1.13
+    /// without knife lines; with --implant-into, 1.13's implants),
     /// 1.11 (1.12 without the lymphocytes round vessels), 1.10 (1.11 with
     /// synth 0.3's vessels: a ring of dark blocks round red dots; with
     /// --implant-into, 1.11's implants), 1.9 (1.10 with eccrine coils as round tubules scattered over a disc;
@@ -165,8 +168,8 @@ struct SynthArgs {
     /// (1.7 with round pale papillae cut across and a sparser basal layer), 1.5 (1.6
     /// without basal melanin), 1.4 (the look model 2 was trained on) or 0.3 (the look
     /// model 1.2.0 was trained on), the older ones kept byte for byte; all draw the
-    /// same lesions and finding masks for a seed.
-    #[arg(long, default_value = "1.13")]
+    /// same lesions for a seed, and the same finding masks but for 1.14's hidradenitis.
+    #[arg(long, default_value = "1.14")]
     generator: String,
     /// Draw lesions (and sham normal structures) into this real normal-skin slide
     /// instead of rendering a phantom: ids <class>-implant-<seed>, masks and truth as
@@ -575,7 +578,7 @@ fn implant(
         .map_err(|e: crate::synth::SynthError| usage(e.to_string()))?;
     if generator < crate::synth::Generator::V1_4 {
         return Err(usage(
-            "--implant-into draws with a synth 1.x generator (1.4 to 1.13), not 0.3",
+            "--implant-into draws with a synth 1.x generator (1.4 to 1.14), not 0.3",
         ));
     }
     if let Some(o) = args.optics_um {

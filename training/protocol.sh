@@ -59,7 +59,8 @@
 # training/follicle_probe.sh 610000-610399 (and OLD=1.9 NEW=1.10, the coil probe,
 # 614000-614399; OLD=1.10 NEW=1.11, the vessel probe, 618000-618399; OLD=1.11 NEW=1.12, the
 # perivascular probe, 619000-619399; OLD=1.12 NEW=1.13, training/knife_probe.sh,
-# 620000-620399), training/follicle_finetune.sh 612000-612047 (GEN=1.10, the coil
+# 620000-620399; training/hidradenitis_labels.sh, OLD=1.13 NEW=1.14, the coil probe's
+# DIRA seeds 614000-614009), training/follicle_finetune.sh 612000-612047 (GEN=1.10, the coil
 # experiment: 616000-616047), model2_data.sh train10 12400-12599 and train12 12600-12799.
 #
 # Environment:

@@ -23,7 +23,8 @@ pub const PSORIASIFORM: u8 = 32;
 
 /// Basal layer thickness (one row of cells), µm.
 pub const BASAL_UM: f32 = 9.0;
-/// Halo of neutrophils around an inflamed coil that still counts as hidradenitis, µm.
+/// Halo of neutrophils around an inflamed coil that still counts as hidradenitis, µm:
+/// beyond the coil's disc up to synth 1.13, beyond its nearest tubule from 1.14.
 pub const NEH_HALO_UM: f32 = 35.0;
 /// Synth 1.12: how far beyond a vessel's wall the cells round it may be drawn, µm:
 /// a cuff reaches at most 20 µm, and a nucleus centred there 6 µm more and its
@@ -182,7 +183,7 @@ impl Tubule {
     /// Signed distance from (x, y) to the section's edge, µm (negative inside):
     /// exact on a round section, a close approximation on an elongated one
     /// (gradient-normalised ellipse distance). Synth 1.10.
-    fn edge_distance(&self, x: f32, y: f32) -> f32 {
+    pub(crate) fn edge_distance(&self, x: f32, y: f32) -> f32 {
         let (dx, dy) = (x - self.x, y - self.y);
         let along = dx * self.axis[0] + dy * self.axis[1];
         let across = dy * self.axis[0] - dx * self.axis[1];
@@ -2095,11 +2096,27 @@ impl Geometry {
             }
             let d = noise::hypot(x - c.x, y - c.y);
             if d < reach {
-                if c.inflamed {
+                // Synth 1.14: hidradenitis lies within the halo of the coil's tubules,
+                // not over its whole disc, whose lobules leave much of it plain dermis.
+                let by_tubules = c.inflamed && self.generator >= Generator::V1_14;
+                if c.inflamed && !by_tubules {
                     site.flags |= HIDRADENITIS;
                     site.neh = true;
                 }
-                if d < c.r + 12.0 {
+                if d >= c.r + 12.0 {
+                    if by_tubules {
+                        let nearest = c
+                            .tubules
+                            .iter()
+                            .map(|t| t.edge_distance(x, y))
+                            .fold(f32::MAX, f32::min);
+                        if nearest < NEH_HALO_UM {
+                            site.flags |= HIDRADENITIS;
+                            site.neh = true;
+                            site.tubule_dist = nearest.max(0.0);
+                        }
+                    }
+                } else {
                     site.item = ci as u32;
                     let mut nearest = f32::MAX;
                     let oval = self.generator >= Generator::V1_10;
@@ -2115,6 +2132,10 @@ impl Geometry {
                         }
                     }
                     site.tubule_dist = nearest.max(0.0);
+                    if by_tubules && nearest < NEH_HALO_UM {
+                        site.flags |= HIDRADENITIS;
+                        site.neh = true;
+                    }
                     if nearest < 0.0 {
                         let t = &c.tubules[site.sub as usize];
                         let centre = if oval {

@@ -1528,6 +1528,36 @@ mod tests {
         format!("{:x}", h.finalize())
     }
 
+    /// sha256 of the mask bits round every inflamed coil (its disc and the halo that
+    /// counts as hidradenitis) of the first three DIRA slides that have one, on a 2 µm
+    /// grid, drawn by `gen`.
+    fn inflamed_coil_mask_digest(gen: Generator) -> String {
+        use sha2::{Digest, Sha256};
+        let a = Artefacts::default();
+        let mut h = Sha256::new();
+        let mut n = 0;
+        for seed in 1..60 {
+            let g = Geometry::build_with(gen, SlideClass::Dira, seed, 3000.0, 2400.0, &a);
+            for c in g.coils.iter().filter(|c| c.inflamed) {
+                let reach = c.r + crate::synth::anatomy::NEH_HALO_UM + 4.0;
+                let mut y = c.y - reach;
+                while y < c.y + reach {
+                    let mut x = c.x - reach;
+                    while x < c.x + reach {
+                        h.update([g.locate(x, y).flags]);
+                        x += 2.0;
+                    }
+                    y += 2.0;
+                }
+            }
+            n += g.coils.iter().any(|c| c.inflamed) as usize;
+            if n == 3 {
+                break;
+            }
+        }
+        format!("{:x}", h.finalize())
+    }
+
     /// sha256 of the first six vessels (lumen, wall and 12 µm round them) of the
     /// first two slides of each class, at 1 µm/px, rendered by `gen`.
     fn vessel_digest(gen: Generator) -> String {
@@ -1552,13 +1582,14 @@ mod tests {
     /// the code of the commit before each step: 1.9 when synth 1.10 redrew the eccrine
     /// coils (model 2.20.0 learnt follicles from 1.9), 1.10 when synth 1.11 redrew the
     /// vessels, 1.11 when synth 1.12 drew cells round them, 1.12 when synth 1.13 drew
-    /// knife lines. `benches/synth_same.sh` with
+    /// knife lines, 1.13 (its coils, and the masks round inflamed ones) when synth
+    /// 1.14 drew hidradenitis where the tubules are. `benches/synth_same.sh` with
     /// every case at the older generator (LINE) gave identical files against that
     /// commit's binary, each time.
     #[test]
-    fn synth_1_9_to_1_12_are_kept_byte_for_byte() {
+    fn synth_1_9_to_1_13_are_kept_byte_for_byte() {
         type Digest = fn(Generator) -> String;
-        let kept: [(Generator, &str, Digest, &str); 8] = [
+        let kept: [(Generator, &str, Digest, &str); 11] = [
             (
                 Generator::V1_9,
                 "coils",
@@ -1606,6 +1637,24 @@ mod tests {
                 "slides",
                 digest_of,
                 "456e3febf21b5dcfd3072a90708039778cf4960c63ded8f2663ee4c895921f2b",
+            ),
+            (
+                Generator::V1_13,
+                "coils",
+                coil_digest,
+                "33f819b59488bba8d4a434f48e7eb3ea5ab60e11016c6df9d7fe200b55dee670",
+            ),
+            (
+                Generator::V1_13,
+                "slides",
+                digest_of,
+                "2ee5c573c173efc5cdb34e83c4c723252b94297a6cc80385d93efd517d570c7b",
+            ),
+            (
+                Generator::V1_13,
+                "hidradenitis masks",
+                inflamed_coil_mask_digest,
+                "50b247e8ef84f3e7b2a3919b5c983d68f828481863ec724536b72cf9234ffe32",
             ),
         ];
         for (gen, what, digest, pinned) in kept {
@@ -2762,6 +2811,121 @@ mod tests {
         );
     }
 
+    /// Synth 1.14 marks hidradenitis, and draws the neutrophils of an inflamed coil's
+    /// halo, only within 35 µm of the coil's tubules; 1.13 marked the coil's whole disc
+    /// and 35 µm beyond it, though its lobules leave much of the disc plain dermis (a
+    /// tile there showed collagen and a scatter of neutrophils, labelled
+    /// hidradenitis). Every region and every other mask bit stays 1.13's, and so does
+    /// every pixel away from inflamed coils.
+    #[test]
+    fn synth_1_14_marks_hidradenitis_by_the_tubules() {
+        use crate::synth::anatomy::{Region, HIDRADENITIS, NEH_HALO_UM};
+        use crate::synth::render::Shader;
+        let a = Artefacts::default();
+        let (mut old_area, mut new_area, mut plain, mut slides) = (0usize, 0usize, 0usize, 0);
+        let (mut far_px, mut near_changed) = (0usize, 0usize);
+        for seed in 1..80 {
+            let build = |gen| Geometry::build_with(gen, SlideClass::Dira, seed, 3000.0, 2400.0, &a);
+            let (old, new) = (build(Generator::V1_13), build(Generator::V1_14));
+            if !new.coils.iter().any(|c| c.inflamed) {
+                continue;
+            }
+            slides += 1;
+            let mut calm = new.clone();
+            for c in calm.coils.iter_mut() {
+                c.inflamed = false;
+            }
+            let (sn, sc) = (
+                Shader {
+                    geom: &new,
+                    aa: 0.25,
+                },
+                Shader {
+                    geom: &calm,
+                    aa: 0.25,
+                },
+            );
+            let inflamed: Vec<_> = new.coils.iter().filter(|c| c.inflamed).collect();
+            let near_tubules = |x: f32, y: f32| {
+                inflamed.iter().any(|c| {
+                    c.tubules
+                        .iter()
+                        .any(|t| t.edge_distance(x, y) < NEH_HALO_UM)
+                })
+            };
+            for c in &inflamed {
+                let reach = c.r + NEH_HALO_UM + 4.0;
+                let mut y = c.y - reach;
+                while y < c.y + reach {
+                    let mut x = c.x - reach;
+                    while x < c.x + reach {
+                        let (o, n) = (old.locate(x, y), new.locate(x, y));
+                        assert_eq!(o.region, n.region, "region at ({x}, {y})");
+                        assert_eq!(o.flags & !HIDRADENITIS, n.flags & !HIDRADENITIS);
+                        let marked = n.flags & HIDRADENITIS != 0;
+                        assert_eq!(marked, near_tubules(x, y), "hidradenitis at ({x}, {y})");
+                        assert!(!marked || o.flags & HIDRADENITIS != 0, "1.13 marked it too");
+                        old_area += (o.flags & HIDRADENITIS != 0) as usize;
+                        new_area += marked as usize;
+                        // Unmarked dermis is drawn as if no coil were inflamed: no
+                        // neutrophil far from the tubules.
+                        if !marked && matches!(n.region, Region::Papillary | Region::Reticular) {
+                            let (kn, kc) = (sn.shade(x, y), sc.shade(x, y));
+                            assert!(kn.h == kc.h && kn.e == kc.e, "neutrophil at ({x}, {y})");
+                            plain += 1;
+                        }
+                        x += 2.0;
+                    }
+                    y += 2.0;
+                }
+            }
+            if slides <= 2 {
+                // Every pixel away from the inflamed coils is 1.13's (4 um/px).
+                let (w, h) = (750usize, 600usize);
+                let (po, pn) = (
+                    render_rgb(&old, Raster::new(4.0), 0, 0, w, h),
+                    render_rgb(&new, Raster::new(4.0), 0, 0, w, h),
+                );
+                for i in 0..w * h {
+                    let (x, y) = ((i % w) as f32 * 4.0 + 2.0, (i / w) as f32 * 4.0 + 2.0);
+                    let same = po[i * 3..i * 3 + 3] == pn[i * 3..i * 3 + 3];
+                    let away = inflamed
+                        .iter()
+                        .all(|c| noise::hypot(x - c.x, y - c.y) > c.r + NEH_HALO_UM + 12.0);
+                    if away {
+                        assert!(same, "pixel ({x}, {y}) away from inflamed coils changed");
+                        far_px += 1;
+                    } else {
+                        near_changed += !same as usize;
+                    }
+                }
+            }
+            if slides == 6 {
+                break;
+            }
+        }
+        assert_eq!(slides, 6, "DIRA slides with an inflamed coil");
+        assert!(
+            plain > 5000 && far_px > 100_000,
+            "{plain} dermis points, {far_px} pixels"
+        );
+        assert!(
+            near_changed > 100,
+            "{near_changed} pixels changed round the coils"
+        );
+        // The lobules leave a good share of the old mark plain dermis.
+        let kept = new_area as f64 / old_area as f64;
+        eprintln!(
+            "hidradenitis: 1.14 marks {new_area} of 1.13's {old_area} points ({kept:.3}); \
+             {plain} unmarked dermis points drawn calm; {far_px} far pixels kept, \
+             {near_changed} near ones changed"
+        );
+        assert!(
+            (0.3..0.9).contains(&kept),
+            "1.14 keeps {new_area} of {old_area} marked points"
+        );
+    }
+
     #[test]
     fn synth_1_epidermis_is_basophilic_and_dermis_eosinophilic() {
         for seed in 0..4 {
@@ -3183,13 +3347,16 @@ mod tests {
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_13);
-        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_13);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_14);
+        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_14);
         assert_eq!("1.13".parse::<Generator>().unwrap(), Generator::V1_13);
         assert_eq!("1.13.0".parse::<Generator>().unwrap(), Generator::V1_13);
+        assert_eq!("1.14".parse::<Generator>().unwrap(), Generator::V1_14);
+        assert_eq!("1.14.0".parse::<Generator>().unwrap(), Generator::V1_14);
         assert_eq!(Generator::V1_12.version(), "1.12.0");
         assert!(Generator::V1_13 > Generator::V1_12);
-        assert_eq!(Generator::default(), Generator::V1_13);
+        assert!(Generator::V1_14 > Generator::V1_13);
+        assert_eq!(Generator::default(), Generator::V1_14);
         assert_eq!("1.12".parse::<Generator>().unwrap(), Generator::V1_12);
         assert_eq!("1.12.0".parse::<Generator>().unwrap(), Generator::V1_12);
         assert_eq!("1.11".parse::<Generator>().unwrap(), Generator::V1_11);
