@@ -154,8 +154,9 @@ struct SynthArgs {
     /// JPEG quality of the tiles (default: drawn per slide).
     #[arg(long)]
     jpeg_quality: Option<u8>,
-    /// Renderer: 1.14 (real-tissue appearance, default; 1.0 to 1.3 name the same
-    /// line), 1.13 (1.14 with hidradenitis, its mask and the neutrophils round an
+    /// Renderer: 1.15 (real-tissue appearance, default; 1.0 to 1.3 name the same
+    /// line), 1.14 (1.15 without the coil's clear and dark cells and the duct's
+    /// cuticle; with --implant-into, 1.15's implants), 1.13 (1.14 with hidradenitis, its mask and the neutrophils round an
     /// inflamed coil, over the coil's whole disc and 35 um beyond rather than within
     /// 35 um of its tubules; with --implant-into, 1.14's implants), 1.12 (1.13
     /// without knife lines; with --implant-into, 1.13's implants),
@@ -169,7 +170,7 @@ struct SynthArgs {
     /// without basal melanin), 1.4 (the look model 2 was trained on) or 0.3 (the look
     /// model 1.2.0 was trained on), the older ones kept byte for byte; all draw the
     /// same lesions for a seed, and the same finding masks but for 1.14's hidradenitis.
-    #[arg(long, default_value = "1.14")]
+    #[arg(long, default_value = "1.15")]
     generator: String,
     /// Draw lesions (and sham normal structures) into this real normal-skin slide
     /// instead of rendering a phantom: ids <class>-implant-<seed>, masks and truth as
@@ -578,7 +579,7 @@ fn implant(
         .map_err(|e: crate::synth::SynthError| usage(e.to_string()))?;
     if generator < crate::synth::Generator::V1_4 {
         return Err(usage(
-            "--implant-into draws with a synth 1.x generator (1.4 to 1.14), not 0.3",
+            "--implant-into draws with a synth 1.x generator (1.4 to 1.15), not 0.3",
         ));
     }
     if let Some(o) = args.optics_um {

@@ -424,16 +424,16 @@ fn synth_1_8_sees_what_it_draws_through_the_optics_and_keeps_the_rest() {
         a.extend_from_slice(&["--optics-um", optics]);
         implant(&src, &a, out.path(), "2");
         let t = truth(out.path(), "dira-implant-5");
-        assert_eq!(t["generator_version"], "1.14.0");
+        assert_eq!(t["generator_version"], "1.15.0");
         assert_eq!(
             t["implant"]["optics_um"].as_f64(),
             Some(optics.parse().unwrap())
         );
         runs.push((out, t));
     }
-    // Synth 1.9 to 1.14 changed the phantoms only (hair follicles, eccrine coils,
-    // vessels, the cells round them, knife lines, hidradenitis by the tubules): their
-    // implants are 1.8's.
+    // Synth 1.9 to 1.15 changed the phantoms only (hair follicles, eccrine coils,
+    // vessels, the cells round them, knife lines, hidradenitis by the tubules, the
+    // coil's clear and dark cells): their implants are 1.8's.
     let out18 = tempfile::tempdir().unwrap();
     let mut a = args.to_vec();
     a.extend_from_slice(&["--optics-um", "0.5", "--generator", "1.8"]);

@@ -38,7 +38,7 @@ pub use self::truth::{MaskGrid, Truth, TruthFinding};
 
 /// Version of the default generator, written into every truth file; bump it
 /// whenever the same arguments would render different pixels.
-pub const GENERATOR_VERSION: &str = "1.14.0";
+pub const GENERATOR_VERSION: &str = "1.15.0";
 
 /// Which renderer draws the pixels. `V0_3` is kept byte-for-byte so model 1.2.0's
 /// training set and the realism baseline stay reproducible; `V1_4` likewise for model
@@ -60,10 +60,12 @@ pub const GENERATOR_VERSION: &str = "1.14.0";
 /// in the dermis, a sparse to dense cuff of lymphocytes with a few histiocytes; no
 /// mask changes; 1.11's implants); `V1_13` likewise (1.12's phantoms with knife lines
 /// on a fifth of slides, straight scratches along the cut; no mask changes; 1.12's
-/// implants); `V1_14` (the default) is the synth 1.x line as it is now: 1.13's
-/// phantoms with hidradenitis (its mask and the neutrophils in the dermis round an
-/// inflamed coil) within 35 µm of the coil's tubules instead of over its whole disc
-/// and 35 µm beyond, 1.13's implants. The 1.x generators draw the same anatomy
+/// implants); `V1_14` likewise (1.13's phantoms with hidradenitis, its mask and the
+/// neutrophils in the dermis round an inflamed coil, within 35 µm of the coil's
+/// tubules instead of over its whole disc and 35 µm beyond; 1.13's implants); `V1_15`
+/// (the default) is the synth 1.x line as it is now: 1.14's phantoms with the
+/// secretory coil's clear and dark cells and the duct's eosinophilic cuticle (no mask
+/// changes), 1.14's implants. The 1.x generators draw the same anatomy
 /// and masks for the same seed with real-tissue appearance (docs/realism.md), but
 /// for 1.14's hidradenitis masks.
 /// Ordered by age, so `g >= Generator::V1_7` reads "1.7 or later".
@@ -91,9 +93,11 @@ pub enum Generator {
     V1_12,
     #[serde(rename = "1.13.0")]
     V1_13,
-    #[default]
     #[serde(rename = "1.14.0")]
     V1_14,
+    #[default]
+    #[serde(rename = "1.15.0")]
+    V1_15,
 }
 
 impl Generator {
@@ -111,7 +115,8 @@ impl Generator {
             Generator::V1_11 => "1.11.0",
             Generator::V1_12 => "1.12.0",
             Generator::V1_13 => "1.13.0",
-            Generator::V1_14 => GENERATOR_VERSION,
+            Generator::V1_14 => "1.14.0",
+            Generator::V1_15 => GENERATOR_VERSION,
         }
     }
 
@@ -137,12 +142,13 @@ impl FromStr for Generator {
             // hair follicles and sebaceous glands, 1.10.0 eccrine coils as a
             // coiled tube cut across, with myoepithelium, 1.11.0 vessels with
             // endothelium, a muscle coat and red cells, 1.12.0 perivascular cells,
-            // 1.13.0 knife lines, 1.14.0 hidradenitis by the tubules. 1.4 to 1.13 are kept (model 2's phantoms; 1.5's fat; 1.6's melanin;
+            // 1.13.0 knife lines, 1.14.0 hidradenitis by the tubules, 1.15.0 clear and
+            // dark coil cells. 1.4 to 1.14 are kept (model 2's phantoms; 1.5's fat; 1.6's melanin;
             // 1.7's phantoms are 1.8's, its implants model 2's; 1.8's phantoms
             // have no follicles; 1.9's coils are round tubules scattered over a
             // disc; 1.10's vessels are synth 0.3's rings; 1.11's have no cells
             // round them; 1.12's sections no knife lines; 1.13's hidradenitis covers
-            // an inflamed coil's whole disc); earlier 1.x pixels are not (1.0 to 1.3 name the current
+            // an inflamed coil's whole disc; 1.14's coil cells are all alike); earlier 1.x pixels are not (1.0 to 1.3 name the current
             // line, 0.3 is the frozen cartoon renderer).
             "1.4" | "1.4.0" => Ok(Generator::V1_4),
             "1.5" | "1.5.0" => Ok(Generator::V1_5),
@@ -154,14 +160,15 @@ impl FromStr for Generator {
             "1.11" | "1.11.0" => Ok(Generator::V1_11),
             "1.12" | "1.12.0" => Ok(Generator::V1_12),
             "1.13" | "1.13.0" => Ok(Generator::V1_13),
-            "1.0" | "1.1" | "1.2" | "1.3" | "1.14" | "1.14.0" => Ok(Generator::V1_14),
+            "1.14" | "1.14.0" => Ok(Generator::V1_14),
+            "1.0" | "1.1" | "1.2" | "1.3" | "1.15" | "1.15.0" => Ok(Generator::V1_15),
             "1.0.0" | "1.1.0" | "1.2.0" | "1.3.0" => Err(SynthError::Usage(format!(
-                "generator {s}'s exact pixels are not kept; 1.14 (or 1.0-1.3) draws the \
-                 current synth 1.x, 1.13, 1.12, 1.11, 1.10, 1.9, 1.8, 1.7, 1.6, 1.5 and 1.4 earlier ones (1.4: \
+                "generator {s}'s exact pixels are not kept; 1.15 (or 1.0-1.3) draws the \
+                 current synth 1.x, 1.14, 1.13, 1.12, 1.11, 1.10, 1.9, 1.8, 1.7, 1.6, 1.5 and 1.4 earlier ones (1.4: \
                  model 2's phantoms), 0.3 the frozen one"
             ))),
             other => Err(SynthError::Usage(format!(
-                "unknown generator '{other}'; expected 0.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 1.10, 1.11, 1.12, 1.13 or 1.14 (1.0 to 1.3 name the current line)"
+                "unknown generator '{other}'; expected 0.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 1.10, 1.11, 1.12, 1.13, 1.14 or 1.15 (1.0 to 1.3 name the current line)"
             ))),
         }
     }
@@ -411,7 +418,7 @@ impl SynthOptions {
             }
         }
         if self.texture.is_some() && !self.generator.is_v1() {
-            return bad("--texture-from needs a synth 1.x generator (1.4 to 1.14)".into());
+            return bad("--texture-from needs a synth 1.x generator (1.4 to 1.15)".into());
         }
         if let Some(t) = &self.tiles {
             let (lo, hi) = limits::TILE_PX;

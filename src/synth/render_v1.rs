@@ -879,16 +879,7 @@ impl<'a> Shader<'a> {
             }
             return c(0.0, 0.03);
         }
-        let mut out = if t.duct {
-            c(0.42, 0.5)
-        } else {
-            c(0.16, 0.26 + 0.12 * noise::value(x / 3.0, y / 3.0, tsalt))
-        };
-        if coil.inflamed && noise::value(x / 2.2, y / 2.2, nsalt ^ 3) > 0.6 {
-            // Vacuolar change of the secretory cells.
-            out = c(out.h * 0.3, out.e * 0.3);
-        }
-        // Nuclei near the basement membrane, one per cell around the tubule.
+        // One cell per sector of the wall, its nucleus near the basement membrane.
         let rm = lumen + 0.62 * (t.r - lumen);
         let n = if oval {
             ((std::f32::consts::TAU * rm * perimeter_factor(t.aspect)) / 7.5)
@@ -897,6 +888,23 @@ impl<'a> Shader<'a> {
         } else {
             ((std::f32::consts::TAU * rm) / 7.5).round().max(5.0)
         };
+        let two_kinds = g.generator >= Generator::V1_15;
+        let mut out = if t.duct {
+            c(0.42, 0.5)
+        } else if two_kinds {
+            secretory_cell(n, (d, ang), (lumen, t.r), s.sub, tsalt, x, y)
+        } else {
+            c(0.16, 0.26 + 0.12 * noise::value(x / 3.0, y / 3.0, tsalt))
+        };
+        if two_kinds && t.duct {
+            // Synth 1.15: the duct's eosinophilic cuticle lining its lumen.
+            let cuticle = noise::smoothstep(lumen + 1.8, lumen + 0.7, d);
+            out = mixc(out, c(0.05, 0.95), 0.85 * cuticle);
+        }
+        if coil.inflamed && noise::value(x / 2.2, y / 2.2, nsalt ^ 3) > 0.6 {
+            // Vacuolar change of the secretory cells.
+            out = c(out.h * 0.3, out.e * 0.3);
+        }
         let sec = ((ang / std::f32::consts::TAU + 0.5) * n).floor();
         for k in [sec - 1.0, sec, sec + 1.0] {
             let hsh = hash2(k as i64, s.sub as i64, tsalt);
@@ -1449,6 +1457,62 @@ impl<'a> Shader<'a> {
     }
 }
 
+/// Synth 1.15: the cytoplasm of a secretory coil's cells, as the real coil shows
+/// them: large clear cells (pale, faintly bubbly glycogen) resting on the basement
+/// membrane, and smaller dark cells (granular, basophilic) crowded along the lumen,
+/// where a clear cell reaches through here and there. `n` cells go round the wall
+/// (the clear ones; the luminal band holds half as many again); the borders wander.
+/// `at` is the point's radius and angle in the section's own frame, `wall` the
+/// lumen's radius there and the section's.
+fn secretory_cell(
+    n: f32,
+    at: (f32, f32),
+    wall: (f32, f32),
+    sub: u32,
+    tsalt: u64,
+    x: f32,
+    y: f32,
+) -> Conc {
+    use std::f32::consts::TAU;
+    let ((d, ang), (lumen, r)) = (at, wall);
+    let turn = ang / TAU + 0.5;
+    // The luminal band ends 0.4-0.6 of the wall out and a border wanders by at most
+    // 0.3 of a cell: each noise is read only where it can change the answer.
+    let luminal = if d < lumen + 0.39 * (r - lumen) {
+        true
+    } else if d > lumen + 0.61 * (r - lumen) {
+        false
+    } else {
+        let band = 0.4 + 0.2 * noise::value(ang * 5.0, 1.5, tsalt ^ 0xBA);
+        d < lumen + band * (r - lumen)
+    };
+    let (cells, kind) = if luminal {
+        (1.5 * n, 0xDA_4C)
+    } else {
+        (n, 0xC1_EA)
+    };
+    let at_cell = turn * cells;
+    let cell = if (0.31..0.69).contains(&(at_cell - at_cell.floor())) {
+        at_cell.floor()
+    } else {
+        let wander = noise::value(d / 1.5, ang * 4.0, tsalt ^ 0x5EC) - 0.5;
+        (at_cell + 0.6 * wander).floor()
+    };
+    let hsh = hash2(cell as i64, sub as i64, tsalt ^ kind);
+    let dark = if luminal {
+        unit(hsh, 0) < 0.7
+    } else {
+        unit(hsh, 0) < 0.08
+    };
+    if dark {
+        let grain = noise::value(x / 0.8, y / 0.8, tsalt ^ 0x6A);
+        c(0.22 + 0.08 * grain, 0.3 + 0.1 * grain)
+    } else {
+        let bubble = noise::value(x / 1.2, y / 1.2, tsalt ^ 0xB0);
+        c(0.05 + 0.03 * bubble, 0.13 + 0.08 * bubble)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{c, noise};
@@ -1583,13 +1647,15 @@ mod tests {
     /// coils (model 2.20.0 learnt follicles from 1.9), 1.10 when synth 1.11 redrew the
     /// vessels, 1.11 when synth 1.12 drew cells round them, 1.12 when synth 1.13 drew
     /// knife lines, 1.13 (its coils, and the masks round inflamed ones) when synth
-    /// 1.14 drew hidradenitis where the tubules are. `benches/synth_same.sh` with
+    /// 1.14 drew hidradenitis where the tubules are, 1.14 (its coils) when synth 1.15
+    /// drew the coil's clear and dark cells and the duct's cuticle.
+    /// `benches/synth_same.sh` with
     /// every case at the older generator (LINE) gave identical files against that
     /// commit's binary, each time.
     #[test]
-    fn synth_1_9_to_1_13_are_kept_byte_for_byte() {
+    fn synth_1_9_to_1_14_are_kept_byte_for_byte() {
         type Digest = fn(Generator) -> String;
-        let kept: [(Generator, &str, Digest, &str); 11] = [
+        let kept: [(Generator, &str, Digest, &str); 13] = [
             (
                 Generator::V1_9,
                 "coils",
@@ -1655,6 +1721,18 @@ mod tests {
                 "hidradenitis masks",
                 inflamed_coil_mask_digest,
                 "50b247e8ef84f3e7b2a3919b5c983d68f828481863ec724536b72cf9234ffe32",
+            ),
+            (
+                Generator::V1_14,
+                "coils",
+                coil_digest,
+                "d8f09025259e1b0221d183234eebe260ba1b5e6fe14c6ed1b724ee479977d366",
+            ),
+            (
+                Generator::V1_14,
+                "slides",
+                digest_of,
+                "66495b1625a8655f802709186f322fc406487312e4c03d5c2cd5891ec334c085",
             ),
         ];
         for (gen, what, digest, pinned) in kept {
@@ -2926,6 +3004,140 @@ mod tests {
         );
     }
 
+    /// Synth 1.15 draws a secretory coil's cells as two kinds, clear (pale) and dark
+    /// (basophilic), a cell at a time, and lines each duct's lumen with an eosinophilic
+    /// cuticle; everything outside the coils, every region and every mask is 1.14's.
+    #[test]
+    fn synth_1_15_draws_clear_and_dark_coil_cells_and_a_duct_cuticle() {
+        use crate::synth::anatomy::Region;
+        use crate::synth::render::Shader;
+        let a = Artefacts::default();
+        let (mut clear, mut dark, mut between) = (0usize, 0usize, 0usize);
+        // Summed share of the section's radius at the clear and the dark points.
+        let mut depth = (0.0f64, 0.0f64);
+        let (mut cuticle_e, mut wall_e, mut n_cut) = (0.0f64, 0.0f64, 0usize);
+        let (mut far_px, mut changed) = (0usize, 0usize);
+        let mut slides = 0;
+        for (i, class) in SlideClass::ALL.into_iter().enumerate() {
+            for seed in [3 + i as u64, 11 + i as u64] {
+                let build = |gen| Geometry::build_with(gen, class, seed, 3000.0, 2400.0, &a);
+                let (old, new) = (build(Generator::V1_14), build(Generator::V1_15));
+                if new.coils.is_empty() {
+                    continue;
+                }
+                slides += 1;
+                let (w, h) = (750usize, 600usize);
+                let (po, pn) = (
+                    render_rgb(&old, Raster::new(4.0), 0, 0, w, h),
+                    render_rgb(&new, Raster::new(4.0), 0, 0, w, h),
+                );
+                let (mo, mn) = (
+                    MaskGrid::sample(&old, w as u32, h as u32, 4.0),
+                    MaskGrid::sample(&new, w as u32, h as u32, 4.0),
+                );
+                assert_eq!(mo.bits, mn.bits, "masks of {class:?} {seed}");
+                for i in 0..w * h {
+                    let (x, y) = ((i % w) as f32 * 4.0 + 2.0, (i / w) as f32 * 4.0 + 2.0);
+                    let same = po[i * 3..i * 3 + 3] == pn[i * 3..i * 3 + 3];
+                    let away = new
+                        .coils
+                        .iter()
+                        .all(|c| noise::hypot(x - c.x, y - c.y) > c.r + 20.0);
+                    if away {
+                        assert!(same, "pixel ({x}, {y}) away from the coils changed");
+                        far_px += 1;
+                    } else {
+                        changed += !same as usize;
+                    }
+                }
+                let shade = Shader {
+                    geom: &new,
+                    aa: 0.25,
+                };
+                for c in &new.coils {
+                    let mut y = c.y - c.r;
+                    while y < c.y + c.r {
+                        let mut x = c.x - c.r;
+                        while x < c.x + c.r {
+                            let (so, sn) = (old.locate(x, y), new.locate(x, y));
+                            assert_eq!(so.region, sn.region);
+                            let t = (sn.region == Region::TubuleCells)
+                                .then(|| &c.tubules[sn.sub as usize]);
+                            if let Some(t) = t.filter(|t| !t.duct) {
+                                // Nuclei are darker than any cytoplasm: left out.
+                                let k = shade.shade(x, y);
+                                let (u, v) = t.local(x, y);
+                                let out = (noise::hypot(u, v) / t.r) as f64;
+                                if k.h < 0.11 && k.e < 0.22 {
+                                    clear += 1;
+                                    depth.0 += out;
+                                } else if (0.21..0.31).contains(&k.h) && k.e > 0.29 {
+                                    dark += 1;
+                                    depth.1 += out;
+                                } else {
+                                    between += 1;
+                                }
+                            }
+                            x += 1.0;
+                        }
+                        y += 1.0;
+                    }
+                    // Each duct, out from its centre along 24 rays in its own frame: just
+                    // past the lumen's edge (the cuticle) against 3.5 um further out.
+                    for t in c.tubules.iter().filter(|t| t.duct) {
+                        for k in 0..24 {
+                            let ang = k as f32 / 24.0 * std::f32::consts::TAU;
+                            let at = |r: f32| {
+                                let (px, py) = t.to_plate(r * ang.cos(), r * ang.sin());
+                                (t.x + px, t.y + py)
+                            };
+                            let Some(edge) = (0..(t.r * 4.0) as usize)
+                                .map(|i| i as f32 * 0.25)
+                                .find(|&r| {
+                                    let (x, y) = at(r);
+                                    new.locate(x, y).region == Region::TubuleCells
+                                })
+                            else {
+                                continue;
+                            };
+                            if edge + 4.0 > t.r - 1.0 {
+                                continue;
+                            }
+                            let ((x1, y1), (x2, y2)) = (at(edge + 0.6), at(edge + 3.5));
+                            cuticle_e += shade.shade(x1, y1).e as f64;
+                            wall_e += shade.shade(x2, y2).e as f64;
+                            n_cut += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let cells = (clear + dark + between) as f64;
+        eprintln!(
+            "{slides} slides: secretory points clear {clear} (at {:.2} of the radius), dark {dark} \
+             (at {:.2}), other {between}; \
+             duct cuticle e {:.3} against the wall 3.5 um out {:.3} ({n_cut} rays); \
+             {far_px} far pixels kept, {changed} near ones changed",
+            depth.0 / clear.max(1) as f64,
+            depth.1 / dark.max(1) as f64,
+            cuticle_e / n_cut.max(1) as f64,
+            wall_e / n_cut.max(1) as f64
+        );
+        // The dark cells line the lumen, the clear ones the basement membrane.
+        assert!(depth.1 / dark as f64 + 0.03 < depth.0 / clear as f64);
+        assert!(
+            slides >= 5 && far_px > 500_000 && changed > 1000,
+            "{slides} {far_px} {changed}"
+        );
+        // Both kinds of cell, each a good share (nuclei, rims and inflammation are the rest).
+        assert!(
+            clear as f64 > 0.2 * cells && dark as f64 > 0.2 * cells,
+            "{clear} {dark} {cells}"
+        );
+        assert!(n_cut > 200, "{n_cut} rays");
+        assert!(cuticle_e / n_cut as f64 > wall_e / n_cut as f64 + 0.15);
+    }
+
     #[test]
     fn synth_1_epidermis_is_basophilic_and_dermis_eosinophilic() {
         for seed in 0..4 {
@@ -3347,16 +3559,18 @@ mod tests {
     #[test]
     fn generator_names_parse_and_unknown_ones_are_refused() {
         assert_eq!("0.3".parse::<Generator>().unwrap(), Generator::V0_3);
-        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_14);
-        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_14);
+        assert_eq!("1.0".parse::<Generator>().unwrap(), Generator::V1_15);
+        assert_eq!("1.1".parse::<Generator>().unwrap(), Generator::V1_15);
         assert_eq!("1.13".parse::<Generator>().unwrap(), Generator::V1_13);
         assert_eq!("1.13.0".parse::<Generator>().unwrap(), Generator::V1_13);
         assert_eq!("1.14".parse::<Generator>().unwrap(), Generator::V1_14);
         assert_eq!("1.14.0".parse::<Generator>().unwrap(), Generator::V1_14);
+        assert_eq!("1.15".parse::<Generator>().unwrap(), Generator::V1_15);
         assert_eq!(Generator::V1_12.version(), "1.12.0");
         assert!(Generator::V1_13 > Generator::V1_12);
         assert!(Generator::V1_14 > Generator::V1_13);
-        assert_eq!(Generator::default(), Generator::V1_14);
+        assert!(Generator::V1_15 > Generator::V1_14);
+        assert_eq!(Generator::default(), Generator::V1_15);
         assert_eq!("1.12".parse::<Generator>().unwrap(), Generator::V1_12);
         assert_eq!("1.12.0".parse::<Generator>().unwrap(), Generator::V1_12);
         assert_eq!("1.11".parse::<Generator>().unwrap(), Generator::V1_11);
