@@ -68,10 +68,10 @@ def main(out, old="1.13", new="1.14"):
     for name, sel in [
         (f"positive under {old}", pos_old),
         (f"positive under {new}", pos_new),
-        (f"positive under both", pos_old & pos_new),
+        ("positive under both", pos_old & pos_new),
         (f"positive under {old}, negative (no mask) under {new}", pos_old & neg_new),
         (f"positive under {old}, ignored (0 < share < {POS_FRAC}) under {new}", pos_old & ~pos_new & ~neg_new),
-        (f"negative under both", neg_old & neg_new),
+        ("negative under both", neg_old & neg_new),
     ]:
         print(f"| {name} | {int(sel.sum())} | {rate(sel, 2)} | {rate(sel, 3)} |")
     print(f"hidradenitis mask area, tiles summed: {old} {a[:, 0].sum():.1f}, {new} {a[:, 1].sum():.1f} tile areas "
