@@ -12,6 +12,9 @@
 #
 # P holds the rendered pool sets (training/protocol.sh render) and their SET-labels.csv; D the
 # model2_data.sh sets (held2, oodcal); CAND a model folder from model2_finetune.sh.
+# PSORIASIFORM_CHECK_FRAC: the mask cover from which a tile is a psoriasiform positive in
+# checks 2-3 (tiles with less, but some, left out); default 0.01, as every declaration up
+# to 2.23.0 wrote; 0.1 from predeclared-2.24.0.md on, the cover training labels use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAND=${1:?usage: training/candidate_check.sh CAND BASE WORK}
@@ -49,7 +52,7 @@ echo "== 2-3. held-out tiles: $BASE against the candidate"
     --heldout $(held_sets "$D" implants held2-implant-cmu held2-implant-pd) \
         $(held_sets "$D" implants-extra held2-implant-cmu-extra held2-implant-pd-extra) \
         $(held_sets "$D" oodcal oodcal-mixed-1.0 oodcal-dira-0.5 oodcal-mixed-0.25 oodcal-implant-cmu oodcal-implant-pd) \
-    --pos-frac-for neutrophilic_eccrine_hidradenitis=0.1 psoriasiform=0.01 --json "$WORK/heldout.json"
+    --pos-frac-for neutrophilic_eccrine_hidradenitis=0.1 psoriasiform=${PSORIASIFORM_CHECK_FRAC:-0.01} --json "$WORK/heldout.json"
 
 echo "== 4. follicle probe ($PROBE) under the candidate"
 follicle_probe_under "$B" "$WORK/model" "$PROBE" "$WORK"

@@ -19,7 +19,9 @@
 # had 10 acantholysis-positive tiles, too few for an AUROC to mean much;
 # train3: 120 more DIRA implants per real train part, for acantholysis on real
 # tissue (implant acantholysis was model 2's weakest figure); held4: held3's
-# design on fresh seeds, for a model chosen on held3; train4: 8 x 8 mm psoriasis,
+# design on fresh seeds, for a model chosen on held3; held5: held's phantoms and held4's
+# implants on fresh seeds, rendered once for issue 13's tile gates of a model chosen on the
+# others (protocol/predeclared-2.24.0.md); train4: 8 x 8 mm psoriasis,
 # pustular psoriasis and normal phantoms, four times a default slide's tiles each,
 # as negatives for the DIRA findings (a calibration rule's DIRA threshold is set
 # by the best false acantholysis tiles of big psoriasiform slides); train5: 48 more
@@ -42,7 +44,7 @@
 #   (train4) 11000-11299, (train5) 11300-11399, (train6) 11400-11799, (train7) 11800-11999,
 #   (train8) 12000-12199, (train9) 12200-12399, (train10) 12400-12599, (train12) 12600-12799
 #   held-out  910000-913999, OOD threshold 914000-915999, held3 916000-919999,
-#   held4 920000-923999
+#   held4 920000-923999, held5 924000-928999
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${DIRASCOPE:-target/release/dirascope}
@@ -130,6 +132,17 @@ implants() {
         --out "$OUT/$name" --threads 2
 }
 
+# held_phantoms NAME SEED: the held-out phantom design, NAME-mixed-MPP (every class from SEED)
+# and NAME-dira-MPP (DIRA from SEED + 100) at source MPP 1.0, 0.5 and 0.25.
+held_phantoms() {
+    phantoms "$1-mixed-1.0" 1.0 --count 8 --seed "$2"
+    phantoms "$1-dira-1.0" 1.0 --class dira --count 4 --seed $(($2 + 100))
+    phantoms "$1-mixed-0.5" 0.5 --count 8 --seed "$2"
+    phantoms "$1-dira-0.5" 0.5 --class dira --count 4 --seed $(($2 + 100))
+    phantoms "$1-mixed-0.25" 0.25 --count 4 --seed "$2"
+    phantoms "$1-dira-0.25" 0.25 --class dira --count 4 --seed $(($2 + 100))
+}
+
 for phase in $PHASES; do
     case $phase in
         train)
@@ -144,12 +157,7 @@ for phase in $PHASES; do
             implants train-implant-pd train 4000 6 "$PD" --mpp 0.75
             ;;
         held)
-            phantoms held-mixed-1.0 1.0 --count 8 --seed 910000
-            phantoms held-dira-1.0 1.0 --class dira --count 4 --seed 910100
-            phantoms held-mixed-0.5 0.5 --count 8 --seed 910000
-            phantoms held-dira-0.5 0.5 --class dira --count 4 --seed 910100
-            phantoms held-mixed-0.25 0.25 --count 4 --seed 910000
-            phantoms held-dira-0.25 0.25 --class dira --count 4 --seed 910100
+            held_phantoms held 910000
             implants held-implant-cmu test 910600 4 "$CMU"
             implants held-implant-pd test 911000 4 "$PD" --mpp 0.75
             ;;
@@ -266,6 +274,14 @@ for phase in $PHASES; do
             implants held4-implant-cmu test 920000 \
                 dira:40,pustular-psoriasis:16,psoriasis:16,normal:8 "$CMU"
             implants held4-implant-pd test 922000 \
+                dira:40,pustular-psoriasis:16,psoriasis:16,normal:8 "$PD" --mpp 0.75
+            ;;
+        # Issue 13's tile gates, measured once for a model chosen on every set above.
+        held5)
+            held_phantoms held5 928000
+            implants held5-implant-cmu test 924000 \
+                dira:40,pustular-psoriasis:16,psoriasis:16,normal:8 "$CMU"
+            implants held5-implant-pd test 926000 \
                 dira:40,pustular-psoriasis:16,psoriasis:16,normal:8 "$PD" --mpp 0.75
             ;;
         *) echo "unknown phase $phase" >&2; exit 2 ;;

@@ -53,7 +53,7 @@
 # Seeds used elsewhere and never here: training 1000-2107, held-out tiles
 # 900000-900115, the 1.x calibration 950000-950039 and validation 700000-700039,
 # training/loop_test.sh 880000-880101 (hence val8 skips to 890000), model 2's
-# held-out sets 900000-923999 (training/model2_data.sh; hence val9 at 930000), the 1.x
+# held-out sets 900000-928999 (training/model2_data.sh; hence val9 at 930000), the 1.x
 # calibration 950000- (hence val10 stops at 949999 and val11 starts at 960000),
 # training/finetune_experiment.sh 970000-970107 (hence val12 at 980000),
 # training/follicle_probe.sh 610000-610399 (and OLD=1.9 NEW=1.10, the coil probe,
