@@ -42,16 +42,26 @@ def scored(run: Path, slide: str):
         return {(int(r["x"]), int(r["y"])): r for r in csv.DictReader(f)}
 
 
+def dira_slides(run: Path):
+    """The DIRA slide ids of a score run, in summary.csv's order."""
+    with open(run / "summary.csv") as f:
+        return [r["slide_id"] for r in csv.DictReader(f) if r["slide_id"].startswith("dira-")]
+
+
+def boxes(tiles, keys):
+    """Level-0 (x, y, w, h) of the scored tiles `keys` (tiles.csv rows by (x, y))."""
+    return {k: tuple(int(tiles[k][c]) for c in ("x", "y", "width", "height")) for k in keys}
+
+
 def main(out, old="1.13", new="1.14"):
     out = Path(out)
-    with open(out / f"s{new}" / "summary.csv") as f:
-        slides = [r["slide_id"] for r in csv.DictReader(f) if r["slide_id"].startswith("dira-")]
+    slides = dira_slides(out / f"s{new}")
     rows = []  # (slide, share old, share new, p old, p new)
     for slide in slides:
         t_old, t_new = scored(out / f"s{old}", slide), scored(out / f"s{new}", slide)
         keys = sorted(set(t_old) & set(t_new))
-        boxes = {k: tuple(int(t_new[k][c]) for c in ("x", "y", "width", "height")) for k in keys}
-        s_old, s_new = shares(out / f"g{old}", slide, boxes), shares(out / f"g{new}", slide, boxes)
+        boxes_new = boxes(t_new, keys)
+        s_old, s_new = shares(out / f"g{old}", slide, boxes_new), shares(out / f"g{new}", slide, boxes_new)
         for k in keys:
             rows.append((slide, s_old[k], s_new[k], float(t_old[k][HIDRADENITIS]), float(t_new[k][HIDRADENITIS])))
     a = np.array([r[1:] for r in rows])

@@ -7,11 +7,10 @@ next on the same few tiles (2026-12-07).
 
     python training/hidradenitis_misses.py HL/g1.14 NAME=HL/s1.14 [NAME=RUN ...]
 """
-import csv
 import sys
 from pathlib import Path
 
-from hidradenitis_labels import HIDRADENITIS, POS_FRAC, scored, shares
+from hidradenitis_labels import HIDRADENITIS, POS_FRAC, boxes, dira_slides, scored, shares
 
 BANDS = [(0.1, 0.2), (0.2, 0.4), (0.4, 1.01)]
 
@@ -24,12 +23,9 @@ def main() -> None:
     tiles: dict = {}  # (slide, (x, y), share) -> {model: p}
     for name, run in runs.items():
         run = Path(run)
-        with open(run / "summary.csv") as f:
-            slides = [r["slide_id"] for r in csv.DictReader(f) if r["slide_id"].startswith("dira-")]
-        for slide in slides:
+        for slide in dira_slides(run):
             t = scored(run, slide)
-            boxes = {k: tuple(int(t[k][c]) for c in ("x", "y", "width", "height")) for k in t}
-            share = shares(masks, slide, boxes)
+            share = shares(masks, slide, boxes(t, t))
             for k in t:
                 if share[k] >= POS_FRAC:
                     tiles.setdefault((slide, k, share[k]), {})[name] = float(t[k][HIDRADENITIS])

@@ -21,9 +21,7 @@ from scipy import ndimage as ndi
 from skimage import color
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import real_split  # noqa: E402
-from realism.judge import REAL_IMAGES, read_real, resample  # noqa: E402
-from realism.stats import TISSUE_OD, phantom_images  # noqa: E402
+from realism.stats import TISSUE_OD, phantom_images, real_parts  # noqa: E402
 
 
 def percentiles(rgb: np.ndarray) -> str:
@@ -34,14 +32,6 @@ def percentiles(rgb: np.ndarray) -> str:
     e = hed[..., 1][tissue]
     fmt = lambda a, q: " / ".join(f"{v:.3f}" for v in np.percentile(a, q))  # noqa: E731
     return f"{fmt(h, [50, 90, 99, 99.9])} | {fmt(e, [50, 90, 99])} | {fmt(od.sum(2)[tissue], [50, 90, 99])}"
-
-
-def real_images(which: str):
-    images = real_split.load()
-    for name in REAL_IMAGES:
-        x0, y0, x1, y1 = real_split.part(name, which, images)
-        rgb = np.ascontiguousarray(read_real(name)[y0:y1, x0:x1])
-        yield name, resample(rgb, real_split.mpp(name, images))
 
 
 def style(folder: str, tiff: str) -> str:
@@ -60,7 +50,7 @@ def main() -> None:
         sys.exit(__doc__)
     print("| image | H p50 / p90 / p99 / p99.9 | E p50 / p90 / p99 | OD sum p50 / p90 / p99 |")
     print("|---|---|---|---|")
-    for name, rgb in real_images(which):
+    for name, rgb in real_parts(which):
         print(f"| real {name} ({which} part) | {percentiles(rgb)} |")
     for name, rgb in phantom_images(args[0]):
         print(f"| phantom {name} ({style(args[0], name)}) | {percentiles(rgb)} |")

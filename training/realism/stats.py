@@ -89,10 +89,11 @@ def merge(parts):
     return out
 
 
-def real_parts():
+def real_parts(which="test"):
+    """Each real image's `which` part (training/real_split.toml) at 1.0 um/px."""
     images = real_split.load()
     for name in REAL_IMAGES:
-        x0, y0, x1, y1 = real_split.part(name, "test", images)
+        x0, y0, x1, y1 = real_split.part(name, which, images)
         rgb = np.ascontiguousarray(read_real(name)[y0:y1, x0:x1])
         yield name, resample(rgb, real_split.mpp(name, images))
 
