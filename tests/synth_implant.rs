@@ -431,9 +431,9 @@ fn synth_1_8_sees_what_it_draws_through_the_optics_and_keeps_the_rest() {
         );
         runs.push((out, t));
     }
-    // Synth 1.9 to 1.15 changed the phantoms only (hair follicles, eccrine coils,
+    // Synth 1.9 to 1.16 changed the phantoms only (hair follicles, eccrine coils,
     // vessels, the cells round them, knife lines, hidradenitis by the tubules, the
-    // coil's clear and dark cells): their implants are 1.8's.
+    // coil's clear and dark cells, the stain's grain and colour): their implants are 1.8's.
     let out18 = tempfile::tempdir().unwrap();
     let mut a = args.to_vec();
     a.extend_from_slice(&["--optics-um", "0.5", "--generator", "1.8"]);

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::noise;
-use super::stain::StainMatrix;
+use super::stain::{StainMatrix, MEASURED_OD_MAP};
 use super::{Artefacts, Generator, SlideClass};
 
 /// Mask bits returned by [`Geometry::locate`].
@@ -1601,6 +1601,11 @@ impl Geometry {
             geom.jpeg_quality = r1.gen_range(70..92);
             // Neutral absorbance (`StainMatrix::with_neutral`), synth 1.3.
             geom.stain = geom.stain.clone().with_neutral(r1.gen_range(0.15..0.35));
+            // Synth 1.16: the measured stain's colour fitted to its real image.
+            if generator >= Generator::V1_16 {
+                let map = &MEASURED_OD_MAP[geom.stain.nearest_measured()];
+                geom.stain = geom.stain.clone().with_od_map(map);
+            }
         }
         // Kogoj pustules sit in the upper spinous layer: store their depth below
         // the viable top in `y`, their x centred over the nearest papilla.

@@ -14,6 +14,23 @@ use super::noise::{self, hash2, unit};
 /// away again (docs/realism.md, synth 1.3).
 const CHROMA_NOISE: f32 = 6.0;
 
+/// Synth 1.16's stain grain: both dyes' concentrations vary pixel to pixel as real
+/// stain does (granules, fibrils, uneven uptake), by value noise of this length
+/// (µm), a share of it common to both dyes (a darker or paler speck) and a share
+/// each dye's own (a bluer or pinker one). Multiplicative, so glass stays glass.
+/// With [`COLOUR_NOISE_DN`] fitted by eye to the real TRAIN parts' colour features
+/// (`training/realism/colour_cues.py features DIR --part train`: distinct colours, red-
+/// green and grey steps, hue spread; docs/realism.md "Synth 1.16").
+const GRAIN_UM: f32 = 0.7;
+const GRAIN_SHARED: f32 = 0.55;
+const GRAIN_OWN: f32 = 0.35;
+/// Synth 1.16's colour noise a few microns across, per channel: a camera's
+/// demosaicking and JPEG's subsampled chroma leave real colour noise correlated over
+/// a few pixels, where synth 1.3's per-pixel noise is averaged away by the
+/// resampling to 1 µm/px. Amplitude (levels at a value-noise extreme) and length (µm).
+const COLOUR_NOISE_DN: f32 = 8.0;
+const COLOUR_NOISE_UM: f32 = 2.5;
+
 /// Optical density of melanin per RGB channel at unit concentration (synth 1.6):
 /// its absorption falls with wavelength as about lambda^-3.48 (Jacques' power law for
 /// the absorption of melanosomes), read at 610, 540 and 460 nm and scaled to unit
@@ -765,6 +782,23 @@ pub fn render_rgb(
     let mut out = vec![0u8; w * h * 3];
     let nsalt = geom.salt ^ 0xA5A5;
     let mut field = None;
+    // Synth 1.16's grain and colour noise; not over a real slide's own texture.
+    let grain = geom.generator >= super::Generator::V1_16 && geom.texture.is_none();
+    // Their lattices over this rectangle (pixel centres), hashed once.
+    let lattice = |um: f32, salt: u64| {
+        let (lo_x, lo_y) = ((x0 as f32 + 0.5) * mpp / um, (y0 as f32 + 0.5) * mpp / um);
+        let hi_x = ((x0 + w as i64) as f32 - 0.5) * mpp / um;
+        let hi_y = ((y0 + h as i64) as f32 - 0.5) * mpp / um;
+        noise::Lattice3::covering(lo_x, hi_x, lo_y, hi_y, geom.salt ^ salt)
+    };
+    let (grain_noise, colour_noise) = if grain {
+        (
+            Some(lattice(GRAIN_UM, 0x6A11)),
+            Some(lattice(COLOUR_NOISE_UM, 0x6B00)),
+        )
+    } else {
+        (None, None)
+    };
     let ink_columns: Vec<Option<InkColumn>> = (0..w)
         .map(|i| geom.ink_column(((x0 + i as i64) as f32 + 0.5) * mpp))
         .collect();
@@ -772,6 +806,8 @@ pub fn render_rgb(
     for j in 0..h {
         let py = y0 + j as i64;
         let y = (py as f32 + 0.5) * mpp;
+        let grain_row = grain_noise.as_ref().map(|n| n.row(y / GRAIN_UM));
+        let colour_row = colour_noise.as_ref().map(|n| n.row(y / COLOUR_NOISE_UM));
         let marked = geom.section_marks_row(y);
         let row = inked.then(|| geom.row_at(y));
         for i in 0..w {
@@ -788,6 +824,14 @@ pub fn render_rgb(
                 if pigmented {
                     mc += (wm[at] - mc) * t;
                 }
+            }
+            // (Glass, where both are 0, has no grain to read.)
+            let stained = hc > 0.0 || ec > 0.0;
+            if let (Some(n), Some(row), true) = (&grain_noise, &grain_row, stained) {
+                let [shared, own_h, own_e] = n.at(row, x / GRAIN_UM).map(|v| v - 0.5);
+                let shared = GRAIN_SHARED * shared;
+                hc *= (1.0 + 2.0 * (shared + GRAIN_OWN * own_h)).max(0.0);
+                ec *= (1.0 + 2.0 * (shared + GRAIN_OWN * own_e)).max(0.0);
             }
             let ink = match (&ink_columns[i], &row) {
                 (Some(c), Some(r)) => geom.ink_od_in(x, y, c, r),
@@ -828,8 +872,16 @@ pub fn render_rgb(
                 // Each channel its own colour noise (synth 1.3): a camera's three
                 // colour planes are read out and demosaiced apart.
                 let hc = noise::mix(hsh);
+                let colour = match (&colour_noise, &colour_row) {
+                    (Some(n), Some(row)) => n
+                        .at(row, x / COLOUR_NOISE_UM)
+                        .map(|v| 2.0 * COLOUR_NOISE_DN * (v - 0.5)),
+                    _ => [0.0; 3],
+                };
                 for c in 0..3 {
-                    let n = lum + (unit(hc, c as u32) - 0.5) * geom.noise_sigma * CHROMA_NOISE;
+                    let n = lum
+                        + (unit(hc, c as u32) - 0.5) * geom.noise_sigma * CHROMA_NOISE
+                        + colour[c];
                     out[(j * w + i) * 3 + c] = (rgb[c] + n).round().clamp(0.0, 255.0) as u8;
                 }
                 continue;

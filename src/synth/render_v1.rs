@@ -1648,14 +1648,15 @@ mod tests {
     /// vessels, 1.11 when synth 1.12 drew cells round them, 1.12 when synth 1.13 drew
     /// knife lines, 1.13 (its coils, and the masks round inflamed ones) when synth
     /// 1.14 drew hidradenitis where the tubules are, 1.14 (its coils) when synth 1.15
-    /// drew the coil's clear and dark cells and the duct's cuticle.
+    /// drew the coil's clear and dark cells and the duct's cuticle, 1.15 when synth 1.16
+    /// gave the stain its grain, colour noise and fitted colour.
     /// `benches/synth_same.sh` with
     /// every case at the older generator (LINE) gave identical files against that
     /// commit's binary, each time.
     #[test]
-    fn synth_1_9_to_1_14_are_kept_byte_for_byte() {
+    fn synth_1_9_to_1_15_are_kept_byte_for_byte() {
         type Digest = fn(Generator) -> String;
-        let kept: [(Generator, &str, Digest, &str); 13] = [
+        let kept: [(Generator, &str, Digest, &str); 15] = [
             (
                 Generator::V1_9,
                 "coils",
@@ -1733,6 +1734,18 @@ mod tests {
                 "slides",
                 digest_of,
                 "66495b1625a8655f802709186f322fc406487312e4c03d5c2cd5891ec334c085",
+            ),
+            (
+                Generator::V1_15,
+                "coils",
+                coil_digest,
+                "599b721e54366a3a38f6898c7d15a7739c1500692377d4d956cc12471e3ec2a6",
+            ),
+            (
+                Generator::V1_15,
+                "slides",
+                digest_of,
+                "1781fce6ffa8b5a6b64dabdf11895c0c3505a33c9532ca5d148a86a340ee4254",
             ),
         ];
         for (gen, what, digest, pinned) in kept {
@@ -3125,6 +3138,103 @@ mod tests {
         assert!(cuticle_e / n_cut as f64 > wall_e / n_cut as f64 + 0.15);
     }
 
+    /// Of a `side` x `side` render from the origin: the mean relative eosin step between
+    /// stained tissue pixels two apart (1 um, the model's pixel), and the correlation of red minus green two pixels
+    /// apart on the glass.
+    fn grain_and_colour_noise(
+        g: &Geometry,
+        px: &[u8],
+        masks: &MaskGrid,
+        side: usize,
+    ) -> (f64, f64) {
+        let at = |i: usize| [px[i * 3], px[i * 3 + 1], px[i * 3 + 2]];
+        let rg = |i: usize| px[i * 3] as f64 - px[i * 3 + 1] as f64;
+        let (mut step, mut n) = (0.0f64, 0usize);
+        let mut pairs = Vec::new();
+        for y in 0..side {
+            for x in 0..side - 2 {
+                let i = y * side + x;
+                let b = |k: usize| masks.bits[i + k];
+                if b(0) & TISSUE_BIT != 0 && b(2) & TISSUE_BIT != 0 {
+                    let (e0, e2) = (g.stain.unmix(at(i)).1, g.stain.unmix(at(i + 2)).1);
+                    if e0 > 0.2 && e2 > 0.2 {
+                        step += ((e2 - e0) / (e2 + e0)).abs() as f64;
+                        n += 1;
+                    }
+                } else if b(0) == 0 && b(2) == 0 {
+                    pairs.push((rg(i), rg(i + 2)));
+                }
+            }
+        }
+        assert!(
+            n > 10_000 && pairs.len() > 10_000,
+            "{n} tissue, {} glass pairs",
+            pairs.len()
+        );
+        let m = pairs.len() as f64;
+        let (m0, m2) = (
+            pairs.iter().map(|p| p.0).sum::<f64>() / m,
+            pairs.iter().map(|p| p.1).sum::<f64>() / m,
+        );
+        let cov: f64 = pairs.iter().map(|p| (p.0 - m0) * (p.1 - m2)).sum();
+        let var: f64 = pairs.iter().map(|p| (p.0 - m0).powi(2)).sum();
+        (step / n as f64, cov / var)
+    }
+
+    /// Synth 1.16 changes the stain alone: every mask bit and region is 1.15's, the
+    /// stain's vectors are 1.15's mapped by its measured stain's fitted map (scales and
+    /// glass kept), and at 0.5 um/px the pixels gain a grain in the tissue (the
+    /// eosin's relative step from pixel to pixel) and colour noise that spans pixels on the
+    /// glass (red minus green correlated two pixels apart, where 1.15's is nearly a pixel's own).
+    #[test]
+    fn synth_1_16_adds_grain_and_correlated_colour_noise_and_fits_each_stain_only() {
+        use crate::synth::stain::MEASURED_OD_MAP;
+        let a = Artefacts::default();
+        let mut anchors = [0usize; 2];
+        for (i, class) in SlideClass::ALL.into_iter().enumerate() {
+            for seed in [30 + i as u64, 40 + i as u64] {
+                let build = |gen| Geometry::build_with(gen, class, seed, 3000.0, 2400.0, &a);
+                let (old, new) = (build(Generator::V1_15), build(Generator::V1_16));
+                let what = format!("{class:?} {seed}");
+                changes_only_where(&old, &new, &what, |_, _, _, _| false, |_, _| true);
+                let k = old.stain.nearest_measured();
+                anchors[k] += 1;
+                let mapped = old.stain.clone().with_od_map(&MEASURED_OD_MAP[k]);
+                assert_eq!(new.stain.hematoxylin, mapped.hematoxylin, "{what}");
+                assert_eq!(new.stain.eosin, mapped.eosin, "{what}");
+                assert_eq!(
+                    (new.stain.h_scale, new.stain.e_scale, new.stain.background),
+                    (old.stain.h_scale, old.stain.e_scale, old.stain.background),
+                    "{what}"
+                );
+                if seed != 30 + i as u64 {
+                    continue;
+                }
+                // One slide a class at 0.5 um/px, 0.8 x 0.8 mm from the corner.
+                let (side, mpp) = (1600usize, 0.5);
+                let masks = MaskGrid::sample(&new, side as u32, side as u32, mpp);
+                let (po, pn) = (
+                    render_rgb(&old, Raster::new(mpp), 0, 0, side, side),
+                    render_rgb(&new, Raster::new(mpp), 0, 0, side, side),
+                );
+                let (old_step, old_lag2) = grain_and_colour_noise(&old, &po, &masks, side);
+                let (new_step, new_lag2) = grain_and_colour_noise(&new, &pn, &masks, side);
+                assert!(
+                    new_step > 1.3 * old_step,
+                    "{what}: eosin step {old_step} -> {new_step}"
+                );
+                assert!(
+                    old_lag2 < 0.1 && new_lag2 > old_lag2 + 0.15,
+                    "{what}: R-G lag-2 correlation {old_lag2} -> {new_lag2}"
+                );
+            }
+        }
+        assert!(
+            anchors[0] > 0 && anchors[1] > 0,
+            "both measured stains: {anchors:?}"
+        );
+    }
+
     #[test]
     fn synth_1_epidermis_is_basophilic_and_dermis_eosinophilic() {
         for seed in 0..4 {
@@ -3553,10 +3663,14 @@ mod tests {
         assert_eq!("1.14".parse::<Generator>().unwrap(), Generator::V1_14);
         assert_eq!("1.14.0".parse::<Generator>().unwrap(), Generator::V1_14);
         assert_eq!("1.15".parse::<Generator>().unwrap(), Generator::V1_15);
+        assert_eq!("1.15.0".parse::<Generator>().unwrap(), Generator::V1_15);
+        assert_eq!("1.16".parse::<Generator>().unwrap(), Generator::V1_16);
+        assert_eq!(Generator::V1_16.version(), "1.16.0");
         assert_eq!(Generator::V1_12.version(), "1.12.0");
         assert!(Generator::V1_13 > Generator::V1_12);
         assert!(Generator::V1_14 > Generator::V1_13);
         assert!(Generator::V1_15 > Generator::V1_14);
+        assert!(Generator::V1_16 > Generator::V1_15);
         assert_eq!(Generator::default(), Generator::V1_15);
         assert_eq!("1.12".parse::<Generator>().unwrap(), Generator::V1_12);
         assert_eq!("1.12.0".parse::<Generator>().unwrap(), Generator::V1_12);

@@ -51,6 +51,24 @@ pub const MEASURED: [MeasuredStain; 2] = [
     },
 ];
 
+/// Synth 1.16: a linear map of optical density for each measured stain (row-major,
+/// in [`MEASURED`]'s order), applied to both vectors of a slide drawn around it after
+/// its neutral share. Fitted by `training/realism/fit_od_map.py` on the real TRAIN
+/// parts: the symmetric map that makes the phantoms' second moment of tissue optical
+/// density (about zero, so the glass stays put) the real image's, on synth 1.15 with
+/// 1.16's grain (tuning seeds 800-803), then once more on the mapped phantoms for
+/// CMU-1 (the product of the two; PD's second step made its colour AUROC worse,
+/// docs/realism.md "Synth 1.16"). CMU-1's scanner stains about twice as dense as
+/// synth 1.15 drew it; the photomicrograph's pinks are less blue.
+pub const MEASURED_OD_MAP: [[f32; 9]; 2] = [
+    [
+        2.121, 0.123, -0.172, 0.119, 1.795, -0.260, -0.171, -0.278, 2.426,
+    ],
+    [
+        1.496, -0.112, -0.28, -0.112, 0.918, -0.293, -0.28, -0.293, 1.355,
+    ],
+];
+
 /// The share of slides whose stain is drawn between the measured ones (as synth
 /// 1.0-1.2 drew every slide's); none in synth 1.3. Model training varies stains
 /// beyond the two anyway (`training/train.py --lab-augment`).
@@ -175,6 +193,32 @@ impl StainMatrix {
         for v in [&mut self.hematoxylin, &mut self.eosin] {
             let mean = (v[0] + v[1] + v[2]) / 3.0;
             *v = v.map(|c| c + neutral * (mean - c));
+        }
+        self
+    }
+
+    /// Which of [`MEASURED`] this stain was drawn around: the one whose glass is
+    /// nearest (their glass is 25 levels apart, a slide's jitter under 5).
+    pub fn nearest_measured(&self) -> usize {
+        let mean = |g: &[f32; 3]| g.iter().sum::<f32>() / 3.0;
+        let own = mean(&self.background);
+        (0..MEASURED.len())
+            .min_by(|&a, &b| {
+                let da = (mean(&MEASURED[a].glass) - own).abs();
+                let db = (mean(&MEASURED[b].glass) - own).abs();
+                da.total_cmp(&db)
+            })
+            .unwrap_or(0)
+    }
+
+    /// This stain with both vectors mapped by the row-major 3 x 3 `map` of optical
+    /// density (synth 1.16's [`MEASURED_OD_MAP`]); no channel's density goes below 0.
+    pub fn with_od_map(mut self, map: &[f32; 9]) -> StainMatrix {
+        for v in [&mut self.hematoxylin, &mut self.eosin] {
+            let o = *v;
+            *v = std::array::from_fn(|r| {
+                (map[3 * r] * o[0] + map[3 * r + 1] * o[1] + map[3 * r + 2] * o[2]).max(0.0)
+            });
         }
         self
     }
