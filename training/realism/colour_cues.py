@@ -102,12 +102,32 @@ def print_features(folder, part="test"):
 BINS = 16
 
 
-def tissue_pixels(img, n, rng):
-    """n random pixels of an image's tissue (OD sum > 0.15 in its own glass)."""
+def tissue(img):
+    """An image's tissue pixels (OD sum > 0.15 in its own glass, the mean of its
+    brightest 1%), their optical densities, and the glass."""
     a = img.reshape(-1, 3).astype(np.float64)
     s = a.sum(1)
     glass = a[s >= np.percentile(s, 99)].mean(0)
-    a = a[(-np.log10(np.clip(a, 1, None) / glass)).sum(1) > 0.15]
+    od = -np.log10(np.clip(a, 1, None) / glass)
+    keep = od.sum(1) > 0.15
+    return a[keep], od[keep], glass
+
+
+def phantoms_by_style(folder):
+    """The phantom slides of DIR at 1.0 um/px, by the real image in whose style each
+    was drawn (scanner-style: glass brighter than 242)."""
+    by_style = {name: [] for name in judge.REAL_IMAGES}
+    for path in sorted(glob.glob(os.path.join(folder, "*.tiff"))):
+        rgb = np.ascontiguousarray(tifffile.imread(path, key=0)[..., :3])
+        img = judge.resample(rgb, judge.phantom_mpp(path))
+        glass = tissue(img)[2].mean()
+        by_style[judge.REAL_IMAGES[0] if glass > 242 else judge.REAL_IMAGES[1]].append(img)
+    return by_style
+
+
+def tissue_pixels(img, n, rng):
+    """n random tissue pixels of an image."""
+    a = tissue(img)[0]
     return a[rng.choice(len(a), n, replace=False)].astype(int)
 
 
@@ -120,12 +140,7 @@ def colour_histogram(px):
 def print_pixels(folder, part="test"):
     rng = np.random.default_rng(0)
     images = real_split.load()
-    by_style = {name: [] for name in judge.REAL_IMAGES}
-    for path in sorted(glob.glob(os.path.join(folder, "*.tiff"))):
-        rgb = np.ascontiguousarray(tifffile.imread(path, key=0)[..., :3])
-        img = judge.resample(rgb, judge.phantom_mpp(path))
-        glass = np.percentile(img.reshape(-1, 3).sum(1), 99) / 3
-        by_style[judge.REAL_IMAGES[0] if glass > 242 else judge.REAL_IMAGES[1]].append(img)
+    by_style = phantoms_by_style(folder)
     print(f"| real image ({part} part) | phantom slides in its style | single-pixel colour AUROC |")
     print("| --- | ---: | ---: |")
     half = 50000

@@ -2,10 +2,8 @@
 for each real image, the symmetric 3 x 3 map M of optical density that makes the
 phantoms' second moment of tissue OD about zero (E[od od^T], so glass, OD 0, stays
 put) the real TRAIN part's: M S_p M = S_r, M = S_r^1/2 (S_r^1/2 S_p S_r^1/2)^-1/2 S_r^1/2.
-Tissue: pixels with OD sum > 0.15 in the image's own glass (the mean of its
-brightest 1%), at 1.0 um/px as the judge sees them. Phantoms are assigned to the
-real image in whose style they were drawn by their glass (scanner-style brighter
-than 242). Applied to a slide's stain vectors, M maps every pixel's OD the same way.
+Tissue and the phantoms' styles as `colour_cues.py pixels` reads them (OD sum > 0.15
+in the image's own glass, at 1.0 um/px as the judge sees them). Applied to a slide's stain vectors, M maps every pixel's OD the same way.
 
   fit_od_map.py DIR   # DIR: phantom .tiff files of one generator (tuning seeds)
 
@@ -14,24 +12,14 @@ grain, seeds 800-803, then on those phantoms with the first map), the public-dom
 image's the first round only (docs/realism.md, "Synth 1.16").
 """
 
-import glob
-import os
 import sys
 
 import numpy as np
-import tifffile
 from scipy.linalg import sqrtm
 
 import judge
 import real_split
-
-
-def tissue_od(img):
-    a = img.reshape(-1, 3).astype(np.float64)
-    s = a.sum(1)
-    glass = a[s >= np.percentile(s, 99)].mean(0)
-    od = -np.log10(np.clip(a, 1, None) / glass)
-    return od[od.sum(1) > 0.15], glass
+from colour_cues import phantoms_by_style, tissue
 
 
 def second_moment(od):
@@ -47,17 +35,14 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     images = real_split.load()
-    phantoms = {name: [] for name in judge.REAL_IMAGES}
-    for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.tiff"))):
-        rgb = np.ascontiguousarray(tifffile.imread(path, key=0)[..., :3])
-        od, glass = tissue_od(judge.resample(rgb, judge.phantom_mpp(path)))
-        phantoms[judge.REAL_IMAGES[0] if glass.mean() > 242 else judge.REAL_IMAGES[1]].append(od)
+    by_style = phantoms_by_style(sys.argv[1])
+    phantoms = {name: [tissue(img)[1] for img in imgs] for name, imgs in by_style.items()}
     for name in judge.REAL_IMAGES:
         if not phantoms[name]:
             print(f"{name}: no phantom in its style")
             continue
         rgb = judge.read_real_part(name, real_split.part(name, "train", images))
-        real, glass = tissue_od(judge.resample(rgb, real_split.mpp(name, images)))
+        _, real, glass = tissue(judge.resample(rgb, real_split.mpp(name, images)))
         od = np.concatenate(phantoms[name])
         m = moment_map(second_moment(od), second_moment(real))
         print(f"{name}: glass {glass.round(1)}, mean tissue OD real {real.mean(0).round(3)}, "
