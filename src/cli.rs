@@ -157,7 +157,9 @@ struct SynthArgs {
     /// Renderer: 1.15 (real-tissue appearance, default; 1.0 to 1.3 name the same
     /// line), 1.16 (1.15 with a grain in the stain, colour noise a few microns across
     /// and each stain's colour fitted to the real images; not the default, 4-8% more
-    /// CPU; with --implant-into, 1.15's implants), 1.14 (1.15 without the coil's clear and dark cells and the duct's
+    /// CPU; with --implant-into, 1.15's implants), 1.17 (1.15 with the reticular
+    /// collagen redrawn: bundles in domains of their own direction, crimped, some cut
+    /// across; not the default; with --implant-into, 1.15's implants), 1.14 (1.15 without the coil's clear and dark cells and the duct's
     /// cuticle; with --implant-into, 1.15's implants), 1.13 (1.14 with hidradenitis, its mask and the neutrophils round an
     /// inflamed coil, over the coil's whole disc and 35 um beyond rather than within
     /// 35 um of its tubules; with --implant-into, 1.14's implants), 1.12 (1.13
@@ -581,7 +583,7 @@ fn implant(
         .map_err(|e: crate::synth::SynthError| usage(e.to_string()))?;
     if generator < crate::synth::Generator::V1_4 {
         return Err(usage(
-            "--implant-into draws with a synth 1.x generator (1.4 to 1.16), not 0.3",
+            "--implant-into draws with a synth 1.x generator (1.4 to 1.17), not 0.3",
         ));
     }
     if let Some(o) = args.optics_um {

@@ -69,7 +69,11 @@ pub const GENERATOR_VERSION: &str = "1.15.0";
 /// grain in the stain, colour noise a few microns across and each measured stain's
 /// colour fitted to its real image's train part (no mask changes; 1.15's implants),
 /// not the default while it costs 4-8% more CPU with the judge no lower
-/// (docs/realism.md, "Synth 1.16"). The 1.x generators draw the same anatomy
+/// (docs/realism.md, "Synth 1.16"); `V1_17`, asked for by name, is 1.15's phantoms
+/// (not 1.16's: no grain, no fitted colour) with the reticular collagen redrawn as
+/// bundles in domains of their own direction, crimped, fibrillar, some cut across,
+/// with thin clefts between them (no mask changes; 1.15's implants; docs/realism.md,
+/// "Synth 1.17"). The 1.x generators draw the same anatomy
 /// and masks for the same seed with real-tissue appearance (docs/realism.md), but
 /// for 1.14's hidradenitis masks.
 /// Ordered by age, so `g >= Generator::V1_7` reads "1.7 or later".
@@ -104,6 +108,8 @@ pub enum Generator {
     V1_15,
     #[serde(rename = "1.16.0")]
     V1_16,
+    #[serde(rename = "1.17.0")]
+    V1_17,
 }
 
 impl Generator {
@@ -124,6 +130,7 @@ impl Generator {
             Generator::V1_14 => "1.14.0",
             Generator::V1_15 => GENERATOR_VERSION,
             Generator::V1_16 => "1.16.0",
+            Generator::V1_17 => "1.17.0",
         }
     }
 
@@ -151,7 +158,7 @@ impl FromStr for Generator {
             // endothelium, a muscle coat and red cells, 1.12.0 perivascular cells,
             // 1.13.0 knife lines, 1.14.0 hidradenitis by the tubules, 1.15.0 clear and
             // dark coil cells, 1.16.0 the stain's grain, colour noise and fitted
-            // colour. 1.4 to 1.15 are kept (model 2's phantoms; 1.5's fat; 1.6's melanin;
+            // colour, 1.17.0 (from 1.15.0) the reticular collagen in domains. 1.4 to 1.15 are kept (model 2's phantoms; 1.5's fat; 1.6's melanin;
             // 1.7's phantoms are 1.8's, its implants model 2's; 1.8's phantoms
             // have no follicles; 1.9's coils are round tubules scattered over a
             // disc; 1.10's vessels are synth 0.3's rings; 1.11's have no cells
@@ -172,13 +179,14 @@ impl FromStr for Generator {
             "1.14" | "1.14.0" => Ok(Generator::V1_14),
             "1.0" | "1.1" | "1.2" | "1.3" | "1.15" | "1.15.0" => Ok(Generator::V1_15),
             "1.16" | "1.16.0" => Ok(Generator::V1_16),
+            "1.17" | "1.17.0" => Ok(Generator::V1_17),
             "1.0.0" | "1.1.0" | "1.2.0" | "1.3.0" => Err(SynthError::Usage(format!(
                 "generator {s}'s exact pixels are not kept; 1.15 (or 1.0-1.3) draws the \
-                 current synth 1.x, 1.16 its grain and fitted colour, 1.14, 1.13, 1.12, 1.11, 1.10, 1.9, 1.8, 1.7, 1.6, 1.5 and 1.4 earlier ones (1.4: \
+                 current synth 1.x, 1.16 its grain and fitted colour, 1.17 its collagen redrawn, 1.14, 1.13, 1.12, 1.11, 1.10, 1.9, 1.8, 1.7, 1.6, 1.5 and 1.4 earlier ones (1.4: \
                  model 2's phantoms), 0.3 the frozen one"
             ))),
             other => Err(SynthError::Usage(format!(
-                "unknown generator '{other}'; expected 0.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 1.10, 1.11, 1.12, 1.13, 1.14, 1.15 or 1.16 (1.0 to 1.3 name the current line)"
+                "unknown generator '{other}'; expected 0.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 1.10, 1.11, 1.12, 1.13, 1.14, 1.15, 1.16 or 1.17 (1.0 to 1.3 name the current line)"
             ))),
         }
     }
@@ -428,7 +436,7 @@ impl SynthOptions {
             }
         }
         if self.texture.is_some() && !self.generator.is_v1() {
-            return bad("--texture-from needs a synth 1.x generator (1.4 to 1.16)".into());
+            return bad("--texture-from needs a synth 1.x generator (1.4 to 1.17)".into());
         }
         if let Some(t) = &self.tiles {
             let (lo, hi) = limits::TILE_PX;

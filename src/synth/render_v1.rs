@@ -96,6 +96,58 @@ fn voronoi_gap(x: f32, y: f32, sp: f32, salt: u64, jit: f32) -> f32 {
     (q2.sqrt() as f32 - q1.sqrt() as f32) * 0.5
 }
 
+/// Synth 1.17: the collagen domain a point of the reticular dermis lies in, from
+/// jittered centres 70 µm apart in (x, v) (v the depth along the flowing field):
+/// its centre, its bundles' direction (within about 45 degrees of the flow), whether
+/// its bundles are cut across (about one domain in seven), and half the gap to the next
+/// domain (the seam).
+struct CollagenDomain {
+    hash: u64,
+    cx: f32,
+    cv: f32,
+    angle: f32,
+    across: bool,
+    seam: f32,
+}
+
+impl CollagenDomain {
+    const SPACING_UM: f32 = 70.0;
+
+    fn at(x: f32, v: f32, salt: u64) -> CollagenDomain {
+        let sp = Self::SPACING_UM;
+        // Seams wander: the point is looked up up to 12 µm off where it lies, each way.
+        let (x, v) = (
+            x + 24.0 * (noise::value(x / 38.0, v / 38.0, salt ^ 1) - 0.5),
+            v + 24.0 * (noise::value(x / 38.0, v / 38.0, salt ^ 2) - 0.5),
+        );
+        let (gi, gj) = ((x / sp).floor() as i64, (v / sp).floor() as i64);
+        let (mut q1, mut q2) = (f32::MAX, f32::MAX);
+        let (mut best, mut cx, mut cv) = (0u64, 0.0, 0.0);
+        for j in gj - 1..=gj + 1 {
+            for i in gi - 1..=gi + 1 {
+                let hsh = hash2(i, j, salt);
+                let px = (i as f32 + 0.5 + 0.9 * (unit(hsh, 0) - 0.5)) * sp;
+                let pv = (j as f32 + 0.5 + 0.9 * (unit(hsh, 1) - 0.5)) * sp;
+                let q = (x - px) * (x - px) + (v - pv) * (v - pv);
+                if q < q1 {
+                    q2 = q1;
+                    (q1, best, cx, cv) = (q, hsh, px, pv);
+                } else if q < q2 {
+                    q2 = q;
+                }
+            }
+        }
+        CollagenDomain {
+            hash: noise::mix(best),
+            cx,
+            cv,
+            angle: 1.6 * (unit(best, 2) - 0.5),
+            across: unit(best, 3) < 0.15,
+            seam: 0.5 * (q2.sqrt() - q1.sqrt()),
+        }
+    }
+}
+
 impl<'a> Shader<'a> {
     /// Concentrations at (x, y) µm for synth 1.0.
     pub(super) fn shade_v1(&self, site: &Site, x: f32, y: f32) -> Conc {
@@ -524,6 +576,14 @@ impl<'a> Shader<'a> {
                 noise::smoothstep(0.3 + 0.12 * look.clefts, 0.42 + 0.12 * look.clefts, bundle);
             c(0.04 * space, e * space * (1.0 - 0.92 * cleft))
         };
+        // Synth 1.17: reticular collagen in domains of their own direction; the
+        // domain at this point also turns the fibroblasts lying in it.
+        let domain = (g.generator >= Generator::V1_17 && pw < 1.0 && !s.papilla)
+            .then(|| CollagenDomain::at(x, v, salt ^ 0x117));
+        let coarse = |_: ()| match &domain {
+            Some(d) => self.collagen_v1_17(d, x, v),
+            None => coarse(()),
+        };
         let mut out = if s.papilla {
             // Synth 1.7: a papilla cut across is as pink as the collagen around
             // it in real sections, not the pale fine dermis of the papillae's tips.
@@ -569,7 +629,11 @@ impl<'a> Shader<'a> {
                 if dx * dx + dy * dy > 100.0 {
                     continue;
                 }
-                let sl = *slope.get_or_insert_with(|| ((warp(x + 2.0) - w0) / 2.0).atan());
+                let sl = *slope.get_or_insert_with(|| match &domain {
+                    // Along the domain's bundles, crimp aside (synth 1.17).
+                    Some(d) if !d.across => ((warp(x + 2.0) - w0) / 2.0).atan() - d.angle,
+                    _ => ((warp(x + 2.0) - w0) / 2.0).atan(),
+                });
                 let ang = -sl + 0.3 * (unit(hsh, 3) - 0.5);
                 let a = 4.5 + 4.0 * unit(noise::mix(hsh), 0);
                 let bend = 0.8 * (dx / a * 2.0).sin() * unit(noise::mix(hsh), 1);
@@ -623,6 +687,60 @@ impl<'a> Shader<'a> {
             out = self.perivascular(out, x, y);
         }
         CellAt::maybe_over(self.layer_cells(s, x, y), out)
+    }
+
+    /// Synth 1.17's reticular collagen at (x, v) (v the depth along the dermis'
+    /// flowing field) in domain `d`: bundles 3-10 µm across running along the
+    /// domain's direction, crimped, of uneven density, with fibrils along them and
+    /// thin white clefts between them; a domain cut across shows the bundles' round
+    /// and polygonal cross-sections instead. Domains meet at seams that open into
+    /// retraction spaces of their own width, some wide, some closed.
+    fn collagen_v1_17(&self, d: &CollagenDomain, x: f32, v: f32) -> Conc {
+        let look = &self.geom.look;
+        let salt = self.geom.salt ^ 0x1170 ^ d.hash;
+        let (cs, sn) = (d.angle.cos(), d.angle.sin());
+        let (px, pv) = (x - d.cx, v - d.cv);
+        let along = px * cs + pv * sn;
+        let across = -px * sn + pv * cs;
+        // How wide the clefts open here: thin lines to gaps of a few µm.
+        let gape = 0.25 + 1.5 * look.clefts * noise::value(x / 22.0, v / 22.0, salt ^ 6);
+        let (tone, cleft) = if d.across {
+            // Bundles cut across: rounded fragments 6-14 µm with gaps, each its own shade.
+            let sp = 6.0 + 8.0 * unit(d.hash, 4);
+            let (wx, wy) = (
+                2.0 * noise::value(along / 4.0, across / 4.0, salt ^ 7) - 1.0,
+                2.0 * noise::value(along / 4.0, across / 4.0, salt ^ 8) - 1.0,
+            );
+            let gap = voronoi_gap(along + 1.5 * wx, across + 1.5 * wy, sp, salt ^ 1, 0.9);
+            let tone = 0.55 + 0.6 * noise::value(along / sp, across / sp, salt ^ 2);
+            let cleft = 1.0 - noise::smoothstep(0.3 * gape, 0.3 + gape, gap);
+            (tone, cleft)
+        } else {
+            let width = 3.0 + 7.0 * unit(d.hash, 4);
+            let length = 35.0 + 55.0 * unit(d.hash, 5);
+            // Crimp: the bundles wave a few µm aside, unevenly.
+            let period = 7.0 + 12.0 * unit(d.hash, 7);
+            let crimp = (1.0 + 3.0 * unit(d.hash, 6))
+                * (2.0 * noise::value(along / period, across / 40.0, salt ^ 9) - 1.0);
+            let w = across + crimp;
+            let b = 0.7 * noise::value(along / length, w / width, salt ^ 3)
+                + 0.3 * noise::value(along / (0.5 * length), w / (0.45 * width), salt ^ 4);
+            // Neighbouring bundles differ in density, and clefts run between them.
+            let tone = 0.5 + 0.8 * noise::value(along / length, w / width + 0.5, salt ^ 11);
+            let cleft = 1.0 - noise::smoothstep(0.02 * gape, 0.03 + 0.08 * gape, (b - 0.5).abs());
+            (tone, cleft)
+        };
+        let fibril = 0.65 + 0.35 * noise::value(along / 5.0, across / 0.8, salt ^ 5);
+        // Seams between domains: closed along some stretches, open a few µm along others.
+        let open = (2.0 + 3.0 * look.clefts)
+            * noise::smoothstep(0.45, 0.75, noise::value(x / 45.0, v / 45.0, salt ^ 10));
+        let space = if open > 0.05 {
+            noise::smoothstep(0.2 * open, open, d.seam)
+        } else {
+            1.0
+        };
+        let e = look.collagen_e * 0.7 * tone * fibril * (1.0 - 0.93 * cleft) * space;
+        c(0.04 * space, e)
     }
 
     /// Synth 1.12: the cells that lie round vessels in the dermis, drawn over `base`
@@ -3138,6 +3256,119 @@ mod tests {
         assert!(cuticle_e / n_cut as f64 > wall_e / n_cut as f64 + 0.15);
     }
 
+    /// Synth 1.17 redraws the reticular collagen and nothing else: on eight slides of
+    /// 3 x 2.4 mm (two of each class) every point's mask bits and region are 1.15's, and
+    /// every pixel at 4 um/px is 1.15's beyond 8 um of the dermis and what lies in it
+    /// (the epidermis, the fat, the glass). In the deep dermis
+    /// (1 um grid, blocks of 16 um) its bundles run in more directions than 1.15's
+    /// flowing field: the blocks' fibre angles spread wider (doubled-angle resultant
+    /// lower), while within a block the fibres still run one way (coherence kept).
+    #[test]
+    fn synth_1_17_redraws_the_reticular_collagen_in_domains_and_changes_nothing_else() {
+        use crate::synth::anatomy::Region as R;
+        use crate::synth::render::Shader;
+        let a = Artefacts::default();
+        let (mut kept, mut changed) = (0usize, 0usize);
+        let mut spread = [(0.0f64, 0usize); 2];
+        let mut coherence = [(0.0f64, 0usize); 2];
+        for (i, class) in SlideClass::ALL.into_iter().enumerate() {
+            for seed in [170 + i as u64, 180 + i as u64] {
+                let old = Geometry::build_with(Generator::V1_15, class, seed, 3000.0, 2400.0, &a);
+                let new = Geometry::build_with(Generator::V1_17, class, seed, 3000.0, 2400.0, &a);
+                let dermis = |x: f32, y: f32| {
+                    (-2..=2).any(|j| {
+                        (-2..=2).any(|i| {
+                            // The dermis and what lies in it (coils, follicles and
+                            // vessels fade into the collagen round them).
+                            let r = new.locate(x + 4.0 * i as f32, y + 4.0 * j as f32).region;
+                            !matches!(
+                                r,
+                                R::Glass
+                                    | R::Corneum
+                                    | R::Munro
+                                    | R::Pustule
+                                    | R::Granular
+                                    | R::Spinous
+                                    | R::Basal
+                                    | R::Cleft
+                                    | R::Kogoj
+                                    | R::Fat
+                            )
+                        })
+                    })
+                };
+                let (moved, k, n) =
+                    changes_only_where(&old, &new, "synth 1.17", |_, _, _, _| false, dermis);
+                assert_eq!(moved, 0);
+                kept += k;
+                changed += n;
+                // The deepest 256 x 256 um of reticular dermis on the slide's middle line.
+                let x0 = 1372.0;
+                let Some(y0) = (0..400)
+                    .map(|k| 2300.0 - 256.0 - 4.0 * k as f32)
+                    .find(|&y| {
+                        (0..=8).all(|j| {
+                            (0..=8).all(|i| {
+                                new.locate(x0 + 32.0 * i as f32, y + 32.0 * j as f32).region
+                                    == R::Reticular
+                            })
+                        })
+                    })
+                else {
+                    continue;
+                };
+                for (g, geom) in [&old, &new].into_iter().enumerate() {
+                    let shade = Shader { geom, aa: 0.25 };
+                    let e: Vec<f32> = (0..256 * 256)
+                        .map(|k| {
+                            let (x, y) = ((k % 256) as f32, (k / 256) as f32);
+                            shade.shade(x0 + x + 0.5, y0 + y + 0.5).e
+                        })
+                        .collect();
+                    let (mut sum_c, mut sum_s) = (0.0f64, 0.0f64);
+                    for by in 0..16 {
+                        for bx in 0..16 {
+                            let (mut jxx, mut jyy, mut jxy) = (0.0f64, 0.0f64, 0.0f64);
+                            for y in by * 16 + 1..by * 16 + 15 {
+                                for x in bx * 16 + 1..bx * 16 + 15 {
+                                    let at = |x: usize, y: usize| e[y * 256 + x] as f64;
+                                    let gx = at(x + 1, y) - at(x - 1, y);
+                                    let gy = at(x, y + 1) - at(x, y - 1);
+                                    jxx += gx * gx;
+                                    jyy += gy * gy;
+                                    jxy += gx * gy;
+                                }
+                            }
+                            let lam = ((jxx - jyy).powi(2) + 4.0 * jxy * jxy).sqrt();
+                            if jxx + jyy > 1e-9 {
+                                coherence[g].0 += lam / (jxx + jyy);
+                                coherence[g].1 += 1;
+                                // Doubled angle of the gradient: fibres at 0 and 180 agree.
+                                let ang = (2.0 * jxy).atan2(jxx - jyy);
+                                sum_c += ang.cos();
+                                sum_s += ang.sin();
+                            }
+                        }
+                    }
+                    spread[g].0 += (sum_c * sum_c + sum_s * sum_s).sqrt() / 256.0;
+                    spread[g].1 += 1;
+                }
+            }
+        }
+        let mean = |p: (f64, usize)| p.0 / p.1.max(1) as f64;
+        let (r15, r17) = (mean(spread[0]), mean(spread[1]));
+        let (c15, c17) = (mean(coherence[0]), mean(coherence[1]));
+        eprintln!(
+            "{kept} pixels kept, {changed} in the dermis changed; {} patches: block angles' \
+             resultant 1.15 {r15:.3}, 1.17 {r17:.3}; coherence within a block {c15:.3}, {c17:.3}",
+            spread[1].1
+        );
+        assert!(kept > 1_000_000 && changed > 500_000, "{kept} {changed}");
+        assert!(spread[1].1 >= 6, "{} deep dermis patches", spread[1].1);
+        assert!(r17 + 0.15 < r15, "resultant {r15} -> {r17}");
+        assert!(c17 > 0.6 * c15, "coherence {c15} -> {c17}");
+    }
+
     /// Of a `side` x `side` render from the origin: the mean relative eosin step between
     /// stained tissue pixels two apart (1 um, the model's pixel), and the correlation of red minus green two pixels
     /// apart on the glass.
@@ -3671,6 +3902,9 @@ mod tests {
         assert!(Generator::V1_14 > Generator::V1_13);
         assert!(Generator::V1_15 > Generator::V1_14);
         assert!(Generator::V1_16 > Generator::V1_15);
+        assert_eq!("1.17".parse::<Generator>().unwrap(), Generator::V1_17);
+        assert_eq!(Generator::V1_17.version(), "1.17.0");
+        assert!(Generator::V1_17 > Generator::V1_16);
         assert_eq!(Generator::default(), Generator::V1_15);
         assert_eq!("1.12".parse::<Generator>().unwrap(), Generator::V1_12);
         assert_eq!("1.12.0".parse::<Generator>().unwrap(), Generator::V1_12);

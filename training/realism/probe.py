@@ -26,9 +26,14 @@ N - 1 random rotations: sliced matching), fitted on real TRAIN crops against
 phantom TRAIN crops only. It asks how far matching the colour distribution alone
 would take a renderer.
 
+--select keeps the real crops inside the train parts (judge.py --select: fit on
+the first share of each, evaluate on the rest), for tuning a renderer against
+phantoms of the tuning seeds (run.sh SELECT=1 renders them: OUT/select) without
+looking at the test parts.
+
 Usage:
   probe.py --train-phantoms DIR --eval-phantoms DIR [--transform NAME ...]
-           [--colour-transfer N]
+           [--colour-transfer N] [--select]
 """
 
 import argparse
@@ -133,11 +138,13 @@ def main():
     ap.add_argument("--transform", action="append", choices=TRANSFORMS)
     ap.add_argument("--colour-transfer", type=int, default=0, metavar="N")
     ap.add_argument("--json")
+    ap.add_argument("--select", action="store_true", help="real crops from the train parts only, as judge.py --select")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    rtr, _, _ = judge.real_crops("train", judge.TRAIN_STRIDE)
+    fit, held = ("fit", "select") if a.select else ("train", "test")
+    rtr, _, _ = judge.real_crops(fit, judge.TRAIN_STRIDE)
     ptr, _, _ = judge.phantom_crops(a.train_phantoms, judge.PHANTOM_STRIDE)
-    rte, rte_reg, _ = judge.real_crops("test", judge.EVAL_STRIDE)
+    rte, rte_reg, _ = judge.real_crops(held, judge.EVAL_STRIDE)
     pte, pte_reg, _ = judge.phantom_crops(a.eval_phantoms, judge.PHANTOM_STRIDE, region_base=10**6)
     if a.colour_transfer:
         maps = fit_colour_transfer(rtr, ptr, a.colour_transfer)
