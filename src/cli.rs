@@ -159,7 +159,8 @@ struct SynthArgs {
     /// and each stain's colour fitted to the real images; not the default, 4-8% more
     /// CPU; with --implant-into, 1.15's implants), 1.17 (1.15 with the reticular
     /// collagen redrawn: bundles in domains of their own direction, crimped, some cut
-    /// across; not the default; with --implant-into, 1.15's implants), 1.14 (1.15 without the coil's clear and dark cells and the duct's
+    /// across; not the default; with --implant-into, 1.15's implants), 1.18 (1.17's
+    /// collagen in 1.16's stain; not the default), 1.14 (1.15 without the coil's clear and dark cells and the duct's
     /// cuticle; with --implant-into, 1.15's implants), 1.13 (1.14 with hidradenitis, its mask and the neutrophils round an
     /// inflamed coil, over the coil's whole disc and 35 um beyond rather than within
     /// 35 um of its tubules; with --implant-into, 1.14's implants), 1.12 (1.13
@@ -583,7 +584,7 @@ fn implant(
         .map_err(|e: crate::synth::SynthError| usage(e.to_string()))?;
     if generator < crate::synth::Generator::V1_4 {
         return Err(usage(
-            "--implant-into draws with a synth 1.x generator (1.4 to 1.17), not 0.3",
+            "--implant-into draws with a synth 1.x generator (1.4 to 1.18), not 0.3",
         ));
     }
     if let Some(o) = args.optics_um {

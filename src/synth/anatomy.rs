@@ -1602,7 +1602,7 @@ impl Geometry {
             // Neutral absorbance (`StainMatrix::with_neutral`), synth 1.3.
             geom.stain = geom.stain.clone().with_neutral(r1.gen_range(0.15..0.35));
             // Synth 1.16: the measured stain's colour fitted to its real image.
-            if generator == Generator::V1_16 {
+            if generator.has_stain_grain() {
                 let map = &MEASURED_OD_MAP[geom.stain.nearest_measured()];
                 geom.stain = geom.stain.clone().with_od_map(map);
             }

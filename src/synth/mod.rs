@@ -73,7 +73,8 @@ pub const GENERATOR_VERSION: &str = "1.15.0";
 /// (not 1.16's: no grain, no fitted colour) with the reticular collagen redrawn as
 /// bundles in domains of their own direction, crimped, fibrillar, some cut across,
 /// with thin clefts between them (no mask changes; 1.15's implants; docs/realism.md,
-/// "Synth 1.17"). The 1.x generators draw the same anatomy
+/// "Synth 1.17"); `V1_18`, asked for by name, is the two together: 1.17's collagen in
+/// 1.16's stain (its grain, colour noise and fitted colour; docs/realism.md, "Synth 1.18"). The 1.x generators draw the same anatomy
 /// and masks for the same seed with real-tissue appearance (docs/realism.md), but
 /// for 1.14's hidradenitis masks.
 /// Ordered by age, so `g >= Generator::V1_7` reads "1.7 or later".
@@ -110,9 +111,17 @@ pub enum Generator {
     V1_16,
     #[serde(rename = "1.17.0")]
     V1_17,
+    #[serde(rename = "1.18.0")]
+    V1_18,
 }
 
 impl Generator {
+    /// Synth 1.16's stain: its grain, colour noise a few µm across and each measured
+    /// stain's colour fitted to its real image (1.16 and 1.18; 1.17 is drawn from 1.15).
+    pub fn has_stain_grain(&self) -> bool {
+        matches!(self, Generator::V1_16 | Generator::V1_18)
+    }
+
     /// The version written into truth files and TIFF descriptions.
     pub fn version(&self) -> &'static str {
         match self {
@@ -131,6 +140,7 @@ impl Generator {
             Generator::V1_15 => GENERATOR_VERSION,
             Generator::V1_16 => "1.16.0",
             Generator::V1_17 => "1.17.0",
+            Generator::V1_18 => "1.18.0",
         }
     }
 
@@ -158,7 +168,8 @@ impl FromStr for Generator {
             // endothelium, a muscle coat and red cells, 1.12.0 perivascular cells,
             // 1.13.0 knife lines, 1.14.0 hidradenitis by the tubules, 1.15.0 clear and
             // dark coil cells, 1.16.0 the stain's grain, colour noise and fitted
-            // colour, 1.17.0 (from 1.15.0) the reticular collagen in domains. 1.4 to 1.15 are kept (model 2's phantoms; 1.5's fat; 1.6's melanin;
+            // colour, 1.17.0 (from 1.15.0) the reticular collagen in domains, 1.18.0
+            // both. 1.4 to 1.15 are kept (model 2's phantoms; 1.5's fat; 1.6's melanin;
             // 1.7's phantoms are 1.8's, its implants model 2's; 1.8's phantoms
             // have no follicles; 1.9's coils are round tubules scattered over a
             // disc; 1.10's vessels are synth 0.3's rings; 1.11's have no cells
@@ -180,13 +191,14 @@ impl FromStr for Generator {
             "1.0" | "1.1" | "1.2" | "1.3" | "1.15" | "1.15.0" => Ok(Generator::V1_15),
             "1.16" | "1.16.0" => Ok(Generator::V1_16),
             "1.17" | "1.17.0" => Ok(Generator::V1_17),
+            "1.18" | "1.18.0" => Ok(Generator::V1_18),
             "1.0.0" | "1.1.0" | "1.2.0" | "1.3.0" => Err(SynthError::Usage(format!(
                 "generator {s}'s exact pixels are not kept; 1.15 (or 1.0-1.3) draws the \
-                 current synth 1.x, 1.16 its grain and fitted colour, 1.17 its collagen redrawn, 1.14, 1.13, 1.12, 1.11, 1.10, 1.9, 1.8, 1.7, 1.6, 1.5 and 1.4 earlier ones (1.4: \
+                 current synth 1.x, 1.16 its grain and fitted colour, 1.17 its collagen redrawn, 1.18 both, 1.14, 1.13, 1.12, 1.11, 1.10, 1.9, 1.8, 1.7, 1.6, 1.5 and 1.4 earlier ones (1.4: \
                  model 2's phantoms), 0.3 the frozen one"
             ))),
             other => Err(SynthError::Usage(format!(
-                "unknown generator '{other}'; expected 0.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 1.10, 1.11, 1.12, 1.13, 1.14, 1.15, 1.16 or 1.17 (1.0 to 1.3 name the current line)"
+                "unknown generator '{other}'; expected 0.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 1.10, 1.11, 1.12, 1.13, 1.14, 1.15, 1.16, 1.17 or 1.18 (1.0 to 1.3 name the current line)"
             ))),
         }
     }
@@ -436,7 +448,7 @@ impl SynthOptions {
             }
         }
         if self.texture.is_some() && !self.generator.is_v1() {
-            return bad("--texture-from needs a synth 1.x generator (1.4 to 1.17)".into());
+            return bad("--texture-from needs a synth 1.x generator (1.4 to 1.18)".into());
         }
         if let Some(t) = &self.tiles {
             let (lo, hi) = limits::TILE_PX;

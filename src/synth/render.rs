@@ -783,8 +783,7 @@ pub fn render_rgb(
     let nsalt = geom.salt ^ 0xA5A5;
     let mut field = None;
     // Synth 1.16's grain and colour noise; not over a real slide's own texture.
-    // (1.17 is drawn from 1.15, not 1.16: it has neither.)
-    let grain = geom.generator == super::Generator::V1_16 && geom.texture.is_none();
+    let grain = geom.generator.has_stain_grain() && geom.texture.is_none();
     // Their lattices over this rectangle (pixel centres), hashed once.
     let lattice = |um: f32, salt: u64| {
         let (lo_x, lo_y) = ((x0 as f32 + 0.5) * mpp / um, (y0 as f32 + 0.5) * mpp / um);
