@@ -77,23 +77,48 @@ pub(super) fn nucleus(
 /// order): synth 1.4's fat is drawn with exactly these numbers.
 fn voronoi_gap(x: f32, y: f32, sp: f32, salt: u64, jit: f32) -> f32 {
     let (gi, gj) = ((x / sp).floor() as i64, (y / sp).floor() as i64);
-    let (mut q1, mut q2) = (f64::MAX, f64::MAX);
+    let mut near = NearestTwo::new(f64::MAX);
     for j in gj - 1..=gj + 1 {
         for i in gi - 1..=gi + 1 {
             let hsh = hash2(i, j, salt);
             let cx = (i as f32 + 0.5 + jit * (unit(hsh, 0) - 0.5)) * sp;
             let cy = (j as f32 + 0.5 + jit * (unit(hsh, 1) - 0.5)) * sp;
             let (dx, dy) = ((x - cx) as f64, (y - cy) as f64);
-            let q = dx * dx + dy * dy;
-            if q < q1 {
-                q2 = q1;
-                q1 = q;
-            } else if q < q2 {
-                q2 = q;
-            }
+            near.offer(dx * dx + dy * dy, 0);
         }
     }
-    (q2.sqrt() as f32 - q1.sqrt() as f32) * 0.5
+    (near.q2.sqrt() as f32 - near.q1.sqrt() as f32) * 0.5
+}
+
+/// The smallest and second smallest of the squared distances offered, in the order
+/// offered (a tie goes to the earlier), and the tag offered with the smallest: the
+/// nearest two centres of a Voronoi field. Fat (f64, pinned by synth 1.4's digests)
+/// and synth 1.17's collagen domains (f32) rank their centres with it.
+struct NearestTwo<T> {
+    q1: T,
+    q2: T,
+    tag: usize,
+}
+
+impl<T: PartialOrd + Copy> NearestTwo<T> {
+    fn new(far: T) -> NearestTwo<T> {
+        NearestTwo {
+            q1: far,
+            q2: far,
+            tag: 0,
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, q: T, tag: usize) {
+        if q < self.q1 {
+            self.q2 = self.q1;
+            self.q1 = q;
+            self.tag = tag;
+        } else if q < self.q2 {
+            self.q2 = q;
+        }
+    }
 }
 
 /// Synth 1.17: the collagen domain a point of the reticular dermis lies in, from
@@ -121,23 +146,18 @@ impl CollagenDomain {
             v + 24.0 * (noise::value(x / 38.0, v / 38.0, salt ^ 2) - 0.5),
         );
         let (gi, gj) = ((x / sp).floor() as i64, (v / sp).floor() as i64);
-        let (mut q1, mut q2) = (f32::MAX, f32::MAX);
-        let (mut best, mut cx, mut cv) = (0u64, 0.0, 0.0);
-        DOMAIN_CENTRES.with(|memo| {
+        let mut near = NearestTwo::new(f32::MAX);
+        let (cx, cv, best) = DOMAIN_CENTRES.with(|memo| {
             let mut memo = memo.borrow_mut();
             if (memo.gi, memo.gj, memo.salt) != (gi, gj, salt) {
                 *memo = DomainCentres::around(gi, gj, salt);
             }
-            for &(px, pv, hsh) in &memo.centres {
-                let q = (x - px) * (x - px) + (v - pv) * (v - pv);
-                if q < q1 {
-                    q2 = q1;
-                    (q1, best, cx, cv) = (q, hsh, px, pv);
-                } else if q < q2 {
-                    q2 = q;
-                }
+            for (k, &(px, pv, _)) in memo.centres.iter().enumerate() {
+                near.offer((x - px) * (x - px) + (v - pv) * (v - pv), k);
             }
+            memo.centres[near.tag]
         });
+        let (q1, q2) = (near.q1, near.q2);
         CollagenDomain {
             hash: noise::mix(best),
             cx,
@@ -675,10 +695,13 @@ impl<'a> Shader<'a> {
                 if dx * dx + dy * dy > 100.0 {
                     continue;
                 }
-                let sl = *slope.get_or_insert_with(|| match &domain {
-                    // Along the domain's bundles, crimp aside (synth 1.17).
-                    Some(d) if !d.across => ((warp(x + 2.0) - w0) / 2.0).atan() - d.angle,
-                    _ => ((warp(x + 2.0) - w0) / 2.0).atan(),
+                let sl = *slope.get_or_insert_with(|| {
+                    let with_flow = ((warp(x + 2.0) - w0) / 2.0).atan();
+                    match &domain {
+                        // Along the domain's bundles, crimp aside (synth 1.17).
+                        Some(d) if !d.across => with_flow - d.angle,
+                        _ => with_flow,
+                    }
                 });
                 let ang = -sl + 0.3 * (unit(hsh, 3) - 0.5);
                 let a = 4.5 + 4.0 * unit(noise::mix(hsh), 0);
@@ -3321,27 +3344,35 @@ mod tests {
             for seed in [170 + i as u64, 180 + i as u64] {
                 let old = Geometry::build_with(Generator::V1_15, class, seed, 3000.0, 2400.0, &a);
                 let new = Geometry::build_with(Generator::V1_17, class, seed, 3000.0, 2400.0, &a);
-                let dermis = |x: f32, y: f32| {
-                    (-2..=2).any(|j| {
-                        (-2..=2).any(|i| {
-                            // The dermis and what lies in it (coils, follicles and
-                            // vessels fade into the collagen round them).
-                            let r = new.locate(x + 4.0 * i as f32, y + 4.0 * j as f32).region;
-                            !matches!(
-                                r,
-                                R::Glass
-                                    | R::Corneum
-                                    | R::Munro
-                                    | R::Pustule
-                                    | R::Granular
-                                    | R::Spinous
-                                    | R::Basal
-                                    | R::Cleft
-                                    | R::Kogoj
-                                    | R::Fat
-                            )
-                        })
+                // The dermis and what lies in it (coils, follicles and vessels fade
+                // into the collagen round them), at the pixel centres of
+                // `changes_only_where`'s 4 um render and two beyond its edges.
+                let (cols, rows) = (754usize, 604usize);
+                let in_dermis: Vec<bool> = (0..cols * rows)
+                    .map(|k| {
+                        let (i, j) = ((k % cols) as f32 - 2.0, (k / cols) as f32 - 2.0);
+                        !matches!(
+                            new.locate(4.0 * i + 2.0, 4.0 * j + 2.0).region,
+                            R::Glass
+                                | R::Corneum
+                                | R::Munro
+                                | R::Pustule
+                                | R::Granular
+                                | R::Spinous
+                                | R::Basal
+                                | R::Cleft
+                                | R::Kogoj
+                                | R::Fat
+                        )
                     })
+                    .collect();
+                // Within 8 um (two pixels) of the dermis each way.
+                let dermis = |x: f32, y: f32| {
+                    let (i, j) = (
+                        ((x - 2.0) / 4.0) as usize + 2,
+                        ((y - 2.0) / 4.0) as usize + 2,
+                    );
+                    (j - 2..=j + 2).any(|j| (i - 2..=i + 2).any(|i| in_dermis[j * cols + i]))
                 };
                 let (moved, k, n) =
                     changes_only_where(&old, &new, "synth 1.17", |_, _, _, _| false, dermis);
