@@ -45,7 +45,7 @@ import torch
 
 import judge
 
-TRANSFORMS = ["none", "gray", "blur2", "blur4", "colornorm", "gray-blur2", "noise", "shuffle", "gray-shuffle"]
+TRANSFORMS = ["none", "gray", "blur2", "blur4", "colornorm", "gray-blur1", "gray-blur2", "noise", "shuffle", "gray-shuffle"]
 
 
 def gaussian_blur(x, sigma):
@@ -69,6 +69,8 @@ def apply(name, x, stats):
         return gaussian_blur(x, 2.0)
     if name == "blur4":
         return gaussian_blur(x, 4.0)
+    if name == "gray-blur1":
+        return gaussian_blur(apply("gray", x, stats), 1.0)
     if name == "gray-blur2":
         return gaussian_blur(apply("gray", x, stats), 2.0)
     if name == "colornorm":
